@@ -1,0 +1,148 @@
+/**
+ * The configuration as the rest of the program sees it: validated, env/file secrets expanded, provider
+ * defaults merged in. Only `src/config/` knows the raw YAML shape.
+ */
+import type { SecureVersion } from 'node:tls';
+
+export type TlsMode = 'none' | 'starttls' | 'implicit';
+export type Protocol = 'imap' | 'smtp' | 'pop3' | 'http';
+
+export interface ListenerConfig {
+  host: string;
+  port: number;
+  tls: TlsMode;
+  /** PEM contents (already read from the file named in the YAML). Required unless tls is 'none'. */
+  cert?: string;
+  key?: string;
+  /** Lowest TLS version for the local (client-facing) side; 'TLSv1' allows old devices. */
+  minVersion?: SecureVersion;
+}
+
+export interface UpstreamServer {
+  host: string;
+  port: number;
+  /** Upstream TLS is never optional: implicit TLS or STARTTLS, certificate always verified. */
+  tls: 'implicit' | 'starttls';
+}
+
+export type ProviderKind = 'google' | 'microsoft' | 'custom';
+export type GrantType = 'authorization_code' | 'device_code' | 'client_credentials';
+export type SaslMechanism = 'xoauth2' | 'oauthbearer';
+
+export interface ConnectionConfig {
+  name: string;
+  provider: ProviderKind;
+  clientId: string;
+  /** Absent for public clients: then no client_secret is sent at all. */
+  clientSecret?: string;
+  projectId?: string;
+  tenantId?: string;
+  grant: GrantType;
+  authorizeUrl: string;
+  tokenUrl: string;
+  /** RFC 8628 device authorization endpoint (Microsoft). */
+  deviceCodeUrl?: string;
+  /** Where to read the consenting identity when the token response has no id_token email. */
+  userinfoUrl?: string;
+  scopes: string[];
+  /** Extra query parameters for the authorization URL (Google: access_type=offline, prompt=consent). */
+  authorizeParams: Record<string, string>;
+  imap?: UpstreamServer;
+  smtp?: UpstreamServer;
+  pop3?: UpstreamServer;
+  sasl: SaslMechanism;
+  /** Extra trusted CA (PEM contents) for upstream TLS, added to the system CAs. */
+  ca?: string;
+  /** Identities besides the mailbox itself allowed to consent (delegates of a shared mailbox). */
+  allowedIdentities: string[];
+}
+
+export interface AccountConfig {
+  /** What the legacy client types; may be a domain pattern such as `*@example.com`. */
+  username: string;
+  /** Upstream mailbox; defaults to the username (for a pattern: the typed username). */
+  email?: string;
+  connection: string;
+  /** scrypt hash from `xoauth-proxy hash-password`; never plain text. */
+  password?: string;
+}
+
+/** An account after a concrete username was matched against the config. */
+export interface ResolvedAccount {
+  /** Key for tokens and app passwords: the upstream mailbox address, lower-cased. */
+  id: string;
+  username: string;
+  email: string;
+  connection: ConnectionConfig;
+  passwordHash?: string;
+  /** The config entry's username (equal to `username`, or the pattern it matched). */
+  entry: string;
+}
+
+export interface LimitSettings {
+  maxLineLength: number;
+  maxLiteralSize: number;
+  maxCommandsBeforeLogin: number;
+  maxFailedLoginsPerConnection: number;
+  preAuthIdleTimeoutMs: number;
+  upstreamConnectTimeoutMs: number;
+  /** SMTP SIZE advertised to clients (bytes). */
+  smtpMaxMessageSize: number;
+}
+
+export interface LoginLimiterSettings {
+  /** Failures (per address or per username) before delays start. */
+  freeFailures: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** Failures within `windowMs` after which the key is locked for `lockMs`. */
+  lockAfter: number;
+  lockMs: number;
+  windowMs: number;
+}
+
+export interface Settings {
+  /** Refresh an access token when less than this is left (Microsoft HVE rejects tokens near expiry). */
+  refreshMarginMs: number;
+  /** Every account with a refresh token is refreshed at least this often. */
+  keepAliveIntervalMs: number;
+  tokenRequestTimeoutMs: number;
+  credentialCacheMs: number;
+  limits: LimitSettings;
+  loginLimiter: LoginLimiterSettings;
+}
+
+export interface HttpSettings {
+  /** Public base URL of the HTTP listener; redirect URIs and consent links derive from it. */
+  publicUrl?: string;
+  /** scrypt hash of the admin password, or a token; no /admin at all without one. */
+  adminPassword?: string;
+  /** What a client that needs consent is told: the admin page or a consent-link command. */
+  consentHint: 'admin' | 'command';
+}
+
+export interface StoreSettings {
+  /** SQLite file for tokens and app passwords (mode 0600). */
+  path: string;
+  /** Key file created with mode 0600 on first start unless XOAUTH_PROXY_KEY is set. */
+  keyFile: string;
+}
+
+export interface NotifySettings {
+  webhook?: string;
+  command?: string;
+  /** At most one notification per account and event kind in this window. */
+  minIntervalMs: number;
+}
+
+export interface Config {
+  /** Absolute path of the YAML file, for messages. */
+  file: string;
+  listen: Record<Protocol, ListenerConfig[]>;
+  store: StoreSettings;
+  connections: Map<string, ConnectionConfig>;
+  accounts: AccountConfig[];
+  settings: Settings;
+  http: HttpSettings;
+  notify: NotifySettings;
+}

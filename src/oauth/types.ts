@@ -1,0 +1,87 @@
+/**
+ * Contracts of the OAuth core. The proxies only ever see `TokenProvider`; the store is behind
+ * `TokenStore` so a shared store for several proxy instances can come later.
+ */
+import type { ResolvedAccount } from '../config/types.js';
+
+export interface AccessToken {
+  token: string;
+  /** Epoch milliseconds. */
+  expiresAt: number;
+}
+
+export interface TokenProvider {
+  /**
+   * A token with more than the refresh margin left: cached, or refreshed (one refresh per account in
+   * flight). `forceRefresh` after the upstream rejected a token.
+   * Throws ProxyError 'needs-consent' (permanent) or 'token-unavailable' (transient).
+   */
+  getAccessToken(account: ResolvedAccount, options?: { forceRefresh?: boolean }): Promise<AccessToken>;
+  /** Drop the cached access token (the refresh token stays). */
+  invalidate(accountId: string): void;
+}
+
+export type AccountState = 'active' | 'needs-consent' | 'failing';
+
+export interface TokenRecord {
+  accountId: string;
+  connection: string;
+  refreshToken?: string;
+  accessToken?: string;
+  /** Epoch ms. */
+  accessTokenExpiresAt?: number;
+  scopes: string[];
+  /** Who signed in at the provider when consenting. */
+  identity?: string;
+  /** Display name from the provider, for the welcome page. */
+  displayName?: string;
+  state: AccountState;
+  lastRefreshAt?: number;
+  lastError?: string;
+  updatedAt: number;
+}
+
+export interface AppPasswordRecord {
+  id: string;
+  accountId: string;
+  label: string;
+  /** scrypt hash; the password itself is shown once and never stored. */
+  hash: string;
+  createdAt: number;
+  lastUsedAt?: number;
+}
+
+export interface ConsentLinkRecord {
+  /** sha256 of the random token in the URL; the URL itself is never stored. */
+  tokenHash: string;
+  accountId: string;
+  /** The username the link was made for (a concrete address, also for pattern accounts). */
+  username: string;
+  createdAt: number;
+  expiresAt: number;
+  usedAt?: number;
+}
+
+export interface TokenStore {
+  getToken(accountId: string): TokenRecord | undefined;
+  listTokens(): TokenRecord[];
+  /** Insert or replace; secrets are encrypted by the store. */
+  putToken(record: TokenRecord): void;
+  /** Read-modify-write in one transaction (safe across processes). */
+  updateToken(
+    accountId: string,
+    update: (current: TokenRecord | undefined) => TokenRecord | undefined,
+  ): TokenRecord | undefined;
+
+  listAppPasswords(accountId?: string): AppPasswordRecord[];
+  addAppPassword(record: AppPasswordRecord): void;
+  removeAppPassword(accountId: string, idOrLabel: string): boolean;
+  touchAppPassword(id: string, at: number): void;
+
+  addConsentLink(record: ConsentLinkRecord): void;
+  getConsentLink(tokenHash: string): ConsentLinkRecord | undefined;
+  /** Marks used; false when it was already used (single use, race-free). */
+  useConsentLink(tokenHash: string, at: number): boolean;
+
+  close(): void;
+}
