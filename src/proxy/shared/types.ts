@@ -12,3 +12,11 @@ export interface ProxyDeps {
   /** One short sentence telling a client where the account's owner grants access (URL or command). */
   consentHint(account: ResolvedAccount): string;
 }
+
+/** A listening protocol front (IMAP, SMTP, or the HTTP pages). */
+export interface ProxyServer {
+  /** Starts listening on the configured host/port (port 0 picks a free one). */
+  listen(): Promise<{ host: string; port: number }>;
+  /** Stops accepting; closes pre-auth sessions; relayed sessions are ended too. */
+  close(): Promise<void>;
+}
