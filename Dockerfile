@@ -31,6 +31,5 @@ VOLUME ["/data"]
 # Listeners must bind 0.0.0.0 inside the container to be reachable (config `listen.*.host`);
 # publish them on the host's loopback only: docker run -p 127.0.0.1:1143:1143 ...
 EXPOSE 1143 1587 8080
-HEALTHCHECK --interval=30s --timeout=5s CMD ["node", "dist/cli/main.js", "check-config", "/config/config.yaml"]
 ENTRYPOINT ["node", "dist/cli/main.js"]
 CMD ["start", "--config", "/config/config.yaml"]
