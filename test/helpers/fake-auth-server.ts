@@ -1,0 +1,613 @@
+/**
+ * An in-process fake OAuth2 authorization server (real HTTP on 127.0.0.1, port 0), Google-like by
+ * default, Microsoft-like with `rotateRefreshTokens`. The contract is /tmp/team/FAKE-AUTH-API.md;
+ * every other helper's tests depend on it, so only add to it.
+ *
+ * It is strict where real providers are strict and where being lax would hide our bugs:
+ * PKCE S256 is verified, codes are single-use and bound to their redirect_uri, a rotated refresh token
+ * invalidates the old one (stricter than Microsoft, so a lost rotation shows up at once), and an empty
+ * `client_secret` is refused like Microsoft refuses secrets from public clients (AADSTS700025).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FakeAuthOptions {
+  /** Default 3600. */
+  accessTokenTtlSeconds?: number;
+  /** Microsoft style: a new refresh token on every refresh (default false = Google style, none returned). */
+  rotateRefreshTokens?: boolean;
+  /** Scope string put in tokens / tokeninfo (default 'https://mail.google.com/'). */
+  scope?: string;
+  /** Who "signs in" at /authorize (default: login_hint, else 'user@example.com'). */
+  autoConsentEmail?: string;
+  /** /authorize redirects with ?error=access_denied (the user clicked "cancel"). */
+  denyConsent?: boolean;
+  /** `interval` (seconds) announced by /devicecode (default 1). */
+  deviceIntervalSeconds?: number;
+  /** `expires_in` (seconds) announced by /devicecode (default 900). */
+  deviceExpiresSeconds?: number;
+}
+
+export type DeviceOutcome = 'approve' | 'declined' | 'expired' | 'slow_down-then-approve';
+
+export interface FakeAuthCounts {
+  /** Every POST /token. */
+  token: number;
+  /** grant_type=refresh_token requests. */
+  refresh: number;
+  /** grant_type=authorization_code requests. */
+  authorizationCode: number;
+  /** grant_type=device_code polls at /token. */
+  deviceCode: number;
+  /** grant_type=client_credentials requests. */
+  clientCredentials: number;
+  /** GET /tokeninfo requests. */
+  tokeninfo: number;
+  /** POST /devicecode requests. */
+  deviceAuthorization: number;
+  /** GET /authorize requests. */
+  authorize: number;
+  /** GET /userinfo requests. */
+  userinfo: number;
+}
+
+export interface FakeClientAuth {
+  /** How the client authenticated at /token. */
+  method: 'basic' | 'body' | 'none';
+  clientId: string | undefined;
+  clientSecret: string | undefined;
+}
+
+export interface FakeAuthServer {
+  readonly url: string;
+  readonly authorizeUrl: string;
+  readonly tokenUrl: string;
+  readonly deviceCodeUrl: string;
+  readonly userinfoUrl: string;
+  readonly tokeninfoUrl: string;
+  /** Where a user would type the device code (nobody does; deviceScript decides). */
+  readonly verificationUrl: string;
+  options: FakeAuthOptions;
+  issueGrant(
+    email: string,
+    opts?: { accessTokenTtlSeconds?: number },
+  ): { refreshToken: string; accessToken: string; expiresAt: number };
+  checkAccessToken(token: string): string | undefined;
+  /** True while this refresh token would be accepted. */
+  isRefreshTokenValid(token: string): boolean;
+  revoke(email: string): void;
+  failNext(n: number, status?: number | 'hang'): void;
+  setHanging(on: boolean): void;
+  deviceScript(pendingPolls: number, outcome?: DeviceOutcome, email?: string): void;
+  readonly counts: FakeAuthCounts;
+  readonly lastTokenRequest: URLSearchParams | undefined;
+  /** Client authentication of the last /token request. */
+  readonly lastClientAuth: FakeClientAuth | undefined;
+  /** Query of the last GET /authorize. */
+  readonly lastAuthorizeRequest: URLSearchParams | undefined;
+  close(): Promise<void>;
+}
+
+interface AuthCode {
+  email: string;
+  clientId: string;
+  redirectUri: string;
+  challenge: string | undefined;
+  challengeMethod: string | undefined;
+  scope: string;
+  expiresAt: number;
+}
+
+interface DeviceGrant {
+  pendingLeft: number;
+  outcome: DeviceOutcome;
+  slowDownSent: boolean;
+  email: string;
+  clientId: string;
+  expiresAt: number;
+}
+
+const CODE_TTL_MS = 10 * 60_000;
+
+export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promise<FakeAuthServer> {
+  const options: FakeAuthOptions = { ...initial };
+  const codes = new Map<string, AuthCode>();
+  /** refresh token -> email */
+  const refreshTokens = new Map<string, string>();
+  /** access token -> owner + expiry */
+  const accessTokens = new Map<string, { owner: string; expiresAt: number }>();
+  const deviceGrants = new Map<string, DeviceGrant>();
+  let nextDeviceScript: { pendingPolls: number; outcome: DeviceOutcome; email?: string } | undefined;
+  const failures: Array<number | 'hang'> = [];
+  let hanging = false;
+  const hungResponses = new Set<ServerResponse>();
+  const counts: FakeAuthCounts = {
+    token: 0,
+    refresh: 0,
+    authorizationCode: 0,
+    deviceCode: 0,
+    clientCredentials: 0,
+    tokeninfo: 0,
+    deviceAuthorization: 0,
+    authorize: 0,
+    userinfo: 0,
+  };
+  let lastTokenRequest: URLSearchParams | undefined;
+  let lastClientAuth: FakeClientAuth | undefined;
+  let lastAuthorizeRequest: URLSearchParams | undefined;
+
+  const scope = (): string => options.scope ?? 'https://mail.google.com/';
+  const ttl = (override?: number): number => override ?? options.accessTokenTtlSeconds ?? 3600;
+  const random = (prefix: string): string => `${prefix}${randomBytes(18).toString('base64url')}`;
+
+  function mintAccess(owner: string, ttlSeconds?: number): { accessToken: string; expiresIn: number } {
+    const expiresIn = ttl(ttlSeconds);
+    const accessToken = random('at-');
+    accessTokens.set(accessToken, { owner, expiresAt: Date.now() + expiresIn * 1000 });
+    return { accessToken, expiresIn };
+  }
+
+  function mintRefresh(email: string): string {
+    const token = random('rt-');
+    refreshTokens.set(token, email);
+    return token;
+  }
+
+  function idToken(email: string, clientId: string): string {
+    const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const now = Math.floor(Date.now() / 1000);
+    const claims = {
+      iss: url,
+      aud: clientId,
+      sub: createHash('sha256').update(email).digest('hex').slice(0, 20),
+      email,
+      preferred_username: email,
+      name: displayName(email),
+      iat: now,
+      exp: now + 3600,
+    };
+    return `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`;
+  }
+
+  function json(
+    res: ServerResponse,
+    status: number,
+    body: unknown,
+    headers: Record<string, string> = {},
+  ): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      'content-length': Buffer.byteLength(text),
+      ...headers,
+    });
+    res.end(text);
+  }
+
+  function oauthError(res: ServerResponse, status: number, error: string, description: string): void {
+    json(res, status, { error, error_description: description });
+  }
+
+  async function readBody(req: IncomingMessage): Promise<URLSearchParams> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > 64 * 1024) throw new Error('body too large');
+      chunks.push(chunk as Buffer);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    if ((req.headers['content-type'] ?? '').includes('application/json') && text.trim() !== '') {
+      const obj = JSON.parse(text) as Record<string, unknown>;
+      return new URLSearchParams(Object.entries(obj).map(([k, v]): [string, string] => [k, String(v)]));
+    }
+    return new URLSearchParams(text);
+  }
+
+  function clientAuth(req: IncomingMessage, body: URLSearchParams): FakeClientAuth {
+    const header = req.headers.authorization;
+    if (header?.startsWith('Basic ')) {
+      const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+      const colon = decoded.indexOf(':');
+      // RFC 6749 §2.3.1: id and secret are form-urlencoded before Basic encoding.
+      const dec = (s: string): string => decodeURIComponent(s.replace(/\+/g, ' '));
+      return {
+        method: 'basic',
+        clientId: dec(colon < 0 ? decoded : decoded.slice(0, colon)),
+        clientSecret: colon < 0 ? undefined : dec(decoded.slice(colon + 1)),
+      };
+    }
+    if (body.has('client_secret')) {
+      return {
+        method: 'body',
+        clientId: body.get('client_id') ?? undefined,
+        clientSecret: body.get('client_secret') ?? '',
+      };
+    }
+    return { method: 'none', clientId: body.get('client_id') ?? undefined, clientSecret: undefined };
+  }
+
+  function handleAuthorize(reqUrl: URL, res: ServerResponse): void {
+    counts.authorize++;
+    const q = reqUrl.searchParams;
+    lastAuthorizeRequest = new URLSearchParams(q);
+    const redirectUri = q.get('redirect_uri');
+    const clientId = q.get('client_id');
+    if (!redirectUri || !clientId) {
+      json(res, 400, {
+        error: 'invalid_request',
+        error_description: 'client_id and redirect_uri are required',
+      });
+      return;
+    }
+    const target = new URL(redirectUri);
+    const state = q.get('state');
+    if (state !== null) target.searchParams.set('state', state);
+    const challenge = q.get('code_challenge') ?? undefined;
+    const challengeMethod = q.get('code_challenge_method') ?? undefined;
+    if (q.get('response_type') !== 'code') {
+      target.searchParams.set('error', 'unsupported_response_type');
+    } else if (challenge !== undefined && challengeMethod !== 'S256') {
+      target.searchParams.set('error', 'invalid_request');
+      target.searchParams.set('error_description', 'code_challenge_method must be S256');
+    } else if (options.denyConsent) {
+      target.searchParams.set('error', 'access_denied');
+      target.searchParams.set('error_description', 'The user denied the request.');
+    } else {
+      const email = options.autoConsentEmail ?? q.get('login_hint') ?? 'user@example.com';
+      const code = random('code-');
+      codes.set(code, {
+        email,
+        clientId,
+        redirectUri,
+        challenge,
+        challengeMethod,
+        scope: q.get('scope') ?? scope(),
+        expiresAt: Date.now() + CODE_TTL_MS,
+      });
+      target.searchParams.set('code', code);
+    }
+    res.writeHead(302, { location: target.toString(), 'content-length': 0 });
+    res.end();
+  }
+
+  function tokenResponse(email: string, clientId: string, withRefresh: boolean, withIdToken: boolean) {
+    const { accessToken, expiresIn } = mintAccess(email);
+    const body: Record<string, unknown> = {
+      token_type: 'Bearer',
+      access_token: accessToken,
+      expires_in: expiresIn,
+      scope: scope(),
+    };
+    if (withRefresh) body.refresh_token = mintRefresh(email);
+    if (withIdToken) body.id_token = idToken(email, clientId);
+    return body;
+  }
+
+  async function handleToken(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    counts.token++;
+    const body = await readBody(req);
+    lastTokenRequest = body;
+    const auth = clientAuth(req, body);
+    lastClientAuth = auth;
+
+    const failure = failures.shift();
+    if (failure === 'hang' || (failure === undefined && hanging)) {
+      hungResponses.add(res);
+      res.on('close', () => hungResponses.delete(res));
+      return;
+    }
+    const grantType = body.get('grant_type');
+    if (grantType === 'refresh_token') counts.refresh++;
+    else if (grantType === 'authorization_code') counts.authorizationCode++;
+    else if (grantType === 'urn:ietf:params:oauth:grant-type:device_code') counts.deviceCode++;
+    else if (grantType === 'client_credentials') counts.clientCredentials++;
+    if (failure !== undefined) {
+      const extra: Record<string, string> = failure === 429 || failure === 503 ? { 'retry-after': '1' } : {};
+      json(
+        res,
+        failure,
+        { error: 'temporarily_unavailable', error_description: `fake failure ${failure}` },
+        extra,
+      );
+      return;
+    }
+    if (!auth.clientId) {
+      oauthError(res, 401, 'invalid_client', 'client_id missing');
+      return;
+    }
+    if (auth.method === 'body' && auth.clientSecret === '') {
+      oauthError(
+        res,
+        401,
+        'invalid_client',
+        "AADSTS700025: Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+      );
+      return;
+    }
+
+    switch (grantType) {
+      case 'authorization_code': {
+        const code = body.get('code') ?? '';
+        const grant = codes.get(code);
+        codes.delete(code);
+        if (!grant || grant.expiresAt < Date.now()) {
+          oauthError(res, 400, 'invalid_grant', 'The authorization code is invalid or expired.');
+          return;
+        }
+        if (grant.clientId !== auth.clientId) {
+          oauthError(res, 400, 'invalid_grant', 'The code was issued to another client.');
+          return;
+        }
+        if (body.get('redirect_uri') !== grant.redirectUri) {
+          oauthError(res, 400, 'invalid_grant', 'redirect_uri does not match the authorization request.');
+          return;
+        }
+        const verifier = body.get('code_verifier');
+        if (grant.challenge !== undefined) {
+          if (!verifier) {
+            oauthError(res, 400, 'invalid_grant', 'code_verifier required.');
+            return;
+          }
+          const computed = createHash('sha256').update(verifier).digest('base64url');
+          if (computed !== grant.challenge) {
+            oauthError(res, 400, 'invalid_grant', 'PKCE verification failed.');
+            return;
+          }
+        } else if (verifier) {
+          oauthError(res, 400, 'invalid_grant', 'code_verifier sent but no code_challenge was.');
+          return;
+        }
+        json(res, 200, tokenResponse(grant.email, grant.clientId, true, true));
+        return;
+      }
+      case 'refresh_token': {
+        const presented = body.get('refresh_token') ?? '';
+        const email = refreshTokens.get(presented);
+        if (email === undefined) {
+          oauthError(res, 400, 'invalid_grant', 'Token has been expired or revoked.');
+          return;
+        }
+        const response = tokenResponse(email, auth.clientId, options.rotateRefreshTokens === true, false);
+        if (options.rotateRefreshTokens) refreshTokens.delete(presented);
+        json(res, 200, response);
+        return;
+      }
+      case 'urn:ietf:params:oauth:grant-type:device_code': {
+        const deviceCode = body.get('device_code') ?? '';
+        const grant = deviceGrants.get(deviceCode);
+        if (!grant || grant.clientId !== auth.clientId) {
+          // Microsoft's answer for an unknown device code.
+          oauthError(res, 400, 'bad_verification_code', 'The device code is not known.');
+          return;
+        }
+        if (grant.outcome === 'expired' && grant.pendingLeft <= 0) {
+          deviceGrants.delete(deviceCode);
+          oauthError(res, 400, 'expired_token', 'The device code has expired.');
+          return;
+        }
+        if (grant.expiresAt < Date.now()) {
+          deviceGrants.delete(deviceCode);
+          oauthError(res, 400, 'expired_token', 'The device code has expired.');
+          return;
+        }
+        if (grant.outcome === 'slow_down-then-approve' && !grant.slowDownSent) {
+          grant.slowDownSent = true;
+          oauthError(res, 400, 'slow_down', 'Polling too fast.');
+          return;
+        }
+        if (grant.pendingLeft > 0) {
+          grant.pendingLeft--;
+          oauthError(res, 400, 'authorization_pending', 'The user has not yet finished signing in.');
+          return;
+        }
+        deviceGrants.delete(deviceCode);
+        if (grant.outcome === 'declined') {
+          oauthError(res, 400, 'authorization_declined', 'The user declined the request.');
+          return;
+        }
+        json(res, 200, tokenResponse(grant.email, grant.clientId, true, true));
+        return;
+      }
+      case 'client_credentials': {
+        if (!auth.clientSecret) {
+          oauthError(res, 401, 'invalid_client', 'client_credentials needs a confidential client.');
+          return;
+        }
+        const { accessToken, expiresIn } = mintAccess(`app:${auth.clientId}`);
+        json(res, 200, { token_type: 'Bearer', access_token: accessToken, expires_in: expiresIn });
+        return;
+      }
+      default:
+        oauthError(
+          res,
+          400,
+          'unsupported_grant_type',
+          `grant_type ${grantType ?? '(none)'} is not supported.`,
+        );
+    }
+  }
+
+  async function handleDeviceCode(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    counts.deviceAuthorization++;
+    const body = await readBody(req);
+    const auth = clientAuth(req, body);
+    if (!auth.clientId) {
+      oauthError(res, 400, 'invalid_client', 'client_id missing');
+      return;
+    }
+    const script = nextDeviceScript ?? { pendingPolls: 0, outcome: 'approve' as const };
+    nextDeviceScript = undefined;
+    const deviceCode = random('dc-');
+    const userCode = randomBytes(4).toString('hex').toUpperCase();
+    const expiresIn = options.deviceExpiresSeconds ?? 900;
+    deviceGrants.set(deviceCode, {
+      pendingLeft: script.pendingPolls,
+      outcome: script.outcome,
+      slowDownSent: false,
+      email: script.email ?? options.autoConsentEmail ?? 'user@example.com',
+      clientId: auth.clientId,
+      expiresAt: Date.now() + expiresIn * 1000,
+    });
+    json(res, 200, {
+      device_code: deviceCode,
+      user_code: userCode,
+      verification_uri: verificationUrl,
+      expires_in: expiresIn,
+      interval: options.deviceIntervalSeconds ?? 1,
+      message: `To sign in, open ${verificationUrl} and enter the code ${userCode}.`,
+    });
+  }
+
+  function bearer(req: IncomingMessage): string | undefined {
+    const h = req.headers.authorization;
+    return h?.startsWith('Bearer ') ? h.slice(7).trim() : undefined;
+  }
+
+  function checkAccessToken(token: string): string | undefined {
+    const entry = accessTokens.get(token);
+    if (!entry || entry.expiresAt <= Date.now()) return undefined;
+    return entry.owner;
+  }
+
+  function handleUserinfo(req: IncomingMessage, res: ServerResponse): void {
+    counts.userinfo++;
+    const owner = checkAccessToken(bearer(req) ?? '');
+    if (!owner) {
+      oauthError(res, 401, 'invalid_token', 'The access token is invalid or expired.');
+      return;
+    }
+    json(res, 200, { email: owner, name: displayName(owner), email_verified: true });
+  }
+
+  function handleTokeninfo(reqUrl: URL, req: IncomingMessage, res: ServerResponse): void {
+    counts.tokeninfo++;
+    const token = reqUrl.searchParams.get('access_token') ?? bearer(req) ?? '';
+    const entry = accessTokens.get(token);
+    if (!entry || entry.expiresAt <= Date.now()) {
+      oauthError(res, 400, 'invalid_token', 'Invalid Value');
+      return;
+    }
+    json(res, 200, {
+      email: entry.owner,
+      scope: scope(),
+      expires_in: Math.max(0, Math.floor((entry.expiresAt - Date.now()) / 1000)),
+    });
+  }
+
+  const server = createServer((req, res) => {
+    const reqUrl = new URL(req.url ?? '/', 'http://127.0.0.1');
+    const route = `${req.method ?? 'GET'} ${reqUrl.pathname}`;
+    const fail = (err: unknown): void => {
+      if (!res.headersSent) json(res, 400, { error: 'invalid_request', error_description: String(err) });
+      else res.destroy();
+    };
+    switch (route) {
+      case 'GET /authorize':
+        handleAuthorize(reqUrl, res);
+        return;
+      case 'POST /token':
+        handleToken(req, res).catch(fail);
+        return;
+      case 'POST /devicecode':
+        handleDeviceCode(req, res).catch(fail);
+        return;
+      case 'GET /userinfo':
+        handleUserinfo(req, res);
+        return;
+      case 'GET /tokeninfo':
+      case 'POST /tokeninfo':
+        handleTokeninfo(reqUrl, req, res);
+        return;
+      case 'GET /device':
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('Enter the code shown on your device.');
+        return;
+      default:
+        json(res, 404, { error: 'not_found' });
+    }
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://127.0.0.1:${port}`;
+  const verificationUrl = `${url}/device`;
+
+  return {
+    url,
+    authorizeUrl: `${url}/authorize`,
+    tokenUrl: `${url}/token`,
+    deviceCodeUrl: `${url}/devicecode`,
+    userinfoUrl: `${url}/userinfo`,
+    tokeninfoUrl: `${url}/tokeninfo`,
+    verificationUrl,
+    get options() {
+      return options;
+    },
+    set options(value: FakeAuthOptions) {
+      for (const key of Object.keys(options)) delete (options as Record<string, unknown>)[key];
+      Object.assign(options, value);
+    },
+    issueGrant(email, opts) {
+      const refreshToken = mintRefresh(email);
+      const { accessToken, expiresIn } = mintAccess(email, opts?.accessTokenTtlSeconds);
+      return { refreshToken, accessToken, expiresAt: accessTokens.get(accessToken)?.expiresAt ?? expiresIn };
+    },
+    checkAccessToken,
+    isRefreshTokenValid(token) {
+      return refreshTokens.has(token);
+    },
+    revoke(email) {
+      for (const [token, owner] of refreshTokens) if (owner === email) refreshTokens.delete(token);
+      for (const [token, entry] of accessTokens) if (entry.owner === email) accessTokens.delete(token);
+    },
+    failNext(n, status = 500) {
+      for (let i = 0; i < n; i++) failures.push(status);
+    },
+    setHanging(on) {
+      hanging = on;
+      if (!on) {
+        for (const res of hungResponses) res.destroy();
+        hungResponses.clear();
+      }
+    },
+    deviceScript(pendingPolls, outcome = 'approve', email) {
+      nextDeviceScript = { pendingPolls, outcome, ...(email === undefined ? {} : { email }) };
+    },
+    counts,
+    get lastTokenRequest() {
+      return lastTokenRequest;
+    },
+    get lastClientAuth() {
+      return lastClientAuth;
+    },
+    get lastAuthorizeRequest() {
+      return lastAuthorizeRequest;
+    },
+    close() {
+      for (const res of hungResponses) res.destroy();
+      hungResponses.clear();
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
+
+function displayName(email: string): string {
+  const local = email.split('@')[0] ?? email;
+  return local
+    .split(/[._-]+/)
+    .filter(Boolean)
+    .map((p) => p[0]!.toUpperCase() + p.slice(1))
+    .join(' ');
+}
