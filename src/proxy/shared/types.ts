@@ -1,5 +1,8 @@
+import type { Socket } from 'node:net';
+import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
-import type { Config, ResolvedAccount } from '../../config/types.js';
+import type { Config, ListenerConfig, ResolvedAccount } from '../../config/types.js';
+import type { ProxyErrorCode } from '../../errors.js';
 import type { Authenticator } from '../../credentials/types.js';
 import type { TokenProvider } from '../../oauth/types.js';
 
@@ -19,4 +22,60 @@ export interface ProxyServer {
   listen(): Promise<{ host: string; port: number }>;
   /** Stops accepting; closes pre-auth sessions; relayed sessions are ended too. */
   close(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Added by the IMAP proxy helper: the pieces shared by every protocol front (see ./index.ts).
+// ---------------------------------------------------------------------------------------------
+
+/** What a session factory learns about a freshly accepted connection. */
+export interface ConnectionContext {
+  listener: ListenerConfig;
+  /** True when the socket is already TLS (implicit-TLS listener). */
+  secure: boolean;
+  /** Local TLS context for STARTTLS (present when the listener has a cert, i.e. tls is not 'none'). */
+  secureContext: SecureContext | undefined;
+  remoteAddress: string;
+  remotePort: number;
+  /** Short random id for log lines. */
+  id: string;
+}
+
+/** One client connection as seen by the listener: it only needs to be able to end it. */
+export interface ProxySession {
+  /** Ends the session (a protocol goodbye where sensible, then the socket). Idempotent. */
+  close(reason: 'shutdown'): void;
+  /** Resolves once both legs are closed and the session log line is written. Never rejects. */
+  readonly closed: Promise<void>;
+}
+
+export type SessionFactory = (socket: Socket, context: ConnectionContext) => ProxySession;
+
+/** How a session ended, for its one log line. */
+export type SessionOutcome =
+  | 'relayed'
+  | 'client-quit'
+  | 'client-closed'
+  | 'timeout'
+  | 'limit'
+  | 'protocol-error'
+  | 'shutdown'
+  | ProxyErrorCode
+  | 'error';
+
+/** Fields of the one log line every session writes at its end (never a password or token). */
+export interface SessionRecord {
+  protocol: 'imap' | 'smtp' | 'pop3';
+  session: string;
+  client: string;
+  username?: string;
+  account?: string;
+  upstream?: string;
+  /** Bytes received from the client / sent to the client (whole session, both phases). */
+  bytesFromClient: number;
+  bytesToClient: number;
+  durationMs: number;
+  outcome: SessionOutcome;
+  /** Short reason for a failure (safe text, e.g. the ProxyError message). */
+  reason?: string;
 }

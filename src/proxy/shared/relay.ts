@@ -1,0 +1,125 @@
+/**
+ * After login: bytes flow both ways untouched until either side goes away.
+ *
+ * - Backpressure: `pipe()` pauses the faster side (a 20 MB FETCH does not pile up in our memory).
+ * - Order: bytes the client pipelined after its login command, and bytes the upstream sent after its
+ *   OK, are written first, before anything the sockets deliver later (cf. undici `onUpgrade`).
+ * - No idle timeout of our own (IMAP IDLE may sit silent for 29 minutes); TCP keepalive instead.
+ * - Either side ending or failing ends the other; the promise resolves once both are closed.
+ */
+import type { Socket } from 'node:net';
+import { KEEPALIVE_DELAY_MS } from './upstream.js';
+
+/** After one side closed, how long the other may take to flush before it is destroyed. */
+const DRAIN_GRACE_MS = 10_000;
+
+export interface RelayOptions {
+  client: Socket;
+  upstream: Socket;
+  /** Client bytes already read (pipelined after the login command): sent upstream first. */
+  clientPending?: Buffer;
+  /** Upstream bytes already read (after its auth OK): sent to the client first. */
+  upstreamPending?: Buffer;
+}
+
+export interface RelayResult {
+  bytesFromClient: number;
+  bytesToClient: number;
+  /** Who went first. */
+  endedBy: 'client' | 'upstream';
+  /** The first socket error, if one ended the relay (e.g. ECONNRESET). */
+  error?: Error;
+}
+
+export interface Relay {
+  readonly done: Promise<RelayResult>;
+  /** Ends both legs now (shutdown). */
+  destroy(): void;
+  /** Live byte counters. */
+  readonly bytesFromClient: number;
+  readonly bytesToClient: number;
+}
+
+/** Runs `callback` once the socket has emitted 'close', also when that already happened. */
+function whenClosed(socket: Socket, callback: () => void): void {
+  if (socket.closed) queueMicrotask(callback);
+  else socket.once('close', callback);
+}
+
+export function startRelay(options: RelayOptions): Relay {
+  const { client, upstream } = options;
+  let bytesFromClient = 0;
+  let bytesToClient = 0;
+  let endedBy: 'client' | 'upstream' | undefined;
+  let firstError: Error | undefined;
+
+  for (const socket of [client, upstream]) {
+    socket.setTimeout(0);
+    socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
+    socket.setNoDelay(true);
+  }
+
+  if (options.clientPending && options.clientPending.length > 0) {
+    bytesFromClient += options.clientPending.length;
+    upstream.write(options.clientPending);
+  }
+  if (options.upstreamPending && options.upstreamPending.length > 0) {
+    bytesToClient += options.upstreamPending.length;
+    client.write(options.upstreamPending);
+  }
+  client.on('data', (chunk: Buffer) => {
+    bytesFromClient += chunk.length;
+  });
+  upstream.on('data', (chunk: Buffer) => {
+    bytesToClient += chunk.length;
+  });
+  // pipe() ends the destination when the source ends (FIN both ways) and handles backpressure.
+  client.pipe(upstream);
+  upstream.pipe(client);
+
+  const done = new Promise<RelayResult>((resolve) => {
+    let closed = 0;
+    const onGone = (side: 'client' | 'upstream', other: Socket) => (): void => {
+      endedBy ??= side;
+      closed += 1;
+      if (closed === 2) {
+        resolve({ bytesFromClient, bytesToClient, endedBy, ...(firstError ? { error: firstError } : {}) });
+        return;
+      }
+      if (firstError) {
+        other.destroy();
+        return;
+      }
+      other.end();
+      setTimeout(() => other.destroy(), DRAIN_GRACE_MS).unref();
+    };
+    const onError =
+      (side: 'client' | 'upstream', other: Socket) =>
+      (err: Error): void => {
+        endedBy ??= side;
+        firstError ??= err;
+        other.destroy();
+      };
+    client.on('error', onError('client', upstream));
+    upstream.on('error', onError('upstream', client));
+    whenClosed(client, onGone('client', upstream));
+    whenClosed(upstream, onGone('upstream', client));
+  });
+  // The sockets may have been paused by their previous owners.
+  client.resume();
+  upstream.resume();
+
+  return {
+    done,
+    destroy(): void {
+      client.destroy();
+      upstream.destroy();
+    },
+    get bytesFromClient() {
+      return bytesFromClient;
+    },
+    get bytesToClient() {
+      return bytesToClient;
+    },
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * TLS settings for both legs, in one place so that "upstream is always verified" is visible at a glance.
+ */
+import { isIP } from 'node:net';
+import { createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext } from 'node:tls';
+import type { ListenerConfig } from '../../config/types.js';
+
+/**
+ * The client-facing TLS context of a listener. TLS 1.2 is the floor unless the listener explicitly
+ * lowers it for old devices; then OpenSSL 3's security level must drop too, or TLS 1.0/1.1 handshakes
+ * fail despite minVersion (their SHA-1 signatures are below level 1).
+ */
+export function createLocalSecureContext(listener: ListenerConfig): SecureContext {
+  if (!listener.cert || !listener.key) {
+    throw new Error(
+      `listener ${listener.host}:${listener.port} needs a TLS cert and key (tls: ${listener.tls})`,
+    );
+  }
+  const minVersion = listener.minVersion ?? 'TLSv1.2';
+  const legacy = minVersion === 'TLSv1' || minVersion === 'TLSv1.1';
+  return createSecureContext({
+    cert: listener.cert,
+    key: listener.key,
+    minVersion,
+    ...(legacy ? { ciphers: 'DEFAULT@SECLEVEL=0' } : {}),
+  });
+}
+
+/**
+ * Options for connecting to an upstream mail server: the system CAs plus the connection's own `ca`
+ * (never instead of them), SNI = host name (RFC 6066 forbids IP literals there, so none for those),
+ * identity checked against the host. There is deliberately no way to turn verification off.
+ */
+export function upstreamTlsOptions(host: string, ca: string | undefined): ConnectionOptions {
+  return {
+    host,
+    ...(isIP(host) === 0 ? { servername: host } : {}),
+    ...(ca ? { ca: [...rootCertificates, ca] } : {}),
+    minVersion: 'TLSv1.2',
+    rejectUnauthorized: true,
+  };
+}
