@@ -1,0 +1,17 @@
+/**
+ * The token store behind its interface. Today there is one implementation (SQLite on the local disk);
+ * a shared store for several proxy instances would be another `TokenStore`, chosen here.
+ */
+import type { StoreSettings } from '../../config/types.js';
+import type { TokenStore } from '../types.js';
+import { SqliteTokenStore } from './sqlite-store.js';
+
+export { KEY_ENV, loadStoreKey, parseKey } from './key.js';
+export { SqliteTokenStore } from './sqlite-store.js';
+
+export function openTokenStore(
+  settings: StoreSettings,
+  options: { env?: NodeJS.ProcessEnv } = {},
+): TokenStore {
+  return SqliteTokenStore.open(settings, options);
+}

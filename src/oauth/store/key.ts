@@ -1,0 +1,103 @@
+/**
+ * The store key: 32 random bytes, from `XOAUTH_PROXY_KEY` (base64) or a key file that is created once,
+ * exclusively and with mode 0600, and never overwritten: losing the key loses every grant, so a file
+ * that is there but unreadable is an error to report, never a reason to make a new key.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  chmodSync,
+  closeSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { dirname } from 'node:path';
+import { ProxyError } from '../../errors.js';
+
+export const KEY_ENV = 'XOAUTH_PROXY_KEY';
+export const KEY_BYTES = 32;
+
+export interface StoreKey {
+  key: Buffer;
+  /** Where it came from, for messages ("XOAUTH_PROXY_KEY" or the key file path). */
+  source: string;
+  /** True when this call created the key file. */
+  created: boolean;
+}
+
+export function parseKey(text: string, source: string): Buffer {
+  const trimmed = text.trim();
+  const key = /^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed) ? Buffer.from(trimmed, 'base64') : Buffer.alloc(0);
+  if (key.length !== KEY_BYTES) {
+    throw new ProxyError(
+      'store',
+      `The store key from ${source} is malformed: it must be ${KEY_BYTES} random bytes in base64 ` +
+        `(44 characters, e.g. from \`openssl rand -base64 32\`), got ${trimmed.length} characters` +
+        (key.length > 0 ? ` decoding to ${key.length} bytes` : '') +
+        '.',
+    );
+  }
+  return key;
+}
+
+export function loadStoreKey(keyFile: string, env: NodeJS.ProcessEnv = process.env): StoreKey {
+  const fromEnv = env[KEY_ENV];
+  if (fromEnv !== undefined && fromEnv !== '') {
+    return { key: parseKey(fromEnv, `the environment variable ${KEY_ENV}`), source: KEY_ENV, created: false };
+  }
+  const existing = readKeyFile(keyFile);
+  if (existing) return { key: existing, source: keyFile, created: false };
+  const created = createKeyFile(keyFile);
+  if (created) return { key: created, source: keyFile, created: true };
+  // Another process created it between our read and our create: use theirs.
+  const theirs = readKeyFile(keyFile);
+  if (!theirs) throw new ProxyError('store', `The key file ${keyFile} vanished while it was being created.`);
+  return { key: theirs, source: keyFile, created: false };
+}
+
+function readKeyFile(keyFile: string): Buffer | undefined {
+  let text: string;
+  try {
+    text = readFileSync(keyFile, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ProxyError(
+      'store',
+      `Cannot read the key file ${keyFile}: ${(err as Error).message}. ` +
+        `Fix its permissions (it must be readable by the proxy's user, mode 0600), or set ${KEY_ENV}.`,
+      { cause: err },
+    );
+  }
+  return parseKey(text, `the key file ${keyFile}`);
+}
+
+/**
+ * Writes a new key to a temporary file and hard-links it into place: link() fails if the target
+ * exists, so two first starts at once cannot both win, and nobody ever reads a half-written key.
+ */
+function createKeyFile(keyFile: string): Buffer | undefined {
+  mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
+  const key = randomBytes(KEY_BYTES);
+  const tmp = `${keyFile}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, `${key.toString('base64')}\n`);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    chmodSync(tmp, 0o600); // the umask may have narrowed it further, never widened; be explicit
+    linkSync(tmp, keyFile);
+    return key;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    throw new ProxyError('store', `Cannot create the key file ${keyFile}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  } finally {
+    unlinkSync(tmp);
+  }
+}

@@ -1,0 +1,221 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isProxyError } from '../../../src/errors.js';
+import { openTokenStore } from '../../../src/oauth/store/index.js';
+import type { TokenRecord, TokenStore } from '../../../src/oauth/types.js';
+
+let dir: string;
+let settings: { path: string; keyFile: string };
+const noEnv = {};
+const open = (env: NodeJS.ProcessEnv = noEnv): TokenStore => openTokenStore(settings, { env });
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'xoauth-store-'));
+  settings = { path: join(dir, 'data', 'tokens.db'), keyFile: join(dir, 'data', 'store.key') };
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const REFRESH = 'rt-SECRET-refresh-value-1234567890';
+const ACCESS = 'at-SECRET-access-value-0987654321';
+
+function record(overrides: Partial<TokenRecord> = {}): TokenRecord {
+  return {
+    accountId: 'alice@example.com',
+    connection: 'google',
+    refreshToken: REFRESH,
+    accessToken: ACCESS,
+    accessTokenExpiresAt: 1_900_000_000_000,
+    scopes: ['https://mail.google.com/'],
+    identity: 'alice@example.com',
+    displayName: 'Alice',
+    state: 'active',
+    lastRefreshAt: 1_800_000_000_000,
+    updatedAt: 1_800_000_000_000,
+    ...overrides,
+  };
+}
+
+function digest(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+function expectStoreError(fn: () => unknown, ...fragments: string[]): void {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (err) {
+    thrown = err;
+  }
+  expect(isProxyError(thrown, 'store'), String(thrown)).toBe(true);
+  for (const f of fragments) expect((thrown as Error).message).toContain(f);
+}
+
+describe('token store', () => {
+  it('round-trips a record, including every optional field', () => {
+    const store = open();
+    store.putToken(record());
+    expect(store.getToken('alice@example.com')).toEqual(record());
+    store.putToken(record({ accountId: 'bob@example.com', refreshToken: undefined, accessToken: undefined }));
+    const bob = store.getToken('bob@example.com')!;
+    expect(bob.refreshToken).toBeUndefined();
+    expect(bob.accessToken).toBeUndefined();
+    expect(store.listTokens().map((r) => r.accountId)).toEqual(['alice@example.com', 'bob@example.com']);
+    expect(store.getToken('nobody@example.com')).toBeUndefined();
+    store.close();
+    // A second open (new process in real life) sees the same data with the same key file.
+    const again = open();
+    expect(again.getToken('alice@example.com')).toEqual(record());
+    again.close();
+  });
+
+  it('updateToken is read-modify-write and returns the stored record', () => {
+    const store = open();
+    expect(store.updateToken('alice@example.com', () => undefined)).toBeUndefined();
+    store.updateToken('alice@example.com', (cur) => cur ?? record());
+    const next = store.updateToken('alice@example.com', (cur) => ({
+      ...cur!,
+      state: 'failing',
+      lastError: 'boom',
+    }));
+    expect(next).toMatchObject({ state: 'failing', lastError: 'boom', refreshToken: REFRESH });
+    expect(store.getToken('alice@example.com')).toEqual(next);
+    store.close();
+  });
+
+  it('creates the store 0600, the key file 0600 and the directory 0700', () => {
+    const store = open();
+    store.putToken(record());
+    expect(statSync(settings.path).mode & 0o777).toBe(0o600);
+    expect(statSync(settings.keyFile).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'data')).mode & 0o777).toBe(0o700);
+    for (const f of readdirSync(join(dir, 'data'))) {
+      expect(statSync(join(dir, 'data', f)).mode & 0o077, f).toBe(0);
+    }
+    store.close();
+  });
+
+  it('holds no token in clear text (store, WAL and shm files)', () => {
+    const store = open();
+    store.putToken(record());
+    store.updateToken('alice@example.com', (cur) => ({ ...cur!, lastError: 'x' }));
+    const files = readdirSync(join(dir, 'data')).map((f) => join(dir, 'data', f));
+    expect(files.some((f) => f.endsWith('-wal'))).toBe(true);
+    const check = () => {
+      for (const f of readdirSync(join(dir, 'data'))) {
+        const bytes = readFileSync(join(dir, 'data', f));
+        for (const secret of [REFRESH, ACCESS, 'SECRET']) {
+          expect(bytes.includes(Buffer.from(secret)), `${secret} in ${f}`).toBe(false);
+        }
+      }
+    };
+    check();
+    store.close(); // checkpoints the WAL into the main file
+    check();
+    // ...and the identity is there, so the grep above would have found plain text.
+    expect(readFileSync(settings.path).includes(Buffer.from('alice@example.com'))).toBe(true);
+  });
+
+  it('never overwrites an existing key file and uses it', () => {
+    open().close();
+    const key = readFileSync(settings.keyFile, 'utf8');
+    expect(Buffer.from(key.trim(), 'base64')).toHaveLength(32);
+    const store = open();
+    store.putToken(record());
+    store.close();
+    expect(readFileSync(settings.keyFile, 'utf8')).toBe(key);
+  });
+
+  it('takes the key from XOAUTH_PROXY_KEY and then creates no key file', () => {
+    const env = { XOAUTH_PROXY_KEY: Buffer.alloc(32, 7).toString('base64') };
+    const store = open(env);
+    store.putToken(record());
+    store.close();
+    expect(() => statSync(settings.keyFile)).toThrow();
+    expect(open(env).getToken('alice@example.com')?.refreshToken).toBe(REFRESH);
+  });
+
+  it('says clearly when XOAUTH_PROXY_KEY is malformed', () => {
+    expectStoreError(() => open({ XOAUTH_PROXY_KEY: 'not-a-key' }), 'XOAUTH_PROXY_KEY', 'malformed', '32');
+    expectStoreError(
+      () => open({ XOAUTH_PROXY_KEY: Buffer.alloc(16).toString('base64') }),
+      'malformed',
+      'decoding to 16 bytes',
+    );
+  });
+
+  it('says clearly when the key file is malformed, and leaves it alone', () => {
+    open().close();
+    writeFileSync(settings.keyFile, 'garbage\n', { mode: 0o600 });
+    expectStoreError(() => open(), settings.keyFile, 'malformed');
+    expect(readFileSync(settings.keyFile, 'utf8')).toBe('garbage\n');
+  });
+
+  it('refuses a wrong key with a clear error and leaves the file untouched', () => {
+    const store = open();
+    store.putToken(record());
+    store.close();
+    const before = digest(settings.path);
+    const mtime = statSync(settings.path).mtimeMs;
+    expectStoreError(
+      () => open({ XOAUTH_PROXY_KEY: Buffer.alloc(32, 1).toString('base64') }),
+      settings.path,
+      'different key',
+      'untouched',
+    );
+    expect(digest(settings.path)).toBe(before);
+    expect(statSync(settings.path).mtimeMs).toBe(mtime);
+    // The right key still works afterwards.
+    expect(open().getToken('alice@example.com')?.refreshToken).toBe(REFRESH);
+  });
+
+  it('refuses a corrupt file with a clear error and leaves it untouched', () => {
+    open().close();
+    rmSync(settings.path);
+    writeFileSync(settings.path, Buffer.from('this is not a database '.repeat(200)), { mode: 0o600 });
+    const before = digest(settings.path);
+    expectStoreError(() => open(), settings.path, 'untouched');
+    expect(digest(settings.path)).toBe(before);
+  });
+
+  it('stores app passwords', () => {
+    const store = open();
+    store.addAppPassword({ id: 'p1', accountId: 'a@x', label: 'phone', hash: 'h1', createdAt: 1 });
+    store.addAppPassword({ id: 'p2', accountId: 'a@x', label: 'laptop', hash: 'h2', createdAt: 2 });
+    store.addAppPassword({ id: 'p3', accountId: 'b@x', label: 'phone', hash: 'h3', createdAt: 3 });
+    expect(store.listAppPasswords('a@x').map((p) => p.id)).toEqual(['p1', 'p2']);
+    expect(store.listAppPasswords()).toHaveLength(3);
+    store.touchAppPassword('p1', 99);
+    expect(store.listAppPasswords('a@x')[0]).toEqual({
+      id: 'p1',
+      accountId: 'a@x',
+      label: 'phone',
+      hash: 'h1',
+      createdAt: 1,
+      lastUsedAt: 99,
+    });
+    expect(store.removeAppPassword('a@x', 'phone')).toBe(true);
+    expect(store.removeAppPassword('a@x', 'phone')).toBe(false);
+    expect(store.removeAppPassword('b@x', 'p2')).toBe(false); // another account's id
+    expect(store.removeAppPassword('a@x', 'p2')).toBe(true);
+    expect(store.listAppPasswords('b@x')).toHaveLength(1);
+    store.close();
+  });
+
+  it('stores consent links and spends each once', () => {
+    const store = open();
+    const link = { tokenHash: 'abc', accountId: 'a@x', username: 'a@x', createdAt: 1, expiresAt: 5 };
+    store.addConsentLink(link);
+    expect(store.getConsentLink('abc')).toEqual(link);
+    expect(store.useConsentLink('abc', 3)).toBe(true);
+    expect(store.useConsentLink('abc', 4)).toBe(false);
+    expect(store.getConsentLink('abc')).toEqual({ ...link, usedAt: 3 });
+    expect(store.getConsentLink('nope')).toBeUndefined();
+    expect(store.useConsentLink('nope', 4)).toBe(false);
+    store.close();
+  });
+});
