@@ -1,0 +1,55 @@
+/**
+ * Username -> account. An exact entry (case-insensitive) wins over a domain pattern; among patterns the
+ * most specific (longest domain) wins, so `*@eu.example.com` beats `*@example.com`.
+ */
+import type { AccountConfig, Config, ResolvedAccount } from './types.js';
+
+function patternDomain(entry: string): string | undefined {
+  return entry.startsWith('*@') ? entry.slice(2).toLowerCase() : undefined;
+}
+
+/** Does a pattern domain cover the username's domain (exactly, or as a parent domain)? */
+function covers(domain: string, userDomain: string): boolean {
+  return userDomain === domain || userDomain.endsWith(`.${domain}`);
+}
+
+export function findAccountEntry(
+  accounts: readonly AccountConfig[],
+  username: string,
+): AccountConfig | undefined {
+  const lower = username.toLowerCase();
+  const exact = accounts.find(
+    (a) => patternDomain(a.username) === undefined && a.username.toLowerCase() === lower,
+  );
+  if (exact) return exact;
+  const at = lower.lastIndexOf('@');
+  if (at <= 0) return undefined;
+  const userDomain = lower.slice(at + 1);
+  let best: { entry: AccountConfig; length: number } | undefined;
+  for (const a of accounts) {
+    const domain = patternDomain(a.username);
+    if (domain === undefined || !covers(domain, userDomain)) continue;
+    if (!best || domain.length > best.length) best = { entry: a, length: domain.length };
+  }
+  return best?.entry;
+}
+
+/** The account a typed username logs in to, or undefined when no entry (or its connection) exists. */
+export function resolveAccount(config: Config, username: string): ResolvedAccount | undefined {
+  const typed = username.trim();
+  if (typed === '' || typed.includes('*')) return undefined;
+  const entry = findAccountEntry(config.accounts, typed);
+  if (!entry) return undefined;
+  const connection = config.connections.get(entry.connection);
+  if (!connection) return undefined;
+  const email = entry.email ?? typed;
+  const resolved: ResolvedAccount = {
+    id: email.toLowerCase(),
+    username: typed,
+    email,
+    connection,
+    entry: entry.username,
+  };
+  if (entry.password !== undefined) resolved.passwordHash = entry.password;
+  return resolved;
+}

@@ -1,0 +1,535 @@
+/**
+ * Raw (schema-valid) YAML values -> the `Config` the program uses: provider presets merged, secrets read
+ * from files, relative paths resolved, defaults applied, and every rule that spans several fields checked.
+ * Problems are collected (not thrown) with their key path; ./load.ts turns paths into line:col.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
+import {
+  MICROSOFT_MULTI_TENANTS,
+  googlePreset,
+  microsoftPreset,
+  type MicrosoftCloud,
+  type ProviderPreset,
+} from '../oauth/providers.js';
+import { isPasswordHash } from '../credentials/password.js';
+import { DEFAULTS, DEFAULT_LISTEN_HOST } from './defaults.js';
+import { formatPath } from './errors.js';
+import type { RawConfig, RawConnection } from './schema.js';
+import type {
+  AccountConfig,
+  Config,
+  ConnectionConfig,
+  ListenerConfig,
+  Protocol,
+  ProviderKind,
+  UpstreamServer,
+} from './types.js';
+
+export type Path = (string | number)[];
+
+export interface BuildIssue {
+  path: Path;
+  problem: string;
+  fix?: string;
+}
+
+export interface BuildContext {
+  /** The config file as given (for messages) and its directory (for relative paths). */
+  file: string;
+  dir: string;
+  /** line:col of a path, for messages that point at a second place. */
+  locate?: (path: Path) => { line: number; col: number } | undefined;
+}
+
+const PROTOCOLS: readonly Protocol[] = ['imap', 'smtp', 'pop3', 'http'];
+const MAIL_PROTOCOLS = ['imap', 'smtp', 'pop3'] as const;
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+const PATTERN = /^\*@([^\s@*]+\.[^\s@*]+)$/;
+const IMPLICIT_TLS_PORTS = new Set([993, 995, 465]);
+
+const PROVIDER_NAME: Record<ProviderKind, string> = {
+  google: 'Google',
+  microsoft: 'Microsoft',
+  custom: 'custom',
+};
+
+export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config; issues: BuildIssue[] } {
+  const issues: BuildIssue[] = [];
+  const report = (path: Path, problem: string, fix?: string) =>
+    issues.push(fix === undefined ? { path, problem } : { path, problem, fix });
+  const readFile = (path: Path, name: string, what: string): string | undefined => {
+    const full = resolve(ctx.dir, name);
+    try {
+      return readFileSync(full, 'utf8');
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      report(
+        path,
+        `cannot read ${what} file ${full} (${reason})`,
+        'Check the path (relative paths start at the config file) and its permissions.',
+      );
+      return undefined;
+    }
+  };
+  const where = (path: Path) => {
+    const pos = ctx.locate?.(path);
+    return pos ? `${formatPath(path)} (line ${pos.line})` : formatPath(path);
+  };
+
+  const listen = buildListeners(raw, report, readFile, where);
+  const connections = buildConnections(raw.connections ?? [], report, readFile);
+  const accounts = buildAccounts(raw.accounts ?? [], connections, report, where);
+  const http = buildHttp(raw, report, readFile);
+
+  const s = raw.settings ?? {};
+  const dl = DEFAULTS.settings;
+  const lim = s.limits ?? {};
+  const ll = s.loginLimiter ?? {};
+  const config: Config = {
+    file: resolve(ctx.file),
+    listen,
+    store: {
+      path: resolve(ctx.dir, raw.store?.path ?? DEFAULTS.store.path),
+      keyFile: resolve(ctx.dir, raw.store?.keyFile ?? DEFAULTS.store.keyFile),
+    },
+    connections,
+    accounts,
+    settings: {
+      refreshMarginMs: s.refreshMargin ?? dl.refreshMarginMs,
+      keepAliveIntervalMs: s.keepAliveInterval ?? dl.keepAliveIntervalMs,
+      tokenRequestTimeoutMs: s.tokenRequestTimeout ?? dl.tokenRequestTimeoutMs,
+      credentialCacheMs: s.credentialCache ?? dl.credentialCacheMs,
+      limits: {
+        maxLineLength: lim.maxLineLength ?? dl.limits.maxLineLength,
+        maxLiteralSize: lim.maxLiteralSize ?? dl.limits.maxLiteralSize,
+        maxCommandsBeforeLogin: lim.maxCommandsBeforeLogin ?? dl.limits.maxCommandsBeforeLogin,
+        maxFailedLoginsPerConnection:
+          lim.maxFailedLoginsPerConnection ?? dl.limits.maxFailedLoginsPerConnection,
+        preAuthIdleTimeoutMs: lim.preAuthIdleTimeout ?? dl.limits.preAuthIdleTimeoutMs,
+        upstreamConnectTimeoutMs: lim.upstreamConnectTimeout ?? dl.limits.upstreamConnectTimeoutMs,
+        smtpMaxMessageSize: lim.smtpMaxMessageSize ?? dl.limits.smtpMaxMessageSize,
+      },
+      loginLimiter: {
+        freeFailures: ll.freeFailures ?? dl.loginLimiter.freeFailures,
+        baseDelayMs: ll.baseDelay ?? dl.loginLimiter.baseDelayMs,
+        maxDelayMs: ll.maxDelay ?? dl.loginLimiter.maxDelayMs,
+        lockAfter: ll.lockAfter ?? dl.loginLimiter.lockAfter,
+        lockMs: ll.lockDuration ?? dl.loginLimiter.lockMs,
+        windowMs: ll.window ?? dl.loginLimiter.windowMs,
+      },
+    },
+    http,
+    notify: {
+      ...(raw.notify?.webhook !== undefined && { webhook: raw.notify.webhook }),
+      ...(raw.notify?.command !== undefined && { command: raw.notify.command }),
+      minIntervalMs: raw.notify?.minInterval ?? DEFAULTS.notify.minIntervalMs,
+    },
+  };
+  if (config.settings.loginLimiter.maxDelayMs < config.settings.loginLimiter.baseDelayMs) {
+    report(
+      ['settings', 'loginLimiter', 'maxDelay'],
+      'maxDelay is shorter than baseDelay',
+      'Make maxDelay at least as long as baseDelay.',
+    );
+  }
+  return { config, issues };
+}
+
+type Report = (path: Path, problem: string, fix?: string) => void;
+type ReadFile = (path: Path, name: string, what: string) => string | undefined;
+
+function buildListeners(
+  raw: RawConfig,
+  report: Report,
+  readFile: ReadFile,
+  where: (path: Path) => string,
+): Record<Protocol, ListenerConfig[]> {
+  const out: Record<Protocol, ListenerConfig[]> = { imap: [], smtp: [], pop3: [], http: [] };
+  const seen = new Map<string, Path>();
+  for (const protocol of PROTOCOLS) {
+    (raw.listen?.[protocol] ?? []).forEach((l, i) => {
+      const path: Path = ['listen', protocol, i];
+      const listener: ListenerConfig = { host: l.host ?? DEFAULT_LISTEN_HOST, port: l.port, tls: l.tls };
+      if (l.minVersion !== undefined) listener.minVersion = l.minVersion;
+      if (protocol === 'http' && l.tls === 'starttls') {
+        report([...path, 'tls'], 'HTTP has no STARTTLS', 'Use tls: implicit (HTTPS) or tls: none.');
+      }
+      if (l.tls !== 'none' && (l.cert === undefined || l.key === undefined)) {
+        report(
+          [...path, 'tls'],
+          `tls: ${l.tls} needs a certificate and a private key`,
+          'Add cert: and key: with the paths of PEM files, or set tls: none.',
+        );
+      }
+      if (l.cert !== undefined) {
+        const cert = readFile([...path, 'cert'], l.cert, 'certificate');
+        if (cert !== undefined) listener.cert = cert;
+      }
+      if (l.key !== undefined) {
+        const key = readFile([...path, 'key'], l.key, 'private key');
+        if (key !== undefined) listener.key = key;
+      }
+      if (listener.cert !== undefined && listener.key !== undefined) {
+        try {
+          createSecureContext({ cert: listener.cert, key: listener.key });
+        } catch (err) {
+          report(
+            [...path, 'cert'],
+            `cert and key are not a usable pair (${(err as Error).message})`,
+            'Point cert at the PEM certificate chain and key at its matching PEM private key.',
+          );
+        }
+      }
+      const addr = `${listener.host}:${listener.port}`;
+      const first = seen.get(addr);
+      if (first) {
+        report(
+          [...path, 'port'],
+          `${addr} is already used by ${where(first)}`,
+          'Give each listener its own port.',
+        );
+      } else {
+        seen.set(addr, path);
+      }
+      out[protocol].push(listener);
+    });
+  }
+  return out;
+}
+
+function checkUrl(report: Report, path: Path, value: string | undefined): void {
+  if (value === undefined) return;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    report(
+      path,
+      `"${value}" is not a URL`,
+      'Write the full URL, such as https://login.example.com/oauth2/token.',
+    );
+    return;
+  }
+  if (url.protocol === 'https:') return;
+  if (url.protocol === 'http:' && LOOPBACK.has(url.hostname)) return;
+  report(
+    path,
+    `${url.protocol}// is not allowed here`,
+    'Use an https URL (plain http only for 127.0.0.1 or localhost).',
+  );
+}
+
+function buildConnections(
+  raw: RawConnection[],
+  report: Report,
+  readFile: ReadFile,
+): Map<string, ConnectionConfig> {
+  const out = new Map<string, ConnectionConfig>();
+  const firstIndex = new Map<string, number>();
+  raw.forEach((c, i) => {
+    const path: Path = ['connections', i];
+    const at = (key: string): Path => [...path, key];
+    const provider: ProviderKind = c.provider === 'azure' ? 'microsoft' : c.provider;
+    const name = PROVIDER_NAME[provider];
+    const grant = c.grant ?? 'authorization_code';
+    const delegated = grant !== 'client_credentials';
+
+    const prev = firstIndex.get(c.name);
+    if (prev !== undefined) {
+      report(
+        at('name'),
+        `connection name "${c.name}" is already used by connections[${prev}]`,
+        'Give each connection a unique name.',
+      );
+      return;
+    }
+    firstIndex.set(c.name, i);
+
+    if (provider !== 'google' && c.projectId !== undefined) {
+      report(
+        at('projectId'),
+        `a ${name} connection has no projectId (that is a Google setting)`,
+        provider === 'microsoft'
+          ? 'Remove projectId; a Microsoft connection names its tenant with tenantId.'
+          : 'Remove projectId.',
+      );
+    }
+    if (provider === 'google' && c.tenantId !== undefined) {
+      report(
+        at('tenantId'),
+        'a Google connection has no tenantId (that is a Microsoft setting)',
+        'Remove tenantId.',
+      );
+    }
+    if (provider !== 'microsoft' && c.cloud !== undefined) {
+      report(at('cloud'), `a ${name} connection has no cloud (that is a Microsoft setting)`, 'Remove cloud.');
+    }
+    if (provider === 'google' && grant === 'device_code') {
+      report(
+        at('grant'),
+        'Google does not allow the device_code grant for Gmail scopes (it answers invalid_scope)',
+        'Use grant: authorization_code (the default) and consent in a browser.',
+      );
+    }
+    if (provider === 'google' && grant === 'client_credentials') {
+      report(
+        at('grant'),
+        'Google has no client_credentials grant for Gmail',
+        'Use grant: authorization_code (the default) and let each mailbox owner consent.',
+      );
+    }
+    if (c.clientSecret !== undefined && c.clientSecretFile !== undefined) {
+      report(
+        at('clientSecretFile'),
+        'clientSecret and clientSecretFile are both set',
+        'Keep only one of them.',
+      );
+    }
+    if (c.ca !== undefined && c.caFile !== undefined) {
+      report(at('caFile'), 'ca and caFile are both set', 'Keep only one of them.');
+    }
+    if (provider === 'microsoft' && c.sasl === 'oauthbearer') {
+      report(
+        at('sasl'),
+        'Microsoft supports only XOAUTH2, not OAUTHBEARER',
+        'Remove sasl, or set sasl: xoauth2.',
+      );
+    }
+
+    let tenantId = c.tenantId;
+    if (provider === 'microsoft') {
+      const tenant = c.tenantId ?? 'common';
+      if (
+        c.tenantId !== undefined &&
+        !GUID.test(tenant) &&
+        !DOMAIN.test(tenant) &&
+        !MICROSOFT_MULTI_TENANTS.includes(tenant)
+      ) {
+        report(
+          at('tenantId'),
+          `"${tenant}" is not a Microsoft tenant`,
+          'Use the tenant id (a GUID) or a verified domain, or common, organizations or consumers.',
+        );
+      }
+      if (grant === 'client_credentials' && MICROSOFT_MULTI_TENANTS.includes(tenant)) {
+        report(
+          c.tenantId === undefined ? path : at('tenantId'),
+          `grant client_credentials needs a tenant-specific tenantId, not ${tenant}`,
+          "Set tenantId to your tenant's GUID or domain (Entra admin center, Overview).",
+        );
+      }
+      tenantId = tenant;
+    }
+
+    let clientSecret = c.clientSecret;
+    if (c.clientSecretFile !== undefined) {
+      const text = readFile(at('clientSecretFile'), c.clientSecretFile, 'client secret');
+      if (text !== undefined) clientSecret = text.replace(/\r?\n$/, '');
+    }
+    if (
+      grant === 'client_credentials' &&
+      (clientSecret === undefined || clientSecret === '') &&
+      c.clientSecretFile === undefined
+    ) {
+      report(path, 'grant client_credentials needs a client secret', 'Set clientSecret or clientSecretFile.');
+    }
+    let ca = c.ca;
+    if (c.caFile !== undefined) ca = readFile(at('caFile'), c.caFile, 'CA certificate');
+
+    let preset: Partial<ProviderPreset> = {};
+    if (provider === 'google') preset = googlePreset();
+    if (provider === 'microsoft') {
+      preset = microsoftPreset({
+        tenantId: tenantId ?? 'common',
+        cloud: (c.cloud ?? 'global') as MicrosoftCloud,
+        grant,
+      });
+    }
+
+    if (
+      provider === 'microsoft' &&
+      delegated &&
+      c.scopes !== undefined &&
+      !c.scopes.includes('offline_access')
+    ) {
+      report(
+        at('scopes'),
+        'a delegated Microsoft connection needs the offline_access scope (without it there is no refresh token, and the mailbox owner must consent again every hour)',
+        'Add offline_access to scopes.',
+      );
+    }
+    if (provider === 'custom') {
+      if (c.tokenUrl === undefined)
+        report(at('tokenUrl'), 'a custom connection needs tokenUrl', 'Add the token endpoint URL.');
+      if (c.authorizeUrl === undefined && grant === 'authorization_code') {
+        report(
+          at('authorizeUrl'),
+          'a custom connection needs authorizeUrl',
+          'Add the authorization endpoint URL.',
+        );
+      }
+      if (c.deviceCodeUrl === undefined && grant === 'device_code') {
+        report(
+          at('deviceCodeUrl'),
+          'grant device_code needs deviceCodeUrl',
+          'Add the device authorization endpoint URL.',
+        );
+      }
+      if (c.scopes === undefined)
+        report(at('scopes'), 'a custom connection needs scopes', 'List the scopes to request.');
+      if (c.imap === undefined && c.smtp === undefined && c.pop3 === undefined) {
+        report(
+          path,
+          'a custom connection needs at least one mail server',
+          'Add imap:, smtp: or pop3: with host and port.',
+        );
+      }
+    }
+    for (const key of ['authorizeUrl', 'tokenUrl', 'deviceCodeUrl', 'userinfoUrl'] as const)
+      checkUrl(report, at(key), c[key]);
+
+    const conn: ConnectionConfig = {
+      name: c.name,
+      provider,
+      clientId: c.clientId,
+      grant,
+      authorizeUrl: c.authorizeUrl ?? preset.authorizeUrl ?? '',
+      tokenUrl: c.tokenUrl ?? preset.tokenUrl ?? '',
+      scopes: c.scopes ?? preset.scopes ?? [],
+      authorizeParams: { ...preset.authorizeParams, ...c.authorizeParams },
+      sasl: c.sasl ?? preset.sasl ?? 'xoauth2',
+      allowedIdentities: (c.allowedIdentities ?? []).map((id) => id.toLowerCase()),
+    };
+    if (clientSecret !== undefined) conn.clientSecret = clientSecret;
+    if (c.projectId !== undefined) conn.projectId = c.projectId;
+    if (tenantId !== undefined) conn.tenantId = tenantId;
+    const deviceCodeUrl = c.deviceCodeUrl ?? preset.deviceCodeUrl;
+    if (deviceCodeUrl !== undefined) conn.deviceCodeUrl = deviceCodeUrl;
+    const userinfoUrl = c.userinfoUrl ?? preset.userinfoUrl;
+    if (userinfoUrl !== undefined) conn.userinfoUrl = userinfoUrl;
+    if (ca !== undefined) conn.ca = ca;
+    for (const proto of MAIL_PROTOCOLS) {
+      const server = mergeServer(preset[proto], c[proto], at(proto), report);
+      if (server) conn[proto] = server;
+    }
+    out.set(c.name, conn);
+  });
+  return out;
+}
+
+function mergeServer(
+  preset: UpstreamServer | undefined,
+  override: RawConnection['imap'],
+  path: Path,
+  report: Report,
+): UpstreamServer | undefined {
+  if (override === undefined) return preset;
+  const host = override.host ?? preset?.host;
+  const port = override.port ?? preset?.port;
+  if (host === undefined || port === undefined) {
+    report(
+      [...path, host === undefined ? 'host' : 'port'],
+      `a server without a preset needs ${host === undefined ? 'host' : 'port'}`,
+      'Give host and port (and tls: implicit or starttls).',
+    );
+    return undefined;
+  }
+  const tls =
+    override.tls ??
+    (override.port === undefined ? preset?.tls : undefined) ??
+    (IMPLICIT_TLS_PORTS.has(port) ? 'implicit' : 'starttls');
+  return { host, port, tls };
+}
+
+function buildAccounts(
+  raw: NonNullable<RawConfig['accounts']>,
+  connections: Map<string, ConnectionConfig>,
+  report: Report,
+  where: (path: Path) => string,
+): AccountConfig[] {
+  const out: AccountConfig[] = [];
+  const seen = new Map<string, Path>();
+  const known = [...connections.keys()];
+  raw.forEach((a, i) => {
+    const path: Path = ['accounts', i];
+    const at = (key: string): Path => [...path, key];
+    const isPattern = a.username.includes('*');
+    if (isPattern && !PATTERN.test(a.username)) {
+      report(
+        at('username'),
+        `"${a.username}" is not a valid pattern`,
+        'A pattern is "*@" followed by a domain, such as *@example.com.',
+      );
+    }
+    if (isPattern && a.email !== undefined) {
+      report(
+        at('email'),
+        'a pattern account cannot have one email',
+        'Remove email; each user of the domain logs in to their own mailbox.',
+      );
+    }
+    if (!isPattern && a.email === undefined && !a.username.includes('@')) {
+      report(
+        at('username'),
+        `username "${a.username}" is not an email address, so the mailbox is unknown`,
+        `Add email: with the mailbox address.`,
+      );
+    }
+    if (!connections.has(a.connection)) {
+      report(
+        at('connection'),
+        `unknown connection "${a.connection}"`,
+        known.length === 0 ? 'Define it under connections: first.' : `Use one of: ${known.join(', ')}.`,
+      );
+    }
+    const key = a.username.toLowerCase();
+    const first = seen.get(key);
+    if (first) {
+      report(
+        at('username'),
+        `username "${a.username}" is already claimed by ${where(first)}`,
+        'Each username may appear only once; remove or rename one of them.',
+      );
+    } else {
+      seen.set(key, at('username'));
+    }
+    if (a.password !== undefined && !isPasswordHash(a.password)) {
+      report(
+        at('password'),
+        'password is not a scrypt hash (plain-text passwords are not allowed)',
+        'Run `xoauth-proxy hash-password` and paste its output here.',
+      );
+    }
+    const account: AccountConfig = { username: a.username, connection: a.connection };
+    if (a.email !== undefined) account.email = a.email;
+    if (a.password !== undefined) account.password = a.password;
+    out.push(account);
+  });
+  return out;
+}
+
+function buildHttp(raw: RawConfig, report: Report, readFile: ReadFile): Config['http'] {
+  const h = raw.http ?? {};
+  let adminPassword = h.adminPassword;
+  if (h.adminPassword !== undefined && h.adminPasswordFile !== undefined) {
+    report(
+      ['http', 'adminPasswordFile'],
+      'adminPassword and adminPasswordFile are both set',
+      'Keep only one of them.',
+    );
+  }
+  if (h.adminPasswordFile !== undefined) {
+    const text = readFile(['http', 'adminPasswordFile'], h.adminPasswordFile, 'admin password');
+    if (text !== undefined) adminPassword = text.trim();
+  }
+  const out: Config['http'] = {
+    consentHint: h.consentHint ?? (adminPassword !== undefined ? 'admin' : DEFAULTS.http.consentHint),
+  };
+  if (h.publicUrl !== undefined) out.publicUrl = h.publicUrl.replace(/\/+$/, '');
+  if (adminPassword !== undefined && adminPassword !== '') out.adminPassword = adminPassword;
+  return out;
+}

@@ -1,0 +1,45 @@
+/**
+ * Every default of the configuration in one place. The reasons are in docs/configuration.md.
+ */
+import type { HttpSettings, NotifySettings, Settings, StoreSettings } from './types.js';
+
+export const DEFAULT_LISTEN_HOST = '127.0.0.1';
+
+export const DEFAULTS: {
+  store: StoreSettings;
+  settings: Settings;
+  notify: NotifySettings;
+  http: Pick<HttpSettings, 'consentHint'>;
+} = {
+  store: { path: './data/tokens.db', keyFile: './data/key' },
+  settings: {
+    // Microsoft's HVE rejects tokens close to expiry; 10 minutes also covers clock skew.
+    refreshMarginMs: 10 * 60_000,
+    // Google drops refresh tokens unused for 6 months, Microsoft's last 90 days: a daily refresh keeps both.
+    keepAliveIntervalMs: 24 * 3_600_000,
+    tokenRequestTimeoutMs: 30_000,
+    credentialCacheMs: 5 * 60_000,
+    limits: {
+      // RFC 7162 asks servers to accept command lines of at least 8000 octets.
+      maxLineLength: 8192,
+      maxLiteralSize: 8192,
+      maxCommandsBeforeLogin: 20,
+      maxFailedLoginsPerConnection: 3,
+      // RFC 9051 5.4: the pre-login autologout timer is at least one minute.
+      preAuthIdleTimeoutMs: 60_000,
+      upstreamConnectTimeoutMs: 20_000,
+      // Below Gmail's 35882577 so the proxy never promises more than the upstream takes.
+      smtpMaxMessageSize: 35_000_000,
+    },
+    loginLimiter: {
+      freeFailures: 3,
+      baseDelayMs: 1_000,
+      maxDelayMs: 30_000,
+      lockAfter: 10,
+      lockMs: 15 * 60_000,
+      windowMs: 15 * 60_000,
+    },
+  },
+  notify: { minIntervalMs: 3_600_000 },
+  http: { consentHint: 'command' },
+};

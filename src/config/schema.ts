@@ -1,0 +1,285 @@
+/**
+ * The raw YAML shape, as zod 4 schemas. Strict objects everywhere: a misspelt key is an error, never
+ * silently ignored. Defaults for settings live in ./defaults.ts (one place, also used by the docs and the
+ * JSON Schema); this file only validates shapes and single values. Rules that span several fields
+ * (provider vs grant, account -> connection, ...) live in ./build.ts.
+ */
+import { z } from 'zod';
+import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { DEFAULTS } from './defaults.js';
+import { formatDuration } from './duration.js';
+
+const DURATION_HINT = 'a duration such as "30s", "10m", "6h", "1d" or a number of milliseconds';
+
+const duration = (description: string, defaultMs: number) =>
+  z
+    .union([z.number().int().nonnegative(), z.string().regex(new RegExp(DURATION_PATTERN))], {
+      error: `must be ${DURATION_HINT}`,
+    })
+    .meta({ description, default: formatDuration(defaultMs) })
+    .transform((value) => parseDuration(value) as number)
+    .optional();
+
+const count = (description: string, defaultValue: number) =>
+  z
+    .number({ error: 'must be a whole number' })
+    .int({ error: 'must be a whole number' })
+    .positive({ error: 'must be greater than 0' })
+    .optional()
+    .meta({ description, default: defaultValue });
+
+const port = z
+  .union([z.number().int(), z.string().regex(/^\d+$/)], { error: 'must be a port number (1-65535)' })
+  .transform(Number)
+  .pipe(
+    z.number().int().min(1, 'must be a port number (1-65535)').max(65535, 'must be a port number (1-65535)'),
+  );
+
+const nonEmpty = (what: string) => z.string({ error: `must be ${what}` }).min(1, `must not be empty`);
+
+export const listenerSchema = z
+  .strictObject({
+    host: nonEmpty('a host name or IP address').default('127.0.0.1').meta({
+      description: 'Address to listen on. Loopback by default; use 0.0.0.0 only behind a firewall.',
+    }),
+    port: port.meta({ description: 'TCP port.' }),
+    tls: z
+      .enum(['none', 'starttls', 'implicit'])
+      .default('none')
+      .meta({ description: 'Client-facing TLS: none, starttls (not for http) or implicit.' }),
+    cert: z
+      .string()
+      .optional()
+      .meta({ description: 'PEM certificate chain file (needed for starttls/implicit).' }),
+    key: z.string().optional().meta({ description: 'PEM private key file (needed for starttls/implicit).' }),
+    minVersion: z
+      .enum(['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'])
+      .optional()
+      .meta({ description: 'Lowest TLS version accepted from clients; TLSv1 allows old devices.' }),
+  })
+  .meta({ description: 'One listening socket.' });
+
+const listeners = (what: string) =>
+  z
+    .array(listenerSchema)
+    .default([])
+    .meta({ description: `${what} listeners.` });
+
+const upstreamSchema = z
+  .strictObject({
+    host: nonEmpty('a host name').optional(),
+    port: port.optional(),
+    tls: z
+      .enum(['implicit', 'starttls'])
+      .optional()
+      .meta({ description: 'Upstream TLS is never optional; the certificate is always verified.' }),
+  })
+  .meta({ description: 'Upstream mail server; each field overrides the provider preset.' });
+
+export const connectionSchema = z.strictObject({
+  name: z
+    .string({ error: 'must be a name' })
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+      'must start with a letter or digit and use only letters, digits, ".", "_" and "-"',
+    )
+    .meta({ description: 'Name that accounts refer to.' }),
+  provider: z
+    .enum(['google', 'microsoft', 'azure', 'custom'])
+    .meta({ description: 'Built-in preset (google, microsoft; azure is an alias of microsoft) or custom.' }),
+  clientId: nonEmpty('the OAuth client id').meta({ description: 'OAuth client (application) id.' }),
+  clientSecret: z
+    .string()
+    .optional()
+    .meta({ description: 'OAuth client secret; leave out for public clients.' }),
+  clientSecretFile: z
+    .string()
+    .optional()
+    .meta({ description: 'File holding the client secret (trailing newline ignored).' }),
+  projectId: z
+    .string()
+    .optional()
+    .meta({ description: 'Google Cloud project id (Google only; informational).' }),
+  tenantId: z.string().optional().meta({
+    description: 'Microsoft tenant: GUID, domain, common, organizations or consumers. Default common.',
+  }),
+  grant: z
+    .enum(['authorization_code', 'device_code', 'client_credentials'])
+    .optional()
+    .meta({ description: 'OAuth grant.', default: 'authorization_code' }),
+  cloud: z
+    .enum(['global', 'usgov', 'china'])
+    .optional()
+    .meta({ description: 'Microsoft national cloud.', default: 'global' }),
+  authorizeUrl: z.string().optional().meta({ description: 'Authorization endpoint (overrides the preset).' }),
+  tokenUrl: z.string().optional().meta({ description: 'Token endpoint (overrides the preset).' }),
+  deviceCodeUrl: z.string().optional().meta({ description: 'Device authorization endpoint (RFC 8628).' }),
+  userinfoUrl: z.string().optional().meta({ description: 'OIDC userinfo endpoint, to learn who consented.' }),
+  scopes: z
+    .array(nonEmpty('a scope'))
+    .min(1, 'must list at least one scope')
+    .optional()
+    .meta({ description: 'Scopes to request (replace the preset list).' }),
+  authorizeParams: z
+    .record(z.string(), z.string())
+    .optional()
+    .meta({ description: 'Extra authorization URL parameters (merged over the preset).' }),
+  imap: upstreamSchema.optional(),
+  smtp: upstreamSchema.optional(),
+  pop3: upstreamSchema.optional(),
+  sasl: z
+    .enum(['xoauth2', 'oauthbearer'])
+    .optional()
+    .meta({ description: 'Upstream SASL mechanism.', default: 'xoauth2' }),
+  ca: z.string().optional().meta({ description: 'Extra trusted CA certificate (PEM) for upstream TLS.' }),
+  caFile: z.string().optional().meta({ description: 'File with extra trusted CA certificates (PEM).' }),
+  allowedIdentities: z
+    .array(z.email({ error: 'must be an email address' }))
+    .optional()
+    .meta({ description: 'Identities besides the mailbox itself allowed to consent (delegates).' }),
+});
+
+export const accountSchema = z.strictObject({
+  username: nonEmpty('the login name').meta({
+    description: 'What the mail client types as user name; "*@example.com" serves a whole domain.',
+  }),
+  email: z
+    .email({ error: 'must be an email address' })
+    .optional()
+    .meta({ description: 'Upstream mailbox; defaults to the username.' }),
+  connection: nonEmpty('a connection name').meta({ description: 'Name of the connection to use.' }),
+  password: z
+    .string()
+    .optional()
+    .meta({ description: 'scrypt hash from `xoauth-proxy hash-password` (never plain text).' }),
+});
+
+const d = DEFAULTS;
+
+export const settingsSchema = z.strictObject({
+  refreshMargin: duration('Refresh an access token when less than this is left.', d.settings.refreshMarginMs),
+  keepAliveInterval: duration(
+    'Refresh every account with a refresh token at least this often.',
+    d.settings.keepAliveIntervalMs,
+  ),
+  tokenRequestTimeout: duration('Timeout of one token endpoint request.', d.settings.tokenRequestTimeoutMs),
+  credentialCache: duration(
+    'How long a verified local password is remembered (0 disables the cache).',
+    d.settings.credentialCacheMs,
+  ),
+  limits: z
+    .strictObject({
+      maxLineLength: count(
+        'Longest command line accepted from a client (bytes).',
+        d.settings.limits.maxLineLength,
+      ),
+      maxLiteralSize: count(
+        'Largest IMAP literal accepted before login (bytes).',
+        d.settings.limits.maxLiteralSize,
+      ),
+      maxCommandsBeforeLogin: count(
+        'Commands a client may send before logging in.',
+        d.settings.limits.maxCommandsBeforeLogin,
+      ),
+      maxFailedLoginsPerConnection: count(
+        'Failed logins after which the connection is closed.',
+        d.settings.limits.maxFailedLoginsPerConnection,
+      ),
+      preAuthIdleTimeout: duration('Idle time allowed before login.', d.settings.limits.preAuthIdleTimeoutMs),
+      upstreamConnectTimeout: duration(
+        'Timeout for connecting and logging in upstream.',
+        d.settings.limits.upstreamConnectTimeoutMs,
+      ),
+      smtpMaxMessageSize: count(
+        'SMTP SIZE advertised to clients (bytes).',
+        d.settings.limits.smtpMaxMessageSize,
+      ),
+    })
+    .optional(),
+  loginLimiter: z
+    .strictObject({
+      freeFailures: z.number().int().nonnegative().optional().meta({
+        description: 'Failures (per address or username) before delays start.',
+        default: d.settings.loginLimiter.freeFailures,
+      }),
+      baseDelay: duration(
+        'First delay after the free failures; doubles each time.',
+        d.settings.loginLimiter.baseDelayMs,
+      ),
+      maxDelay: duration('Longest delay.', d.settings.loginLimiter.maxDelayMs),
+      lockAfter: count(
+        'Failures within the window after which the key is locked.',
+        d.settings.loginLimiter.lockAfter,
+      ),
+      lockDuration: duration('How long a lock lasts.', d.settings.loginLimiter.lockMs),
+      window: duration('Failures older than this are forgotten.', d.settings.loginLimiter.windowMs),
+    })
+    .optional(),
+});
+
+export const httpSchema = z.strictObject({
+  publicUrl: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL such as https://mail-proxy.example.com' })
+    .optional()
+    .meta({ description: 'Public base URL of the HTTP listener (redirect URIs and consent links).' }),
+  adminPassword: z
+    .string()
+    .optional()
+    .meta({ description: 'scrypt hash of the admin password; no /admin pages without one.' }),
+  adminPasswordFile: z.string().optional().meta({ description: 'File holding the admin password hash.' }),
+  consentHint: z
+    .enum(['admin', 'command'])
+    .optional()
+    .meta({ description: 'What a client needing consent is told; default admin when adminPassword is set.' }),
+});
+
+export const notifySchema = z.strictObject({
+  webhook: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .optional()
+    .meta({ description: 'URL that receives a JSON POST when an account needs consent.' }),
+  command: z.string().optional().meta({ description: 'Command run when an account needs consent.' }),
+  minInterval: duration(
+    'At most one notification per account and kind in this window.',
+    d.notify.minIntervalMs,
+  ),
+});
+
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .strictObject({
+        imap: listeners('IMAP'),
+        smtp: listeners('SMTP submission'),
+        pop3: listeners('POP3'),
+        http: listeners('HTTP (consent and admin pages)'),
+      })
+      .optional(),
+    store: z
+      .strictObject({
+        path: z
+          .string()
+          .optional()
+          .meta({ description: 'SQLite token store, relative to the config file.', default: d.store.path }),
+        keyFile: z.string().optional().meta({
+          description: 'Encryption key file (0600), relative to the config file.',
+          default: d.store.keyFile,
+        }),
+      })
+      .optional(),
+    connections: z.array(connectionSchema).optional(),
+    accounts: z.array(accountSchema).optional(),
+    settings: settingsSchema.optional(),
+    http: httpSchema.optional(),
+    notify: notifySchema.optional(),
+  })
+  .meta({ title: 'xoauth-proxy configuration' });
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RawConnection = z.output<typeof connectionSchema>;
+export type RawListener = z.output<typeof listenerSchema>;
+
+/** JSON Schema (draft-07) of the YAML input, for editors (yaml-language-server) and `xoauth-proxy schema`. */
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(configSchema, { io: 'input', target: 'draft-7' }) as Record<string, unknown>;
+}
