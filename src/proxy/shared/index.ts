@@ -4,7 +4,7 @@
  */
 export { ProxyListener } from './listener.js';
 export { upgradeToTls, type StartTlsResult } from './starttls.js';
-export { createLocalSecureContext, upstreamTlsOptions } from './tls-context.js';
+export { createLocalSecureContext, localTlsOptions, upstreamTlsOptions } from './tls-context.js';
 export {
   connectUpstream,
   UpstreamConnection,

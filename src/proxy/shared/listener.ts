@@ -7,7 +7,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { Server as TlsServer, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ListenerConfig } from '../../config/types.js';
-import { createLocalSecureContext } from './tls-context.js';
+import { createLocalSecureContext, localTlsOptions } from './tls-context.js';
 import type { ProxyServer, ProxySession, SessionFactory } from './types.js';
 
 /** An implicit-TLS client that has not finished its handshake by then is dropped. */
@@ -41,7 +41,7 @@ export class ProxyListener implements ProxyServer {
     if (this.#server) throw new Error('listen() called twice');
     const server =
       this.#config.tls === 'implicit'
-        ? new TlsServer({ secureContext: this.#secureContext, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS })
+        ? new TlsServer({ ...localTlsOptions(this.#config), handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS })
         : createServer();
     server.on(this.#config.tls === 'implicit' ? 'secureConnection' : 'connection', (socket: Socket) =>
       this.#accept(socket),

@@ -2,7 +2,13 @@
  * TLS settings for both legs, in one place so that "upstream is always verified" is visible at a glance.
  */
 import { isIP } from 'node:net';
-import { createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext } from 'node:tls';
+import {
+  createSecureContext,
+  rootCertificates,
+  type ConnectionOptions,
+  type SecureContext,
+  type SecureContextOptions,
+} from 'node:tls';
 import type { ListenerConfig } from '../../config/types.js';
 
 /**
@@ -10,7 +16,7 @@ import type { ListenerConfig } from '../../config/types.js';
  * lowers it for old devices; then OpenSSL 3's security level must drop too, or TLS 1.0/1.1 handshakes
  * fail despite minVersion (their SHA-1 signatures are below level 1).
  */
-export function createLocalSecureContext(listener: ListenerConfig): SecureContext {
+export function localTlsOptions(listener: ListenerConfig): SecureContextOptions {
   if (!listener.cert || !listener.key) {
     throw new Error(
       `listener ${listener.host}:${listener.port} needs a TLS cert and key (tls: ${listener.tls})`,
@@ -18,12 +24,17 @@ export function createLocalSecureContext(listener: ListenerConfig): SecureContex
   }
   const minVersion = listener.minVersion ?? 'TLSv1.2';
   const legacy = minVersion === 'TLSv1' || minVersion === 'TLSv1.1';
-  return createSecureContext({
+  return {
     cert: listener.cert,
     key: listener.key,
     minVersion,
     ...(legacy ? { ciphers: 'DEFAULT@SECLEVEL=0' } : {}),
-  });
+  };
+}
+
+/** The same settings as a ready context, for STARTTLS upgrades. */
+export function createLocalSecureContext(listener: ListenerConfig): SecureContext {
+  return createSecureContext(localTlsOptions(listener));
 }
 
 /**

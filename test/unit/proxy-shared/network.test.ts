@@ -1,0 +1,341 @@
+/**
+ * The socket-level shared pieces against real sockets on 127.0.0.1: listener, STARTTLS upgrade,
+ * upstream connect (certificate verification, deadline), relay.
+ */
+import { once } from 'node:events';
+import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { ListenerConfig } from '../../../src/config/types.js';
+import { silentLogger } from '../../../src/log.js';
+import { ProxyListener } from '../../../src/proxy/shared/listener.js';
+import { startRelay } from '../../../src/proxy/shared/relay.js';
+import { upgradeToTls } from '../../../src/proxy/shared/starttls.js';
+import { createLocalSecureContext } from '../../../src/proxy/shared/tls-context.js';
+import { connectUpstream, type UpstreamDialect } from '../../../src/proxy/shared/upstream.js';
+import type { ProxySession } from '../../../src/proxy/shared/types.js';
+import { getTestCerts } from '../../helpers/certs.js';
+
+const certs = getTestCerts();
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const fn of cleanups.splice(0).reverse()) await fn();
+});
+
+function listen(server: Server): Promise<number> {
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+  );
+}
+
+/** Reads from a socket until `pattern` has been seen; bounded by the test timeout. */
+function readUntil(socket: Socket, pattern: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (d: Buffer): void => {
+      text += d.toString('utf8');
+      if (text.includes(pattern)) {
+        socket.off('data', onData);
+        resolve(text);
+      }
+    };
+    socket.on('data', onData);
+    socket.once('close', () =>
+      reject(new Error(`closed before ${JSON.stringify(pattern)}; got ${JSON.stringify(text)}`)),
+    );
+  });
+}
+
+const lineDialect: UpstreamDialect<string> = {
+  async readGreeting(conn) {
+    return conn.readLine();
+  },
+  async requestStartTls(conn) {
+    conn.write('STARTTLS\r\n');
+    const line = await conn.readLine();
+    if (line !== 'OK go') throw new Error(`bad starttls reply ${line}`);
+  },
+};
+
+describe('upgradeToTls (client side STARTTLS)', () => {
+  it('discards plaintext pipelined after STARTTLS and only sees what came over TLS', async () => {
+    const context = createLocalSecureContext({
+      host: '127.0.0.1',
+      port: 0,
+      tls: 'starttls',
+      cert: certs.certPem,
+      key: certs.keyPem,
+    });
+    const received: string[] = [];
+    const server = createServer((socket) => {
+      socket.once('data', (first: Buffer) => {
+        received.push(`plain:${first.toString().split('\r\n')[0]}`);
+        socket.write('OK go\r\n');
+        void upgradeToTls(socket, context).then(({ socket: secure }) => {
+          secure.on('data', (d: Buffer) => {
+            received.push(`tls:${d.toString()}`);
+            secure.end('done\r\n');
+          });
+        });
+      });
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const plain = netConnect(port, '127.0.0.1');
+    await once(plain, 'connect');
+    // The injection: a second command in the same packet as STARTTLS.
+    plain.write('STARTTLS\r\nINJECTED COMMAND\r\n');
+    await readUntil(plain, 'OK go\r\n');
+    const secure = tlsConnect({ socket: plain, host: '127.0.0.1', ca: certs.caPem });
+    await once(secure, 'secureConnect');
+    secure.write('AFTER TLS\r\n');
+    await readUntil(secure, 'done');
+    expect(received).toEqual(['plain:STARTTLS', 'tls:AFTER TLS\r\n']);
+    expect(received.join('')).not.toContain('INJECTED');
+  });
+});
+
+describe('connectUpstream', () => {
+  it('connects with implicit TLS when the certificate chains to the connection CA', async () => {
+    const server = createTlsServer({ cert: certs.certPem, key: certs.keyPem }, (s) =>
+      s.write('* OK hello\r\n'),
+    );
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const { conn, greeting } = await connectUpstream(
+      { server: { host: '127.0.0.1', port, tls: 'implicit' }, ca: certs.caPem, timeoutMs: 10_000 },
+      lineDialect,
+    );
+    expect(greeting).toBe('* OK hello');
+    expect((conn.socket as TLSSocket).authorized).toBe(true);
+    conn.close();
+  });
+
+  it('verifies against the host name when connecting by name (SNI localhost)', async () => {
+    let sni: string | undefined;
+    const server = createTlsServer({ cert: certs.certPem, key: certs.keyPem }, (s) => {
+      sni = (s as unknown as { servername?: string }).servername;
+      s.write('* OK hi\r\n');
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const { conn } = await connectUpstream(
+      { server: { host: 'localhost', port, tls: 'implicit' }, ca: certs.caPem, timeoutMs: 10_000 },
+      lineDialect,
+    );
+    expect(sni).toBe('localhost');
+    conn.close();
+  });
+
+  it('refuses a certificate the system CAs do not trust when no ca is configured', async () => {
+    const server = createTlsServer({ cert: certs.certPem, key: certs.keyPem }, (s) =>
+      s.write('* OK hello\r\n'),
+    );
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    await expect(
+      connectUpstream(
+        { server: { host: '127.0.0.1', port, tls: 'implicit' }, timeoutMs: 10_000 },
+        lineDialect,
+      ),
+    ).rejects.toMatchObject({ code: 'upstream-unavailable' });
+  });
+
+  it('runs the dialect STARTTLS and then verifies the certificate', async () => {
+    const context = createLocalSecureContext({
+      host: '127.0.0.1',
+      port: 0,
+      tls: 'starttls',
+      cert: certs.certPem,
+      key: certs.keyPem,
+    });
+    const server = createServer((socket) => {
+      socket.write('* OK plain\r\n');
+      socket.once('data', () => {
+        socket.write('OK go\r\n');
+        void upgradeToTls(socket, context).then(({ socket: s }) => {
+          s.on('data', (d: Buffer) => s.write(`echo ${d.toString()}`));
+        });
+      });
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const { conn } = await connectUpstream(
+      { server: { host: '127.0.0.1', port, tls: 'starttls' }, ca: certs.caPem, timeoutMs: 10_000 },
+      lineDialect,
+    );
+    expect((conn.socket as TLSSocket).encrypted).toBe(true);
+    conn.write('ping\r\n');
+    expect(await conn.readLine()).toBe('echo ping');
+    conn.close();
+  });
+
+  it('fails with upstream-unavailable when the greeting does not come within the deadline', async () => {
+    const server = createServer(() => undefined); // accepts, never greets
+    const port = await listen(server);
+    cleanups.push(() => {
+      server.close();
+    });
+    const started = Date.now();
+    await expect(
+      connectUpstream({ server: { host: '127.0.0.1', port, tls: 'starttls' }, timeoutMs: 300 }, lineDialect),
+    ).rejects.toMatchObject({ code: 'upstream-unavailable', detail: 'timed out' });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('fails with upstream-unavailable when nobody listens', async () => {
+    const server = createServer();
+    const port = await listen(server);
+    await new Promise((r) => server.close(r));
+    await expect(
+      connectUpstream(
+        { server: { host: '127.0.0.1', port, tls: 'implicit' }, timeoutMs: 5_000 },
+        lineDialect,
+      ),
+    ).rejects.toMatchObject({ code: 'upstream-unavailable' });
+  });
+});
+
+/** A connected pair of TCP sockets (server side, client side). */
+async function socketPair(): Promise<[Socket, Socket]> {
+  const server = createServer();
+  const port = await listen(server);
+  const accepted = once(server, 'connection') as Promise<[Socket]>;
+  const client = netConnect(port, '127.0.0.1');
+  const [serverSide] = await accepted;
+  await once(client, 'connect').catch(() => undefined);
+  server.close();
+  return [serverSide, client];
+}
+
+describe('startRelay', () => {
+  it('sends pending bytes first, in order, then pipes both ways and counts bytes', async () => {
+    const [proxyClientLeg, client] = await socketPair();
+    const [proxyUpstreamLeg, upstream] = await socketPair();
+    const relay = startRelay({
+      client: proxyClientLeg,
+      upstream: proxyUpstreamLeg,
+      clientPending: Buffer.from('a2 SELECT INBOX\r\n'),
+      upstreamPending: Buffer.from('* 3 EXISTS\r\n'),
+    });
+    client.write('a3 NOOP\r\n');
+    const seenUpstream = await readUntil(upstream, 'a3 NOOP\r\n');
+    expect(seenUpstream).toBe('a2 SELECT INBOX\r\na3 NOOP\r\n');
+    upstream.write('a3 OK done\r\n');
+    expect(await readUntil(client, 'a3 OK done\r\n')).toBe('* 3 EXISTS\r\na3 OK done\r\n');
+    upstream.end();
+    const result = await relay.done;
+    expect({ from: result.bytesFromClient, to: result.bytesToClient }).toEqual({ from: 26, to: 24 });
+    expect(client.readableEnded || client.destroyed || (await once(client, 'end'), true)).toBe(true);
+  });
+
+  it('moves 20 MB with backpressure and ends the client when the upstream resets', async () => {
+    const [proxyClientLeg, client] = await socketPair();
+    const [proxyUpstreamLeg, upstream] = await socketPair();
+    const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
+    const size = 20 * 1024 * 1024;
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let received = 0;
+    const got = new Promise<void>((resolve) =>
+      client.on('data', (d: Buffer) => {
+        received += d.length;
+        if (received >= size) resolve();
+      }),
+    );
+    for (let sent = 0; sent < size; sent += chunk.length) {
+      if (!upstream.write(chunk)) await once(upstream, 'drain');
+    }
+    await got;
+    expect(received).toBe(size);
+    upstream.resetAndDestroy();
+    const result = await relay.done;
+    expect(result.bytesToClient).toBe(size);
+    expect(result.endedBy).toBe('upstream');
+    await new Promise<void>((resolve) => (client.closed ? resolve() : client.once('close', () => resolve())));
+  });
+});
+
+describe('ProxyListener', () => {
+  function fakeSessionFactory(log: string[]) {
+    return (socket: Socket, ctx: { secure: boolean; remoteAddress: string }): ProxySession => {
+      log.push(`open secure=${ctx.secure} from=${ctx.remoteAddress}`);
+      socket.write('hello\r\n');
+      const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      return {
+        close() {
+          socket.end('bye\r\n');
+        },
+        closed,
+      };
+    };
+  }
+
+  it('serves implicit TLS with the configured cert and ends sessions on close()', async () => {
+    const log: string[] = [];
+    const config: ListenerConfig = {
+      host: '127.0.0.1',
+      port: 0,
+      tls: 'implicit',
+      cert: certs.certPem,
+      key: certs.keyPem,
+    };
+    const listener = new ProxyListener(config, fakeSessionFactory(log), silentLogger());
+    const { port, host } = await listener.listen();
+    expect(host).toBe('127.0.0.1');
+    const client = tlsConnect({ host: '127.0.0.1', port, ca: certs.caPem });
+    const text = readUntil(client, 'hello');
+    await once(client, 'secureConnect');
+    await text;
+    expect(listener.sessionCount).toBe(1);
+    const bye = readUntil(client, 'bye');
+    await listener.close();
+    await bye;
+    expect(log).toEqual(['open secure=true from=127.0.0.1']);
+    expect(listener.sessionCount).toBe(0);
+  });
+
+  it('refuses a TLS listener without a cert at construction time', () => {
+    expect(
+      () =>
+        new ProxyListener(
+          { host: '127.0.0.1', port: 0, tls: 'starttls' },
+          fakeSessionFactory([]),
+          silentLogger(),
+        ),
+    ).toThrow(/cert/);
+  });
+
+  it.each([
+    ['refuses TLS 1.0 by default', undefined, false],
+    ['allows TLS 1.0 when the listener asks for it (old devices)', 'TLSv1', true],
+  ] as const)('%s', async (_name, minVersion, works) => {
+    const listener = new ProxyListener(
+      {
+        host: '127.0.0.1',
+        port: 0,
+        tls: 'implicit',
+        cert: certs.certPem,
+        key: certs.keyPem,
+        ...(minVersion ? { minVersion } : {}),
+      },
+      fakeSessionFactory([]),
+      silentLogger(),
+    );
+    const { port } = await listener.listen();
+    cleanups.push(() => listener.close());
+    const old = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      ca: certs.caPem,
+      minVersion: 'TLSv1',
+      maxVersion: 'TLSv1',
+      ciphers: 'DEFAULT@SECLEVEL=0',
+    });
+    const outcome = await new Promise<string | null>((resolve) => {
+      old.once('secureConnect', () => resolve(old.getProtocol()));
+      old.once('error', () => resolve('failed'));
+    });
+    old.destroy();
+    expect(outcome).toBe(works ? 'TLSv1' : 'failed');
+  });
+});
