@@ -209,6 +209,8 @@ function renderConfig(o: {
   const users = id.systemUser
     ? `default_internal_user = ${id.systemUser}\ndefault_internal_group = ${id.systemGroup}\ndefault_login_user = ${id.systemUser}\n`
     : '';
+  // chroot() needs root; an unprivileged instance runs its login processes unjailed.
+  const noChroot = id.systemUser ? 'chroot =\n  ' : '';
   const submission = relay
     ? `
 submission_relay_host = ${relay.host}
@@ -223,6 +225,7 @@ service submission-login {
     ssl = yes
   }
   service_count = 0
+  ${noChroot}
 }
 `
     : '';
@@ -261,7 +264,7 @@ mail_max_userip_connections = 1000
 mailbox_idle_check_interval = 1 secs
 # Failure tests would otherwise slow every later login by seconds.
 service anvil {
-  unix_listener anvil-auth-penalty {
+  ${noChroot}unix_listener anvil-auth-penalty {
     mode = 0
   }
 }
@@ -274,7 +277,9 @@ service imap-login {
     ssl = yes
   }
   service_count = 0
+  ${noChroot}
 }
+${id.systemUser ? 'service ipc {\n  chroot =\n}\nservice aggregator {\n  chroot =\n}\n' : ''}
 ${submission}`;
 }
 
