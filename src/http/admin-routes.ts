@@ -1,0 +1,178 @@
+/**
+ * /admin: status of every connection and account, and the buttons that start consent. Only exists when
+ * http.adminPassword is set. Every POST carries a CSRF token bound to the admin's browser.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config, ResolvedAccount } from '../config/types.js';
+import {
+  ADMIN_CONSENT_LINK_TTL_MS,
+  DEFAULT_CONSENT_LINK_TTL_MS,
+  createConsentLink,
+} from '../oauth/consent-links.js';
+import type { TokenStore } from '../oauth/types.js';
+import { AdminAuth } from './admin-auth.js';
+import { html } from './html.js';
+import { adminPage, consentLinkCreatedPage, type AdminAccountRow } from './pages/admin-page.js';
+import { messagePage } from './pages/messages.js';
+import { redirect, readForm, sendHtml, sendMessage } from './respond.js';
+import { browserId, securityHeaders, setBrowserCookie, type CsrfTokens } from './security.js';
+import { pages } from './pages/messages.js';
+
+export interface AdminDeps {
+  config: Config;
+  store: TokenStore;
+  logger: Logger;
+  resolveAccount: (username: string) => ResolvedAccount | undefined;
+  now: () => number;
+  csrf: CsrfTokens;
+  baseUrl: () => string;
+}
+
+const CSRF_PURPOSE = 'admin';
+
+export class AdminRoutes {
+  private readonly auth: AdminAuth;
+
+  constructor(
+    private readonly deps: AdminDeps,
+    secret: string,
+  ) {
+    this.auth = new AdminAuth(secret, deps.now);
+  }
+
+  /** True when the request may go on; otherwise the response is already sent. */
+  private async authorize(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const result = await this.auth.check(req);
+    if (result === 'ok') return true;
+    if (result === 'wrong') this.deps.logger.warn({ client: req.socket.remoteAddress }, 'admin login failed');
+    const locked = result === 'locked';
+    const body = messagePage({
+      status: locked ? 429 : 401,
+      title: locked ? 'Too many attempts' : 'Sign in to the administration page',
+      tone: 'bad',
+      what: locked
+        ? 'There were too many wrong passwords from your address.'
+        : 'This page needs the admin password (any user name).',
+      todo: locked ? 'Wait ten minutes, then try again.' : 'Reload the page and enter the admin password.',
+    }).toString();
+    res.writeHead(locked ? 429 : 401, {
+      ...securityHeaders(),
+      'Content-Type': 'text/html; charset=utf-8',
+      'Content-Length': String(Buffer.byteLength(body)),
+      ...(locked ? {} : { 'WWW-Authenticate': 'Basic realm="xoauth-proxy admin", charset="UTF-8"' }),
+    });
+    res.end(body);
+    return false;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    if (!(await this.authorize(req, res))) return;
+    if (path === '/admin' || path === '/admin/') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return sendMessage(res, pages.methodNotAllowed());
+      return this.showStatus(req, res);
+    }
+    if (path === '/admin/consent-link' || path === '/admin/refresh') {
+      if (req.method !== 'POST') return sendMessage(res, pages.methodNotAllowed());
+      return this.createLink(req, res, path === '/admin/refresh');
+    }
+    sendMessage(res, pages.notFound());
+  }
+
+  private showStatus(req: IncomingMessage, res: ServerResponse): void {
+    const browser = browserId(req);
+    if (browser.isNew) setBrowserCookie(res, browser.id, this.deps.baseUrl().startsWith('https:'));
+    sendHtml(
+      res,
+      200,
+      adminPage({
+        connections: [...this.deps.config.connections.values()],
+        accounts: this.rows(),
+        csrf: this.deps.csrf.issue(browser.id, CSRF_PURPOSE),
+        now: this.deps.now(),
+      }),
+    );
+  }
+
+  private rows(): AdminAccountRow[] {
+    const { config, store } = this.deps;
+    const tokens = store.listTokens();
+    const passwords = store.listAppPasswords();
+    const seen = new Set<string>();
+    const rows: AdminAccountRow[] = [];
+    const rowFor = (account: ResolvedAccount, label: string): AdminAccountRow => {
+      seen.add(account.id);
+      const t = tokens.find((r) => r.accountId === account.id);
+      return {
+        username: account.username,
+        label,
+        mailbox: account.email,
+        connection: account.connection.name,
+        ...(t
+          ? {
+              state: t.state,
+              ...(t.accessTokenExpiresAt !== undefined ? { expiresAt: t.accessTokenExpiresAt } : {}),
+              ...(t.lastRefreshAt !== undefined ? { lastRefreshAt: t.lastRefreshAt } : {}),
+              ...(t.lastError !== undefined ? { lastError: t.lastError } : {}),
+            }
+          : {}),
+        appPasswords: passwords.filter((p) => p.accountId === account.id),
+        hasAdminPassword: Boolean(account.passwordHash),
+      };
+    };
+    for (const entry of config.accounts) {
+      if (entry.username.includes('*')) {
+        rows.push({
+          label: entry.username,
+          connection: entry.connection,
+          appPasswords: [],
+          hasAdminPassword: Boolean(entry.password),
+        });
+        // Addresses under this pattern that have consented already.
+        for (const t of tokens) {
+          if (seen.has(t.accountId)) continue;
+          const account = this.deps.resolveAccount(t.accountId);
+          if (account && account.entry === entry.username) rows.push(rowFor(account, account.username));
+        }
+        continue;
+      }
+      const account = this.deps.resolveAccount(entry.username);
+      if (account && !seen.has(account.id)) rows.push(rowFor(account, account.username));
+    }
+    return rows;
+  }
+
+  private async createLink(req: IncomingMessage, res: ServerResponse, refresh: boolean): Promise<void> {
+    const form = await readForm(req);
+    const browser = browserId(req);
+    if (browser.isNew || !this.deps.csrf.verify(browser.id, CSRF_PURPOSE, form.get('csrf') ?? undefined)) {
+      return sendMessage(res, pages.formExpired());
+    }
+    const username = (form.get('username') ?? '').trim();
+    const account = username ? this.deps.resolveAccount(username) : undefined;
+    if (!account) {
+      return sendMessage(res, {
+        status: 400,
+        title: 'No such account',
+        tone: 'bad',
+        what: html`“${username}” does not match any account in the configuration.`,
+        todo: 'Go back and check the address.',
+      });
+    }
+    const created = createConsentLink(this.deps.store, account, {
+      baseUrl: this.deps.baseUrl(),
+      expiresMs: refresh ? ADMIN_CONSENT_LINK_TTL_MS : DEFAULT_CONSENT_LINK_TTL_MS,
+      now: this.deps.now(),
+    });
+    this.deps.logger.info({ account: account.id, refresh }, 'consent link created on the admin page');
+    if (refresh) {
+      // Relative, so it works however the admin reached this server (publicUrl may name another host).
+      return redirect(res, new URL(created.url).pathname);
+    }
+    sendHtml(
+      res,
+      200,
+      consentLinkCreatedPage({ username: account.username, url: created.url, expiresAt: created.expiresAt }),
+    );
+  }
+}

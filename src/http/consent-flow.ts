@@ -1,0 +1,353 @@
+/**
+ * The consent pages: link page -> provider -> callback -> welcome page (or the device-code variant).
+ * Everything secret stays server-side: the PKCE verifier lives in a pending record keyed by `state`,
+ * bound to the browser's cookie; the link is spent only when tokens are about to be stored.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config, ResolvedAccount } from '../config/types.js';
+import type { Notifier } from '../notify/notifier.js';
+import { createAppPassword, webConsentLabel } from '../oauth/app-passwords.js';
+import { checkConsentLink, spendConsentLink } from '../oauth/consent-links.js';
+import type { ConsentLinkRecord, TokenProvider, TokenStore } from '../oauth/types.js';
+import { deviceFlowAvailable, type ConsentGrants, type PendingGrant } from './grants.js';
+import type { MessagePage } from './pages/messages.js';
+import { pages } from './pages/messages.js';
+import { consentPage, devicePage, welcomePage } from './pages/consent-pages.js';
+import { providerName } from './pages/format.js';
+import {
+  ExpiringMap,
+  PENDING_CONSENT_TTL_MS,
+  type CompletedConsent,
+  type PendingConsent,
+} from './pending-consents.js';
+import { redirect, readForm, sendHtml, sendMessage } from './respond.js';
+import { browserId, setBrowserCookie, type CsrfTokens } from './security.js';
+import { redirectUri } from './public-url.js';
+
+export interface ConsentFlowDeps {
+  config: Config;
+  store: TokenStore;
+  tokens: TokenProvider;
+  logger: Logger;
+  notifier?: Notifier;
+  grants: ConsentGrants;
+  resolveAccount: (username: string) => ResolvedAccount | undefined;
+  now: () => number;
+  csrf: CsrfTokens;
+  baseUrl: () => string;
+}
+
+type DeviceSession = {
+  browser: string;
+  linkHash: string;
+  username: string;
+  userCode: string;
+  verificationUri: string;
+  codeExpiresAt: number;
+  expiresAt: number;
+  cancel: () => void;
+} & (
+  | { status: 'pending' }
+  | { status: 'approved'; grant: PendingGrant }
+  | { status: 'mismatch'; identity: string }
+  | { status: 'failed'; reason: string }
+  | { status: 'done' }
+);
+
+/** OAuth error codes are [\x20-\x7e] per RFC 6749; keep them short and plain for the page. */
+function safeCode(text: string): string {
+  return text.replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 64) || 'unknown_error';
+}
+
+function errorText(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.replace(/[\r\n]+/g, ' ').slice(0, 200);
+}
+
+export class ConsentFlow {
+  private readonly pending: ExpiringMap<PendingConsent>;
+  private readonly completed: ExpiringMap<CompletedConsent>;
+  private readonly devices: ExpiringMap<DeviceSession>;
+
+  constructor(private readonly deps: ConsentFlowDeps) {
+    this.pending = new ExpiringMap(deps.now);
+    this.completed = new ExpiringMap(deps.now);
+    this.devices = new ExpiringMap(deps.now, 200);
+  }
+
+  private secureCookies(): boolean {
+    return this.deps.baseUrl().startsWith('https:');
+  }
+
+  /** The link's record and account, or the page that explains why there is none. */
+  private openLink(
+    token: string,
+  ): { record: ConsentLinkRecord; account: ResolvedAccount } | { page: MessagePage } {
+    const link = checkConsentLink(this.deps.store, token, this.deps.now());
+    switch (link.status) {
+      case 'malformed':
+      case 'unknown':
+        return { page: pages.badLink() };
+      case 'used':
+        return { page: pages.usedLink(link.record.usedAt) };
+      case 'expired':
+        return { page: pages.expiredLink(link.record.expiresAt) };
+    }
+    const account = this.deps.resolveAccount(link.record.username);
+    if (!account || account.id !== link.record.accountId)
+      return { page: pages.accountGone(link.record.username) };
+    return { record: link.record, account };
+  }
+
+  /** Stops polling the provider for device codes still waiting (server shutdown). */
+  close(): void {
+    for (const session of this.devices.values()) if (session.status === 'pending') session.cancel();
+  }
+
+  /** GET /consent/<token> */
+  show(req: IncomingMessage, res: ServerResponse, token: string): void {
+    const opened = this.openLink(token);
+    if ('page' in opened) return sendMessage(res, opened.page);
+    const { record, account } = opened;
+    const browser = browserId(req);
+    if (browser.isNew) setBrowserCookie(res, browser.id, this.secureCookies());
+    const provider = providerName(account.connection);
+    const base = `/consent/${token}`;
+    sendHtml(
+      res,
+      200,
+      consentPage({
+        mailbox: account.email,
+        provider,
+        expiresAt: record.expiresAt,
+        startAction: `${base}/start`,
+        ...(deviceFlowAvailable(account) && this.deps.grants.startDevice
+          ? { deviceAction: `${base}/device` }
+          : {}),
+        csrf: this.deps.csrf.issue(browser.id, `consent:${record.tokenHash}`),
+      }),
+      // Chromium checks form-action against the redirect that follows the POST, too.
+      { formActionOrigins: [new URL(account.connection.authorizeUrl).origin] },
+    );
+  }
+
+  /** Shared checks of both POSTs: link still good, same browser, fresh CSRF token. */
+  private async checkPost(
+    req: IncomingMessage,
+    token: string,
+  ): Promise<
+    { record: ConsentLinkRecord; account: ResolvedAccount; browser: string } | { page: MessagePage }
+  > {
+    const form = await readForm(req);
+    const opened = this.openLink(token);
+    if ('page' in opened) return opened;
+    const browser = browserId(req);
+    if (browser.isNew) return { page: pages.cookiesNeeded() };
+    if (
+      !this.deps.csrf.verify(browser.id, `consent:${opened.record.tokenHash}`, form.get('csrf') ?? undefined)
+    ) {
+      return { page: pages.formExpired() };
+    }
+    return { ...opened, browser: browser.id };
+  }
+
+  /** POST /consent/<token>/start -> the provider's sign-in page. */
+  async start(req: IncomingMessage, res: ServerResponse, token: string): Promise<void> {
+    const checked = await this.checkPost(req, token);
+    if ('page' in checked) return sendMessage(res, checked.page);
+    const { record, account, browser } = checked;
+    const callback = redirectUri(this.deps.baseUrl());
+    const auth = this.deps.grants.startAuthorization(account, callback);
+    this.pending.set(auth.state, {
+      state: auth.state,
+      linkHash: record.tokenHash,
+      accountId: account.id,
+      username: account.username,
+      codeVerifier: auth.codeVerifier,
+      redirectUri: callback,
+      browser,
+      expiresAt: this.deps.now() + PENDING_CONSENT_TTL_MS,
+    });
+    this.deps.logger.info({ account: account.id }, 'consent started');
+    redirect(res, auth.url);
+  }
+
+  /** GET /oauth/callback?code=..&state=.. (or ?error=..) */
+  async callback(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<void> {
+    const state = query.get('state') ?? '';
+    const p = state ? this.pending.take(state) : undefined;
+    if (!p) {
+      const done = state ? this.completed.get(state) : undefined;
+      if (done) return sendMessage(res, pages.alreadyDone(done.email));
+      this.deps.logger.warn('consent callback with an unknown or expired state');
+      return sendMessage(res, pages.stateMismatch());
+    }
+    if (browserId(req).id !== p.browser) {
+      this.deps.logger.warn({ account: p.accountId }, 'consent callback from another browser');
+      return sendMessage(res, pages.stateMismatch());
+    }
+    const record = this.deps.store.getConsentLink(p.linkHash);
+    if (!record) return sendMessage(res, pages.badLink());
+    if (record.usedAt !== undefined) return sendMessage(res, pages.usedLink(record.usedAt));
+    const account = this.deps.resolveAccount(p.username);
+    if (!account || account.id !== p.accountId) return sendMessage(res, pages.accountGone(p.username));
+    const provider = providerName(account.connection);
+
+    const error = query.get('error');
+    if (error !== null) {
+      const code = safeCode(error);
+      this.deps.logger.warn({ account: account.id, error: code }, 'provider refused consent');
+      if (code === 'access_denied') {
+        const stillValid = record.expiresAt > this.deps.now() ? record.expiresAt : undefined;
+        return sendMessage(res, pages.accessDenied(provider, stillValid));
+      }
+      if (code === 'invalid_scope') return sendMessage(res, pages.invalidScope(provider));
+      return sendMessage(res, pages.providerError(provider, code));
+    }
+    const code = query.get('code');
+    if (!code) return sendMessage(res, pages.providerError(provider, 'no authorization code'));
+
+    let grant: PendingGrant;
+    try {
+      grant = await this.deps.grants.exchangeCode(account, {
+        code,
+        redirectUri: p.redirectUri,
+        codeVerifier: p.codeVerifier,
+      });
+    } catch (err) {
+      this.deps.logger.warn({ account: account.id, err: errorText(err) }, 'code exchange failed');
+      return sendMessage(res, pages.exchangeFailed(provider, errorText(err)));
+    }
+    await this.finish(res, { state, account, linkHash: p.linkHash, grant });
+  }
+
+  /** Identity check, spend the link, store, app password, notify, welcome page. */
+  private async finish(
+    res: ServerResponse,
+    f: { state: string; account: ResolvedAccount; linkHash: string; grant: PendingGrant },
+  ): Promise<void> {
+    const { account, grant } = f;
+    const provider = providerName(account.connection);
+    if (!this.deps.grants.identityAllowed(account, grant.identity)) {
+      this.deps.logger.warn(
+        { account: account.id, identity: grant.identity.email },
+        'consent refused: signed in as someone else',
+      );
+      return sendMessage(res, pages.identityMismatch(provider, grant.identity.email, account.email));
+    }
+    const now = this.deps.now();
+    if (!spendConsentLink(this.deps.store, f.linkHash, now)) {
+      const record = this.deps.store.getConsentLink(f.linkHash);
+      return sendMessage(res, pages.usedLink(record?.usedAt));
+    }
+    grant.save();
+    this.deps.tokens.invalidate(account.id);
+    let appPassword: { password: string; label: string } | undefined;
+    if (!account.passwordHash) {
+      const created = await createAppPassword(this.deps.store, account.id, webConsentLabel(now), { now });
+      appPassword = { password: created.password, label: created.record.label };
+    }
+    this.completed.set(f.state, { accountId: account.id, email: account.email, expiresAt: now + 3600_000 });
+    this.deps.logger.info({ account: account.id, appPassword: Boolean(appPassword) }, 'consent complete');
+    void this.deps.notifier?.notify({
+      kind: 'consent-complete',
+      accountId: account.id,
+      username: account.username,
+    });
+    const publicHost = new URL(this.deps.baseUrl()).hostname;
+    sendHtml(
+      res,
+      200,
+      welcomePage({
+        ...(grant.identity.name ? { name: grant.identity.name } : {}),
+        mailbox: account.email,
+        username: account.username,
+        provider,
+        ...(appPassword ? { appPassword: appPassword.password, appPasswordLabel: appPassword.label } : {}),
+        listen: this.deps.config.listen,
+        publicHost,
+      }),
+    );
+  }
+
+  /** POST /consent/<token>/device -> start RFC 8628 and show the code. */
+  async startDevice(req: IncomingMessage, res: ServerResponse, token: string): Promise<void> {
+    const checked = await this.checkPost(req, token);
+    if ('page' in checked) return sendMessage(res, checked.page);
+    const { record, account, browser } = checked;
+    const startDevice = this.deps.grants.startDevice?.bind(this.deps.grants);
+    if (!deviceFlowAvailable(account) || !startDevice) return sendMessage(res, pages.deviceUnavailable());
+    const provider = providerName(account.connection);
+    let started;
+    try {
+      started = await startDevice(account);
+    } catch (err) {
+      this.deps.logger.warn({ account: account.id, err: errorText(err) }, 'device authorization failed');
+      return sendMessage(res, pages.providerError(provider, errorText(err)));
+    }
+    const id = randomBytes(24).toString('base64url');
+    const session: DeviceSession = {
+      status: 'pending',
+      browser,
+      linkHash: record.tokenHash,
+      username: account.username,
+      userCode: started.userCode,
+      verificationUri: started.verificationUri,
+      codeExpiresAt: started.expiresAt,
+      expiresAt: started.expiresAt + PENDING_CONSENT_TTL_MS,
+      cancel: () => started.cancel(),
+    };
+    this.devices.set(id, session);
+    started.result.then(
+      (grant) => {
+        Object.assign(
+          session,
+          this.deps.grants.identityAllowed(account, grant.identity)
+            ? { status: 'approved', grant }
+            : { status: 'mismatch', identity: grant.identity.email },
+        );
+      },
+      (err: unknown) => {
+        Object.assign(session, { status: 'failed', reason: errorText(err) });
+      },
+    );
+    this.deps.logger.info({ account: account.id }, 'device consent started');
+    redirect(res, `/consent/device/${id}`);
+  }
+
+  /** GET /consent/device/<id>: waiting page (refreshes itself), then the outcome. */
+  async showDevice(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const session = this.devices.get(id);
+    if (!session || browserId(req).id !== session.browser) return sendMessage(res, pages.stateMismatch());
+    const account = this.deps.resolveAccount(session.username);
+    if (!account) return sendMessage(res, pages.accountGone(session.username));
+    const provider = providerName(account.connection);
+    switch (session.status) {
+      case 'pending':
+        return sendHtml(
+          res,
+          200,
+          devicePage({
+            mailbox: account.email,
+            provider,
+            userCode: session.userCode,
+            verificationUri: session.verificationUri,
+            expiresAt: session.codeExpiresAt,
+          }),
+        );
+      case 'failed':
+        return sendMessage(res, pages.deviceFailed(provider, session.reason));
+      case 'mismatch':
+        return sendMessage(res, pages.identityMismatch(provider, session.identity, account.email));
+      case 'done':
+        return sendMessage(res, pages.alreadyDone(account.email));
+      case 'approved': {
+        const grant = session.grant;
+        Object.assign(session, { status: 'done' });
+        return this.finish(res, { state: `device:${id}`, account, linkHash: session.linkHash, grant });
+      }
+    }
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Consents in progress, keyed by the OAuth `state`: the PKCE verifier never leaves the server, and the
+ * record is bound to the browser that started it. Short-lived, bounded in size, single use.
+ */
+export interface PendingConsent {
+  state: string;
+  /** sha256 of the consent-link token this started from. */
+  linkHash: string;
+  accountId: string;
+  username: string;
+  codeVerifier: string;
+  redirectUri: string;
+  browser: string;
+  expiresAt: number;
+}
+
+export interface CompletedConsent {
+  accountId: string;
+  email: string;
+  expiresAt: number;
+}
+
+export const PENDING_CONSENT_TTL_MS = 15 * 60_000;
+const MAX_ENTRIES = 1000;
+
+/** A Map with a deadline per entry and a size cap (oldest out first). */
+export class ExpiringMap<V extends { expiresAt: number }> {
+  private readonly entries = new Map<string, V>();
+
+  constructor(
+    private readonly now: () => number,
+    private readonly max = MAX_ENTRIES,
+  ) {}
+
+  set(key: string, value: V): void {
+    this.prune();
+    this.entries.delete(key);
+    this.entries.set(key, value);
+    while (this.entries.size > this.max) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest === undefined) break;
+      this.entries.delete(oldest);
+    }
+  }
+
+  get(key: string): V | undefined {
+    const v = this.entries.get(key);
+    if (!v) return undefined;
+    if (this.now() >= v.expiresAt) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return v;
+  }
+
+  /** Get and remove: a state is only ever good for one callback. */
+  take(key: string): V | undefined {
+    const v = this.get(key);
+    this.entries.delete(key);
+    return v;
+  }
+
+  values(): IterableIterator<V> {
+    return this.entries.values();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private prune(): void {
+    const t = this.now();
+    for (const [k, v] of this.entries) if (t >= v.expiresAt) this.entries.delete(k);
+  }
+}
