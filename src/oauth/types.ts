@@ -85,3 +85,35 @@ export interface TokenStore {
 
   close(): void;
 }
+
+/** What a token endpoint answered, normalised (grants in src/oauth/grants/). */
+export interface TokenSet {
+  accessToken: string;
+  /** Epoch ms. */
+  expiresAt: number;
+  /** For a refresh: the rotated one, or the one that was used when the provider sent none. */
+  refreshToken?: string;
+  /** Raw id_token (authorization code and device grants with `openid`). */
+  idToken?: string;
+  /** Granted scopes (the response's `scope`, else the requested ones). */
+  scopes: string[];
+}
+
+/** Who signed in at the provider when consenting. */
+export interface ConsentIdentity {
+  /** Lower-cased address compared with the account's mailbox. */
+  email: string;
+  name?: string;
+}
+
+/** State changes the token manager reports (for notifications and logs). */
+export type TokenEventKind = 'needs-consent' | 'failing' | 'recovered' | 'consented';
+
+export interface TokenEvent {
+  kind: TokenEventKind;
+  accountId: string;
+  /** Epoch ms. */
+  at: number;
+  /** Safe to show (never a token): the error that caused it. */
+  error?: string;
+}

@@ -11,6 +11,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ConnectionConfig } from '../../src/config/types.js';
 
 export interface FakeAuthOptions {
   /** Default 3600. */
@@ -610,4 +611,30 @@ function displayName(email: string): string {
     .filter(Boolean)
     .map((p) => p[0]!.toUpperCase() + p.slice(1))
     .join(' ');
+}
+
+/**
+ * A ConnectionConfig pointing at the fake (provider 'custom', confidential client, Google-like scope).
+ * Override what a test needs: `{ clientSecret: undefined }` for a public client, `{ provider: 'microsoft' }`.
+ */
+export function fakeConnection(
+  fake: FakeAuthServer,
+  overrides: Partial<ConnectionConfig> = {},
+): ConnectionConfig {
+  return {
+    name: 'fake',
+    provider: 'custom',
+    clientId: 'test-client',
+    clientSecret: 'test-secret',
+    grant: 'authorization_code',
+    authorizeUrl: fake.authorizeUrl,
+    tokenUrl: fake.tokenUrl,
+    deviceCodeUrl: fake.deviceCodeUrl,
+    userinfoUrl: fake.userinfoUrl,
+    scopes: [fake.options.scope ?? 'https://mail.google.com/'],
+    authorizeParams: {},
+    sasl: 'xoauth2',
+    allowedIdentities: [],
+    ...overrides,
+  };
 }

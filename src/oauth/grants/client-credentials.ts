@@ -1,0 +1,39 @@
+/**
+ * Client credentials (Microsoft app-only access to Exchange Online): no user, no consent, no refresh
+ * token. The token manager simply asks again when the access token nears expiry.
+ */
+import type { ConnectionConfig } from '../../config/types.js';
+import { ProxyError } from '../../errors.js';
+import type { TokenSet } from '../types.js';
+import { clientCredentialsClient } from './simple-oauth2-client.js';
+import { classifyTokenError } from './token-errors.js';
+import {
+  DEFAULT_TOKEN_REQUEST_TIMEOUT_MS,
+  isPublicClient,
+  toTokenSet,
+  type RequestOptions,
+} from './token-response.js';
+
+export async function clientCredentialsToken(
+  connection: ConnectionConfig,
+  options: RequestOptions = {},
+): Promise<TokenSet> {
+  if (isPublicClient(connection)) {
+    throw new ProxyError(
+      'config',
+      `Connection ${connection.name} uses client_credentials but has no clientSecret; app-only access ` +
+        `needs a confidential client.`,
+    );
+  }
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TOKEN_REQUEST_TIMEOUT_MS;
+  const now = options.now ?? Date.now;
+  try {
+    const token = await clientCredentialsClient(connection, timeoutMs).getToken({ scope: connection.scopes });
+    const set = toTokenSet(token.token, connection.scopes, now());
+    // Some servers send one anyway; an app-only grant has nothing to refresh.
+    delete set.refreshToken;
+    return set;
+  } catch (err) {
+    throw classifyTokenError(err);
+  }
+}

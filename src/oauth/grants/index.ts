@@ -1,0 +1,26 @@
+export {
+  codeChallengeS256,
+  createAuthorizationRequest,
+  createCodeVerifier,
+  exchangeAuthorizationCode,
+  type AuthorizationRequest,
+} from './authorization-code.js';
+export { clientCredentialsToken } from './client-credentials.js';
+export {
+  defaultSleep,
+  DeviceFlowError,
+  pollDeviceAuthorization,
+  startDeviceAuthorization,
+  type DeviceAuthorization,
+  type DeviceFlowOptions,
+} from './device-code.js';
+export { checkIdentity, decodeJwtClaims, identityFromTokenSet, IdentityMismatchError } from './identity.js';
+export { refreshAccessToken } from './refresh.js';
+export {
+  classifyResponse,
+  classifyTokenError,
+  isTransientStatus,
+  TokenEndpointError,
+  type TokenFailureKind,
+} from './token-errors.js';
+export { DEFAULT_TOKEN_REQUEST_TIMEOUT_MS, isPublicClient, type RequestOptions } from './token-response.js';
