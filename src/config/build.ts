@@ -49,7 +49,9 @@ const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i;
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 const PATTERN = /^\*@([^\s@*]+\.[^\s@*]+)$/;
+// When an override gives a port but no tls: the well-known ports decide, else the preset, else implicit.
 const IMPLICIT_TLS_PORTS = new Set([993, 995, 465]);
+const STARTTLS_PORTS = new Set([143, 110, 25, 587, 2525]);
 
 const PROVIDER_NAME: Record<ProviderKind, string> = {
   google: 'Google',
@@ -440,8 +442,11 @@ function mergeServer(
   }
   const tls =
     override.tls ??
-    (override.port === undefined ? preset?.tls : undefined) ??
-    (IMPLICIT_TLS_PORTS.has(port) ? 'implicit' : 'starttls');
+    (IMPLICIT_TLS_PORTS.has(port)
+      ? 'implicit'
+      : STARTTLS_PORTS.has(port)
+        ? 'starttls'
+        : (preset?.tls ?? 'implicit'));
   return { host, port, tls };
 }
 

@@ -22,7 +22,7 @@ export function expandString(
     if (body === undefined) {
       issue ??= {
         problem: `"\${" is not closed`,
-        fix: 'Close it with "}", or write "$${" for a literal "${"',
+        fix: 'Close it with "}", or write "$${" for a literal "${".',
       };
       return match;
     }
@@ -31,7 +31,7 @@ export function expandString(
     if (!NAME.test(name)) {
       issue ??= {
         problem: `"\${${body}}" is not a valid variable reference`,
-        fix: 'Use ${NAME} or ${NAME:-default} with a name of letters, digits and "_", or write "$${" for a literal "${"',
+        fix: 'Use ${NAME} or ${NAME:-default} with a name of letters, digits and "_", or write "$${" for a literal "${".',
       };
       return match;
     }
@@ -40,7 +40,7 @@ export function expandString(
     if (sep !== -1) return body.slice(sep + 2);
     issue ??= {
       problem: `environment variable ${name} is not set`,
-      fix: `Set ${name}, or give a default with \${${name}:-value}`,
+      fix: `Set ${name}, or give a default with \${${name}:-value}.`,
     };
     return match;
   });

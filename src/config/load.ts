@@ -52,8 +52,12 @@ export function parseConfig(text: string, options: LoadOptions & { file: string 
         line: e.linePos?.[0].line,
         col: e.linePos?.[0].col,
         path: '',
-        problem: `YAML syntax error: ${e.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '')}`,
-        fix: 'Check indentation, colons, quotes and brackets around this spot.',
+        ...(e.code === 'DUPLICATE_KEY'
+          ? { problem: 'this key appears twice in the same mapping', fix: 'Keep only one of them.' }
+          : {
+              problem: `YAML syntax error: ${e.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '')}`,
+              fix: 'Check indentation, colons, quotes and brackets around this spot.',
+            }),
       })),
     );
   }

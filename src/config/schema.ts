@@ -9,13 +9,17 @@ import { DURATION_PATTERN, parseDuration } from './duration.js';
 import { DEFAULTS } from './defaults.js';
 import { formatDuration } from './duration.js';
 
-const DURATION_HINT = 'a duration such as "30s", "10m", "6h", "1d" or a number of milliseconds';
+const DURATION_ERROR = 'must be a duration such as "30s", "10m", "6h", "1d" or a number of milliseconds';
 
 const duration = (description: string, defaultMs: number) =>
   z
-    .union([z.number().int().nonnegative(), z.string().regex(new RegExp(DURATION_PATTERN))], {
-      error: `must be ${DURATION_HINT}`,
-    })
+    .union(
+      [
+        z.number({ error: DURATION_ERROR }).int(DURATION_ERROR).nonnegative(DURATION_ERROR),
+        z.string({ error: DURATION_ERROR }).regex(new RegExp(DURATION_PATTERN), DURATION_ERROR),
+      ],
+      { error: DURATION_ERROR },
+    )
     .meta({ description, default: formatDuration(defaultMs) })
     .transform((value) => parseDuration(value) as number)
     .optional();
@@ -28,8 +32,17 @@ const count = (description: string, defaultValue: number) =>
     .optional()
     .meta({ description, default: defaultValue });
 
+const PORT_ERROR = 'must be a port number (1-65535)';
 const port = z
-  .union([z.number().int(), z.string().regex(/^\d+$/)], { error: 'must be a port number (1-65535)' })
+  .union(
+    [
+      z.number({ error: PORT_ERROR }).int(PORT_ERROR),
+      z.string({ error: PORT_ERROR }).regex(/^\d+$/, PORT_ERROR),
+    ],
+    {
+      error: PORT_ERROR,
+    },
+  )
   .transform(Number)
   .pipe(
     z.number().int().min(1, 'must be a port number (1-65535)').max(65535, 'must be a port number (1-65535)'),
