@@ -65,6 +65,7 @@ export function ehloReply(
 
 /** An SMTP reply as received from the upstream: code plus text lines, joined with CRLF by `format`. */
 const UPSTREAM_REPLY = /^([2-5]\d\d)[ -](.*)$/;
+const ENHANCED = /^\d\.\d{1,3}\.\d{1,3}(?: |$)/;
 
 /** Keeps a reply line to printable text, so nothing from elsewhere can split or forge a reply. */
 function clean(text: string): string {
@@ -115,7 +116,13 @@ export function upstreamReplyText(detail: string | undefined): string | undefine
   const code = parsed[0]?.[1];
   if (code === undefined || !code.startsWith('5') || parsed.some((m) => m === null || m[1] !== code))
     return undefined;
+  // We advertised ENHANCEDSTATUSCODES (RFC 2034), so lines from a server without them get one.
+  const fallback = code === '535' ? '5.7.8' : `${code[0]}.0.0`;
   return parsed
-    .map((m, i) => `${code}${i === parsed.length - 1 ? ' ' : '-'}${clean(m?.[2] ?? '')}`)
+    .map((m, i) => {
+      const text = clean(m?.[2] ?? '');
+      const withEnhanced = ENHANCED.test(text) ? text : `${fallback} ${text}`.trim();
+      return `${code}${i === parsed.length - 1 ? ' ' : '-'}${withEnhanced}`;
+    })
     .join('\r\n');
 }

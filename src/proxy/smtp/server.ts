@@ -1,0 +1,27 @@
+/**
+ * The SMTP proxy: a shared listener whose sessions speak our SMTP front before login and relay bytes
+ * to the account's upstream (Gmail, Exchange Online, ...) after it.
+ */
+import { hostname } from 'node:os';
+import type { ListenerConfig } from '../../config/types.js';
+import { ProxyListener } from '../shared/listener.js';
+import type { ProxyDeps, ProxyServer } from '../shared/types.js';
+import { SmtpSession } from './session.js';
+
+export interface SmtpServerOptions {
+  /** Name in the greeting and EHLO reply; defaults to the host name. */
+  serverName?: string;
+}
+
+export function createSmtpServer(
+  listener: ListenerConfig,
+  deps: ProxyDeps,
+  options: SmtpServerOptions = {},
+): ProxyServer {
+  const serverName = options.serverName ?? hostname();
+  return new ProxyListener(
+    listener,
+    (socket, context) => new SmtpSession(socket, context, deps, { serverName }),
+    deps.logger.child({ protocol: 'smtp' }),
+  );
+}
