@@ -25,6 +25,7 @@ import type { ProxyServer } from '../proxy/shared/types.js';
 import { AdminRoutes } from './admin-routes.js';
 import { ConsentFlow } from './consent-flow.js';
 import type { ConsentGrants } from './grants.js';
+import { createOAuthGrants } from './oauth-grants.js';
 import { pages } from './pages/messages.js';
 import { CALLBACK_PATH, publicBaseUrl } from './public-url.js';
 import { BodyTooLarge, sendMessage } from './respond.js';
@@ -38,8 +39,8 @@ export interface HttpServerDeps {
   tokens: TokenProvider;
   logger: Logger;
   notifier?: Notifier;
-  /** The OAuth core's grant functions (tests may pass a double). */
-  grants: ConsentGrants;
+  /** The OAuth core's grant functions (default: src/oauth; tests may pass a double). */
+  grants?: ConsentGrants;
   /** username -> account, for exact and `*@domain` entries (default: the config's resolveAccount). */
   resolveAccount?: (username: string) => ResolvedAccount | undefined;
   /** Injected clock for tests (link expiry, pending consents). */
@@ -69,7 +70,7 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
     tokens: deps.tokens,
     logger: deps.logger,
     ...(deps.notifier ? { notifier: deps.notifier } : {}),
-    grants: deps.grants,
+    grants: deps.grants ?? createOAuthGrants({ store: deps.store, settings: deps.config.settings, now }),
     resolveAccount: resolve,
     now,
     csrf,
