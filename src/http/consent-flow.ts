@@ -238,11 +238,19 @@ export class ConsentFlow {
       return sendMessage(res, pages.identityMismatch(provider, grant.identity.email, account.email));
     }
     const now = this.deps.now();
+    // Store first: if the provider sent no usable grant the link must stay valid for another try.
+    // Two browsers finishing the same link at once could both store, but both passed the identity
+    // check for this very mailbox, so either grant is right; only one of them sees the welcome page.
+    try {
+      grant.save();
+    } catch (err) {
+      this.deps.logger.warn({ account: account.id, err: errorText(err) }, 'could not store the grant');
+      return sendMessage(res, pages.exchangeFailed(provider, errorText(err)));
+    }
     if (!spendConsentLink(this.deps.store, f.linkHash, now)) {
       const record = this.deps.store.getConsentLink(f.linkHash);
       return sendMessage(res, pages.usedLink(record?.usedAt));
     }
-    grant.save();
     this.deps.tokens.invalidate(account.id);
     let appPassword: { password: string; label: string } | undefined;
     if (!account.passwordHash) {
