@@ -1,0 +1,138 @@
+/**
+ * Local logins: the account's password hash from the config, or one of its app passwords from the store.
+ * Failures cost the same whether or not the user exists, and are slowed down by the login limiter.
+ */
+import type { Logger } from 'pino';
+import { resolveAccount } from '../config/accounts.js';
+import type { Config, ResolvedAccount } from '../config/types.js';
+import { ProxyError, isProxyError } from '../errors.js';
+import type { TokenStore } from '../oauth/types.js';
+import { CredentialCache } from './credential-cache.js';
+import { LoginLimiter } from './login-limiter.js';
+import { verifyPassword } from './password.js';
+import type { Authenticator, LoginAttempt } from './types.js';
+
+/**
+ * Verified instead of a real hash when the user is unknown or has no password at all, so the answer
+ * takes as long as for a wrong password (same default cost as `hashPassword`). Matches no password
+ * that anyone knows: its salt and hash are random bytes.
+ */
+const DUMMY_HASH = '$scrypt$ln=15,r=8,p=1$Zm2Vf6Xc2JtGCgEeXlB6sA$mB3v7q4m0ZqHnD9c1rC8zJt3bVw2oV8q6Vb1pQGzY2E';
+
+export interface LocalAuthenticatorOptions {
+  config: Config;
+  store?: Pick<TokenStore, 'listAppPasswords' | 'touchAppPassword'>;
+  logger: Logger;
+  limiter?: LoginLimiter;
+  cache?: CredentialCache;
+  /** Clock and sleep, for tests. */
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export class LocalAuthenticator implements Authenticator {
+  private readonly config: Config;
+  private readonly store: LocalAuthenticatorOptions['store'];
+  private readonly logger: Logger;
+  private readonly limiter: LoginLimiter;
+  private readonly cache: CredentialCache;
+  private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(options: LocalAuthenticatorOptions) {
+    this.config = options.config;
+    this.store = options.store;
+    this.logger = options.logger;
+    this.now = options.now ?? Date.now;
+    this.sleep = options.sleep ?? defaultSleep;
+    this.limiter = options.limiter ?? new LoginLimiter(this.config.settings.loginLimiter, { now: this.now });
+    this.cache =
+      options.cache ?? new CredentialCache({ ttlMs: this.config.settings.credentialCacheMs, now: this.now });
+  }
+
+  async verify(attempt: LoginAttempt): Promise<ResolvedAccount> {
+    const keys = { remoteAddress: attempt.remoteAddress, username: attempt.username };
+    const log = { username: attempt.username, remoteAddress: attempt.remoteAddress };
+    const lock = this.limiter.status(keys);
+    if (lock.locked) {
+      this.logger.warn({ ...log, retryAfterMs: lock.retryAfterMs }, 'login refused: too many failures');
+      await this.sleep(this.config.settings.loginLimiter.baseDelayMs);
+      throw new ProxyError('bad-credentials', 'login locked after too many failures', {
+        detail: 'Too many failed logins; try again later',
+      });
+    }
+
+    const account = resolveAccount(this.config, attempt.username);
+    const how = account ? await this.check(account, attempt.password) : undefined;
+    if (!account) await this.verifySafely(attempt.password, DUMMY_HASH);
+    if (account && how) {
+      this.limiter.succeed(keys);
+      this.logger.info({ ...log, account: account.id, via: how }, 'local login ok');
+      return account;
+    }
+
+    const delay = this.limiter.fail(keys);
+    this.logger.warn(
+      { ...log, reason: account ? 'wrong password' : 'unknown user', delayMs: delay },
+      'local login failed',
+    );
+    if (delay > 0) await this.sleep(delay);
+    throw new ProxyError('bad-credentials', 'invalid username or password', {
+      detail: 'Invalid username or password',
+    });
+  }
+
+  /** 'password' or 'app-password' when the password is right, else undefined. */
+  private async check(account: ResolvedAccount, password: string): Promise<string | undefined> {
+    const candidates: { hash: string; appPasswordId?: string }[] = [];
+    if (account.passwordHash !== undefined) candidates.push({ hash: account.passwordHash });
+    for (const app of this.appPasswords(account)) candidates.push({ hash: app.hash, appPasswordId: app.id });
+
+    for (const c of candidates) {
+      if (this.cache.has(account.id, password, c.hash)) return this.accept(c.appPasswordId);
+    }
+    if (candidates.length === 0) {
+      await this.verifySafely(password, DUMMY_HASH);
+      return undefined;
+    }
+    for (const c of candidates) {
+      if (await this.verifySafely(password, c.hash)) {
+        this.cache.remember(account.id, password, c.hash);
+        return this.accept(c.appPasswordId);
+      }
+    }
+    return undefined;
+  }
+
+  private accept(appPasswordId: string | undefined): string {
+    if (appPasswordId === undefined) return 'password';
+    try {
+      this.store?.touchAppPassword(appPasswordId, this.now());
+    } catch (err) {
+      this.logger.warn({ err }, 'could not record app password use');
+    }
+    return 'app-password';
+  }
+
+  private appPasswords(account: ResolvedAccount) {
+    if (!this.store) return [];
+    try {
+      return this.store.listAppPasswords(account.id);
+    } catch (err) {
+      this.logger.error({ err, account: account.id }, 'cannot read app passwords');
+      return [];
+    }
+  }
+
+  private async verifySafely(password: string, hash: string): Promise<boolean> {
+    try {
+      return await verifyPassword(password, hash);
+    } catch (err) {
+      if (!isProxyError(err, 'config')) throw err;
+      this.logger.error('a stored password hash is malformed; that password cannot be used');
+      return false;
+    }
+  }
+}

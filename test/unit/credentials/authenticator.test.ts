@@ -1,0 +1,181 @@
+import { describe, expect, it, vi } from 'vitest';
+import { LocalAuthenticator } from '../../../src/credentials/authenticator.js';
+import { CredentialCache } from '../../../src/credentials/credential-cache.js';
+import { LoginLimiter } from '../../../src/credentials/login-limiter.js';
+import { hashPassword } from '../../../src/credentials/password.js';
+import { ProxyError } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/log.js';
+import type { AppPasswordRecord } from '../../../src/oauth/types.js';
+import { GOOGLE, load, yaml } from '../config/helpers.js';
+
+const FAST = { ln: 10, r: 8, p: 1 };
+
+async function setup(options: { appPasswords?: AppPasswordRecord[]; lockAfter?: number } = {}) {
+  const hash = await hashPassword('config-pw', FAST);
+  const config = load(
+    yaml(
+      'connections:',
+      ...GOOGLE,
+      'accounts:',
+      '  - username: alice@example.com',
+      '    connection: g',
+      `    password: '${hash}'`,
+      "  - username: '*@example.org'",
+      '    connection: g',
+      'settings:',
+      '  loginLimiter:',
+      '    freeFailures: 1',
+      '    baseDelay: 1s',
+      '    maxDelay: 8s',
+      `    lockAfter: ${options.lockAfter ?? 4}`,
+      '    lockDuration: 10m',
+      '    window: 10m',
+    ),
+  );
+  const clock = { now: 1_700_000_000_000 };
+  const sleeps: number[] = [];
+  const apps = options.appPasswords ?? [];
+  const store = {
+    listAppPasswords: vi.fn((accountId?: string) =>
+      apps.filter((a) => accountId === undefined || a.accountId === accountId),
+    ),
+    touchAppPassword: vi.fn(),
+  };
+  const auth = new LocalAuthenticator({
+    config,
+    store,
+    logger: silentLogger(),
+    now: () => clock.now,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+    },
+  });
+  return { auth, store, sleeps, clock, config };
+}
+
+const attempt = (username: string, password: string, remoteAddress = '192.0.2.1') => ({
+  username,
+  password,
+  remoteAddress,
+});
+
+async function failure(p: Promise<unknown>): Promise<ProxyError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ProxyError);
+  return err as ProxyError;
+}
+
+describe('LocalAuthenticator', () => {
+  it('accepts the config password and resolves the account', async () => {
+    const { auth, sleeps } = await setup();
+    const account = await auth.verify(attempt('Alice@Example.com', 'config-pw'));
+    expect(account).toMatchObject({
+      id: 'alice@example.com',
+      username: 'Alice@Example.com',
+      entry: 'alice@example.com',
+    });
+    expect(sleeps).toEqual([]);
+  });
+
+  it('rejects a wrong password with bad-credentials', async () => {
+    const { auth } = await setup();
+    const err = await failure(auth.verify(attempt('alice@example.com', 'nope')));
+    expect(err.code).toBe('bad-credentials');
+    expect(err.transient).toBe(false);
+    expect(err.detail).toBe('Invalid username or password');
+  });
+
+  it('accepts an app password of the account and records its use', async () => {
+    const appHash = await hashPassword('app-pw-1', FAST);
+    const { auth, store, clock } = await setup({
+      appPasswords: [
+        { id: 'ap1', accountId: 'bob@example.org', label: 'phone', hash: appHash, createdAt: 1 },
+        {
+          id: 'ap2',
+          accountId: 'carol@example.org',
+          label: 'x',
+          hash: await hashPassword('carol-pw', FAST),
+          createdAt: 1,
+        },
+      ],
+    });
+    const account = await auth.verify(attempt('bob@example.org', 'app-pw-1'));
+    expect(account.id).toBe('bob@example.org');
+    expect(store.listAppPasswords).toHaveBeenCalledWith('bob@example.org');
+    expect(store.touchAppPassword).toHaveBeenCalledWith('ap1', clock.now);
+    // another account's app password does not work
+    await failure(auth.verify(attempt('bob@example.org', 'carol-pw')));
+  });
+
+  it('an account with neither password nor app passwords cannot log in', async () => {
+    const { auth } = await setup();
+    const err = await failure(auth.verify(attempt('dave@example.org', '')));
+    expect(err.code).toBe('bad-credentials');
+  });
+
+  it('unknown users fail like a wrong password, after a real hash computation', async () => {
+    const { auth } = await setup();
+    const started = performance.now();
+    const err = await failure(auth.verify(attempt('nobody@nowhere.test', 'x')));
+    expect(err.code).toBe('bad-credentials');
+    expect(err.message).toBe('invalid username or password');
+    // a dummy scrypt (N=2^15) takes measurable time; an early return would take well under 1 ms
+    expect(performance.now() - started).toBeGreaterThan(5);
+  });
+
+  it('applies the limiter delay on failures and locks after lockAfter', async () => {
+    const { auth, sleeps } = await setup();
+    for (let i = 0; i < 4; i++) await failure(auth.verify(attempt('alice@example.com', 'bad')));
+    expect(sleeps).toEqual([1_000, 2_000, 4_000]);
+    // locked: even the right password fails, without checking
+    const err = await failure(auth.verify(attempt('alice@example.com', 'config-pw')));
+    expect(err.detail).toBe('Too many failed logins; try again later');
+  });
+
+  it('the lock ends after its duration', async () => {
+    const { auth, clock } = await setup();
+    for (let i = 0; i < 4; i++) await failure(auth.verify(attempt('alice@example.com', 'bad')));
+    clock.now += 10 * 60_000;
+    await expect(auth.verify(attempt('alice@example.com', 'config-pw'))).resolves.toMatchObject({
+      id: 'alice@example.com',
+    });
+  });
+
+  it('a success resets the username counter', async () => {
+    const { auth, sleeps } = await setup({ lockAfter: 100 });
+    await failure(auth.verify(attempt('alice@example.com', 'bad', '192.0.2.1')));
+    await failure(auth.verify(attempt('alice@example.com', 'bad', '192.0.2.2')));
+    await auth.verify(attempt('alice@example.com', 'config-pw', '192.0.2.3'));
+    await failure(auth.verify(attempt('alice@example.com', 'bad', '192.0.2.4')));
+    expect(sleeps).toEqual([1_000]);
+  });
+
+  it('caches a verified credential so a reconnect skips scrypt', async () => {
+    const { config } = await setup();
+    const cache = new CredentialCache({ ttlMs: 60_000 });
+    const remember = vi.spyOn(cache, 'remember');
+    const has = vi.spyOn(cache, 'has');
+    const auth = new LocalAuthenticator({
+      config,
+      logger: silentLogger(),
+      cache,
+      limiter: new LoginLimiter(config.settings.loginLimiter),
+    });
+    await auth.verify(attempt('alice@example.com', 'config-pw'));
+    expect(remember).toHaveBeenCalledTimes(1);
+    await auth.verify(attempt('alice@example.com', 'config-pw'));
+    expect(remember).toHaveBeenCalledTimes(1);
+    expect(has.mock.results.at(-1)?.value).toBe(true);
+  });
+
+  it('a malformed stored hash is skipped, not fatal', async () => {
+    const { auth } = await setup({
+      appPasswords: [{ id: 'bad', accountId: 'bob@example.org', label: 'x', hash: 'garbage', createdAt: 1 }],
+    });
+    const err = await failure(auth.verify(attempt('bob@example.org', 'garbage')));
+    expect(err.code).toBe('bad-credentials');
+  });
+});
