@@ -1,0 +1,313 @@
+/**
+ * The IMAP front before login as a pure state machine: `step(state, event) -> { state, actions }`.
+ * Actions are data; the session performs them and feeds results (TLS ready, login outcome) back in
+ * as events. A whole conversation can be replayed in a unit test without a socket.
+ */
+import type { TlsMode } from '../../config/types.js';
+import type { ProxyError } from '../../errors.js';
+import {
+  decodeLoginResponse,
+  decodePlain,
+  LOGIN_PASSWORD_PROMPT,
+  LOGIN_USERNAME_PROMPT,
+} from '../shared/sasl.js';
+import { Secret } from '../shared/secret.js';
+import type { SessionOutcome } from '../shared/types.js';
+import type { Frame, FramingErrorKind } from './framer.js';
+import { astring, parseCommand, saslResponse, type Command } from './parser.js';
+import {
+  greeting,
+  loginDisabled,
+  loginFailureReply,
+  preAuthCapabilities,
+  safeText,
+  SERVER_NAME,
+} from './replies.js';
+
+export interface MachineConfig {
+  tls: TlsMode;
+  maxCommandsBeforeLogin: number;
+  maxFailedLogins: number;
+}
+
+export type Phase =
+  | { kind: 'ready' }
+  /** AUTHENTICATE PLAIN without initial response: waiting for the client's base64 line. */
+  | { kind: 'sasl-plain'; tag: string }
+  | { kind: 'sasl-login-user'; tag: string }
+  | { kind: 'sasl-login-pass'; tag: string; username: string }
+  /** Waiting for the login to finish (local check, token, upstream). */
+  | { kind: 'authenticating'; tag: string }
+  /** `OK Begin TLS` sent; waiting for the handshake. */
+  | { kind: 'starting-tls' }
+  | { kind: 'relaying' }
+  | { kind: 'closed' };
+
+export interface State {
+  phase: Phase;
+  /** TLS is on for the client leg (implicit listener, or after STARTTLS). */
+  secure: boolean;
+  commands: number;
+  failures: number;
+}
+
+export type Event =
+  | { type: 'frame'; frame: Frame }
+  | { type: 'continue-literal' }
+  | { type: 'framing-error'; kind: FramingErrorKind }
+  | { type: 'tls-started' }
+  | { type: 'tls-failed' }
+  /** `capabilities`: the upstream's post-login capability list (without the word CAPABILITY). */
+  | { type: 'login-succeeded'; capabilities?: string; text?: string }
+  | { type: 'login-failed'; error: ProxyError; consentHint?: string }
+  | { type: 'idle-timeout' }
+  | { type: 'shutdown' };
+
+export type Action =
+  | { type: 'send'; text: string }
+  | { type: 'start-tls' }
+  | { type: 'login'; username: string; password: Secret }
+  | { type: 'start-relay' }
+  | { type: 'close'; outcome: SessionOutcome; reason?: string };
+
+export interface Step {
+  state: State;
+  actions: Action[];
+}
+
+export function initialState(config: MachineConfig, secure: boolean): Step {
+  return {
+    state: { phase: { kind: 'ready' }, secure, commands: 0, failures: 0 },
+    actions: [{ type: 'send', text: greeting(config.tls, secure) }],
+  };
+}
+
+/** The session reads client bytes only in these phases (otherwise they wait, unparsed, in order). */
+export function isReading(phase: Phase): boolean {
+  return phase.kind === 'ready' || phase.kind.startsWith('sasl-');
+}
+
+const send = (text: string): Action => ({ type: 'send', text: `${text}\r\n` });
+const bye = (state: State, text: string, outcome: SessionOutcome, reason?: string): Step => ({
+  state: { ...state, phase: { kind: 'closed' } },
+  actions: [send(`* BYE ${text}`), { type: 'close', outcome, ...(reason ? { reason } : {}) }],
+});
+
+const FRAMING_MESSAGES: Record<FramingErrorKind, string> = {
+  'line-too-long': 'Command line too long',
+  'literal-too-large': 'Literal too large',
+  'too-many-literals': 'Too many literals in one command',
+};
+
+export function step(config: MachineConfig, state: State, event: Event): Step {
+  const phase = state.phase;
+  if (phase.kind === 'closed') return { state, actions: [] };
+  switch (event.type) {
+    case 'shutdown':
+      if (phase.kind === 'relaying') return { state: { ...state, phase: { kind: 'closed' } }, actions: [] };
+      return bye(state, 'Server shutting down', 'shutdown');
+    case 'idle-timeout':
+      if (!isReading(phase)) return { state, actions: [] };
+      return bye(state, 'Idle for too long before login', 'timeout');
+    case 'framing-error':
+      return bye(state, FRAMING_MESSAGES[event.kind], 'limit', event.kind);
+    case 'continue-literal':
+      return { state, actions: [send('+ Ready for literal data')] };
+    case 'tls-started':
+      return { state: { ...state, secure: true, phase: { kind: 'ready' } }, actions: [] };
+    case 'tls-failed':
+      return {
+        state: { ...state, phase: { kind: 'closed' } },
+        actions: [{ type: 'close', outcome: 'protocol-error', reason: 'TLS handshake failed' }],
+      };
+    case 'login-succeeded': {
+      if (phase.kind !== 'authenticating') return { state, actions: [] };
+      const code = event.capabilities ? `[CAPABILITY ${event.capabilities}] ` : '';
+      const text = safeText(event.text ?? 'Logged in') || 'Logged in';
+      return {
+        state: { ...state, phase: { kind: 'relaying' } },
+        actions: [send(`${phase.tag} OK ${code}${text}`), { type: 'start-relay' }],
+      };
+    }
+    case 'login-failed': {
+      if (phase.kind !== 'authenticating') return { state, actions: [] };
+      const failures = state.failures + 1;
+      const next: State = { ...state, failures, phase: { kind: 'ready' } };
+      const reply = send(`${phase.tag} ${loginFailureReply(event.error, event.consentHint)}`);
+      if (failures >= config.maxFailedLogins) {
+        const closed = bye(next, 'Too many failed login attempts', event.error.code, event.error.code);
+        return { state: closed.state, actions: [reply, ...closed.actions] };
+      }
+      return { state: next, actions: [reply] };
+    }
+    case 'frame':
+      return onFrame(config, state, event.frame);
+  }
+}
+
+function onFrame(config: MachineConfig, state: State, frame: Frame): Step {
+  if (!isReading(state.phase)) return { state, actions: [] };
+  const counted: State = { ...state, commands: state.commands + 1 };
+  if (counted.commands > config.maxCommandsBeforeLogin) {
+    return bye(counted, 'Too many commands before login', 'limit', 'commands before login');
+  }
+  const phase = state.phase;
+  switch (phase.kind) {
+    case 'sasl-plain':
+    case 'sasl-login-user':
+    case 'sasl-login-pass':
+      return onSaslResponse(counted, phase, frame);
+    default:
+      break;
+  }
+  const parsed = parseCommand(frame);
+  if (!parsed.ok) {
+    return { state: counted, actions: [send(`${parsed.tag ?? '*'} BAD ${parsed.message}`)] };
+  }
+  return onCommand(config, counted, parsed.command);
+}
+
+function onCommand(config: MachineConfig, state: State, command: Command): Step {
+  const { tag, name, args } = command;
+  const reply = (...lines: string[]): Step => ({ state, actions: lines.map(send) });
+  const noArgs = (): Step | undefined =>
+    args.length > 0 ? reply(`${tag} BAD ${name} takes no arguments`) : undefined;
+  switch (name) {
+    case 'CAPABILITY':
+      return (
+        noArgs() ??
+        reply(
+          `* CAPABILITY ${preAuthCapabilities(config.tls, state.secure).join(' ')}`,
+          `${tag} OK CAPABILITY completed`,
+        )
+      );
+    case 'NOOP':
+      return noArgs() ?? reply(`${tag} OK NOOP completed`);
+    case 'LOGOUT': {
+      const bad = noArgs();
+      if (bad) return bad;
+      return {
+        state: { ...state, phase: { kind: 'closed' } },
+        actions: [
+          send('* BYE Logging out'),
+          send(`${tag} OK LOGOUT completed`),
+          { type: 'close', outcome: 'client-quit' },
+        ],
+      };
+    }
+    case 'ID':
+      // RFC 2971: one argument, a list of field/value pairs or NIL. The client's ID is not forwarded.
+      if (args.length !== 1) return reply(`${tag} BAD ID takes one argument`);
+      return reply(`* ID ("name" "${SERVER_NAME}")`, `${tag} OK ID completed`);
+    case 'STARTTLS': {
+      const bad = noArgs();
+      if (bad) return bad;
+      if (state.secure) return reply(`${tag} BAD TLS is already active`);
+      if (config.tls !== 'starttls') return reply(`${tag} BAD STARTTLS is not available here`);
+      return {
+        state: { ...state, phase: { kind: 'starting-tls' } },
+        actions: [send(`${tag} OK Begin TLS negotiation now`), { type: 'start-tls' }],
+      };
+    }
+    case 'LOGIN': {
+      if (loginDisabled(config.tls, state.secure))
+        return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
+      const username = astring(args[0]);
+      const password = astring(args[1]);
+      if (args.length !== 2 || username === undefined || password === undefined) {
+        return reply(`${tag} BAD LOGIN needs a user name and a password`);
+      }
+      return login(state, tag, username, password);
+    }
+    case 'AUTHENTICATE':
+      return onAuthenticate(config, state, command);
+    default:
+      return reply(
+        `${tag} BAD Log in first (LOGIN or AUTHENTICATE): ${name.slice(0, 32)} is not available before login`,
+      );
+  }
+}
+
+function login(state: State, tag: string, username: string, password: string): Step {
+  if (username === '' || password === '') {
+    return {
+      state: { ...state, phase: { kind: 'ready' } },
+      actions: [send(`${tag} NO [AUTHENTICATIONFAILED] Authentication failed`)],
+    };
+  }
+  return {
+    state: { ...state, phase: { kind: 'authenticating', tag } },
+    actions: [{ type: 'login', username, password: new Secret(password) }],
+  };
+}
+
+function onAuthenticate(config: MachineConfig, state: State, command: Command): Step {
+  const { tag, args } = command;
+  const reply = (text: string): Step => ({ state, actions: [send(text)] });
+  if (loginDisabled(config.tls, state.secure)) return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
+  const mechanism = args[0]?.kind === 'atom' ? args[0].value.toUpperCase() : undefined;
+  if (mechanism === undefined || args.length > 2 || (args[1] !== undefined && args[1].kind !== 'atom')) {
+    return reply(`${tag} BAD AUTHENTICATE needs a mechanism and at most one initial response`);
+  }
+  // RFC 4959: "=" is an empty initial response; absent means "send a continuation".
+  const initial = args[1]?.kind === 'atom' ? (args[1].value === '=' ? '' : args[1].value) : undefined;
+  if (mechanism === 'PLAIN') {
+    if (initial === undefined) {
+      return { state: { ...state, phase: { kind: 'sasl-plain', tag } }, actions: [send('+ ')] };
+    }
+    return plainResponse(state, tag, initial);
+  }
+  if (mechanism === 'LOGIN') {
+    if (initial === undefined) {
+      return {
+        state: { ...state, phase: { kind: 'sasl-login-user', tag } },
+        actions: [send(`+ ${LOGIN_USERNAME_PROMPT}`)],
+      };
+    }
+    const username = decodeLoginResponse(initial);
+    if (username === undefined) return reply(`${tag} BAD Invalid base64 in initial response`);
+    return {
+      state: { ...state, phase: { kind: 'sasl-login-pass', tag, username } },
+      actions: [send(`+ ${LOGIN_PASSWORD_PROMPT}`)],
+    };
+  }
+  return reply(`${tag} NO [CANNOT] Unsupported authentication mechanism; use PLAIN or LOGIN`);
+}
+
+function plainResponse(state: State, tag: string, base64: string): Step {
+  const decoded = decodePlain(base64);
+  if ('error' in decoded) {
+    return { state: { ...state, phase: { kind: 'ready' } }, actions: [send(`${tag} BAD ${decoded.error}`)] };
+  }
+  return login(state, tag, decoded.username, decoded.password);
+}
+
+function onSaslResponse(
+  state: State,
+  phase: Extract<Phase, { kind: 'sasl-plain' | 'sasl-login-user' | 'sasl-login-pass' }>,
+  frame: Frame,
+): Step {
+  const ready: State = { ...state, phase: { kind: 'ready' } };
+  const response = saslResponse(frame);
+  if (!response.ok) return { state: ready, actions: [send(`${phase.tag} BAD Invalid SASL response`)] };
+  // RFC 9051 §6.2.2: a lone "*" cancels, answered with BAD.
+  if (response.text === '*')
+    return { state: ready, actions: [send(`${phase.tag} BAD Authentication cancelled`)] };
+  switch (phase.kind) {
+    case 'sasl-plain':
+      return plainResponse(state, phase.tag, response.text);
+    case 'sasl-login-user': {
+      const username = decodeLoginResponse(response.text);
+      if (username === undefined) return { state: ready, actions: [send(`${phase.tag} BAD Invalid base64`)] };
+      return {
+        state: { ...state, phase: { kind: 'sasl-login-pass', tag: phase.tag, username } },
+        actions: [send(`+ ${LOGIN_PASSWORD_PROMPT}`)],
+      };
+    }
+    case 'sasl-login-pass': {
+      const password = decodeLoginResponse(response.text);
+      if (password === undefined) return { state: ready, actions: [send(`${phase.tag} BAD Invalid base64`)] };
+      return login(state, phase.tag, phase.username, password);
+    }
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The one place where the IMAP front turns outcomes into wire text: capabilities, greeting, and the
+ * reply for each login failure code (RFC 5530 response codes). Nothing here ever contains a password.
+ */
+import type { TlsMode } from '../../config/types.js';
+import type { ProxyError } from '../../errors.js';
+
+export const SERVER_NAME = 'xoauth-proxy';
+
+/** What the front handles itself before login (issue #4). */
+export function preAuthCapabilities(tls: TlsMode, secure: boolean): string[] {
+  const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID'];
+  if (loginDisabled(tls, secure)) {
+    // RFC 9051 §6.2.3: no LOGIN until TLS; advertising AUTH= mechanisms would invite a cleartext try.
+    caps.push('STARTTLS', 'LOGINDISABLED');
+  } else {
+    caps.push('AUTH=PLAIN', 'AUTH=LOGIN');
+    if (tls === 'starttls' && !secure) caps.push('STARTTLS');
+  }
+  return caps;
+}
+
+/** A STARTTLS listener requires TLS before any login; a plain (`none`) listener is loopback-only by design. */
+export function loginDisabled(tls: TlsMode, secure: boolean): boolean {
+  return tls === 'starttls' && !secure;
+}
+
+export function greeting(tls: TlsMode, secure: boolean): string {
+  return `* OK [CAPABILITY ${preAuthCapabilities(tls, secure).join(' ')}] ${SERVER_NAME} ready\r\n`;
+}
+
+/** Text safe to put after a response code: one line, printable, bounded. */
+export function safeText(text: string, max = 300): string {
+  // eslint-disable-next-line no-control-regex
+  const flat = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 3)}...` : flat;
+}
+
+/** Drops a leading `[CODE ...]` from an upstream's NO text, so we do not nest response codes. */
+function withoutResponseCode(text: string): string {
+  return text.replace(/^\[[^\]]*\]\s*/, '');
+}
+
+/**
+ * The tagged reply (without the tag) for a failed login.
+ *  - bad-credentials: one fixed text, so a client cannot tell an unknown user from a wrong password.
+ *  - needs-consent: the hint where the mailbox owner grants access.
+ *  - token-unavailable / upstream-unavailable: [UNAVAILABLE], temporary; clients retry later.
+ *  - upstream-rejected: the upstream's reason.
+ */
+export function loginFailureReply(error: ProxyError, consentHint?: string): string {
+  switch (error.code) {
+    case 'bad-credentials':
+      return 'NO [AUTHENTICATIONFAILED] Authentication failed';
+    case 'needs-consent':
+      return `NO [AUTHENTICATIONFAILED] ${safeText(
+        `Access to this mailbox has not been granted or was revoked. ${consentHint ?? 'Ask the proxy administrator.'}`,
+        500,
+      )}`;
+    case 'token-unavailable':
+      return `NO [UNAVAILABLE] ${safeText(`Cannot get an access token right now, try again later (${error.detail ?? 'token endpoint unreachable'})`)}`;
+    case 'upstream-unavailable':
+      return `NO [UNAVAILABLE] ${safeText(`Mail server unreachable, try again later (${error.detail ?? 'connection failed'})`)}`;
+    case 'upstream-rejected':
+      return `NO [AUTHENTICATIONFAILED] ${safeText(`Mail server refused the login: ${withoutResponseCode(error.detail ?? 'no reason given')}`)}`;
+    default:
+      return 'NO [UNAVAILABLE] Internal error, try again later';
+  }
+}
