@@ -2,9 +2,19 @@
  * Small pieces shared by the end-to-end files: a raw line-oriented client for transcripts a library
  * would hide (XOAUTH2 error continuations), test messages, and printing server logs when a test fails.
  */
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { beforeEach } from 'vitest';
+import { startDovecot, type DovecotServer } from '../helpers/dovecot.js';
+import {
+  startFakeAuthServer,
+  type FakeAuthOptions,
+  type FakeAuthServer,
+} from '../helpers/fake-auth-server.js';
+import { startProxyProcess, type ProxyProcess, type StartProxyOptions } from '../helpers/proxy-process.js';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 
 /** Registers a beforeEach that prints these logs when the test fails (Dovecot, the proxy, ...). */
 export function printLogsOnFailure(
@@ -132,4 +142,210 @@ export function testMessage(o: { from?: string; to: string; subject: string; bod
     o.body ?? `Body of ${o.subject}.\r\nSecond line with UTF-8: grüße.`,
     '',
   ].join('\r\n');
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The whole stand-in world: fake authorization server, SMTP sink, Dovecot, and the proxy binary.
+
+export interface WorldAccount {
+  /** Login name = upstream mailbox here. */
+  email: string;
+  password: string;
+  /** Connection: `e2e` (IMAP implicit TLS + submission STARTTLS upstream, the default) or
+   *  `e2e-alt` (IMAP STARTTLS + submissions implicit TLS upstream). */
+  connection?: 'e2e' | 'e2e-alt';
+  /** Seed a grant in the proxy's store (default true); `accessTokenTtlSeconds` for its access token. */
+  grant?: boolean;
+  accessTokenTtlSeconds?: number;
+}
+
+export interface World {
+  auth: FakeAuthServer;
+  sink: SmtpSink;
+  dovecot: DovecotServer;
+  proxy: ProxyProcess;
+  /** The grants seeded per email. */
+  grants: Map<string, { refreshToken: string; accessToken: string; expiresAt: number }>;
+  stop(): Promise<void>;
+}
+
+export async function startWorld(o: {
+  accounts: WorldAccount[];
+  authOptions?: FakeAuthOptions;
+  settings?: Record<string, unknown>;
+  listen?: StartProxyOptions['listen'];
+}): Promise<World> {
+  const started: Array<{ stop: () => Promise<void> }> = [];
+  const stopAll = async (): Promise<void> => {
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+  };
+  try {
+    const auth = await startFakeAuthServer(o.authOptions);
+    started.push({ stop: () => auth.close() });
+    const sink = await startSmtpSink();
+    started.push({ stop: () => sink.close() });
+    const dovecot = await startDovecot({
+      tokeninfoUrl: auth.tokeninfoUrl,
+      users: o.accounts.map((a) => a.email),
+      submissionRelay: { host: sink.host, port: sink.port },
+    });
+    started.push(dovecot);
+    const grants = new Map<string, { refreshToken: string; accessToken: string; expiresAt: number }>();
+    for (const a of o.accounts) {
+      if (a.grant === false) continue;
+      const opts =
+        a.accessTokenTtlSeconds === undefined
+          ? undefined
+          : { accessTokenTtlSeconds: a.accessTokenTtlSeconds };
+      grants.set(a.email, auth.issueGrant(a.email, opts));
+    }
+    const proxy = await startProxyProcess({
+      auth,
+      upstream: {
+        host: dovecot.host,
+        ca: dovecot.caPem,
+        imap: { port: dovecot.ports.imaps, tls: 'implicit' },
+        smtp: { port: dovecot.ports.submission, tls: 'starttls' },
+      },
+      moreConnections: {
+        'e2e-alt': {
+          host: dovecot.host,
+          ca: dovecot.caPem,
+          imap: { port: dovecot.ports.imap, tls: 'starttls' },
+          smtp: { port: dovecot.ports.submissions, tls: 'implicit' },
+        },
+      },
+      accounts: o.accounts.map((a) => ({
+        username: a.email,
+        password: a.password,
+        connection: a.connection ?? 'e2e',
+      })),
+      grants: [...grants].map(([email, g]) => ({
+        email,
+        connection: o.accounts.find((a) => a.email === email)?.connection ?? 'e2e',
+        refreshToken: g.refreshToken,
+        accessToken: g.accessToken,
+        expiresAt: g.expiresAt,
+      })),
+      ...(o.listen ? { listen: o.listen } : {}),
+      ...(o.settings ? { settings: o.settings } : {}),
+    });
+    started.push(proxy);
+    return { auth, sink, dovecot, proxy, grants, stop: stopAll };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** printLogsOnFailure sources for a world (it may not exist yet when beforeAll failed). */
+export function worldLogs(
+  world: () => World | undefined,
+): () => Array<{ name: string; text: () => string } | undefined> {
+  return () => {
+    const w = world();
+    if (!w) return [];
+    return [
+      { name: 'dovecot', text: () => w.dovecot.log() },
+      { name: 'xoauth-proxy', text: () => w.proxy.output() },
+    ];
+  };
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs a command-line client (curl, swaks) without a shell; never rejects. */
+export function run(
+  cmd: string,
+  args: string[],
+  o: { input?: Buffer | string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      cmd,
+      args,
+      { encoding: 'buffer', timeout: o.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? ((err as { code?: unknown }).code ?? null) : 0;
+        resolve({ code: typeof code === 'number' ? code : null, stdout, stderr: stderr.toString('utf8') });
+      },
+    );
+    if (o.input !== undefined) child.stdin?.end(o.input);
+    else child.stdin?.end();
+  });
+}
+
+/** A message of about `bytes` bytes: headers plus base64 lines of 76 characters, CRLF throughout. */
+export function bigMessage(to: string, subject: string, bytes: number): Buffer {
+  const head = testMessage({ to, subject, body: '' }).replace(/\r\n\r\n$/, '\r\n');
+  const lineCount = Math.ceil(bytes / 78);
+  const random = randomBytes(lineCount * 57);
+  const lines: string[] = [];
+  for (let i = 0; i < lineCount; i++) lines.push(random.subarray(i * 57, (i + 1) * 57).toString('base64'));
+  return Buffer.from(`${head}X-Padding: base64 noise\r\n\r\n${lines.join('\r\n')}\r\n`, 'latin1');
+}
+
+export function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function imapQuote(s: string): string {
+  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/**
+ * Logs in with a raw IMAP LOGIN on the proxy's plain listener and, on success, proves the upstream
+ * session works with a SELECT. Returns the tagged LOGIN reply (the exact text a legacy client sees).
+ */
+export async function imapLogin(port: number, user: string, password: string): Promise<string> {
+  const c = await LineClient.open({ host: '127.0.0.1', port });
+  try {
+    await c.readUntil(/^\* OK/);
+    c.send(`a1 LOGIN ${imapQuote(user)} ${imapQuote(password)}`);
+    const reply = (await c.readUntil(/^a1 /, 30_000)).at(-1)!;
+    if (/^a1 OK/.test(reply)) {
+      c.send('a2 SELECT INBOX');
+      const selected = (await c.readUntil(/^a2 /)).at(-1)!;
+      if (!/^a2 OK/.test(selected)) throw new Error(`LOGIN ok but SELECT failed: ${selected}`);
+      c.send('a3 LOGOUT');
+      await c.readUntil(/^a3 /).catch(() => undefined);
+    }
+    return reply;
+  } finally {
+    c.close();
+  }
+}
+
+/**
+ * SMTP AUTH PLAIN on the proxy's plain listener; resolves with the AUTH reply line (235 ... on success,
+ * after which a NOOP must reach the upstream and succeed).
+ */
+export async function smtpAuth(port: number, user: string, password: string): Promise<string> {
+  const c = await LineClient.open({ host: '127.0.0.1', port });
+  try {
+    await c.readUntil(/^220 /);
+    c.send('EHLO e2e.test');
+    await c.readUntil(/^250 /);
+    c.send(`AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`, 'utf8').toString('base64')}`);
+    const reply = (await c.readUntil(/^\d{3} /, 30_000)).at(-1)!;
+    if (reply.startsWith('235')) {
+      c.send('NOOP');
+      const noop = (await c.readUntil(/^\d{3} /)).at(-1)!;
+      if (!noop.startsWith('250')) throw new Error(`AUTH ok but NOOP failed: ${noop}`);
+      c.send('QUIT');
+    }
+    return reply;
+  } finally {
+    c.close();
+  }
+}
+
+/** Waits until the epoch-ms time `at` has passed (token expiry is the event here; there is no other). */
+export async function waitUntil(at: number): Promise<void> {
+  const left = at - Date.now();
+  if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
 }
