@@ -1,0 +1,119 @@
+/**
+ * The account list behind `xoauth-proxy status` (and the admin page): every configured account, the
+ * stored accounts a pattern entry matched, and stored grants no entry names any more. Never a token.
+ */
+import type { AccountConfig, Config } from '../config/types.js';
+import type { AccountState, TokenRecord, TokenStore } from './types.js';
+
+export type AccountStatusState = AccountState | 'no-grant' | 'app-only';
+
+export interface AccountStatus {
+  accountId: string;
+  /** The config entry (username or pattern); undefined for a stored grant no entry matches. */
+  entry: string | undefined;
+  connection: string;
+  state: AccountStatusState;
+  identity?: string;
+  displayName?: string;
+  hasRefreshToken: boolean;
+  /** Epoch ms. */
+  accessTokenExpiresAt?: number;
+  lastRefreshAt?: number;
+  lastError?: string;
+  scopes?: string[];
+}
+
+function isPattern(text: string): boolean {
+  return text.includes('*');
+}
+
+/** `*@example.com` style: `*` matches any run of characters, case-insensitively. */
+export function patternToRegExp(pattern: string): RegExp {
+  const escaped = pattern
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+    .join('.*');
+  return new RegExp(`^${escaped}$`, 'i');
+}
+
+function fromRecord(entry: string | undefined, record: TokenRecord): AccountStatus {
+  const status: AccountStatus = {
+    accountId: record.accountId,
+    entry,
+    connection: record.connection,
+    state: record.state,
+    hasRefreshToken: record.refreshToken !== undefined,
+    scopes: record.scopes,
+  };
+  if (record.identity !== undefined) status.identity = record.identity;
+  if (record.displayName !== undefined) status.displayName = record.displayName;
+  if (record.accessTokenExpiresAt !== undefined) status.accessTokenExpiresAt = record.accessTokenExpiresAt;
+  if (record.lastRefreshAt !== undefined) status.lastRefreshAt = record.lastRefreshAt;
+  if (record.lastError !== undefined) status.lastError = record.lastError;
+  return status;
+}
+
+function fixedId(entry: AccountConfig): string | undefined {
+  const mailbox = entry.email ?? entry.username;
+  return isPattern(mailbox) ? undefined : mailbox.toLowerCase();
+}
+
+export function collectAccountStatus(
+  config: Pick<Config, 'accounts' | 'connections'>,
+  store: Pick<TokenStore, 'listTokens'>,
+): AccountStatus[] {
+  const records = new Map(store.listTokens().map((r) => [r.accountId, r]));
+  const seen = new Set<string>();
+  const out: AccountStatus[] = [];
+  for (const entry of config.accounts) {
+    const connection = config.connections.get(entry.connection);
+    const appOnly = connection?.grant === 'client_credentials';
+    const id = fixedId(entry);
+    const ids =
+      id !== undefined
+        ? [id]
+        : [...records.values()]
+            .filter(
+              (r) => r.connection === entry.connection && patternToRegExp(entry.username).test(r.accountId),
+            )
+            .map((r) => r.accountId);
+    for (const accountId of ids) {
+      if (seen.has(accountId)) continue;
+      seen.add(accountId);
+      const record = records.get(accountId);
+      if (appOnly) {
+        out.push({
+          accountId,
+          entry: entry.username,
+          connection: entry.connection,
+          state: 'app-only',
+          hasRefreshToken: false,
+        });
+      } else if (record) {
+        out.push(fromRecord(entry.username, record));
+      } else {
+        out.push({
+          accountId,
+          entry: entry.username,
+          connection: entry.connection,
+          state: 'no-grant',
+          hasRefreshToken: false,
+        });
+      }
+    }
+    if (ids.length === 0 && appOnly) {
+      // A pattern on an app-only connection: nothing stored per mailbox, show the entry itself.
+      out.push({
+        accountId: entry.username,
+        entry: entry.username,
+        connection: entry.connection,
+        state: 'app-only',
+        hasRefreshToken: false,
+      });
+    }
+  }
+  for (const record of records.values()) {
+    if (!seen.has(record.accountId)) out.push(fromRecord(undefined, record));
+  }
+  return out;
+}

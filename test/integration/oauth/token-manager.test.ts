@@ -1,0 +1,412 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { ConnectionConfig, ResolvedAccount, Settings } from '../../../src/config/types.js';
+import { isProxyError, ProxyError } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/log.js';
+import { storeGrant } from '../../../src/oauth/grant-record.js';
+import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { BACKOFF_BASE_MS, TokenManager } from '../../../src/oauth/token-manager.js';
+import type { TokenEvent, TokenRecord, TokenStore } from '../../../src/oauth/types.js';
+import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
+
+const MARGIN = 10 * 60_000;
+let fake: FakeAuthServer;
+let dir: string;
+let store: TokenStore;
+let now: number;
+let events: TokenEvent[];
+let connection: ConnectionConfig;
+const stores: TokenStore[] = [];
+
+function settings(overrides: Partial<Settings> = {}): Settings {
+  return {
+    refreshMarginMs: MARGIN,
+    keepAliveIntervalMs: 6 * 3600_000,
+    tokenRequestTimeoutMs: 5_000,
+    credentialCacheMs: 60_000,
+    limits: {} as Settings['limits'],
+    loginLimiter: {} as Settings['loginLimiter'],
+    ...overrides,
+  };
+}
+
+function openStore(): TokenStore {
+  const s = openTokenStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'store.key') }, { env: {} });
+  stores.push(s);
+  return s;
+}
+
+function manager(
+  options: { settings?: Partial<Settings>; connections?: ConnectionConfig[]; store?: TokenStore } = {},
+) {
+  const conns = options.connections ?? [connection];
+  return new TokenManager({
+    config: {
+      settings: settings(options.settings),
+      accounts: [],
+      connections: new Map(conns.map((c) => [c.name, c])),
+    },
+    store: options.store ?? store,
+    logger: silentLogger(),
+    clock: () => now,
+    onEvent: (e) => events.push(e),
+  });
+}
+
+function account(email: string, conn: ConnectionConfig = connection): ResolvedAccount {
+  return { id: email, username: email, email, connection: conn, entry: email };
+}
+
+/** Seeds a consented grant whose access token has `ttlSeconds` left. */
+function seed(email: string, ttlSeconds = 0, extra: Partial<TokenRecord> = {}) {
+  const grant = fake.issueGrant(email, { accessTokenTtlSeconds: ttlSeconds });
+  const record: TokenRecord = {
+    accountId: email,
+    connection: connection.name,
+    refreshToken: grant.refreshToken,
+    accessToken: grant.accessToken,
+    accessTokenExpiresAt: now + ttlSeconds * 1000,
+    scopes: ['https://mail.google.com/'],
+    identity: email,
+    state: 'active',
+    lastRefreshAt: now,
+    updatedAt: now,
+    ...extra,
+  };
+  store.putToken(record);
+  return { ...grant, record };
+}
+
+async function rejection(p: Promise<unknown>): Promise<ProxyError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ProxyError);
+  return err as ProxyError;
+}
+
+beforeEach(async () => {
+  fake = await startFakeAuthServer();
+  dir = mkdtempSync(join(tmpdir(), 'xoauth-tm-'));
+  now = Date.now();
+  events = [];
+  connection = fakeConnection(fake);
+  store = openStore();
+});
+afterEach(async () => {
+  for (const s of stores.splice(0)) s.close();
+  await fake.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('TokenManager', () => {
+  it('hands out the stored token while it has more than the margin left, without a request', async () => {
+    const { accessToken } = seed('a@example.com', 3600);
+    const tm = manager();
+    expect((await tm.getAccessToken(account('a@example.com'))).token).toBe(accessToken);
+    expect((await tm.getAccessToken(account('a@example.com'))).token).toBe(accessToken);
+    expect(fake.counts.token).toBe(0);
+  });
+
+  it('refreshes a token inside the margin', async () => {
+    const { accessToken } = seed('a@example.com', 9 * 60);
+    const token = await manager().getAccessToken(account('a@example.com'));
+    expect(token.token).not.toBe(accessToken);
+    expect(fake.checkAccessToken(token.token)).toBe('a@example.com');
+    expect(fake.counts.refresh).toBe(1);
+  });
+
+  it('50 concurrent calls on an expired token make exactly one token request', async () => {
+    seed('a@example.com', 0);
+    const tm = manager();
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => tm.getAccessToken(account('a@example.com'))),
+    );
+    expect(fake.counts.token).toBe(1);
+    expect(new Set(results.map((r) => r.token)).size).toBe(1);
+    expect(fake.checkAccessToken(results[0]!.token)).toBe('a@example.com');
+    // forceRefresh calls arriving together also share one request.
+    const forced = await Promise.all(
+      Array.from({ length: 10 }, () => tm.getAccessToken(account('a@example.com'), { forceRefresh: true })),
+    );
+    expect(fake.counts.token).toBe(2);
+    expect(new Set(forced.map((r) => r.token)).size).toBe(1);
+  });
+
+  it('persists the access token, so a restart does not refresh needlessly', async () => {
+    seed('a@example.com', 0);
+    const first = await manager().getAccessToken(account('a@example.com'));
+    const restarted = manager({ store: openStore() });
+    expect((await restarted.getAccessToken(account('a@example.com'))).token).toBe(first.token);
+    expect(fake.counts.token).toBe(1);
+    expect(store.getToken('a@example.com')).toMatchObject({ accessToken: first.token, lastRefreshAt: now });
+  });
+
+  it('Microsoft-style rotation persists the new refresh token, and the next refresh uses it', async () => {
+    fake.options.rotateRefreshTokens = true;
+    const { refreshToken: old } = seed('m@example.com', 0);
+    const tm = manager();
+    await tm.getAccessToken(account('m@example.com'));
+    const rotated = store.getToken('m@example.com')!.refreshToken!;
+    expect(rotated).not.toBe(old);
+    expect(fake.isRefreshTokenValid(rotated)).toBe(true);
+    expect(fake.isRefreshTokenValid(old)).toBe(false);
+
+    const next = await tm.getAccessToken(account('m@example.com'), { forceRefresh: true });
+    expect(fake.lastTokenRequest?.get('refresh_token')).toBe(rotated);
+    expect(fake.checkAccessToken(next.token)).toBe('m@example.com');
+    expect(store.getToken('m@example.com')!.refreshToken).not.toBe(rotated);
+  });
+
+  it('does not hand out a token whose rotated grant could not be saved', async () => {
+    fake.options.rotateRefreshTokens = true;
+    seed('m@example.com', 0);
+    const failing: TokenStore = Object.create(store) as TokenStore;
+    failing.updateToken = () => {
+      throw new Error('disk full');
+    };
+    failing.getToken = (id) => store.getToken(id);
+    const err = await rejection(manager({ store: failing }).getAccessToken(account('m@example.com')));
+    expect(err.code).toBe('token-unavailable');
+    expect(err.message).toContain('disk full');
+  });
+
+  it('Google-style refresh keeps the old refresh token, which keeps working', async () => {
+    const { refreshToken } = seed('g@example.com', 0);
+    const tm = manager();
+    await tm.getAccessToken(account('g@example.com'));
+    expect(store.getToken('g@example.com')!.refreshToken).toBe(refreshToken);
+    await tm.getAccessToken(account('g@example.com'), { forceRefresh: true });
+    expect(fake.lastTokenRequest?.get('refresh_token')).toBe(refreshToken);
+    expect(store.getToken('g@example.com')).toMatchObject({ refreshToken, state: 'active' });
+    expect(fake.counts.refresh).toBe(2);
+  });
+
+  it('a 500 keeps every token, marks the account failing, backs off, then recovers', async () => {
+    const { record } = seed('t@example.com', 0);
+    const tm = manager();
+    fake.failNext(1, 500);
+    const err = await rejection(tm.getAccessToken(account('t@example.com')));
+    expect(err.code).toBe('token-unavailable');
+    expect(err.transient).toBe(true);
+    const stored = store.getToken('t@example.com')!;
+    expect(stored).toMatchObject({
+      state: 'failing',
+      refreshToken: record.refreshToken,
+      accessToken: record.accessToken,
+    });
+    expect(stored.lastError).toContain('temporarily_unavailable');
+    expect(events.map((e) => e.kind)).toEqual(['failing']);
+
+    // Inside the backoff: no request at all.
+    await rejection(tm.getAccessToken(account('t@example.com')));
+    expect(fake.counts.token).toBe(1);
+
+    now += BACKOFF_BASE_MS + 1;
+    const token = await tm.getAccessToken(account('t@example.com'));
+    expect(fake.checkAccessToken(token.token)).toBe('t@example.com');
+    expect(store.getToken('t@example.com')).toMatchObject({
+      state: 'active',
+      refreshToken: record.refreshToken,
+    });
+    expect(store.getToken('t@example.com')!.lastError).toBeUndefined();
+    expect(events.map((e) => e.kind)).toEqual(['failing', 'recovered']);
+  });
+
+  it('backoff doubles with repeated failures', async () => {
+    seed('t@example.com', 0);
+    const tm = manager();
+    fake.failNext(3, 503);
+    await rejection(tm.getAccessToken(account('t@example.com')));
+    now += BACKOFF_BASE_MS + 1;
+    await rejection(tm.getAccessToken(account('t@example.com')));
+    now += BACKOFF_BASE_MS + 1; // not yet: the second backoff is twice as long
+    await rejection(tm.getAccessToken(account('t@example.com')));
+    expect(fake.counts.token).toBe(2);
+    now += BACKOFF_BASE_MS;
+    await rejection(tm.getAccessToken(account('t@example.com')));
+    expect(fake.counts.token).toBe(3);
+  });
+
+  it('a timeout keeps every token and marks the account failing', async () => {
+    const { record } = seed('t@example.com', 0);
+    fake.setHanging(true);
+    const started = Date.now();
+    const err = await rejection(
+      manager({ settings: { tokenRequestTimeoutMs: 300 } }).getAccessToken(account('t@example.com')),
+    );
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(err.code).toBe('token-unavailable');
+    expect(store.getToken('t@example.com')).toMatchObject({
+      state: 'failing',
+      refreshToken: record.refreshToken,
+      accessToken: record.accessToken,
+    });
+  });
+
+  it('during an outage the old access token is still used while it lasts', async () => {
+    const { accessToken } = seed('t@example.com', 5 * 60);
+    fake.failNext(1, 502);
+    const tm = manager();
+    expect((await tm.getAccessToken(account('t@example.com'))).token).toBe(accessToken);
+    expect(store.getToken('t@example.com')!.state).toBe('failing');
+    // ...but not when the upstream just refused it.
+    tm.invalidate('t@example.com');
+    expect((await rejection(tm.getAccessToken(account('t@example.com'), { forceRefresh: true }))).code).toBe(
+      'token-unavailable',
+    );
+  });
+
+  it('invalid_grant moves the account to needs-consent, keeps the refresh token and stops using it', async () => {
+    const { refreshToken } = seed('r@example.com', 0);
+    fake.revoke('r@example.com');
+    const tm = manager();
+    const err = await rejection(tm.getAccessToken(account('r@example.com')));
+    expect(err.code).toBe('needs-consent');
+    expect(err.transient).toBe(false);
+    expect(err.message).toContain('xoauth-proxy consent r@example.com');
+    expect(store.getToken('r@example.com')).toMatchObject({ state: 'needs-consent', refreshToken });
+    expect(store.getToken('r@example.com')!.lastError).toContain('invalid_grant');
+    expect(events.map((e) => e.kind)).toEqual(['needs-consent']);
+
+    expect((await rejection(tm.getAccessToken(account('r@example.com'), { forceRefresh: true }))).code).toBe(
+      'needs-consent',
+    );
+    expect(fake.counts.token).toBe(1);
+
+    // The CLI (another process, another store handle) writes a new grant: it works without a restart.
+    const grant = fake.issueGrant('r@example.com', { accessTokenTtlSeconds: 3600 });
+    storeGrant(
+      openStore(),
+      account('r@example.com'),
+      {
+        accessToken: grant.accessToken,
+        refreshToken: grant.refreshToken,
+        expiresAt: now + 3600_000,
+        scopes: [],
+      },
+      { email: 'r@example.com' },
+      now,
+    );
+    expect((await tm.getAccessToken(account('r@example.com'))).token).toBe(grant.accessToken);
+    expect(events.map((e) => e.kind)).toEqual(['needs-consent', 'consented']);
+  });
+
+  it('an account without a grant needs consent', async () => {
+    const err = await rejection(manager().getAccessToken(account('nobody@example.com')));
+    expect(err.code).toBe('needs-consent');
+    expect(fake.counts.token).toBe(0);
+  });
+
+  it('invalidate makes the next call refresh instead of reusing the refused token', async () => {
+    const { accessToken } = seed('i@example.com', 3600);
+    const tm = manager();
+    expect((await tm.getAccessToken(account('i@example.com'))).token).toBe(accessToken);
+    tm.invalidate('i@example.com');
+    const next = await tm.getAccessToken(account('i@example.com'));
+    expect(next.token).not.toBe(accessToken);
+    expect(fake.counts.refresh).toBe(1);
+  });
+
+  it('recordConsent stores the grant and reports consented', async () => {
+    const tm = manager();
+    const grant = fake.issueGrant('c@example.com');
+    tm.recordConsent(
+      account('c@example.com'),
+      {
+        accessToken: grant.accessToken,
+        refreshToken: grant.refreshToken,
+        expiresAt: now + 3600_000,
+        scopes: ['s'],
+      },
+      { email: 'c@example.com', name: 'C' },
+    );
+    expect(store.getToken('c@example.com')).toMatchObject({
+      state: 'active',
+      identity: 'c@example.com',
+      displayName: 'C',
+      refreshToken: grant.refreshToken,
+    });
+    expect((await tm.getAccessToken(account('c@example.com'))).token).toBe(grant.accessToken);
+    expect(events.map((e) => e.kind)).toEqual(['consented']);
+  });
+
+  it('client credentials: one app token per connection, renewed when it nears expiry, nothing stored', async () => {
+    const app = fakeConnection(fake, { name: 'app', grant: 'client_credentials', scopes: ['x/.default'] });
+    const tm = manager({ connections: [app] });
+    const [a, b] = await Promise.all([
+      tm.getAccessToken(account('one@example.com', app)),
+      tm.getAccessToken(account('two@example.com', app)),
+    ]);
+    expect(a.token).toBe(b.token);
+    expect(fake.counts.clientCredentials).toBe(1);
+    expect(fake.checkAccessToken(a.token)).toBe('app:test-client');
+    await tm.getAccessToken(account('one@example.com', app));
+    expect(fake.counts.clientCredentials).toBe(1);
+    now += 3600_000 - MARGIN + 1;
+    const renewed = await tm.getAccessToken(account('one@example.com', app));
+    expect(renewed.token).not.toBe(a.token);
+    expect(fake.counts.clientCredentials).toBe(2);
+    expect(store.listTokens()).toEqual([]);
+    tm.invalidate('two@example.com');
+    await tm.getAccessToken(account('two@example.com', app));
+    expect(fake.counts.clientCredentials).toBe(3);
+  });
+
+  it('keep-alive refreshes grants not refreshed within the interval and finds revoked ones', async () => {
+    const interval = 6 * 3600_000;
+    seed('fresh@example.com', 3600);
+    const stale = seed('stale@example.com', 3600, { lastRefreshAt: now - interval - 1 });
+    seed('revoked@example.com', 3600, { lastRefreshAt: now - interval - 1 });
+    fake.revoke('revoked@example.com');
+    const tm = manager();
+    await tm.runKeepAlive();
+    expect(fake.counts.refresh).toBe(2);
+    expect(store.getToken('fresh@example.com')!.lastRefreshAt).toBe(now);
+    expect(store.getToken('stale@example.com')).toMatchObject({ lastRefreshAt: now, state: 'active' });
+    expect(store.getToken('stale@example.com')!.accessToken).not.toBe(stale.accessToken);
+    expect(store.getToken('revoked@example.com')!.state).toBe('needs-consent');
+    // needs-consent accounts are not retried.
+    now += interval + 1;
+    await tm.runKeepAlive();
+    expect(fake.counts.refresh).toBe(4);
+  });
+
+  it('start() runs keep-alive on an unref’d timer; stop() ends it', async () => {
+    seed('k@example.com', 3600, { lastRefreshAt: 0 });
+    const tm = manager({ settings: { keepAliveIntervalMs: 4000 } });
+    tm.start();
+    await vi.waitFor(() => expect(fake.counts.refresh).toBeGreaterThanOrEqual(1), {
+      timeout: 15_000,
+      interval: 50,
+    });
+    await tm.stop();
+    expect(store.getToken('k@example.com')!.lastRefreshAt).toBe(now);
+  });
+
+  it('status lists accounts without tokens', async () => {
+    seed('s@example.com', 3600);
+    const tm = new TokenManager({
+      config: {
+        settings: settings(),
+        accounts: [
+          { username: 's@example.com', connection: 'fake' },
+          { username: 'new@example.com', connection: 'fake' },
+        ],
+        connections: new Map([[connection.name, connection]]),
+      },
+      store,
+      logger: silentLogger(),
+    });
+    const status = tm.status();
+    expect(status.map((s) => [s.accountId, s.state])).toEqual([
+      ['s@example.com', 'active'],
+      ['new@example.com', 'no-grant'],
+    ]);
+    expect(JSON.stringify(status)).not.toMatch(/"(at|rt)-/);
+    expect(isProxyError(new ProxyError('store', 'x'))).toBe(true);
+  });
+});
