@@ -53,6 +53,10 @@ export interface FakeSmtpUpstream {
   tenantAuthDisabled: boolean;
   /** Connections accepted so far. */
   readonly connections: number;
+  /** Connections open right now. */
+  readonly openConnections: number;
+  /** Drops every client connection (the upstream "dies" mid-session). */
+  dropConnections(): void;
   close(): Promise<void>;
 }
 
@@ -161,6 +165,13 @@ export async function startFakeSmtpUpstream(options: FakeSmtpUpstreamOptions): P
     },
     get connections() {
       return connections;
+    },
+    get openConnections() {
+      return server.connections.size;
+    },
+    dropConnections() {
+      for (const conn of server.connections)
+        (conn as unknown as { _socket: { destroy(): void } })._socket.destroy();
     },
     close: () =>
       new Promise<void>((resolve) => {

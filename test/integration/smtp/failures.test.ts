@@ -4,7 +4,16 @@
  */
 import nodemailer from 'nodemailer';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CONSENT_HINT, EMAIL, PASSWORD, USER, eventually, sessionLines, startSmtpEnv, type SmtpEnv } from './env.js';
+import {
+  CONSENT_HINT,
+  EMAIL,
+  PASSWORD,
+  USER,
+  eventually,
+  sessionLines,
+  startSmtpEnv,
+  type SmtpEnv,
+} from './env.js';
 import { RawSmtpClient, plainIr } from './raw-client.js';
 import { TENANT_DISABLED_TEXT } from '../../helpers/fake-smtp-upstream.js';
 
@@ -75,7 +84,9 @@ describe('SMTP proxy failures', () => {
     env.tokens.invalidate(EMAIL);
     env.auth.failNext(1, 503);
     expect(await login(env)).toBe('454 4.7.0 Temporary authentication failure, try again later');
-    expect(await client!.command(`AUTH PLAIN ${plainIr(USER, PASSWORD)}`)).toBe('235 2.7.0 Authentication successful');
+    expect(await client!.command(`AUTH PLAIN ${plainIr(USER, PASSWORD)}`)).toBe(
+      '235 2.7.0 Authentication successful',
+    );
   });
 
   it('Exchange "SmtpClientAuthentication is disabled for the Tenant" is passed on as is, without a refresh', async () => {

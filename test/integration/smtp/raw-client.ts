@@ -14,9 +14,19 @@ export class RawSmtpClient {
     this.#listen(socket);
   }
 
-  static async connect(port: number, tls = false, tlsOptions: ConnectionOptions = {}): Promise<RawSmtpClient> {
+  static async connect(
+    port: number,
+    tls = false,
+    tlsOptions: ConnectionOptions = {},
+  ): Promise<RawSmtpClient> {
     const socket = tls
-      ? tlsConnect({ host: '127.0.0.1', port, ca: getTestCerts().caPem, servername: 'localhost', ...tlsOptions })
+      ? tlsConnect({
+          host: '127.0.0.1',
+          port,
+          ca: getTestCerts().caPem,
+          servername: 'localhost',
+          ...tlsOptions,
+        })
       : netConnect({ host: '127.0.0.1', port });
     await new Promise<void>((resolve, reject) => {
       socket.once(tls ? 'secureConnect' : 'connect', () => resolve());
@@ -50,7 +60,10 @@ export class RawSmtpClient {
   async #wait(timeoutMs: number): Promise<void> {
     if (this.#closed) throw new Error(`connection closed; buffered: ${JSON.stringify(this.#buffer)}`);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timeout; buffered: ${JSON.stringify(this.#buffer)}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`timeout; buffered: ${JSON.stringify(this.#buffer)}`)),
+        timeoutMs,
+      );
       this.#waiters.push(() => {
         clearTimeout(timer);
         resolve();
@@ -85,7 +98,8 @@ export class RawSmtpClient {
 
   /** Resolves once the server closed the connection. */
   async waitClosed(timeoutMs = 20_000): Promise<void> {
-    while (!this.#closed) await this.#wait(timeoutMs).catch((e: Error) => (this.#closed ? undefined : Promise.reject(e)));
+    while (!this.#closed)
+      await this.#wait(timeoutMs).catch((e: Error) => (this.#closed ? undefined : Promise.reject(e)));
   }
 
   /** Everything received and not yet read as a reply. */
@@ -97,7 +111,12 @@ export class RawSmtpClient {
     const plain = this.#socket;
     plain.removeAllListeners('data');
     plain.removeAllListeners('close');
-    const secured = tlsConnect({ socket: plain, ca: getTestCerts().caPem, servername: 'localhost', ...options });
+    const secured = tlsConnect({
+      socket: plain,
+      ca: getTestCerts().caPem,
+      servername: 'localhost',
+      ...options,
+    });
     await new Promise<void>((resolve, reject) => {
       secured.once('secureConnect', () => resolve());
       secured.once('error', reject);

@@ -28,7 +28,12 @@ function swaks(args: string[]): Promise<SwaksResult> {
   });
 }
 
-function baseArgs(e: SmtpEnv, listenerTls: EnvOptions['listenerTls'], auth: 'PLAIN' | 'LOGIN', to: string): string[] {
+function baseArgs(
+  e: SmtpEnv,
+  listenerTls: EnvOptions['listenerTls'],
+  auth: 'PLAIN' | 'LOGIN',
+  to: string,
+): string[] {
   const tls =
     listenerTls === 'starttls'
       ? ['--tls', '--tls-verify', '--tls-ca-path', getTestCerts().caFile]
@@ -82,8 +87,13 @@ describe('SMTP proxy with swaks', () => {
   it('with --pipeline, one refused recipient is reported as the upstream said, the other gets the mail', async () => {
     env = await startSmtpEnv({ listenerTls: 'starttls', upstreamTls: 'implicit' });
     env.upstream.rejectRecipients.add('nobody@example.net');
-    const result = await swaks([...baseArgs(env, 'starttls', 'PLAIN', 'bob@example.net,nobody@example.net'), '--pipeline']);
-    expect(result.output).toMatch(/<~?\*{1,2} +550 5\.1\.1 The email account that you tried to reach does not exist/);
+    const result = await swaks([
+      ...baseArgs(env, 'starttls', 'PLAIN', 'bob@example.net,nobody@example.net'),
+      '--pipeline',
+    ]);
+    expect(result.output).toMatch(
+      /<~?\*{1,2} +550 5\.1\.1 The email account that you tried to reach does not exist/,
+    );
     expect(result.output).toMatch(/<~? +250 .*gsmtp/);
     expect(env.upstream.messages.map((m) => m.to)).toEqual([['bob@example.net']]);
   });
