@@ -25,7 +25,7 @@ import {
 } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { pickFreePorts } from './proxy-process.js';
 
 export const DOVECOT_BIN = process.env.DOVECOT_BIN ?? '/usr/sbin/dovecot';
@@ -96,16 +96,26 @@ export interface DovecotAvailability {
   reason?: string;
 }
 
-/** Whether Dovecot with imap and submission is installed here. */
-export function dovecotAvailability(): DovecotAvailability {
+function commandExists(name: string): boolean {
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, name)));
+}
+
+/** Whether Dovecot with imap and submission (and the named command-line clients) is installed here. */
+export function dovecotAvailability(tools: string[] = []): DovecotAvailability {
   for (const bin of [DOVECOT_BIN, IMAP_BIN, SUBMISSION_BIN]) {
-    if (!existsSync(bin))
+    if (!existsSync(bin)) {
       return { ok: false, reason: `${bin} is missing (apt-get install dovecot-imapd dovecot-submissiond)` };
+    }
+  }
+  for (const tool of tools) {
+    if (!commandExists(tool))
+      return { ok: false, reason: `\`${tool}\` is not on the PATH (apt-get install ${tool})` };
   }
   try {
     const version = execFileSync(DOVECOT_BIN, ['--version'], { encoding: 'utf8', timeout: 10_000 }).trim();
-    if (!version.startsWith('2.3'))
+    if (!version.startsWith('2.3')) {
       return { ok: false, reason: `Dovecot ${version} found; these tests are written for 2.3` };
+    }
   } catch (err) {
     return { ok: false, reason: `${DOVECOT_BIN} --version failed: ${(err as Error).message}` };
   }
@@ -113,17 +123,17 @@ export function dovecotAvailability(): DovecotAvailability {
 }
 
 /**
- * Decides for an e2e file whether it runs: Dovecot present -> run; missing under CI=true -> throw (a
- * failure, never a skip); missing locally -> skip, loudly.
+ * Decides for an e2e file whether it runs: Dovecot (and `tools`) present -> run; missing under CI=true
+ * -> throw (a failure, never a skip); missing locally -> skip, loudly.
  */
-export function requireDovecot(): boolean {
-  const availability = dovecotAvailability();
+export function requireDovecot(tools: string[] = []): boolean {
+  const availability = dovecotAvailability(tools);
   if (availability.ok) return true;
   if (process.env.CI === 'true' || process.env.CI === '1') {
-    throw new Error(`CI=true but Dovecot is not usable: ${availability.reason}`);
+    throw new Error(`CI=true but the end-to-end stand-in is not usable: ${availability.reason}`);
   }
   console.warn(
-    `\n*** SKIPPING end-to-end tests: ${availability.reason}. They run in CI (.ci/run installs Dovecot). ***\n`,
+    `\n*** SKIPPING end-to-end tests: ${availability.reason}. They run in CI (.ci/run installs Dovecot, curl, swaks). ***\n`,
   );
   return false;
 }

@@ -119,10 +119,14 @@ export interface ProxyProcess {
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CLI_ENTRY = join(REPO_ROOT, 'src', 'cli', 'main.ts');
+/**
+ * The program under test: the TypeScript entry run through tsx, or another entry named by
+ * XOAUTH_PROXY_E2E_CLI (e.g. the built `dist/cli/main.js`, to test what ships).
+ */
+const CLI_ENTRY = process.env.XOAUTH_PROXY_E2E_CLI ?? join(REPO_ROOT, 'src', 'cli', 'main.ts');
 
 function cliArgs(args: string[]): string[] {
-  return ['--import', 'tsx', CLI_ENTRY, ...args];
+  return CLI_ENTRY.endsWith('.js') ? [CLI_ENTRY, ...args] : ['--import', 'tsx', CLI_ENTRY, ...args];
 }
 
 /** Resolves once a TCP connection to host:port succeeds. */
