@@ -25,12 +25,14 @@ export function layout(options: PageOptions): SafeHtml {
       </head>
       <body>
         <header class="site">
-          <div class="inner">
+          <div class="inner${options.wide ? ' wide' : ''}">
             <span class="logo" aria-hidden="true">@</span><span class="name">${PRODUCT_NAME}</span>
           </div>
         </header>
         <main class="${options.wide ? 'wide' : ''}">${options.body}</main>
-        <footer class="site">xoauth-proxy · lets your mail program reach your mailbox safely</footer>
+        <footer class="site${options.wide ? ' wide' : ''}">
+          xoauth-proxy · lets your mail program reach your mailbox safely
+        </footer>
       </body>
     </html> `;
 }

@@ -21,7 +21,7 @@ header.site .logo { width: 1.75rem; height: 1.75rem; border-radius: .45rem; back
   display: inline-flex; align-items: center; justify-content: center; font-weight: 700; font-size: .9rem; }
 header.site .name { font-weight: 600; }
 main { max-width: 46rem; margin: 2rem auto; padding: 0 1.25rem; }
-main.wide { max-width: 72rem; }
+main.wide, header.site .inner.wide, footer.site.wide { max-width: 76rem; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: .9rem; padding: 1.75rem 2rem;
   box-shadow: 0 1px 2px rgba(16, 24, 40, .05); }
 .card + .card { margin-top: 1.25rem; }
@@ -32,7 +32,11 @@ p { margin: .5rem 0 1rem; }
 .lead { font-size: 1.1rem; }
 .muted { color: var(--muted); }
 .small { font-size: .9rem; }
-.icon { font-size: 2.25rem; line-height: 1; margin-bottom: .5rem; }
+.icon { display: inline-flex; align-items: center; justify-content: center; width: 3rem; height: 3rem;
+  border-radius: 50%; font-size: 1.6rem; font-weight: 700; line-height: 1; margin-bottom: .75rem; }
+.icon.ok { background: var(--ok-bg); color: var(--ok); border: 2px solid var(--ok); }
+.icon.warn { background: var(--warn-bg); color: var(--warn); border: 2px solid #e0b64a; }
+.icon.bad { background: var(--bad-bg); color: var(--bad); border: 2px solid var(--bad); }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .35rem 1.25rem; margin: 1rem 0 1.25rem;
   padding: 1rem 1.25rem; background: var(--bg); border-radius: .6rem; }
 dl.facts dt { color: var(--muted); }
@@ -55,13 +59,22 @@ a:focus-visible, button:focus-visible, .button:focus-visible, input:focus-visibl
 .actions { display: flex; flex-wrap: wrap; gap: .75rem; align-items: center; margin: 1.25rem 0 .5rem; }
 .or { margin: 1.5rem 0 .5rem; color: var(--muted); }
 .notice { border-radius: .6rem; padding: .9rem 1.1rem; margin: 1rem 0; border: 1px solid; }
+.notice > h2:first-child { margin-top: 0; }
 .notice.ok { background: var(--ok-bg); border-color: #9fd3b5; }
 .notice.warn { background: var(--warn-bg); border-color: #f0d48a; }
 .notice.bad { background: var(--bad-bg); border-color: #f1b0aa; }
 ol.steps { padding-left: 1.3rem; }
 ol.steps li { margin: .35rem 0; }
 table { border-collapse: collapse; width: 100%; font-size: .93rem; }
-th, td { text-align: left; padding: .55rem .6rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th, td { text-align: left; padding: .6rem .55rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+td.nowrap, .nowrap { white-space: nowrap; }
+ul.plain { list-style: none; margin: 0; padding: 0; }
+ul.plain li + li { margin-top: .35rem; }
+.stack { display: flex; flex-direction: column; gap: .4rem; align-items: stretch; }
+.stack form { margin: 0; }
+.stack button { width: 100%; white-space: nowrap; font-size: .85rem; padding: .4rem .7rem; }
+main.wide .card { padding: 1.5rem 1.5rem; }
+td.error { overflow-wrap: anywhere; max-width: 16rem; }
 th { color: var(--muted); font-weight: 600; white-space: nowrap; }
 .table-wrap { overflow-x: auto; }
 .badge { display: inline-block; padding: .1rem .55rem; border-radius: 1rem; font-size: .82rem; font-weight: 600;

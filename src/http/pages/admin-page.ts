@@ -37,47 +37,44 @@ function stateBadge(state: AccountState | undefined): SafeHtml {
   return html`<span class="badge ${state}">${STATE_LABELS[state]}</span>`;
 }
 
-function appPasswordList(row: AdminAccountRow): SafeHtml {
+function appPasswordList(row: AdminAccountRow): SafeHtml | string {
   const items = row.appPasswords.map(
     (p) =>
       html`<li>
         ${p.label}
-        <span class="muted small"
-          >(created ${formatTime(p.createdAt)}, last used ${formatTime(p.lastUsedAt)})</span
-        >
+        <div class="muted small">
+          ${p.lastUsedAt === undefined ? 'never used' : html`used ${formatTime(p.lastUsedAt)}`}
+        </div>
       </li>`,
   );
-  return html`${row.hasAdminPassword ? html`<div class="small">admin-set password</div>` : ''}${
-    items.length
-      ? html`<ul class="small">
-          ${items}
-        </ul>`
-      : row.hasAdminPassword
-        ? ''
-        : html`<span class="muted">none</span>`
-  }`;
+  const admin = row.hasAdminPassword ? html`<div class="small">admin-set password</div>` : '';
+  if (items.length)
+    return html`${admin}
+      <ul class="plain">
+        ${items}
+      </ul>`;
+  return row.hasAdminPassword ? admin : html`<span class="muted">none</span>`;
+}
+
+function hidden(csrf: string, username: string): SafeHtml {
+  return html`<input type="hidden" name="csrf" value="${csrf}" />
+    <input type="hidden" name="username" value="${username}" />`;
 }
 
 function accountActions(row: AdminAccountRow, csrf: string): SafeHtml {
   if (row.username) {
-    return html`<form method="post" action="/admin/refresh" target="_blank" class="inline">
-        <input type="hidden" name="csrf" value="${csrf}" /><input
-          type="hidden"
-          name="username"
-          value="${row.username}"
-        />
+    return html`<div class="stack">
+      <form method="post" action="/admin/refresh" target="_blank">
+        ${hidden(csrf, row.username)}
         <button type="submit" class="small">Refresh token</button>
       </form>
-      <form method="post" action="/admin/consent-link" class="inline">
-        <input type="hidden" name="csrf" value="${csrf}" /><input
-          type="hidden"
-          name="username"
-          value="${row.username}"
-        />
+      <form method="post" action="/admin/consent-link">
+        ${hidden(csrf, row.username)}
         <button type="submit" class="small secondary">Create consent link</button>
-      </form>`;
+      </form>
+    </div>`;
   }
-  return html`<form method="post" action="/admin/consent-link">
+  return html`<form method="post" action="/admin/consent-link" class="stack">
     <input type="hidden" name="csrf" value="${csrf}" />
     <label class="small" for="addr-${row.label}">Mailbox address</label>
     <input
@@ -89,6 +86,12 @@ function accountActions(row: AdminAccountRow, csrf: string): SafeHtml {
     />
     <button type="submit" class="small secondary">Create consent link</button>
   </form>`;
+}
+
+function tokenTimes(a: AdminAccountRow): SafeHtml | string {
+  if (a.expiresAt === undefined && a.lastRefreshAt === undefined) return '—';
+  return html`<div>expires <span class="nowrap">${formatTime(a.expiresAt)}</span></div>
+    <div class="muted">refreshed <span class="nowrap">${formatTime(a.lastRefreshAt)}</span></div>`;
 }
 
 export function adminPage(m: AdminPageModel): SafeHtml {
@@ -111,9 +114,8 @@ export function adminPage(m: AdminPageModel): SafeHtml {
         </th>
         <td>${a.connection}</td>
         <td>${stateBadge(a.state)}</td>
-        <td>${formatTime(a.expiresAt)}</td>
-        <td>${formatTime(a.lastRefreshAt)}</td>
-        <td class="small">${a.lastError ?? '—'}</td>
+        <td class="small">${tokenTimes(a)}</td>
+        <td class="small error">${a.lastError ?? '—'}</td>
         <td>${appPasswordList(a)}</td>
         <td>${accountActions(a, m.csrf)}</td>
       </tr>`,
@@ -135,8 +137,7 @@ export function adminPage(m: AdminPageModel): SafeHtml {
                 <th scope="col">Account</th>
                 <th scope="col">Connection</th>
                 <th scope="col">State</th>
-                <th scope="col">Token expires</th>
-                <th scope="col">Last refresh</th>
+                <th scope="col">Access token</th>
                 <th scope="col">Last error</th>
                 <th scope="col">App passwords</th>
                 <th scope="col">Actions</th>
@@ -147,7 +148,7 @@ export function adminPage(m: AdminPageModel): SafeHtml {
                 accounts.length
                   ? accounts
                   : html`<tr>
-                      <td colspan="8" class="muted">No accounts configured.</td>
+                      <td colspan="7" class="muted">No accounts configured.</td>
                     </tr>`
               }
             </tbody>

@@ -97,7 +97,7 @@ export function welcomePage(m: WelcomePageModel): SafeHtml {
   return layout({
     title: 'Your mailbox is connected',
     body: html`<div class="card" role="status">
-        <div class="icon" aria-hidden="true">🎉</div>
+        <div class="icon ok" aria-hidden="true">✓</div>
         <h1>${m.name ? html`Welcome, ${m.name}!` : 'Welcome!'}</h1>
         <p class="lead">
           <strong>${m.mailbox}</strong> is now connected. Your mail program can reach it through this server,

@@ -15,13 +15,14 @@ export interface MessagePage {
   extra?: HtmlValue;
 }
 
-const ICONS = { bad: '⚠️', warn: '⏳', ok: '✅' } as const;
+// Plain characters in a coloured circle: emoji fonts are missing on many servers' and users' systems.
+const ICONS = { bad: '!', warn: 'i', ok: '✓' } as const;
 
 export function messagePage(page: MessagePage): SafeHtml {
   return layout({
     title: page.title,
     body: html`<div class="card" role="${page.tone === 'ok' ? 'status' : 'alert'}">
-      <div class="icon" aria-hidden="true">${ICONS[page.tone]}</div>
+      <div class="icon ${page.tone}" aria-hidden="true">${ICONS[page.tone]}</div>
       <h1>${page.title}</h1>
       <p class="lead">${page.what}</p>
       <h2>What to do</h2>
