@@ -1,20 +1,28 @@
 /**
  * Test environment for the SMTP proxy: fake authorization server, fake Gmail (smtp-server speaking
- * XOAUTH2), and the proxy itself on 127.0.0.1 port 0, wired with a real token refresh against the fake.
+ * XOAUTH2), and the proxy itself on 127.0.0.1 port 0, wired like the daemon: the real TokenManager over
+ * a SQLite store in a temp dir, and the real LocalAuthenticator with its login limiter.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { DEFAULTS } from '../../../src/config/defaults.js';
+import { resolveAccount } from '../../../src/config/accounts.js';
 import type {
   Config,
+  ConnectionConfig,
   ListenerConfig,
   ResolvedAccount,
   Settings,
   TlsMode,
 } from '../../../src/config/types.js';
+import { LocalAuthenticator } from '../../../src/credentials/authenticator.js';
+import { hashPassword } from '../../../src/credentials/password.js';
 import type { Authenticator, LoginAttempt } from '../../../src/credentials/types.js';
-import { ProxyError } from '../../../src/errors.js';
-import { refreshAccessToken, TokenEndpointError } from '../../../src/oauth/grants/index.js';
+import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { TokenManager } from '../../../src/oauth/token-manager.js';
 import type { AccessToken, TokenProvider } from '../../../src/oauth/types.js';
 import type { ProxyDeps, ProxyServer } from '../../../src/proxy/shared/types.js';
 import { createSmtpServer } from '../../../src/proxy/smtp/server.js';
@@ -27,54 +35,35 @@ export const PASSWORD = 'Sc4nner pässword!';
 export const EMAIL = 'alice@example.com';
 export const CONSENT_HINT = 'Ask the mailbox owner to run: xoauth-proxy consent alice@example.com';
 
-/**
- * Stand-in for the OAuth core's TokenManager (same contract): caches the access token, refreshes with
- * the stored refresh token through the real grant code, and classifies failures like the real one.
- */
-export class RefreshingTokenProvider implements TokenProvider {
+/** The real TokenManager, with every call recorded. */
+class RecordingTokens implements TokenProvider {
   readonly calls: { forceRefresh: boolean }[] = [];
-  readonly #grants = new Map<string, { refreshToken: string; access?: AccessToken }>();
-
-  seed(accountId: string, refreshToken: string, access?: AccessToken): void {
-    this.#grants.set(accountId, access ? { refreshToken, access } : { refreshToken });
+  constructor(readonly inner: TokenManager) {}
+  getAccessToken(account: ResolvedAccount, options?: { forceRefresh?: boolean }): Promise<AccessToken> {
+    this.calls.push({ forceRefresh: options?.forceRefresh === true });
+    return this.inner.getAccessToken(account, options);
   }
-
-  async getAccessToken(account: ResolvedAccount, options?: { forceRefresh?: boolean }): Promise<AccessToken> {
-    const forceRefresh = options?.forceRefresh === true;
-    this.calls.push({ forceRefresh });
-    const grant = this.#grants.get(account.id);
-    if (!grant) throw new ProxyError('needs-consent', `no grant for ${account.id}`);
-    if (!forceRefresh && grant.access && grant.access.expiresAt > Date.now() + 60_000) return grant.access;
-    try {
-      const set = await refreshAccessToken(account.connection, grant.refreshToken, { timeoutMs: 5_000 });
-      grant.refreshToken = set.refreshToken ?? grant.refreshToken;
-      grant.access = { token: set.accessToken, expiresAt: set.expiresAt };
-      return grant.access;
-    } catch (err) {
-      if (err instanceof TokenEndpointError && err.kind === 'permanent') {
-        throw new ProxyError('needs-consent', err.message, { cause: err });
-      }
-      throw new ProxyError('token-unavailable', (err as Error).message, { cause: err });
-    }
-  }
-
   invalidate(accountId: string): void {
-    const grant = this.#grants.get(accountId);
-    if (grant) delete grant.access;
+    this.inner.invalidate(accountId);
   }
 }
 
-/** Stand-in for the LocalAuthenticator: one user, one password, no limiter delay. */
-class OneUserAuthenticator implements Authenticator {
+/** The real LocalAuthenticator, with every attempt recorded (without the password). */
+class RecordingAuthenticator implements Authenticator {
   readonly attempts: Omit<LoginAttempt, 'password'>[] = [];
-  constructor(private readonly account: () => ResolvedAccount) {}
-  async verify(attempt: LoginAttempt): Promise<ResolvedAccount> {
+  constructor(private readonly inner: LocalAuthenticator) {}
+  verify(attempt: LoginAttempt): Promise<ResolvedAccount> {
     this.attempts.push({ username: attempt.username, remoteAddress: attempt.remoteAddress });
-    if (attempt.username !== USER || attempt.password !== PASSWORD) {
-      throw new ProxyError('bad-credentials', 'wrong user name or password');
-    }
-    return this.account();
+    return this.inner.verify(attempt);
   }
+}
+
+/** scrypt at a low cost: the hash only has to be real, not slow. */
+let passwordHash: Promise<string> | undefined;
+function testPasswordHash(): Promise<string> {
+  const hash = passwordHash ?? hashPassword(PASSWORD, { ln: 10, r: 8, p: 1 });
+  passwordHash = hash;
+  return hash;
 }
 
 export interface EnvOptions {
@@ -82,8 +71,12 @@ export interface EnvOptions {
   upstreamTls: 'implicit' | 'starttls';
   minVersion?: ListenerConfig['minVersion'];
   settings?: Partial<Settings['limits']>;
-  /** Seed a cached access token that the fake already considers expired (default: a valid one). */
-  staleAccessToken?: boolean;
+  /**
+   * The stored access token: 'valid' (default); 'stale': the store believes it has an hour left but
+   * the provider already expired it (the upstream refuses it); 'expired': the store knows it expired.
+   */
+  accessToken?: 'valid' | 'stale' | 'expired';
+  loginLimiter?: Partial<Settings['loginLimiter']>;
 }
 
 export interface SmtpEnv {
@@ -91,8 +84,10 @@ export interface SmtpEnv {
   upstream: FakeSmtpUpstream;
   proxy: ProxyServer;
   port: number;
-  tokens: RefreshingTokenProvider;
-  authenticator: OneUserAuthenticator;
+  tokens: RecordingTokens;
+  authenticator: RecordingAuthenticator;
+  /** Moves the token manager's clock forward (past a backoff). */
+  advanceClock(ms: number): void;
   account: ResolvedAccount;
   /** Every JSON log line the proxy wrote. */
   logLines: Record<string, unknown>[];
@@ -113,16 +108,34 @@ function captureLogger(lines: Record<string, unknown>[], raw: string[]): Logger 
   return pino({ level: 'debug', base: undefined }, sink);
 }
 
-export function testConfig(settings: Partial<Settings['limits']> = {}): Config {
+export function testConfig(
+  options: {
+    limits?: Partial<Settings['limits']> | undefined;
+    loginLimiter?: Partial<Settings['loginLimiter']> | undefined;
+    connection?: ConnectionConfig;
+    passwordHash?: string;
+    store?: Config['store'];
+  } = {},
+): Config {
+  const connection = options.connection;
   return {
     file: '/test/config.yaml',
     listen: { imap: [], smtp: [], pop3: [], http: [] },
-    store: DEFAULTS.store,
-    connections: new Map(),
-    accounts: [],
+    store: options.store ?? DEFAULTS.store,
+    connections: new Map(connection ? [[connection.name, connection]] : []),
+    accounts: connection
+      ? [{ username: USER, email: EMAIL, connection: connection.name, password: options.passwordHash }]
+      : [],
     settings: {
       ...DEFAULTS.settings,
-      limits: { ...DEFAULTS.settings.limits, upstreamConnectTimeoutMs: 10_000, ...settings },
+      limits: { ...DEFAULTS.settings.limits, upstreamConnectTimeoutMs: 10_000, ...options.limits },
+      // Small delays keep the suite fast; the limiter itself is the real one.
+      loginLimiter: {
+        ...DEFAULTS.settings.loginLimiter,
+        baseDelayMs: 50,
+        maxDelayMs: 200,
+        ...options.loginLimiter,
+      },
     },
     http: { consentHint: 'command' },
     notify: DEFAULTS.notify,
@@ -136,25 +149,47 @@ export async function startSmtpEnv(options: EnvOptions): Promise<SmtpEnv> {
     tls: options.upstreamTls,
     checkAccessToken: (t) => auth.checkAccessToken(t),
   });
-  const account: ResolvedAccount = {
-    id: EMAIL,
-    username: USER,
-    email: EMAIL,
-    connection: fakeConnection(auth, { smtp: upstream.server, ca: certs.caPem }),
-    entry: USER,
-  };
-  const tokens = new RefreshingTokenProvider();
-  const grant = auth.issueGrant(EMAIL, options.staleAccessToken ? { accessTokenTtlSeconds: 0 } : {});
-  // The cache believes the token is good for an hour; with staleAccessToken the provider does not.
-  tokens.seed(EMAIL, grant.refreshToken, { token: grant.accessToken, expiresAt: Date.now() + 3_600_000 });
-  const authenticator = new OneUserAuthenticator(() => account);
+  const connection = fakeConnection(auth, { smtp: upstream.server, ca: certs.caPem });
+  const dir = mkdtempSync(join(tmpdir(), 'xoauth-smtp-'));
+  const storeSettings = { path: join(dir, 'tokens.db'), keyFile: join(dir, 'store.key') };
+  const config = testConfig({
+    limits: options.settings,
+    ...(options.loginLimiter ? { loginLimiter: options.loginLimiter } : {}),
+    connection,
+    passwordHash: await testPasswordHash(),
+    store: storeSettings,
+  });
+  const account = resolveAccount(config, USER);
+  if (!account) throw new Error('test account does not resolve');
   const logLines: Record<string, unknown>[] = [];
   const raw: string[] = [];
+  const logger = captureLogger(logLines, raw);
+
+  const store = openTokenStore(storeSettings, { env: {} });
+  const kind = options.accessToken ?? 'valid';
+  const grant = auth.issueGrant(EMAIL, kind === 'valid' ? {} : { accessTokenTtlSeconds: 0 });
+  store.putToken({
+    accountId: account.id,
+    connection: connection.name,
+    refreshToken: grant.refreshToken,
+    accessToken: grant.accessToken,
+    accessTokenExpiresAt: kind === 'expired' ? Date.now() - 1_000 : Date.now() + 3_600_000,
+    scopes: ['https://mail.google.com/'],
+    identity: EMAIL,
+    state: 'active',
+    lastRefreshAt: Date.now(),
+    updatedAt: Date.now(),
+  });
+  let clockOffset = 0;
+  const tokens = new RecordingTokens(
+    new TokenManager({ config, store, logger, clock: () => Date.now() + clockOffset }),
+  );
+  const authenticator = new RecordingAuthenticator(new LocalAuthenticator({ config, store, logger }));
   const deps: ProxyDeps = {
-    config: testConfig(options.settings),
+    config,
     authenticator,
     tokens,
-    logger: captureLogger(logLines, raw),
+    logger,
     consentHint: () => CONSENT_HINT,
   };
   const listener: ListenerConfig = {
@@ -174,12 +209,17 @@ export async function startSmtpEnv(options: EnvOptions): Promise<SmtpEnv> {
     tokens,
     authenticator,
     account,
+    advanceClock: (ms) => {
+      clockOffset += ms;
+    },
     logLines,
     logText: () => raw.join(''),
     async close() {
       await proxy.close();
       await upstream.close();
       await auth.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

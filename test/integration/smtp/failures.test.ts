@@ -3,6 +3,7 @@
  * a down upstream or token endpoint, and Exchange's tenant-wide SMTP AUTH switch.
  */
 import nodemailer from 'nodemailer';
+import { BACKOFF_BASE_MS } from '../../../src/oauth/token-manager.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   CONSENT_HINT,
@@ -48,7 +49,7 @@ describe('SMTP proxy failures', () => {
   });
 
   it('expired token: the upstream error challenge is answered, one forced refresh, retry succeeds', async () => {
-    env = await startSmtpEnv({ listenerTls: 'none', upstreamTls: 'starttls', staleAccessToken: true });
+    env = await startSmtpEnv({ listenerTls: 'none', upstreamTls: 'starttls', accessToken: 'stale' });
     expect(await login(env)).toBe('235 2.7.0 Authentication successful');
     expect(env.tokens.calls).toEqual([{ forceRefresh: false }, { forceRefresh: true }]);
     expect(env.auth.counts.refresh).toBe(1);
@@ -79,14 +80,16 @@ describe('SMTP proxy failures', () => {
     expect(String(sessionLines(env)[0]!.reason)).toContain(`127.0.0.1:${port}`);
   });
 
-  it('token endpoint failing: 454 4.7.0 (temporary) and the grant is kept', async () => {
-    env = await startSmtpEnv({ listenerTls: 'none', upstreamTls: 'implicit' });
-    env.tokens.invalidate(EMAIL);
+  it('token endpoint failing: 454 4.7.0 (temporary), the grant is kept, and a login after the backoff works', async () => {
+    env = await startSmtpEnv({ listenerTls: 'none', upstreamTls: 'implicit', accessToken: 'expired' });
     env.auth.failNext(1, 503);
     expect(await login(env)).toBe('454 4.7.0 Temporary authentication failure, try again later');
+    expect(env.upstream.authAttempts).toEqual([]);
+    env.advanceClock(BACKOFF_BASE_MS + 1_000);
     expect(await client!.command(`AUTH PLAIN ${plainIr(USER, PASSWORD)}`)).toBe(
       '235 2.7.0 Authentication successful',
     );
+    expect(env.auth.counts.refresh).toBe(2);
   });
 
   it('Exchange "SmtpClientAuthentication is disabled for the Tenant" is passed on as is, without a refresh', async () => {

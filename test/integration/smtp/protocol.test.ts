@@ -186,10 +186,10 @@ describe('SMTP proxy on the wire', () => {
   });
 
   it('logs one line per session and never a password or token', async () => {
-    const e = await start({ staleAccessToken: true });
+    const e = await start({ accessToken: 'stale' });
     const c = await connect(e);
     await c.command('EHLO scanner.local');
-    await c.command(`AUTH PLAIN ${plainIr(USER, 'wrong password')}`);
+    await c.command(`AUTH PLAIN ${plainIr(USER, 'Wr0ng-Secret!9')}`);
     await c.command('AUTH LOGIN');
     await c.command(Buffer.from(USER).toString('base64'));
     expect(await c.command(Buffer.from(PASSWORD).toString('base64'))).toBe(
@@ -200,7 +200,7 @@ describe('SMTP proxy on the wire', () => {
     const text = e.logText();
     for (const secret of [
       PASSWORD,
-      'wrong password',
+      'Wr0ng-Secret!9',
       plainIr(USER, PASSWORD),
       Buffer.from(PASSWORD).toString('base64'),
     ]) {
