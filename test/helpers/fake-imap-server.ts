@@ -56,6 +56,8 @@ export interface FakeImapServer {
   pushUntagged(line: string): number;
   /** Number of clients currently in IDLE. */
   readonly idling: number;
+  /** Refuse every token (as if the provider disabled IMAP for the user); mutable at run time. */
+  refuseAllTokens: boolean;
   /** Destroys every open client connection (an upstream dying mid-session). */
   dropAll(): void;
   close(): Promise<void>;
@@ -182,7 +184,7 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
             .replace(/=3D/g, '=') ?? '';
       }
       const owner = token ? options.checkAccessToken(token) : undefined;
-      const ok = owner !== undefined && owner.toLowerCase() === user.toLowerCase();
+      const ok = !fake.refuseAllTokens && owner !== undefined && owner.toLowerCase() === user.toLowerCase();
       if (ok) {
         c.user = user;
         authAttempts.push({ mechanism, user, ok, saslIr });
@@ -381,8 +383,9 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
 
-  return {
+  const fake: FakeImapServer = {
     port,
+    refuseAllTokens: false,
     server: { host: '127.0.0.1', port, tls: options.tls },
     authAttempts,
     commands,
@@ -411,4 +414,5 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+  return fake;
 }
