@@ -48,6 +48,17 @@ describe('SMTP proxy failures', () => {
     expect(sessionLines(env)[0]).toMatchObject({ outcome: 'bad-credentials', username: USER });
   });
 
+  it('wrong password: the 535 comes only after the login limiter delay', async () => {
+    env = await startSmtpEnv({
+      listenerTls: 'none',
+      upstreamTls: 'implicit',
+      loginLimiter: { freeFailures: 0, baseDelayMs: 600, maxDelayMs: 600 },
+    });
+    const started = Date.now();
+    expect(await login(env, 'wrong')).toBe('535 5.7.8 Authentication credentials invalid');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(550);
+  });
+
   it('expired token: the upstream error challenge is answered, one forced refresh, retry succeeds', async () => {
     env = await startSmtpEnv({ listenerTls: 'none', upstreamTls: 'starttls', accessToken: 'stale' });
     expect(await login(env)).toBe('235 2.7.0 Authentication successful');
