@@ -2,6 +2,7 @@
  * The account list behind `xoauth-proxy status` (and the admin page): every configured account, the
  * stored accounts a pattern entry matched, and stored grants no entry names any more. Never a token.
  */
+import { findAccountEntry } from '../config/accounts.js';
 import type { AccountConfig, Config } from '../config/types.js';
 import type { AccountState, TokenRecord, TokenStore } from './types.js';
 
@@ -25,15 +26,6 @@ export interface AccountStatus {
 
 function isPattern(text: string): boolean {
   return text.includes('*');
-}
-
-/** `*@example.com` style: `*` matches any run of characters, case-insensitively. */
-export function patternToRegExp(pattern: string): RegExp {
-  const escaped = pattern
-    .split('*')
-    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-    .join('.*');
-  return new RegExp(`^${escaped}$`, 'i');
 }
 
 function fromRecord(entry: string | undefined, record: TokenRecord): AccountStatus {
@@ -73,8 +65,10 @@ export function collectAccountStatus(
       id !== undefined
         ? [id]
         : [...records.values()]
+            // The stored ids this entry would serve: the lookup a login does (most specific pattern wins).
             .filter(
-              (r) => r.connection === entry.connection && patternToRegExp(entry.username).test(r.accountId),
+              (r) =>
+                r.connection === entry.connection && findAccountEntry(config.accounts, r.accountId) === entry,
             )
             .map((r) => r.accountId);
     for (const accountId of ids) {

@@ -43,13 +43,29 @@ export function parseKey(text: string, source: string): Buffer {
   return key;
 }
 
-export function loadStoreKey(keyFile: string, env: NodeJS.ProcessEnv = process.env): StoreKey {
+/**
+ * `mayCreate: false` when a store already exists: a missing key file then means the key was lost or
+ * the wrong path is configured, and a fresh key would only hide that (the store stays unreadable).
+ */
+export function loadStoreKey(
+  keyFile: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: { mayCreate?: boolean; storePath?: string } = {},
+): StoreKey {
   const fromEnv = env[KEY_ENV];
   if (fromEnv !== undefined && fromEnv !== '') {
     return { key: parseKey(fromEnv, `the environment variable ${KEY_ENV}`), source: KEY_ENV, created: false };
   }
   const existing = readKeyFile(keyFile);
   if (existing) return { key: existing, source: keyFile, created: false };
+  if (options.mayCreate === false) {
+    throw new ProxyError(
+      'store',
+      `The token store ${options.storePath ?? ''} exists but its key file ${keyFile} does not, and ` +
+        `${KEY_ENV} is not set. Restore the key file (or set ${KEY_ENV} to the key the store was written ` +
+        `with); no new key was made, and the store was left untouched.`,
+    );
+  }
   const created = createKeyFile(keyFile);
   if (created) return { key: created, source: keyFile, created: true };
   // Another process created it between our read and our create: use theirs.

@@ -7,7 +7,7 @@
  *
  * A file we cannot read or decrypt is reported and left exactly as it is: we never recreate it.
  */
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { StoreSettings } from '../../config/types.js';
@@ -118,8 +118,12 @@ export class SqliteTokenStore implements TokenStore {
   }
 
   static open(settings: StoreSettings, options: { env?: NodeJS.ProcessEnv } = {}): SqliteTokenStore {
-    const { key, source } = loadStoreKey(settings.keyFile, options.env);
     const path = settings.path;
+    const storeExists = existsSync(path) && statSync(path).size > 0;
+    const { key, source } = loadStoreKey(settings.keyFile, options.env, {
+      mayCreate: !storeExists,
+      storePath: path,
+    });
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     if (!existsSync(path)) {
       // Create it ourselves with 0600; SQLite gives its -wal/-shm files the main file's mode.

@@ -173,6 +173,17 @@ describe('token store', () => {
     expect(open().getToken('alice@example.com')?.refreshToken).toBe(REFRESH);
   });
 
+  it('does not make a new key when the store exists but its key file is gone', () => {
+    const store = open();
+    store.putToken(record());
+    store.close();
+    rmSync(settings.keyFile);
+    const before = digest(settings.path);
+    expectStoreError(() => open(), settings.keyFile, 'Restore the key file');
+    expect(() => statSync(settings.keyFile)).toThrow();
+    expect(digest(settings.path)).toBe(before);
+  });
+
   it('refuses a corrupt file with a clear error and leaves it untouched', () => {
     open().close();
     rmSync(settings.path);

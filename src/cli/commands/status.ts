@@ -1,0 +1,76 @@
+import { existsSync } from 'node:fs';
+import { Command } from 'commander';
+import { collectAccountStatus, type AccountStatus } from '../../oauth/account-status.js';
+import { openTokenStore } from '../../oauth/store/index.js';
+import { defineCommand } from '../context.js';
+
+function when(ms: number | undefined, now: number): string {
+  if (ms === undefined) return '-';
+  const minutes = Math.round((ms - now) / 60_000);
+  const rel =
+    Math.abs(minutes) < 120
+      ? `${Math.abs(minutes)} min`
+      : Math.abs(minutes) < 2880
+        ? `${Math.round(Math.abs(minutes) / 60)} h`
+        : `${Math.round(Math.abs(minutes) / 1440)} d`;
+  const iso = new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
+  return `${iso}Z (${minutes >= 0 ? `in ${rel}` : `${rel} ago`})`;
+}
+
+const HINT: Record<AccountStatus['state'], string> = {
+  active: '',
+  failing: 'token endpoint failing; tokens kept, retrying',
+  'needs-consent': 'run: xoauth-proxy consent <account>',
+  'no-grant': 'no consent yet: xoauth-proxy consent <account>',
+  'app-only': 'client credentials: no consent needed',
+};
+
+export function formatStatusTable(rows: AccountStatus[], now: number): string {
+  if (rows.length === 0) return 'No accounts configured and no grants stored.\n';
+  const table = [
+    ['ACCOUNT', 'STATE', 'TOKEN EXPIRES', 'LAST REFRESH', 'LAST ERROR / NOTE'],
+    ...rows.map((r) => [
+      r.entry === undefined ? `${r.accountId} (not in config)` : r.accountId,
+      r.state,
+      when(r.accessTokenExpiresAt, now),
+      when(r.lastRefreshAt, now),
+      r.lastError ?? HINT[r.state].replace('<account>', r.accountId),
+    ]),
+  ];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+  return (
+    table
+      .map((row) =>
+        row
+          .map((cell, i) => cell.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}
+
+export default defineCommand((ctx) =>
+  new Command('status')
+    .description(
+      'list every account with its state, token expiry, last refresh and last error (never a token)',
+    )
+    .option('--json', 'machine-readable output')
+    .action((opts: { json?: boolean }, cmd: Command) => {
+      const config = ctx.loadConfig(cmd);
+      // Before the first start there is no store: list the accounts, and create nothing.
+      const store = existsSync(config.store.path)
+        ? openTokenStore(config.store, { env: ctx.io.env })
+        : { listTokens: () => [], close: () => undefined };
+      try {
+        const rows = collectAccountStatus(config, store);
+        if (opts.json) {
+          ctx.out(`${JSON.stringify(rows, null, 2)}\n`);
+        } else {
+          ctx.out(formatStatusTable(rows, Date.now()));
+        }
+      } finally {
+        store.close();
+      }
+    }),
+);
