@@ -163,6 +163,20 @@ async function waitForPort(
  * `xoauth-proxy start --config` and waits until every listener accepts connections.
  */
 export async function startProxyProcess(options: StartProxyOptions): Promise<ProxyProcess> {
+  let lastError: unknown;
+  // A picked port can be taken by someone else before the child binds it; then try fresh ports.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return await startProxyOnce(options);
+    } catch (err) {
+      lastError = err;
+      if (!/EADDRINUSE|address already in use/i.test(String((err as Error).message))) throw err;
+    }
+  }
+  throw lastError;
+}
+
+async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'e2e-proxy-'));
   const key = randomBytes(32).toString('base64');
   const env: NodeJS.ProcessEnv = { ...process.env, XOAUTH_PROXY_KEY: key, ...options.env };
