@@ -32,6 +32,8 @@ export interface ConsentFlowDeps {
   tokens: TokenProvider;
   logger: Logger;
   notifier?: Notifier;
+  /** True when `tokens` stores consents itself (TokenManager.recordConsent) and reports them. */
+  tokensRecordConsent: boolean;
   grants: ConsentGrants;
   resolveAccount: (username: string) => ResolvedAccount | undefined;
   now: () => number;
@@ -251,7 +253,8 @@ export class ConsentFlow {
       const record = this.deps.store.getConsentLink(f.linkHash);
       return sendMessage(res, pages.usedLink(record?.usedAt));
     }
-    this.deps.tokens.invalidate(account.id);
+    // With a token manager that records consents itself, it has the fresh token and sends the event.
+    if (!this.deps.tokensRecordConsent) this.deps.tokens.invalidate(account.id);
     let appPassword: { password: string; label: string } | undefined;
     if (!account.passwordHash) {
       const created = await createAppPassword(this.deps.store, account.id, webConsentLabel(now), { now });
@@ -259,11 +262,13 @@ export class ConsentFlow {
     }
     this.completed.set(f.state, { accountId: account.id, email: account.email, expiresAt: now + 3600_000 });
     this.deps.logger.info({ account: account.id, appPassword: Boolean(appPassword) }, 'consent complete');
-    void this.deps.notifier?.notify({
-      kind: 'consent-complete',
-      accountId: account.id,
-      username: account.username,
-    });
+    if (!this.deps.tokensRecordConsent) {
+      void this.deps.notifier?.notify({
+        kind: 'consent-complete',
+        accountId: account.id,
+        username: account.username,
+      });
+    }
     const publicHost = new URL(this.deps.baseUrl()).hostname;
     sendHtml(
       res,

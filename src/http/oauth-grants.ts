@@ -7,12 +7,23 @@ import { createAuthorizationRequest, exchangeAuthorizationCode } from '../oauth/
 import { pollDeviceAuthorization, startDeviceAuthorization } from '../oauth/grants/device-code.js';
 import { storeGrant } from '../oauth/grant-record.js';
 import { checkIdentity, identityFromTokenSet } from '../oauth/grants/identity.js';
-import type { TokenSet, TokenStore } from '../oauth/types.js';
+import type { ConsentIdentity, TokenRecord, TokenSet, TokenStore } from '../oauth/types.js';
+
+export type ConsentRecorder = (
+  account: ResolvedAccount,
+  tokenSet: TokenSet,
+  identity: ConsentIdentity,
+) => TokenRecord;
 import type { ConsentGrants, DeviceStart, GrantedIdentity, PendingGrant } from './grants.js';
 
 export function createOAuthGrants(options: {
   store: TokenStore;
   settings: Pick<Settings, 'tokenRequestTimeoutMs'>;
+  /**
+   * The token manager's recordConsent, when there is one: it stores the grant, forgets earlier
+   * failures and rejected tokens, and reports the `consented` event (which the notifier hears).
+   */
+  recordConsent?: ConsentRecorder;
   now?: () => number;
 }): ConsentGrants {
   const { store } = options;
@@ -24,7 +35,8 @@ export function createOAuthGrants(options: {
     return {
       identity,
       save: () => {
-        storeGrant(store, account, set, identity, now());
+        if (options.recordConsent) options.recordConsent(account, set, identity);
+        else storeGrant(store, account, set, identity, now());
       },
     };
   }

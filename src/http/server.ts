@@ -25,7 +25,7 @@ import type { ProxyServer } from '../proxy/shared/types.js';
 import { AdminRoutes } from './admin-routes.js';
 import { ConsentFlow } from './consent-flow.js';
 import type { ConsentGrants } from './grants.js';
-import { createOAuthGrants } from './oauth-grants.js';
+import { createOAuthGrants, type ConsentRecorder } from './oauth-grants.js';
 import { pages } from './pages/messages.js';
 import { CALLBACK_PATH, publicBaseUrl } from './public-url.js';
 import { BodyTooLarge, sendMessage } from './respond.js';
@@ -35,8 +35,12 @@ import { STYLE_CSS } from './style.js';
 export interface HttpServerDeps {
   config: Config;
   store: TokenStore;
-  /** The token manager; after a consent its cached state for the account is dropped. */
-  tokens: TokenProvider;
+  /**
+   * The token manager. With `recordConsent` (TokenManager) a web consent goes through it, so it
+   * forgets old failures and reports `consented` to its onEvent (wire the notifier there); with a
+   * plain TokenProvider the grant is stored directly and the cached token invalidated.
+   */
+  tokens: TokenProvider & { recordConsent?: ConsentRecorder };
   logger: Logger;
   notifier?: Notifier;
   /** The OAuth core's grant functions (default: src/oauth; tests may pass a double). */
@@ -68,9 +72,17 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
     config: deps.config,
     store: deps.store,
     tokens: deps.tokens,
+    tokensRecordConsent: Boolean(deps.tokens.recordConsent && !deps.grants),
     logger: deps.logger,
     ...(deps.notifier ? { notifier: deps.notifier } : {}),
-    grants: deps.grants ?? createOAuthGrants({ store: deps.store, settings: deps.config.settings, now }),
+    grants:
+      deps.grants ??
+      createOAuthGrants({
+        store: deps.store,
+        settings: deps.config.settings,
+        now,
+        ...(deps.tokens.recordConsent ? { recordConsent: deps.tokens.recordConsent.bind(deps.tokens) } : {}),
+      }),
     resolveAccount: resolve,
     now,
     csrf,

@@ -20,7 +20,8 @@ import { consentHintFor } from '../../../src/http/consent-hint.js';
 import { createHttpServer, type HttpServer } from '../../../src/http/server.js';
 import { silentLogger } from '../../../src/log.js';
 import { openTokenStore } from '../../../src/oauth/store/index.js';
-import type { TokenProvider, TokenStore } from '../../../src/oauth/types.js';
+import { TokenManager } from '../../../src/oauth/token-manager.js';
+import type { TokenStore } from '../../../src/oauth/types.js';
 import { createImapServer } from '../../../src/proxy/imap/server.js';
 import type { ProxyServer } from '../../../src/proxy/shared/types.js';
 import { requireDovecot, startDovecot, type DovecotServer } from '../../helpers/dovecot.js';
@@ -40,18 +41,6 @@ const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
 ];
-
-/** Reads the access token the consent stored (the token manager's job in the daemon). */
-function storeTokens(store: TokenStore): TokenProvider {
-  return {
-    async getAccessToken(account: ResolvedAccount) {
-      const record = store.getToken(account.id);
-      if (!record?.accessToken || !record.accessTokenExpiresAt) throw new Error('no token stored');
-      return { token: record.accessToken, expiresAt: record.accessTokenExpiresAt };
-    },
-    invalidate: () => undefined,
-  };
-}
 
 describe.runIf(requireDovecot())('web consent in Chromium, then IMAP with the app password', () => {
   let fake: FakeAuthServer;
@@ -114,12 +103,13 @@ accounts:
     );
     store = openTokenStore(config.store, { env: { XOAUTH_PROXY_KEY: randomBytes(32).toString('base64') } });
     const logger = silentLogger();
-    http = createHttpServer(config.listen.http[0]!, { config, store, tokens: storeTokens(store), logger });
+    const tokens = new TokenManager({ config, store, logger });
+    http = createHttpServer(config.listen.http[0]!, { config, store, tokens, logger });
     await http.listen();
     imap = createImapServer(config.listen.imap[0]!, {
       config,
       authenticator: new LocalAuthenticator({ config, store, logger }),
-      tokens: storeTokens(store),
+      tokens,
       logger,
       consentHint: (account) => consentHintFor(config, account),
     });

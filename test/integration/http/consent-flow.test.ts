@@ -290,6 +290,38 @@ describe('consent pages', () => {
   });
 });
 
+describe('consent pages with the real TokenManager', () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await startHarness({ tokenManager: true });
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it('records the consent through the token manager: fresh token served, consented event, no refresh', async () => {
+    const alice = account(h, 'alice@example.com');
+    h.store.putToken({
+      accountId: alice.id,
+      connection: 'fake',
+      refreshToken: 'rt-revoked',
+      scopes: [],
+      state: 'needs-consent',
+      lastError: 'invalid_grant',
+      updatedAt: Date.now(),
+    });
+    const res = await fullConsent(h, new TestBrowser(), h.server.createConsentLink(alice).url);
+    expect(res.status).toBe(200);
+    const token = await h.tokens.getAccessToken(alice);
+    expect(h.fake.checkAccessToken(token.token)).toBe('alice@example.com');
+    expect(h.fake.counts.refresh).toBe(0);
+    expect(h.events.map((e) => e.kind)).toEqual(['consented']);
+    expect(h.store.getToken(alice.id)).toMatchObject({ state: 'active' });
+    expect(h.store.getToken(alice.id)?.lastError).toBeUndefined();
+    expect(h.invalidated).toEqual([]);
+  });
+});
+
 describe('device-code consent (Microsoft)', () => {
   let h: Harness;
   beforeEach(async () => {

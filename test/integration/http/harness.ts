@@ -11,7 +11,8 @@ import type { Config } from '../../../src/config/types.js';
 import { createHttpServer, type HttpServer, type HttpServerDeps } from '../../../src/http/server.js';
 import { silentLogger } from '../../../src/log.js';
 import { openTokenStore } from '../../../src/oauth/store/index.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import { TokenManager } from '../../../src/oauth/token-manager.js';
+import type { TokenEvent, TokenProvider, TokenStore } from '../../../src/oauth/types.js';
 import {
   startFakeAuthServer,
   type FakeAuthOptions,
@@ -26,6 +27,9 @@ export interface Harness {
   /** http://localhost:PORT, what links and redirect URIs use. */
   base: string;
   invalidated: string[];
+  /** Events of the real TokenManager (with `tokenManager: true`). */
+  events: TokenEvent[];
+  tokens: TokenProvider;
   clock: { now: number };
   close(): Promise<void>;
 }
@@ -40,6 +44,8 @@ export interface HarnessOptions {
   deps?: Partial<HttpServerDeps>;
   /** Use the real clock instead of the injected one. */
   realClock?: boolean;
+  /** The real TokenManager instead of a TokenProvider stub that only records invalidations. */
+  tokenManager?: boolean;
 }
 
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
@@ -94,15 +100,19 @@ ${options.extra ?? ''}
   const listener = config.listen.http[0];
   if (!listener) throw new Error('no http listener in the test config');
   // The config needs a real port number; the test server takes any free one.
+  const events: TokenEvent[] = [];
+  const tokens: TokenProvider = options.tokenManager
+    ? new TokenManager({ config, store, logger: silentLogger(), onEvent: (e) => void events.push(e) })
+    : {
+        getAccessToken: () => Promise.reject(new Error('not used by the pages')),
+        invalidate: (id) => void invalidated.push(id),
+      };
   const server = createHttpServer(
     { ...listener, port: 0 },
     {
       config,
       store,
-      tokens: {
-        getAccessToken: () => Promise.reject(new Error('not used by the pages')),
-        invalidate: (id) => void invalidated.push(id),
-      },
+      tokens,
       logger: silentLogger(),
       ...(options.realClock ? {} : { now: () => clock.now }),
       ...options.deps,
@@ -116,6 +126,8 @@ ${options.extra ?? ''}
     server,
     base: server.baseUrl,
     invalidated,
+    events,
+    tokens,
     clock,
     async close() {
       await server.close();
