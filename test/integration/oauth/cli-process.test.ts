@@ -51,7 +51,7 @@ afterEach(async () => {
 });
 
 function cli(args: string[]) {
-  const env = { ...process.env, LOG_LEVEL: 'silent' };
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'silent' };
   delete env.XOAUTH_PROXY_KEY;
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, '--config', configFile, ...args], {
     env,
