@@ -1,0 +1,162 @@
+/**
+ * The upstream POP3 login with an OAuth token: greeting, STLS when configured (port 110), then
+ * `AUTH XOAUTH2` (or OAUTHBEARER) in two steps: `AUTH XOAUTH2` -> `+ ` -> base64 token.
+ *
+ * Why always two steps: RFC 5034 §4 allows an initial response only if the AUTH line stays within
+ * RFC 2449's 255 octets, and no real XOAUTH2 payload is that short (a Google token alone is ~200
+ * characters before base64, Microsoft's are 2-3 KB). The two-step form is also the one Microsoft
+ * documents for Exchange Online POP, and it needs no CAPA round trip.
+ *
+ * Gmail's error challenge: on a bad token the server answers `+ <base64 JSON>` instead of `-ERR`; the
+ * client must send an empty line (OAUTHBEARER: `AQ==`) to get the final `-ERR`. The proxy does that
+ * itself; the shared orchestration then forces one refresh and calls `authenticate` again on the same
+ * connection (RFC 1939 §4: a failed login leaves the session in the AUTHORIZATION state).
+ */
+import type { ResolvedAccount, UpstreamServer } from '../../config/types.js';
+import { ProxyError } from '../../errors.js';
+import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
+import { errorChallengeResponse, mechanismName, oauthBearerPayload, xoauth2Payload } from '../shared/sasl.js';
+import { connectUpstream, type UpstreamConnection, type UpstreamDialect } from '../shared/upstream.js';
+
+/** A greeted, TLS-protected upstream POP3 connection in the AUTHORIZATION state. */
+export interface Pop3Upstream {
+  conn: UpstreamConnection;
+  server: UpstreamServer;
+  /** The greeting line (for tests and logs). */
+  greeting: string;
+  /** After a successful login: the text of the upstream's `+OK` (passed on to the client). */
+  loginText?: string;
+}
+
+/**
+ * RFC 2449 §8 response codes that a new token will not cure: the mailbox is locked by another
+ * session, logins are too frequent, or the server has a temporary problem. The client gets a
+ * temporary error and comes back later.
+ */
+const TRANSIENT_CODES = /^-ERR \[(?:SYS\/TEMP|IN-USE|LOGIN-DELAY)(?:\/[^\]]*)?\]/i;
+/** `[SYS/PERM]`: the server will not let this mailbox in (POP disabled, account blocked). */
+const PERMANENT_CODE = /^-ERR \[SYS\/PERM\]/i;
+
+function upstreamError(conn: UpstreamConnection, reason: string): ProxyError {
+  const error = new ProxyError('upstream-unavailable', `upstream ${conn.label}: ${reason}`, {
+    detail: reason,
+  });
+  conn.fail(error);
+  return error;
+}
+
+const isOk = (line: string): boolean => line === '+OK' || line.startsWith('+OK ');
+const isErr = (line: string): boolean => line === '-ERR' || line.startsWith('-ERR ');
+const isContinuation = (line: string): boolean => line === '+' || line.startsWith('+ ');
+
+function dialect(): UpstreamDialect<string> {
+  return {
+    async readGreeting(conn) {
+      const line = await conn.readLine();
+      if (!isOk(line)) throw upstreamError(conn, `unexpected greeting: ${line.slice(0, 100)}`);
+      return line;
+    },
+    async requestStartTls(conn) {
+      conn.write('STLS\r\n');
+      const line = await conn.readLine();
+      if (!isOk(line)) throw upstreamError(conn, `STLS refused: ${line.slice(0, 100)}`);
+    },
+  };
+}
+
+/** Runs `work` with a deadline that fails the connection (and so the pending read) when it passes. */
+async function withDeadline<T>(
+  conn: UpstreamConnection,
+  ms: number,
+  what: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  const timer = setTimeout(() => upstreamError(conn, `timed out during ${what}`), ms);
+  try {
+    return await work();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** What a `-ERR` after our token means: retry with a fresh token, wait, or give up. */
+function refused(conn: UpstreamConnection, line: string): UpstreamAuthOutcome {
+  const text = line.slice(0, 300);
+  if (TRANSIENT_CODES.test(line)) throw upstreamError(conn, text);
+  if (PERMANENT_CODE.test(line)) {
+    conn.close();
+    throw new ProxyError('upstream-rejected', `upstream ${conn.label} refused the login: ${text}`, {
+      detail: text,
+    });
+  }
+  // `[AUTH]` (Gmail) or no code at all (Exchange: "-ERR Authentication failure: unknown user name
+  // or bad password."): the token is the likely culprit.
+  return { ok: false, reason: text, reusable: !conn.socket.destroyed };
+}
+
+async function authenticateOnce(
+  up: Pop3Upstream,
+  account: ResolvedAccount,
+  token: string,
+): Promise<UpstreamAuthOutcome> {
+  const { conn, server } = up;
+  const mechanism = account.connection.sasl;
+  const payload =
+    mechanism === 'xoauth2'
+      ? xoauth2Payload(account.email, token)
+      : oauthBearerPayload(account.email, token, server.host, server.port);
+  conn.write(`AUTH ${mechanismName(mechanism)}\r\n`);
+  const go = await conn.readLine();
+  if (isErr(go)) {
+    // The mechanism itself was refused: a new token will not change that.
+    conn.close();
+    const text = go.slice(0, 300);
+    throw new ProxyError('upstream-rejected', `upstream ${conn.label} refused AUTH: ${text}`, {
+      detail: text,
+    });
+  }
+  if (!isContinuation(go)) throw upstreamError(conn, `unexpected reply to AUTH: ${go.slice(0, 100)}`);
+  conn.write(`${payload}\r\n`);
+  let result = await conn.readLine();
+  if (isContinuation(result)) {
+    // The error challenge (base64 JSON with status/scope): answer it so the server sends its -ERR.
+    conn.write(`${errorChallengeResponse(mechanism)}\r\n`);
+    result = await conn.readLine();
+    if (isContinuation(result)) throw upstreamError(conn, 'second SASL challenge');
+  }
+  if (isOk(result)) {
+    up.loginText = result.slice(4);
+    return { ok: true };
+  }
+  if (isErr(result)) return refused(conn, result);
+  throw upstreamError(conn, `unexpected reply to the token: ${result.slice(0, 100)}`);
+}
+
+/** The POP3 half of `performLogin`. `timeoutMs` bounds the connect phase and, again, each login try. */
+export function pop3UpstreamLogin(timeoutMs: number): UpstreamLogin<Pop3Upstream> {
+  return {
+    async connect(account, signal) {
+      const server = account.connection.pop3;
+      if (!server) {
+        throw new ProxyError(
+          'upstream-unavailable',
+          `connection ${account.connection.name} has no POP3 server`,
+          {
+            detail: 'no POP3 server configured',
+          },
+        );
+      }
+      const { conn, greeting } = await connectUpstream(
+        { server, ...(account.connection.ca ? { ca: account.connection.ca } : {}), timeoutMs, signal },
+        dialect(),
+      );
+      return { conn, server, greeting };
+    },
+    authenticate(up, account, token) {
+      return withDeadline(up.conn, timeoutMs, 'login', () => authenticateOnce(up, account, token));
+    },
+    close(up) {
+      up.conn.close();
+    },
+  };
+}
