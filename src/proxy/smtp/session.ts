@@ -11,6 +11,7 @@ import { startRelay, type Relay } from '../shared/relay.js';
 import { Secret } from '../shared/secret.js';
 import { formatAddress, logSessionEnd } from '../shared/session-log.js';
 import { upgradeToTls } from '../shared/starttls.js';
+import { KEEPALIVE_DELAY_MS } from '../shared/upstream.js';
 import type { ConnectionContext, ProxySession, SessionOutcome } from '../shared/types.js';
 import { SmtpFront } from './front.js';
 import type { CloseReason, SmtpAction } from './machine.js';
@@ -80,6 +81,7 @@ export class SmtpSession implements ProxySession {
       limits.maxLineLength,
     );
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     this.#attach(socket);
     this.#armIdleTimer();
     this.#run(this.#front.start());
@@ -93,7 +95,8 @@ export class SmtpSession implements ProxySession {
       return;
     }
     this.#login.abort();
-    this.#write('421 4.3.2 Service shutting down');
+    // Mid-handshake the socket carries TLS records; a plain-text reply would only garble them.
+    if (this.#front.state.phase.name !== 'starting-tls') this.#write('421 4.3.2 Service shutting down');
     this.#end();
   }
 
@@ -151,7 +154,16 @@ export class SmtpSession implements ProxySession {
         case 'authenticate':
           clearTimeout(this.#idleTimer);
           this.#username = action.username;
-          void this.#authenticate(action.username, new Secret(action.password), action.heloName);
+          this.#authenticate(action.username, new Secret(action.password), action.heloName).catch(
+            (err: unknown) => {
+              // performLogin never throws; this is for a bug past it (e.g. in consentHint).
+              this.#reason = err instanceof Error ? err.message : String(err);
+              if (this.#finished || this.#front.state.phase.name !== 'authenticating') return;
+              this.#socket.resume();
+              this.#armIdleTimer();
+              this.#run(this.#front.resolve({ type: 'auth-failed', error: err }));
+            },
+          );
           break;
         case 'start-relay':
           this.#startRelay();
