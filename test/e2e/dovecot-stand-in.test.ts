@@ -46,7 +46,7 @@ describe.runIf(requireDovecot())('Dovecot stand-in (no proxy)', () => {
       disableAutoIdle: true,
     });
 
-  it('accepts a valid token from imapflow (implicit TLS) and serves a delivered message byte-exact', async () => {
+  it('accepts a valid token from imapflow (it picks OAUTHBEARER; implicit TLS) and serves a message byte-exact', async () => {
     const raw = testMessage({ to: USER, subject: 'stand-in fetch' });
     dovecot.deliver(USER, raw);
     const { accessToken } = auth.issueGrant(USER);
@@ -104,7 +104,7 @@ describe.runIf(requireDovecot())('Dovecot stand-in (no proxy)', () => {
     await expect(imapClient(grant.accessToken).connect()).rejects.toThrow();
   });
 
-  it('refuses any authentication before STARTTLS and accepts it after (the upstream TLS check)', async () => {
+  it('refuses any authentication before STARTTLS and accepts XOAUTH2 after it (the upstream TLS check)', async () => {
     const { accessToken } = auth.issueGrant(USER);
     const c = await LineClient.open({ host: dovecot.host, port: dovecot.ports.imap });
     try {
