@@ -76,6 +76,8 @@ export interface EnvOptions {
    * the provider already expired it (the upstream refuses it); 'expired': the store knows it expired.
    */
   accessToken?: 'valid' | 'stale' | 'expired';
+  /** Whose mailbox the stored grant really is (default EMAIL); another one makes the upstream refuse every token. */
+  grantFor?: string;
   loginLimiter?: Partial<Settings['loginLimiter']>;
 }
 
@@ -167,7 +169,10 @@ export async function startSmtpEnv(options: EnvOptions): Promise<SmtpEnv> {
 
   const store = openTokenStore(storeSettings, { env: {} });
   const kind = options.accessToken ?? 'valid';
-  const grant = auth.issueGrant(EMAIL, kind === 'valid' ? {} : { accessTokenTtlSeconds: 0 });
+  const grant = auth.issueGrant(
+    options.grantFor ?? EMAIL,
+    kind === 'valid' ? {} : { accessTokenTtlSeconds: 0 },
+  );
   store.putToken({
     accountId: account.id,
     connection: connection.name,

@@ -70,6 +70,21 @@ describe('SMTP proxy failures', () => {
     expect(await client!.command(`MAIL FROM:<${EMAIL}>`)).toMatch(/^250 /);
   });
 
+  it("a fresh token refused too: the client gets the upstream's own 535 after exactly one retry", async () => {
+    env = await startSmtpEnv({
+      listenerTls: 'none',
+      upstreamTls: 'implicit',
+      grantFor: 'mallory@example.com',
+    });
+    // smtp-server's final reply has no enhanced code; the proxy adds one since it advertised them.
+    expect(await login(env)).toBe('535 5.7.8 Error: Username and Password not accepted');
+    expect(env.tokens.calls).toEqual([{ forceRefresh: false }, { forceRefresh: true }]);
+    expect(env.upstream.authAttempts.map((a) => a.ok)).toEqual([false, false]);
+    await client!.command('QUIT');
+    await eventually(() => sessionLines(env!).length === 1);
+    expect(sessionLines(env)[0]).toMatchObject({ outcome: 'upstream-rejected' });
+  });
+
   it('revoked grant: 535 5.7.8 saying where to grant access', async () => {
     env = await startSmtpEnv({ listenerTls: 'none', upstreamTls: 'implicit' });
     env.auth.revoke(EMAIL);

@@ -221,6 +221,16 @@ describe('SMTP front: login failures and limits', () => {
       '535-5.7.8 Username and Password not accepted.\r\n535 5.7.8 More info',
     ],
     [
+      new ProxyError('upstream-rejected', 'x', { detail: '535 Error: Username and Password not accepted' }),
+      undefined,
+      '535 5.7.8 Error: Username and Password not accepted',
+    ],
+    [
+      new ProxyError('upstream-rejected', 'x', { detail: '550-first\n551 second' }),
+      undefined,
+      '535 5.7.8 Upstream server refused the login: 550-first 551 second',
+    ],
+    [
       new ProxyError('upstream-rejected', 'x', { detail: 'invalid token' }),
       undefined,
       '535 5.7.8 Upstream server refused the login: invalid token',
