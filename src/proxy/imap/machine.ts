@@ -222,9 +222,8 @@ function onCommand(config: MachineConfig, state: State, command: Command): Step 
     case 'AUTHENTICATE':
       return onAuthenticate(config, state, command);
     default:
-      return reply(
-        `${tag} BAD Log in first (LOGIN or AUTHENTICATE): ${name.slice(0, 32)} is not available before login`,
-      );
+      // The command name is not echoed: after a framing mix-up it could be part of a password.
+      return reply(`${tag} BAD Log in first (LOGIN or AUTHENTICATE): command not available before login`);
   }
 }
 

@@ -105,7 +105,9 @@ export function parseCommand(frame: Frame): ParseResult {
     // tokens: tag, space, name, then arguments.
     const name = tokens[2];
     if (tokens[1]?.kind !== 'space' || name?.kind !== 'atom') {
-      return { ok: false, tag, message: 'Missing command' };
+      // Untagged on purpose: a lone word on a line is what a password looks like when a client's
+      // literal framing went wrong, and echoing it as a tag would print the password.
+      return { ok: false, message: 'Missing command' };
     }
     const { args } = parseTop(tokens, 3);
     return { ok: true, command: { tag, name: name.value.toUpperCase(), args } };

@@ -115,7 +115,7 @@ describe('IMAP machine: transcripts', () => {
   it('tells the client to log in first for anything else', () => {
     const r = replay(['a SELECT INBOX\r\nb FETCH 1 BODY[]\r\n']);
     expect(r.output).toContain(
-      'a BAD Log in first (LOGIN or AUTHENTICATE): SELECT is not available before login\r\n',
+      'a BAD Log in first (LOGIN or AUTHENTICATE): command not available before login\r\n',
     );
     expect(r.output).toContain('b BAD Log in first');
   });

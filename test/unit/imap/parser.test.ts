@@ -81,7 +81,6 @@ describe('parseCommand', () => {
     ['an unbalanced list', 'a ID ("x"\r\n', 'a'],
     ['a stray )', 'a ID x)\r\n', 'a'],
     ['a double space', 'a LOGIN  x y\r\n', 'a'],
-    ['a missing command', 'a\r\n', 'a'],
     ['a trailing space', 'a NOOP \r\n', 'a'],
   ])('reports %s with the tag', (_name, input, tag) => {
     const r = parse(input);
