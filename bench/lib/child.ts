@@ -1,0 +1,105 @@
+/**
+ * Entry point of a benchmark child process: `upstream` (fake auth server + fast IMAP + fast SMTP),
+ * `proxy` (the proxy under test) or `bare` (the bare TLS relay). Driven over IPC (see rpc.ts).
+ */
+import { startFakeAuthServer, type FakeAuthServer } from '../../test/helpers/fake-auth-server.js';
+import { startBareRelay, type BareRelay } from './bare-relay.js';
+import { startFastImap, type FastImapServer } from './fast-imap.js';
+import { startFastSmtp, type FastSmtpServer } from './fast-smtp.js';
+import { makeMailboxes, type MailboxSpec } from './messages.js';
+import { startProxyHost, type ProxyHost, type ProxyHostOptions } from './proxy-host.js';
+import { serveRpc, type Memory, type Role } from './rpc.js';
+
+const role = process.argv[2] as Role;
+
+async function memory(): Promise<Memory> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  // Two passes and a tick in between: TLS and socket wrappers are freed by weak callbacks.
+  gc?.();
+  await new Promise((r) => setTimeout(r, 50));
+  gc?.();
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
+if (role === 'upstream') {
+  let auth: FakeAuthServer | undefined;
+  let imap: FastImapServer | undefined;
+  let smtp: FastSmtpServer | undefined;
+  serveRpc(
+    {
+      async start(p: { cert: string; key: string; mailboxes: MailboxSpec }) {
+        auth = await startFakeAuthServer();
+        const check = (t: string): string | undefined => auth?.checkAccessToken(t);
+        imap = await startFastImap({
+          cert: p.cert,
+          key: p.key,
+          checkAccessToken: check,
+          mailboxes: makeMailboxes(p.mailboxes),
+        });
+        smtp = await startFastSmtp({ cert: p.cert, key: p.key, checkAccessToken: check });
+        return {
+          imapPort: imap.port,
+          smtpPort: smtp.port,
+          tokenUrl: auth.tokenUrl,
+          authorizeUrl: auth.authorizeUrl,
+        };
+      },
+      issueGrant(p: { email: string; ttlSeconds?: number }) {
+        if (!auth) throw new Error('not started');
+        return auth.issueGrant(
+          p.email,
+          p.ttlSeconds === undefined ? {} : { accessTokenTtlSeconds: p.ttlSeconds },
+        );
+      },
+      stats() {
+        return { auth: { ...auth?.counts }, imap: { ...imap?.stats }, smtp: { ...smtp?.stats } };
+      },
+      resetImapStats() {
+        imap?.resetStats();
+      },
+      memory,
+    },
+    async () => {
+      await Promise.all([imap?.close(), smtp?.close()]);
+      await auth?.close();
+    },
+  );
+} else if (role === 'proxy') {
+  let host: ProxyHost | undefined;
+  serveRpc(
+    {
+      async start(p: ProxyHostOptions) {
+        host = await startProxyHost(p);
+        return { imapPort: host.imapPort, smtpPort: host.smtpPort };
+      },
+      clearCredentialCache() {
+        host?.clearCredentialCache();
+      },
+      async warmCredentials(p: { usernames: string[]; password: string }) {
+        await host?.warmCredentials(p.usernames, p.password);
+      },
+      memory,
+    },
+    async () => host?.close(),
+  );
+} else if (role === 'bare') {
+  let imap: BareRelay | undefined;
+  let smtp: BareRelay | undefined;
+  serveRpc(
+    {
+      async start(p: { cert: string; key: string; ca: string; imapPort: number; smtpPort: number }) {
+        imap = await startBareRelay({ ...p, upstreamPort: p.imapPort });
+        smtp = await startBareRelay({ ...p, upstreamPort: p.smtpPort });
+        return { imapPort: imap.port, smtpPort: smtp.port };
+      },
+      memory,
+    },
+    async () => {
+      await Promise.all([imap?.close(), smtp?.close()]);
+    },
+  );
+} else {
+  console.error(`unknown role ${role}`);
+  process.exit(2);
+}

@@ -1,0 +1,123 @@
+/**
+ * Starts the three server processes (upstream fakes, proxy, bare relay) and the accounts every
+ * benchmark uses. All on 127.0.0.1; the runner process is the client.
+ */
+import { hashPassword } from '../../src/credentials/password.js';
+import { getTestCerts } from '../../test/helpers/certs.js';
+import type { Credentials, Mode } from './client.js';
+import type { MailboxSpec } from './messages.js';
+import type { SeededAccount } from './proxy-host.js';
+import { Child } from './rpc.js';
+
+export const PASSWORD = 'bench-pass-0123';
+/** Accounts with valid tokens (latency, throughput, sessions, and the direct/bare storm). */
+export const WARM_ACCOUNTS = 20;
+
+interface Grant {
+  accessToken: string;
+  refreshToken: string;
+  expiresAt: number;
+}
+
+export interface Env {
+  ca: string;
+  upstream: Child;
+  proxy: Child;
+  bare: Child;
+  imap: Record<Mode, number>;
+  smtp: Record<Mode, number>;
+  warm: Credentials[];
+  /** Fresh accounts per storm run, every stored access token expired. */
+  storm: Record<string, Credentials[]>;
+  /** Replaces the proxy and bare relay children with fresh ones (clean RSS baseline). */
+  restartMiddle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startEnv(options: {
+  mailboxes: MailboxSpec;
+  stormSets: string[];
+  stormAccounts: number;
+  cpuProfDir?: string;
+}): Promise<Env> {
+  const certs = getTestCerts();
+  const upstream = new Child('upstream');
+  const up = await upstream.call<{
+    imapPort: number;
+    smtpPort: number;
+    tokenUrl: string;
+    authorizeUrl: string;
+  }>('start', { cert: certs.certPem, key: certs.keyPem, mailboxes: options.mailboxes });
+  // The production default cost (ln=15): what the credential cache is there to avoid.
+  const passwordHash = await hashPassword(PASSWORD);
+  const seeded: SeededAccount[] = [];
+  const warm: Credentials[] = [];
+  for (let i = 0; i < WARM_ACCOUNTS; i++) {
+    const email = `user${String(i).padStart(2, '0')}@bench.test`;
+    const g = await upstream.call<Grant>('issueGrant', { email });
+    seeded.push({ username: email, email, ...g });
+    warm.push({ username: email, password: PASSWORD, email, accessToken: g.accessToken });
+  }
+  const storm: Record<string, Credentials[]> = {};
+  for (const set of options.stormSets) {
+    storm[set] = [];
+    for (let i = 0; i < options.stormAccounts; i++) {
+      const email = `${set}${String(i).padStart(2, '0')}@bench.test`;
+      const g = await upstream.call<Grant>('issueGrant', { email, ttlSeconds: 0 });
+      seeded.push({ username: email, email, ...g, expiresAt: Date.now() - 60_000 });
+      storm[set].push({ username: email, password: PASSWORD, email, accessToken: g.accessToken });
+    }
+  }
+
+  const startMiddle = async (): Promise<{ proxy: Child; bare: Child; p: Ports; b: Ports }> => {
+    const profile = options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {};
+    const proxy = new Child('proxy', profile);
+    const bare = new Child('bare', profile);
+    const [p, b] = await Promise.all([
+      proxy.call<Ports>('start', {
+        cert: certs.certPem,
+        key: certs.keyPem,
+        ca: certs.caPem,
+        tokenUrl: up.tokenUrl,
+        authorizeUrl: up.authorizeUrl,
+        imapPort: up.imapPort,
+        smtpPort: up.smtpPort,
+        passwordHash,
+        accounts: seeded,
+      }),
+      bare.call<Ports>('start', {
+        cert: certs.certPem,
+        key: certs.keyPem,
+        ca: certs.caPem,
+        imapPort: up.imapPort,
+        smtpPort: up.smtpPort,
+      }),
+    ]);
+    return { proxy, bare, p, b };
+  };
+  type Ports = { imapPort: number; smtpPort: number };
+
+  const first = await startMiddle();
+  const env: Env = {
+    ca: certs.caPem,
+    upstream,
+    proxy: first.proxy,
+    bare: first.bare,
+    imap: { direct: up.imapPort, bare: first.b.imapPort, proxy: first.p.imapPort },
+    smtp: { direct: up.smtpPort, bare: first.b.smtpPort, proxy: first.p.smtpPort },
+    warm,
+    storm,
+    async restartMiddle() {
+      await Promise.all([env.proxy.stop(), env.bare.stop()]);
+      const next = await startMiddle();
+      env.proxy = next.proxy;
+      env.bare = next.bare;
+      env.imap = { direct: up.imapPort, bare: next.b.imapPort, proxy: next.p.imapPort };
+      env.smtp = { direct: up.smtpPort, bare: next.b.smtpPort, proxy: next.p.smtpPort };
+    },
+    async stop() {
+      await Promise.all([env.proxy.stop(), env.bare.stop(), upstream.stop()]);
+    },
+  };
+  return env;
+}

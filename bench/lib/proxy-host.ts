@@ -1,0 +1,148 @@
+/**
+ * The proxy under test, wired as the integration tests do (test/integration/imap/env.ts) and as the
+ * daemon does: LocalAuthenticator (scrypt hashes from the config, with a credential cache the bench
+ * can clear), TokenManager over a SQLite token store seeded as consent would seed it, an IMAP and an
+ * SMTP listener with implicit TLS. Logs go through the program's own logger (redaction included) to
+ * /dev/null at level info, so their cost is counted but nothing is printed.
+ */
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULTS } from '../../src/config/defaults.js';
+import type { Config, ConnectionConfig, ListenerConfig, ResolvedAccount } from '../../src/config/types.js';
+import { LocalAuthenticator } from '../../src/credentials/authenticator.js';
+import { CredentialCache } from '../../src/credentials/credential-cache.js';
+import { createLogger } from '../../src/log.js';
+import { storeGrant } from '../../src/oauth/grant-record.js';
+import { openTokenStore } from '../../src/oauth/store/index.js';
+import { TokenManager } from '../../src/oauth/token-manager.js';
+import { createImapServer } from '../../src/proxy/imap/server.js';
+import type { ProxyDeps } from '../../src/proxy/shared/types.js';
+import { createSmtpServer } from '../../src/proxy/smtp/server.js';
+
+export interface SeededAccount {
+  username: string;
+  email: string;
+  accessToken: string;
+  refreshToken: string;
+  /** What the store believes (epoch ms); in the past for "every token expired". */
+  expiresAt: number;
+}
+
+export interface ProxyHostOptions {
+  cert: string;
+  key: string;
+  ca: string;
+  tokenUrl: string;
+  authorizeUrl: string;
+  imapPort: number;
+  smtpPort: number;
+  passwordHash: string;
+  accounts: SeededAccount[];
+}
+
+export interface ProxyHost {
+  imapPort: number;
+  smtpPort: number;
+  clearCredentialCache(): void;
+  /** Verifies these logins once (fills the credential cache without touching any token). */
+  warmCredentials(usernames: string[], password: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
+  const connection: ConnectionConfig = {
+    name: 'bench',
+    provider: 'custom',
+    clientId: 'bench-client',
+    clientSecret: 'bench-secret',
+    grant: 'authorization_code',
+    authorizeUrl: o.authorizeUrl,
+    tokenUrl: o.tokenUrl,
+    scopes: ['https://mail.google.com/'],
+    authorizeParams: {},
+    imap: { host: '127.0.0.1', port: o.imapPort, tls: 'implicit' },
+    smtp: { host: '127.0.0.1', port: o.smtpPort, tls: 'implicit' },
+    sasl: 'xoauth2',
+    ca: o.ca,
+    allowedIdentities: [],
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'xoauth-bench-'));
+  const config: Config = {
+    file: join(dir, 'config.yaml'),
+    listen: { imap: [], smtp: [], pop3: [], http: [] },
+    store: { path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') },
+    connections: new Map([[connection.name, connection]]),
+    accounts: o.accounts.map((a) => ({
+      username: a.username,
+      email: a.email,
+      connection: connection.name,
+      password: o.passwordHash,
+    })),
+    settings: DEFAULTS.settings,
+    http: { consentHint: 'command' },
+    notify: DEFAULTS.notify,
+  };
+  const logger = createLogger({ level: 'info', destination: createWriteStream('/dev/null') });
+  const store = openTokenStore(config.store, { env: {} });
+  for (const a of o.accounts) {
+    const account: ResolvedAccount = {
+      id: a.email.toLowerCase(),
+      username: a.username,
+      email: a.email,
+      connection,
+      entry: a.username,
+    };
+    storeGrant(
+      store,
+      account,
+      {
+        accessToken: a.accessToken,
+        refreshToken: a.refreshToken,
+        expiresAt: a.expiresAt,
+        scopes: connection.scopes,
+      },
+      { email: a.email },
+    );
+  }
+  const tokens = new TokenManager({ config, store, logger: logger.child({ component: 'tokens' }) });
+  const cache = new CredentialCache({ ttlMs: config.settings.credentialCacheMs });
+  const authenticator = new LocalAuthenticator({
+    config,
+    store,
+    cache,
+    logger: logger.child({ component: 'auth' }),
+  });
+  const deps: ProxyDeps = {
+    config,
+    authenticator,
+    tokens,
+    logger,
+    consentHint: () => 'run xoauth-proxy consent',
+  };
+  const listener = (): ListenerConfig => ({
+    host: '127.0.0.1',
+    port: 0,
+    tls: 'implicit',
+    cert: o.cert,
+    key: o.key,
+  });
+  const imap = createImapServer(listener(), deps);
+  const smtp = createSmtpServer(listener(), deps, { serverName: 'proxy.bench' });
+  const [i, s] = await Promise.all([imap.listen(), smtp.listen()]);
+  return {
+    imapPort: i.port,
+    smtpPort: s.port,
+    clearCredentialCache: () => cache.clear(),
+    async warmCredentials(usernames, password) {
+      for (const username of usernames)
+        await authenticator.verify({ username, password, remoteAddress: '127.0.0.1' });
+    },
+    async close() {
+      await Promise.all([imap.close(), smtp.close()]);
+      await tokens.stop();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

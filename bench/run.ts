@@ -1,0 +1,137 @@
+/**
+ * `npm run bench [-- options]`: the benchmark suite of issue 8. Every figure is measured side by side
+ * against two references in the same run: direct (XOAUTH2 straight to the upstream) and a bare TLS
+ * relay. Prints one table and writes bench/results/<timestamp>.json.
+ *
+ *   --only <list>     throughput,latency,sessions,storm (comma-separated; default: all)
+ *   --quick           fewer repetitions, N=500 sessions (a smoke run in well under a minute)
+ *   --sessions <n>    number of idle sessions (default 5000; env BENCH_SESSIONS too)
+ *   --profile         write --cpu-prof profiles of the proxy and bare relay children to
+ *                     bench/results/profiles/<timestamp>/
+ */
+import { execFileSync } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { runLatency } from './benchmarks/latency.js';
+import { runSessions } from './benchmarks/sessions.js';
+import { runStorm } from './benchmarks/storm.js';
+import { runThroughput } from './benchmarks/throughput.js';
+import { startEnv } from './lib/env.js';
+import { renderTable, writeJson, type Row } from './lib/report.js';
+
+const BENCHMARKS = ['throughput', 'latency', 'sessions', 'storm'] as const;
+type Benchmark = (typeof BENCHMARKS)[number];
+const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
+/** The whole run gives up after this (every loop inside is bounded too). */
+const RUN_DEADLINE_MS = 15 * 60_000;
+
+function openFileLimit(): number {
+  try {
+    return Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim());
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      only: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      sessions: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      'usage: npm run bench -- [--only throughput,latency,sessions,storm] [--quick] [--sessions N] [--profile]',
+    );
+    return;
+  }
+  const selected = (values.only?.split(',').map((s) => s.trim()) ?? [...BENCHMARKS]) as Benchmark[];
+  for (const s of selected) if (!BENCHMARKS.includes(s)) throw new Error(`unknown benchmark ${s}`);
+  const quick = values.quick === true;
+  const limit = openFileLimit();
+  let sessions = Number(values.sessions ?? process.env.BENCH_SESSIONS ?? (quick ? 500 : 5000));
+  // The proxy holds two sockets per session, plus listeners, the store and the runtime's own.
+  const maxByFiles = Math.floor((limit - 200) / 2);
+  if (Number.isFinite(maxByFiles) && sessions > maxByFiles) {
+    console.error(`open-file limit ${limit}: sessions capped at ${maxByFiles} (raise it with ulimit -n)`);
+    sessions = maxByFiles;
+  }
+  const params = {
+    throughput: { reps: quick ? 2 : 5, bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 },
+    latency: { iterations: quick ? 60 : 300 },
+    sessions: { n: sessions, concurrency: 100 },
+    storm: { clients: 200, accounts: 20 },
+  };
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const cpuProfDir = values.profile ? join(RESULTS_DIR, 'profiles', stamp) : undefined;
+  const machine = {
+    date: new Date().toISOString(),
+    nproc: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    openFileLimit: limit,
+  };
+  console.error(
+    `xoauth-proxy bench: ${selected.join(', ')}${quick ? ' (quick)' : ''} on ${machine.nproc}× ${machine.cpu}, Node ${machine.node}, ulimit -n ${limit}`,
+  );
+
+  const deadline = setTimeout(() => {
+    console.error(`bench: over ${RUN_DEADLINE_MS / 60_000} minutes, giving up`);
+    process.exit(1);
+  }, RUN_DEADLINE_MS);
+  deadline.unref();
+
+  const env = await startEnv({
+    mailboxes: params.throughput,
+    stormSets: selected.includes('storm') ? ['a', 'b'] : [],
+    stormAccounts: params.storm.accounts,
+    ...(cpuProfDir ? { cpuProfDir } : {}),
+  });
+  const rows: Row[] = [];
+  const raw: Record<string, unknown> = {};
+  const started = Date.now();
+  try {
+    for (const name of selected) {
+      const t0 = Date.now();
+      console.error(`running ${name} ...`);
+      const result =
+        name === 'throughput'
+          ? await runThroughput(env, params.throughput)
+          : name === 'latency'
+            ? await runLatency(env, params.latency)
+            : name === 'sessions'
+              ? await runSessions(env, params.sessions)
+              : await runStorm(env, params.storm);
+      rows.push(...result.rows);
+      raw[name] = result.raw;
+      console.error(`  ${name} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  } finally {
+    await env.stop();
+  }
+  const table = renderTable(rows);
+  console.log(table);
+  const file = writeJson(RESULTS_DIR, {
+    machine,
+    quick,
+    params,
+    durationSeconds: (Date.now() - started) / 1000,
+    rows,
+    table,
+    raw,
+    ...(cpuProfDir ? { cpuProfDir } : {}),
+  });
+  console.error(`results: ${file}${cpuProfDir ? `\nprofiles: ${cpuProfDir}` : ''}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
