@@ -123,6 +123,15 @@ describe('xoauth-proxy consent / status (child process)', () => {
     expect(readFileSync(join(dir, 'data', 'key'), 'utf8').trim()).toHaveLength(44);
   });
 
+  it('consent through the loopback listener exits by itself while stdin stays open', async () => {
+    const run = cli(['consent', 'alice@example.com', '--no-browser']);
+    const url = (await run.waitFor(/^ {2}(http\S+)$/m))[1]!;
+    const location = (await fetch(url, { redirect: 'manual' })).headers.get('location')!;
+    expect((await fetch(location)).status).toBe(200);
+    expect(await run.exit).toBe(0);
+    expect(run.stdout()).toContain('Consent stored for alice@example.com');
+  });
+
   it('a pattern account consents per address and an identity mismatch exits 1 naming both', async () => {
     fake.options.autoConsentEmail = 'mallory@example.org';
     const run = cli(['consent', 'bob@example.org', '--no-browser']);

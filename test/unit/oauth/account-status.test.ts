@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { formatStatusTable } from '../../../src/cli/commands/status.js';
+import type { AccountConfig, ConnectionConfig } from '../../../src/config/types.js';
+import { collectAccountStatus } from '../../../src/oauth/account-status.js';
+import type { TokenRecord } from '../../../src/oauth/types.js';
+
+function conn(name: string, grant: ConnectionConfig['grant'] = 'authorization_code'): ConnectionConfig {
+  return {
+    name,
+    provider: 'custom',
+    clientId: 'c',
+    grant,
+    authorizeUrl: 'https://a.example/authorize',
+    tokenUrl: 'https://a.example/token',
+    scopes: ['s'],
+    authorizeParams: {},
+    sasl: 'xoauth2',
+    allowedIdentities: [],
+  };
+}
+
+function rec(accountId: string, connection: string, extra: Partial<TokenRecord> = {}): TokenRecord {
+  return {
+    accountId,
+    connection,
+    refreshToken: 'rt-secret',
+    accessToken: 'at-secret',
+    accessTokenExpiresAt: 1_000_000 + 3600_000,
+    scopes: ['s'],
+    state: 'active',
+    lastRefreshAt: 1_000_000,
+    updatedAt: 1_000_000,
+    ...extra,
+  };
+}
+
+describe('account status', () => {
+  const accounts: AccountConfig[] = [
+    { username: 'alice@example.com', connection: 'g' },
+    { username: 'Shared', email: 'Shared@Example.com', connection: 'g' },
+    { username: '*@example.org', connection: 'g' },
+    { username: '*@eu.example.org', connection: 'm' },
+    { username: '*@apps.example', connection: 'app' },
+    { username: 'never@example.com', connection: 'g' },
+  ];
+  const connections = new Map([
+    ['g', conn('g')],
+    ['m', conn('m')],
+    ['app', conn('app', 'client_credentials')],
+  ]);
+  const records = [
+    rec('alice@example.com', 'g'),
+    rec('shared@example.com', 'g', { state: 'failing', lastError: 'temporarily_unavailable' }),
+    rec('bob@example.org', 'g', { state: 'needs-consent', lastError: 'invalid_grant' }),
+    rec('carol@eu.example.org', 'm'),
+    rec('gone@old.example', 'g'),
+  ];
+  const rows = collectAccountStatus({ accounts, connections }, { listTokens: () => records });
+
+  it('lists configured accounts, pattern matches (most specific entry), app-only and orphans', () => {
+    expect(rows.map((r) => [r.accountId, r.entry, r.state])).toEqual([
+      ['alice@example.com', 'alice@example.com', 'active'],
+      ['shared@example.com', 'Shared', 'failing'],
+      ['bob@example.org', '*@example.org', 'needs-consent'],
+      ['carol@eu.example.org', '*@eu.example.org', 'active'],
+      ['*@apps.example', '*@apps.example', 'app-only'],
+      ['never@example.com', 'never@example.com', 'no-grant'],
+      ['gone@old.example', undefined, 'active'],
+    ]);
+  });
+
+  it('never carries a token', () => {
+    expect(JSON.stringify(rows)).not.toContain('secret');
+    expect(rows[0]).toMatchObject({ hasRefreshToken: true, accessTokenExpiresAt: 1_000_000 + 3600_000 });
+  });
+
+  it('formats a table with errors and hints', () => {
+    const table = formatStatusTable(rows, 1_000_000);
+    expect(table).toMatch(/^ACCOUNT\s+STATE\s+TOKEN EXPIRES\s+LAST REFRESH\s+LAST ERROR/);
+    expect(table).toMatch(/bob@example\.org\s+needs-consent.*invalid_grant/);
+    expect(table).toMatch(/never@example\.com\s+no-grant.*xoauth-proxy consent never@example\.com/);
+    expect(table).toContain('gone@old.example (not in config)');
+    expect(table).toContain('(in 60 min)');
+    expect(table).not.toContain('secret');
+  });
+});
