@@ -336,8 +336,11 @@ export class TokenManager implements TokenProvider {
     const until = this.#now() + delay;
     const error = failure.summary;
     this.#backoff.set(id, { until, failures, refreshToken: used, error });
+    // Only the grant that failed is marked; a consent written meanwhile stays as it is.
     const record = this.#safeUpdate(id, (current) =>
-      current ? { ...current, state: 'failing', lastError: error, updatedAt: this.#now() } : undefined,
+      current?.refreshToken === used
+        ? { ...current, state: 'failing', lastError: error, updatedAt: this.#now() }
+        : undefined,
     );
     this.#log.warn({ account: id, error, failures, retryInMs: delay }, 'token refresh failed, will retry');
     this.#transition(id, 'failing', error);
