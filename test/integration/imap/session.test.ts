@@ -1,0 +1,165 @@
+/**
+ * Session-level behaviour over real sockets: limits and timeouts before login, upstream variants
+ * (no SASL-IR, capabilities not volunteered, untrusted certificate), shutdown, and the log line.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  EMAIL,
+  PASSWORD,
+  USER,
+  eventually,
+  sessionLines,
+  startImapEnv,
+  type EnvOptions,
+  type ImapEnv,
+} from './env.js';
+import { RawImap } from './raw-client.js';
+
+let env: ImapEnv | undefined;
+const clients: RawImap[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await env?.close();
+  env = undefined;
+});
+
+async function setup(options: Partial<EnvOptions> = {}): Promise<ImapEnv> {
+  env = await startImapEnv({ listenerTls: 'none', upstreamTls: 'implicit', ...options });
+  return env;
+}
+
+async function open(e: ImapEnv): Promise<RawImap> {
+  const c = await RawImap.connect(e.port);
+  clients.push(c);
+  await c.waitFor('\r\n');
+  return c;
+}
+
+const login = (tag: string): string =>
+  `${tag} LOGIN ${USER} {${Buffer.byteLength(PASSWORD)}+}\r\n${PASSWORD}\r\n`;
+
+describe('IMAP session', () => {
+  it('drops a client idle before login, with a BYE, and logs the timeout', async () => {
+    const e = await setup({ limits: { preAuthIdleTimeoutMs: 300 } });
+    const c = await open(e);
+    await c.waitClosed();
+    expect(c.text).toContain('* BYE Idle for too long before login\r\n');
+    await eventually(() => sessionLines(e).length === 1);
+    expect(sessionLines(e)[0]).toMatchObject({ outcome: 'timeout' });
+  });
+
+  it('has no idle timeout of its own after login', async () => {
+    const e = await setup({ limits: { preAuthIdleTimeoutMs: 300 } });
+    const c = await open(e);
+    c.write(login('a1'));
+    await c.waitFor('a1 OK');
+    await new Promise((r) => setTimeout(r, 900));
+    c.write('a2 NOOP\r\n');
+    await c.waitFor('a2 OK');
+  });
+
+  it('ends the connection on a line over the limit, also when it arrives in pieces', async () => {
+    const e = await setup({ limits: { maxLineLength: 100 } });
+    const c = await open(e);
+    c.write(`a NOOP ${'x'.repeat(50)}`);
+    c.write('x'.repeat(50));
+    await c.waitClosed();
+    expect(c.text).toContain('* BYE Command line too long\r\n');
+    await eventually(() => sessionLines(e).length === 1);
+    expect(sessionLines(e)[0]).toMatchObject({ outcome: 'limit' });
+  });
+
+  it('ends the connection after too many commands before login', async () => {
+    const e = await setup({ limits: { maxCommandsBeforeLogin: 3 } });
+    const c = await open(e);
+    c.write('a NOOP\r\nb NOOP\r\nc NOOP\r\n');
+    await c.waitFor('c OK');
+    c.write('d NOOP\r\n');
+    await c.waitClosed();
+    expect(c.text).toContain('* BYE Too many commands before login\r\n');
+    expect(c.text).not.toContain('d OK');
+  });
+
+  it('logs in upstream without SASL-IR and fetches capabilities the server did not volunteer', async () => {
+    const e = await setup({
+      upstreamTls: 'starttls',
+      fake: { saslIr: false, capabilityInGreeting: false, capabilityInLoginOk: false },
+    });
+    const c = await open(e);
+    c.write(login('a1'));
+    const text = await c.waitFor(/a1 OK.*\r\n/);
+    expect(text).toContain(`a1 OK [CAPABILITY ${e.upstream.postLoginCapabilities}]`);
+    expect(e.upstream.authAttempts).toEqual([{ mechanism: 'XOAUTH2', user: EMAIL, ok: true, saslIr: false }]);
+    expect(e.upstream.commands[0]).toEqual(['STARTTLS', 'CAPABILITY', 'AUTHENTICATE XOAUTH2', 'CAPABILITY']);
+  });
+
+  it('refuses an upstream whose certificate it cannot verify', async () => {
+    const e = await setup();
+    // Without the test CA the fake's certificate chains to nothing the system trusts. The config
+    // holds the same connection object the account resolves to.
+    delete (e.account.connection as { ca?: string }).ca;
+    const c = await open(e);
+    c.write(login('a1'));
+    expect(await c.waitFor(/a1 .*\r\n/)).toMatch(
+      /a1 NO \[UNAVAILABLE\] Mail server unreachable, try again later \(TLS|certificate/i,
+    );
+    expect(e.upstream.authAttempts).toEqual([]);
+  });
+
+  it('says BYE to clients before login and ends relayed sessions on shutdown', async () => {
+    const e = await setup();
+    const waiting = await open(e);
+    const relayed = await open(e);
+    relayed.write(login('a1'));
+    await relayed.waitFor('a1 OK');
+    await e.proxy.close();
+    await waiting.waitClosed();
+    await relayed.waitClosed();
+    expect(waiting.text).toContain('* BYE Server shutting down\r\n');
+    await eventually(() => sessionLines(e).length === 2);
+    expect(
+      sessionLines(e)
+        .map((l) => l.outcome)
+        .sort(),
+    ).toEqual(['shutdown', 'shutdown']);
+  });
+
+  it('writes one log line per session without any secret', async () => {
+    const e = await setup({ staleAccessToken: true });
+    const c = await open(e);
+    c.write(login('a1'));
+    await c.waitFor('a1 OK');
+    c.write('a2 LOGOUT\r\n');
+    await c.waitClosed();
+    await eventually(() => sessionLines(e).length === 1);
+    const [line] = sessionLines(e);
+    expect(Object.keys(line ?? {}).sort()).toEqual(
+      [
+        'level',
+        'time',
+        'session',
+        'protocol',
+        'listener',
+        'client',
+        'username',
+        'account',
+        'upstream',
+        'bytesFromClient',
+        'bytesToClient',
+        'durationMs',
+        'outcome',
+        'reason',
+        'msg',
+      ].sort(),
+    );
+    expect(line).toMatchObject({
+      client: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+      account: EMAIL,
+      outcome: 'relayed',
+    });
+    const token = e.store.getToken(EMAIL)?.accessToken ?? '';
+    expect(token.length).toBeGreaterThan(5);
+    expect(e.logText()).not.toContain(token);
+    expect(e.logText()).not.toContain(PASSWORD);
+  });
+});
