@@ -188,4 +188,47 @@ describe('SMTP front properties', () => {
       RUNS,
     );
   });
+
+  it('random interleavings of input and async results never throw, and nothing happens after a close', () => {
+    const event = fc.oneof(
+      fc.constantFrom(
+        'EHLO c\r\n',
+        'STARTTLS\r\n',
+        'AUTH LOGIN\r\n',
+        `${b64('u')}\r\n`,
+        `AUTH PLAIN ${plain('u', 'Pw!secret#Zq')}\r\n`,
+        'MAIL FROM:<a@b>\r\n',
+        'QUIT\r\n',
+        '*\r\n',
+      ),
+      fc.string({ maxLength: 20 }),
+      fc.constantFrom(
+        { type: 'tls-ready' } as const,
+        { type: 'auth-succeeded' } as const,
+        { type: 'auth-failed', error: new ProxyError('bad-credentials', 'x') } as const,
+        { type: 'auth-failed', error: new ProxyError('token-unavailable', 'x') } as const,
+        { type: 'auth-failed', error: 'not even an Error' } as const,
+        { type: 'idle-timeout' } as const,
+        { type: 'client-closed' } as const,
+      ),
+    );
+    fc.assert(
+      fc.property(config, fc.array(event, { maxLength: 40 }), (cfg, events) => {
+        const h = new Harness(cfg, 100);
+        let closedAt: number | undefined;
+        for (const e of events) {
+          if (typeof e === 'string') h.send(e);
+          else h.resolve(e);
+          if (closedAt === undefined && h.ofType('close').length > 0) closedAt = h.actions.length;
+        }
+        if (closedAt !== undefined) expect(h.actions.length).toBe(closedAt);
+        expect(h.ofType('close').length).toBeLessThanOrEqual(1);
+        expect(h.wire).not.toContain('Pw!secret#Zq');
+        // A relay starts at most once, and only after a 235.
+        expect(h.ofType('start-relay').length).toBeLessThanOrEqual(1);
+        if (h.ofType('start-relay').length === 1) expect(h.wire).toContain('235 2.7.0');
+      }),
+      RUNS,
+    );
+  });
 });
