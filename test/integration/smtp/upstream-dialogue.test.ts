@@ -163,6 +163,26 @@ describe('upstream SMTP dialogue', () => {
     l.close(up);
   });
 
+  it("Exchange's direct 535 5.7.3 (no challenge) is a token rejection worth a retry", async () => {
+    const s = await scripted(async (io) => {
+      await greetAndEhlo(io);
+      expect(await io.next()).toBe('AUTH XOAUTH2');
+      io.send('334 ');
+      await io.next();
+      io.send('535 5.7.3 Authentication unsuccessful [AM0PR01CA0001.eurprd01.prod.exchangelabs.com]');
+      expect(await io.next()).toBe('AUTH XOAUTH2');
+      io.send('334 ');
+      await io.next();
+      io.send('235 2.7.0 Authentication successful');
+    });
+    const l = login();
+    const up = await l.connect(account(s.port), signal());
+    expect(await l.authenticate(up, account(s.port), 'old')).toMatchObject({ ok: false, reusable: true });
+    expect(await l.authenticate(up, account(s.port), 'new')).toEqual({ ok: true });
+    await s.done;
+    l.close(up);
+  });
+
   it('a 4xx to AUTH is temporary (upstream-unavailable)', async () => {
     const s = await scripted(async (io) => {
       await greetAndEhlo(io);
