@@ -191,6 +191,16 @@ describe('consent from the command line', () => {
     expect(fake.counts.deviceCode).toBe(3);
   });
 
+  it('uses the device flow for a device_code connection without --device', async () => {
+    fake.deviceScript(0, 'approve', 'd2@example.com');
+    const run = start(account('d2@example.com', fakeConnection(fake, { grant: 'device_code' })), {
+      deviceFlow: { sleep: async () => undefined },
+    });
+    expect((await run.done).kind).toBe('stored');
+    expect(fake.counts.deviceAuthorization).toBe(1);
+    expect(fake.counts.authorize).toBe(0);
+  });
+
   it('says consent is not needed for client-credentials connections', async () => {
     const run = start(account('app@example.com', fakeConnection(fake, { grant: 'client_credentials' })));
     expect((await run.done).kind).toBe('not-needed');

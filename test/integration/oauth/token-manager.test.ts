@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -136,9 +136,12 @@ describe('TokenManager', () => {
     expect(new Set(forced.map((r) => r.token)).size).toBe(1);
   });
 
-  it('persists the access token, so a restart does not refresh needlessly', async () => {
+  it('persists the access token (encrypted), so a restart does not refresh needlessly', async () => {
     seed('a@example.com', 0);
     const first = await manager().getAccessToken(account('a@example.com'));
+    for (const f of readdirSync(dir)) {
+      expect(readFileSync(join(dir, f)).includes(Buffer.from(first.token)), f).toBe(false);
+    }
     const restarted = manager({ store: openStore() });
     expect((await restarted.getAccessToken(account('a@example.com'))).token).toBe(first.token);
     expect(fake.counts.token).toBe(1);
