@@ -89,17 +89,27 @@ export class ImapSession implements ProxySession {
     this.#abort.abort();
   }
 
+  readonly #onData = (chunk: Buffer): void => {
+    this.#bytesFromClient += chunk.length;
+    this.#framer.push(chunk);
+    this.#armIdleTimer();
+    this.#pump();
+  };
+
+  readonly #onClose = (): void => this.#onClientClosed();
+
   #attach(socket: Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      this.#bytesFromClient += chunk.length;
-      this.#framer.push(chunk);
-      this.#armIdleTimer();
-      this.#pump();
-    });
+    socket.on('data', this.#onData);
     socket.on('error', (err) => {
       this.#reason ??= err.message;
     });
-    socket.on('close', () => this.#onClientClosed());
+    socket.on('close', this.#onClose);
+  }
+
+  /** Removes our reading handlers only (a TLSSocket's internal 'close' listener must stay). */
+  #detach(socket: Socket): void {
+    socket.off('data', this.#onData);
+    socket.off('close', this.#onClose);
   }
 
   #onClientClosed(): void {
@@ -188,7 +198,7 @@ export class ImapSession implements ProxySession {
     // Injection defence, part 1: whatever followed STARTTLS in our buffer is thrown away.
     this.#framer.takeRemainder();
     const plain = this.#socket;
-    plain.removeAllListeners('close');
+    this.#detach(plain);
     if (!secureContext) {
       this.#apply({ type: 'tls-failed' });
       return;
@@ -270,8 +280,7 @@ export class ImapSession implements ProxySession {
     // Part of what the client pipelined after its login command may already sit in the framer.
     const clientPending = this.#framer.takeRemainder();
     const client = this.#socket;
-    client.removeAllListeners('data');
-    client.removeAllListeners('close');
+    this.#detach(client);
     const bytesBefore = { from: this.#bytesFromClient - clientPending.length, to: this.#bytesToClient };
     this.#relay = startRelay({ client, upstream: upstreamSocket, clientPending, upstreamPending: pending });
     void this.#relay.done.then((result) => {

@@ -21,17 +21,17 @@ export interface StartTlsResult {
 
 /**
  * Call right after writing the protocol's "go ahead" reply (`OK Begin TLS`, `220 Ready`), in the same
- * tick. Removes the plain socket's 'data'/'readable'/'end' listeners (the session must re-attach its
- * handlers to the returned TLS socket). Rejects on handshake failure or timeout, after destroying it.
+ * tick. Removes the plain socket's 'data'/'readable' listeners; the session must remove its own other
+ * listeners (e.g. 'close') from the plain socket and attach its handlers to the returned TLS socket. Rejects on handshake failure or timeout, after destroying it.
  */
 export function upgradeToTls(
   socket: Socket,
   secureContext: SecureContext,
   timeoutMs = HANDSHAKE_TIMEOUT_MS,
 ): Promise<StartTlsResult> {
+  // Only 'data'/'readable': net.Socket keeps internal 'end' handling that must stay.
   socket.removeAllListeners('data');
   socket.removeAllListeners('readable');
-  socket.removeAllListeners('end');
   socket.pause();
   let discardedBytes = 0;
   // Node's TLSSocket would otherwise replay these buffered plaintext bytes into the TLS engine; that

@@ -41,13 +41,35 @@ export class UpstreamConnection {
     return this.#socket;
   }
 
+  /** Our own listeners, so we can remove exactly them (a TLSSocket has internal ones that must stay). */
+  #listeners:
+    { socket: Socket; data: (c: Buffer) => void; error: (e: Error) => void; close: () => void } | undefined;
+
   #attach(socket: Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
-      this.#notify();
-    });
-    socket.on('error', (err) => this.fail(this.#unavailable(`connection error: ${err.message}`, err)));
-    socket.on('close', () => this.fail(this.#unavailable('connection closed by the server')));
+    const listeners = {
+      socket,
+      data: (chunk: Buffer): void => {
+        this.#buffer = this.#buffer.length === 0 ? chunk : Buffer.concat([this.#buffer, chunk]);
+        this.#notify();
+      },
+      error: (err: Error): void => this.fail(this.#unavailable(`connection error: ${err.message}`, err)),
+      close: (): void => this.fail(this.#unavailable('connection closed by the server')),
+    };
+    socket.on('data', listeners.data);
+    socket.on('error', listeners.error);
+    socket.on('close', listeners.close);
+    this.#listeners = listeners;
+  }
+
+  #detachListeners(): void {
+    const l = this.#listeners;
+    if (!l) return;
+    l.socket.off('data', l.data);
+    l.socket.off('error', l.error);
+    l.socket.off('close', l.close);
+    // Keep a no-op error handler: an error with no listener would crash the process.
+    l.socket.on('error', () => undefined);
+    this.#listeners = undefined;
   }
 
   #unavailable(reason: string, cause?: unknown): ProxyError {
@@ -116,10 +138,7 @@ export class UpstreamConnection {
   async startTls(server: UpstreamServer, ca: string | undefined): Promise<void> {
     if (this.#failure) throw this.#failure;
     const plain = this.#socket;
-    plain.removeAllListeners('data');
-    plain.removeAllListeners('close');
-    plain.removeAllListeners('error');
-    plain.on('error', () => undefined);
+    this.#detachListeners();
     this.#buffer = Buffer.alloc(0);
     const secured = await new Promise<TLSSocket>((resolve, reject) => {
       const socket = tlsConnect({ ...upstreamTlsOptions(server.host, ca), socket: plain }, () => {
@@ -143,10 +162,7 @@ export class UpstreamConnection {
   detach(): { socket: Socket; pending: Buffer } {
     const socket = this.#socket;
     socket.pause();
-    socket.removeAllListeners('data');
-    socket.removeAllListeners('close');
-    socket.removeAllListeners('error');
-    socket.on('error', () => undefined);
+    this.#detachListeners();
     const pending = this.#buffer;
     this.#buffer = Buffer.alloc(0);
     this.#failure = this.#unavailable('detached');
