@@ -118,6 +118,7 @@ export class AdminRoutes {
           : {}),
         appPasswords: passwords.filter((p) => p.accountId === account.id),
         hasAdminPassword: Boolean(account.passwordHash),
+        appOnly: account.connection.grant === 'client_credentials',
       };
     };
     for (const entry of config.accounts) {
@@ -157,6 +158,16 @@ export class AdminRoutes {
         tone: 'bad',
         what: html`“${username}” does not match any account in the configuration.`,
         todo: 'Go back and check the address.',
+      });
+    }
+    if (account.connection.grant === 'client_credentials') {
+      return sendMessage(res, {
+        status: 400,
+        title: 'No consent needed',
+        tone: 'warn',
+        what: html`${account.username} uses an app-only connection (client credentials): nobody signs in for
+        it.`,
+        todo: 'Check the app permissions and admin consent in the provider’s portal instead.',
       });
     }
     const created = createConsentLink(this.deps.store, account, {

@@ -98,8 +98,13 @@ export class ConsentFlow {
         return { page: pages.expiredLink(link.record.expiresAt) };
     }
     const account = this.deps.resolveAccount(link.record.username);
-    if (!account || account.id !== link.record.accountId)
+    if (!account || account.id !== link.record.accountId) {
       return { page: pages.accountGone(link.record.username) };
+    }
+    // A link for an account that moved to an app-only connection has nothing left to consent to.
+    if (account.connection.grant === 'client_credentials') {
+      return { page: pages.noConsentNeeded(account.username) };
+    }
     return { record: link.record, account };
   }
 

@@ -17,6 +17,8 @@ export interface AdminAccountRow {
   lastError?: string;
   appPasswords: AppPasswordRecord[];
   hasAdminPassword: boolean;
+  /** Client-credentials connection: nobody consents, so there are no consent buttons. */
+  appOnly?: boolean;
 }
 
 export interface AdminPageModel {
@@ -62,9 +64,15 @@ function hidden(csrf: string, username: string): SafeHtml {
 }
 
 function accountActions(row: AdminAccountRow, csrf: string): SafeHtml {
+  if (row.appOnly) return html`<span class="muted small">app-only: no consent needed</span>`;
   if (row.username) {
     return html`<div class="stack">
-      <form method="post" action="/admin/refresh" target="_blank">
+      <form
+        method="post"
+        action="/admin/refresh"
+        target="_blank"
+        title="Opens the consent page in a new window"
+      >
         ${hidden(csrf, row.username)}
         <button type="submit" class="small">Refresh token</button>
       </form>

@@ -169,6 +169,16 @@ export const pages = {
     };
   },
 
+  noConsentNeeded(username: string): MessagePage {
+    return {
+      status: 410,
+      title: 'No sign-in needed',
+      tone: 'ok',
+      what: html`${username} now uses an app-only connection: the server has access without anyone signing in.`,
+      todo: 'Nothing to do. If your mail program has trouble, tell your administrator.',
+    };
+  },
+
   alreadyDone(email: string): MessagePage {
     return {
       status: 200,

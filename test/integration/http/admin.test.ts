@@ -105,6 +105,19 @@ describe('admin page', () => {
     expect(text(await unknown.text())).toContain('does not match any account');
   });
 
+  it('app-only accounts get no consent buttons and no consent links', async () => {
+    const h = await withHash();
+    const browser = new TestBrowser(basic('correct horse battery'));
+    const page = await (await browser.get(`${h.base}/admin`)).text();
+    expect(text(page)).toContain('app-only: no consent needed');
+    const res = await browser.post(`${h.base}/admin/consent-link`, {
+      csrf: formField(page, 'csrf'),
+      username: 'robot@contoso.com',
+    });
+    expect(res.status).toBe(400);
+    expect(text(await res.text())).toContain('No consent needed');
+  });
+
   it('"Refresh token" redirects to a fresh, short-lived consent page', async () => {
     const h = await withHash();
     const browser = new TestBrowser(basic('correct horse battery'));

@@ -276,6 +276,19 @@ describe('consent pages', () => {
     expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;&quot;@example.org');
   });
 
+  it('refuses an oversized form and a link to an app-only account', async () => {
+    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const browser = new TestBrowser();
+    await browser.get(link.url);
+    const big = await browser.post(`${link.url}/start`, { csrf: 'x'.repeat(20_000) });
+    expect(big.status).toBe(413);
+    const robot = await new TestBrowser().get(
+      h.server.createConsentLink(account(h, 'robot@contoso.com')).url,
+    );
+    expect(robot.status).toBe(410);
+    expect(text(await robot.text())).toContain('No sign-in needed');
+  });
+
   it('serves the stylesheet, a 404 page and refuses wrong methods', async () => {
     const css = await fetch(`${h.base}/assets/style.css`);
     expect(css.status).toBe(200);

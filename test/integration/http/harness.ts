@@ -80,7 +80,16 @@ connections:
     authorizeUrl: ${fake.authorizeUrl}
     tokenUrl: ${fake.tokenUrl}
     deviceCodeUrl: ${fake.deviceCodeUrl}
+  - name: app
+    provider: microsoft
+    clientId: app-client
+    clientSecret: app-secret
+    tenantId: 11111111-2222-3333-4444-555555555555
+    grant: client_credentials
+    tokenUrl: ${fake.tokenUrl}
 accounts:
+  - username: robot@contoso.com
+    connection: app
   - username: alice@example.com
     connection: fake
   - username: '*@example.org'
