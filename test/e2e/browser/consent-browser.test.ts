@@ -151,6 +151,13 @@ accounts:
     expect(password).toMatch(/^[a-z2-9]{4}(-[a-z2-9]{4}){3}$/);
     await page.screenshot({ path: join(ARTIFACTS, 'welcome.png'), fullPage: true });
 
+    // The link is spent: opening it again explains that, in words.
+    const again = await context.newPage();
+    await again.goto(link.url);
+    expect(await again.locator('h1').textContent()).toBe('This link has already been used');
+    await again.screenshot({ path: join(ARTIFACTS, 'link-used.png'), fullPage: true });
+    await again.close();
+
     // The password is shown once: a reload does not show it again.
     await page.reload();
     expect(await page.locator('h1').textContent()).toBe('You are all set');
