@@ -16,7 +16,7 @@ export function createImapServer(
     ? imapLimitsFrom(deps.config.settings.limits)
     : DEFAULT_IMAP_LIMITS;
   const effective: ImapLimits = { ...base, ...limits };
-  const logger = deps.logger.child({ protocol: 'imap', listener: `${listener.host}:${listener.port}` });
+  const logger = deps.logger.child({ listener: `imap ${listener.host}:${listener.port}` });
   return new ProxyListener(
     listener,
     (socket, context) => new ImapSession(socket, context, { ...deps, logger }, effective),

@@ -309,7 +309,8 @@ export class ImapSession implements ProxySession {
     clearTimeout(this.#idleTimer);
     this.#upstream?.conn.close();
     if (!this.#socket.destroyed) this.#socket.destroy();
-    logSessionEnd(this.#logger, {
+    // Not the session child logger: the record carries `session` itself (no duplicate JSON keys).
+    logSessionEnd(this.#deps.logger, {
       protocol: 'imap',
       session: this.#context.id,
       client: formatAddress(this.#context.remoteAddress, this.#context.remotePort),

@@ -132,6 +132,14 @@ describe('IMAP session', () => {
     c.write('a2 LOGOUT\r\n');
     await c.waitClosed();
     await eventually(() => sessionLines(e).length === 1);
+    const raw =
+      e
+        .logText()
+        .split('\n')
+        .find((l) => l.includes('"session end"')) ?? '';
+    // No key twice in the raw JSON (child logger bindings must not repeat record fields).
+    const keys = [...raw.matchAll(/"([a-zA-Z]+)":/g)].map((m) => m[1]);
+    expect(new Set(keys).size).toBe(keys.length);
     const [line] = sessionLines(e);
     expect(Object.keys(line ?? {}).sort()).toEqual(
       [
