@@ -1,10 +1,19 @@
 /**
  * The running proxy: opens the token store, starts the token manager and one server per configured
  * listener, and closes them all on shutdown. Wiring only; every piece lives in its own module.
- * (Stub: filled in by the lead as the proxies land.)
  */
 import type { Logger } from 'pino';
-import type { Config, Protocol, TlsMode } from './config/types.js';
+import type { Config, ListenerConfig, Protocol, TlsMode } from './config/types.js';
+import { LocalAuthenticator } from './credentials/authenticator.js';
+import { consentHintFor } from './http/consent-hint.js';
+import { publicBaseUrl } from './http/public-url.js';
+import { createHttpServer } from './http/server.js';
+import { createConfiguredNotifier, notifyOnTokenEvent } from './notify/index.js';
+import { openTokenStore } from './oauth/store/index.js';
+import { TokenManager } from './oauth/token-manager.js';
+import { createImapServer } from './proxy/imap/server.js';
+import type { ProxyDeps, ProxyServer } from './proxy/shared/types.js';
+import { createSmtpServer } from './proxy/smtp/server.js';
 
 export interface RunningListener {
   protocol: Protocol;
@@ -20,6 +29,77 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-export async function startDaemon(_config: Config, _logger: Logger): Promise<Daemon> {
-  throw new Error('startDaemon is not wired yet');
+export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+  // The store first: a store that cannot be opened or decrypted must stop the start, not the first login.
+  const store = openTokenStore(config.store);
+  const notifier = createConfiguredNotifier(config, store, logger.child({ component: 'notify' }));
+  const tokens = new TokenManager({
+    config,
+    store,
+    logger: logger.child({ component: 'tokens' }),
+    onEvent: notifyOnTokenEvent(notifier),
+  });
+  const deps: ProxyDeps = {
+    config,
+    authenticator: new LocalAuthenticator({ config, store, logger: logger.child({ component: 'auth' }) }),
+    tokens,
+    logger,
+    consentHint: (account) => consentHintFor(config, account),
+  };
+
+  const planned: Array<{ protocol: Protocol; listener: ListenerConfig; server: ProxyServer }> = [];
+  for (const listener of config.listen.imap) {
+    planned.push({ protocol: 'imap', listener, server: createImapServer(listener, deps) });
+  }
+  for (const listener of config.listen.smtp) {
+    planned.push({ protocol: 'smtp', listener, server: createSmtpServer(listener, deps) });
+  }
+  for (const listener of config.listen.http) {
+    const server = createHttpServer(listener, {
+      config,
+      store,
+      tokens,
+      logger: logger.child({ protocol: 'http' }),
+      notifier,
+    });
+    planned.push({ protocol: 'http', listener, server });
+  }
+  for (const listener of config.listen.pop3) {
+    logger.warn(
+      { listener: `${listener.host}:${listener.port}` },
+      'POP3 is not supported yet: this pop3 listener is not started',
+    );
+  }
+
+  const started: typeof planned = [];
+  const listeners: RunningListener[] = [];
+  const shutdown = async (): Promise<void> => {
+    await Promise.allSettled(started.map((s) => s.server.close()));
+    await tokens.stop();
+    store.close();
+  };
+  try {
+    for (const entry of planned) {
+      const address = await entry.server.listen();
+      started.push(entry);
+      listeners.push({
+        protocol: entry.protocol,
+        host: address.host,
+        port: address.port,
+        tls: entry.listener.tls,
+      });
+    }
+  } catch (err) {
+    await shutdown();
+    throw err;
+  }
+  tokens.start();
+
+  const http = listeners.find((l) => l.protocol === 'http');
+  let closing: Promise<void> | undefined;
+  return {
+    listeners,
+    ...(http ? { httpUrl: publicBaseUrl(config, http.port) } : {}),
+    close: () => (closing ??= shutdown()),
+  };
 }
