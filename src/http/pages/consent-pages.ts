@@ -173,7 +173,13 @@ export function devicePage(m: DevicePageModel): SafeHtml {
       <ol class="steps">
         <li>
           Open
-          <a href="${m.verificationUri}" target="_blank" rel="noopener noreferrer">${m.verificationUri}</a>
+          ${
+            /^https?:\/\//i.test(m.verificationUri)
+              ? html`<a href="${m.verificationUri}" target="_blank" rel="noopener noreferrer"
+                  >${m.verificationUri}</a
+                >`
+              : html`<code>${m.verificationUri}</code>`
+          }
         </li>
         <li>
           Enter this code:<output class="secret" id="user-code" aria-label="Code">${m.userCode}</output>
