@@ -6,6 +6,7 @@
  *   --only <list>     throughput,latency,sessions,storm (comma-separated; default: all)
  *   --quick           fewer repetitions, N=500 sessions (a smoke run in well under a minute)
  *   --sessions <n>    number of idle sessions (default 5000; env BENCH_SESSIONS too)
+ *   --experiment <x>  try a proposed fix in the proxy child (repeatable; see lib/experiments.ts)
  *   --profile         write --cpu-prof profiles of the proxy and bare relay children to
  *                     bench/results/profiles/<timestamp>/
  */
@@ -19,6 +20,7 @@ import { runSessions } from './benchmarks/sessions.js';
 import { runStorm } from './benchmarks/storm.js';
 import { runThroughput } from './benchmarks/throughput.js';
 import { startEnv } from './lib/env.js';
+import { EXPERIMENTS, type Experiment } from './lib/experiments.js';
 import { renderTable, writeJson, type Row } from './lib/report.js';
 
 const BENCHMARKS = ['throughput', 'latency', 'sessions', 'storm'] as const;
@@ -42,18 +44,21 @@ async function main(): Promise<void> {
       quick: { type: 'boolean', default: false },
       sessions: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      experiment: { type: 'string', multiple: true },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     console.log(
-      'usage: npm run bench -- [--only throughput,latency,sessions,storm] [--quick] [--sessions N] [--profile]',
+      'usage: npm run bench -- [--only throughput,latency,sessions,storm] [--quick] [--sessions N] [--profile] [--experiment NAME]',
     );
     return;
   }
   const selected = (values.only?.split(',').map((s) => s.trim()) ?? [...BENCHMARKS]) as Benchmark[];
   for (const s of selected) if (!BENCHMARKS.includes(s)) throw new Error(`unknown benchmark ${s}`);
   const quick = values.quick === true;
+  const experiments = (values.experiment ?? []) as Experiment[];
+  for (const e of experiments) if (!EXPERIMENTS.includes(e)) throw new Error(`unknown experiment ${e}`);
   const limit = openFileLimit();
   let sessions = Number(values.sessions ?? process.env.BENCH_SESSIONS ?? (quick ? 500 : 5000));
   // The proxy holds two sockets per session, plus listeners, the store and the runtime's own.
@@ -79,7 +84,7 @@ async function main(): Promise<void> {
     openFileLimit: limit,
   };
   console.error(
-    `xoauth-proxy bench: ${selected.join(', ')}${quick ? ' (quick)' : ''} on ${machine.nproc}× ${machine.cpu}, Node ${machine.node}, ulimit -n ${limit}`,
+    `xoauth-proxy bench: ${selected.join(', ')}${quick ? ' (quick)' : ''}${experiments.length ? ` [experiments: ${experiments.join(', ')}]` : ''} on ${machine.nproc}× ${machine.cpu}, Node ${machine.node}, ulimit -n ${limit}`,
   );
 
   const deadline = setTimeout(() => {
@@ -93,6 +98,7 @@ async function main(): Promise<void> {
     stormSets: selected.includes('storm') ? ['a', 'b'] : [],
     stormAccounts: params.storm.accounts,
     ...(cpuProfDir ? { cpuProfDir } : {}),
+    experiments,
   });
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
@@ -121,6 +127,7 @@ async function main(): Promise<void> {
   const file = writeJson(RESULTS_DIR, {
     machine,
     quick,
+    experiments,
     params,
     durationSeconds: (Date.now() - started) / 1000,
     rows,

@@ -7,6 +7,7 @@ import { getTestCerts } from '../../test/helpers/certs.js';
 import type { Credentials, Mode } from './client.js';
 import type { MailboxSpec } from './messages.js';
 import type { SeededAccount } from './proxy-host.js';
+import type { Experiment } from './experiments.js';
 import { Child } from './rpc.js';
 
 export const PASSWORD = 'bench-pass-0123';
@@ -39,6 +40,7 @@ export async function startEnv(options: {
   stormSets: string[];
   stormAccounts: number;
   cpuProfDir?: string;
+  experiments?: Experiment[];
 }): Promise<Env> {
   const certs = getTestCerts();
   const upstream = new Child('upstream');
@@ -84,6 +86,7 @@ export async function startEnv(options: {
         smtpPort: up.smtpPort,
         passwordHash,
         accounts: seeded,
+        experiments: options.experiments ?? [],
       }),
       bare.call<Ports>('start', {
         cert: certs.certPem,

@@ -19,6 +19,7 @@ import { TokenManager } from '../../src/oauth/token-manager.js';
 import { createImapServer } from '../../src/proxy/imap/server.js';
 import type { ProxyDeps } from '../../src/proxy/shared/types.js';
 import { createSmtpServer } from '../../src/proxy/smtp/server.js';
+import { SingleFlightAuthenticator, cacheUpstreamContexts, type Experiment } from './experiments.js';
 
 export interface SeededAccount {
   username: string;
@@ -39,6 +40,8 @@ export interface ProxyHostOptions {
   smtpPort: number;
   passwordHash: string;
   accounts: SeededAccount[];
+  /** Proposed fixes to try (see experiments.ts). */
+  experiments?: Experiment[];
 }
 
 export interface ProxyHost {
@@ -51,6 +54,8 @@ export interface ProxyHost {
 }
 
 export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
+  const experiments = new Set(o.experiments ?? []);
+  if (experiments.has('cached-upstream-context')) cacheUpstreamContexts();
   const connection: ConnectionConfig = {
     name: 'bench',
     provider: 'custom',
@@ -115,7 +120,9 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
   });
   const deps: ProxyDeps = {
     config,
-    authenticator,
+    authenticator: experiments.has('single-flight-credentials')
+      ? new SingleFlightAuthenticator(authenticator)
+      : authenticator,
     tokens,
     logger,
     consentHint: () => 'run xoauth-proxy consent',
