@@ -11,10 +11,12 @@
  *   the final `NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)`;
  * - after login: CAPABILITY, NOOP, ID, NAMESPACE, LIST, ENABLE, SELECT/EXAMINE INBOX, FETCH and UID
  *   FETCH with BODY[] / BODY.PEEK[] / RFC822 / FLAGS / UID / RFC822.SIZE, IDLE (+ DONE), LOGOUT;
- *   anything else gets `BAD`. `pushUntagged()` sends an untagged line to every IDLE-ing client.
+ *   anything else gets `BAD`. `pushUntagged()` sends an untagged line to every IDLE-ing client;
+ * - optionally COMPRESS=DEFLATE (RFC 4978), to show that compression passes through the relay.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { TLSSocket, createSecureContext } from 'node:tls';
+import { constants as zlibConstants, createDeflateRaw, createInflateRaw, type DeflateRaw } from 'node:zlib';
 import type { UpstreamServer } from '../../src/config/types.js';
 import { getTestCerts } from './certs.js';
 
@@ -30,6 +32,8 @@ export interface FakeImapOptions {
   capabilityInLoginOk?: boolean;
   /** Advertise SASL-IR (default true). */
   saslIr?: boolean;
+  /** Advertise and accept COMPRESS=DEFLATE after login (default false). */
+  compress?: boolean;
 }
 
 export interface ImapAuthAttempt {
@@ -50,7 +54,9 @@ export interface FakeImapServer {
   /** Every command line received (tags stripped, literals not included), per connection. */
   readonly commands: string[][];
   readonly connections: number;
-  /** Capabilities sent after login. */
+  /** Sessions that switched to COMPRESS=DEFLATE. */
+  readonly compressedSessions: number;
+  /** Capabilities sent after login (COMPRESS=DEFLATE only with `compress`). */
   readonly postLoginCapabilities: string;
   /** Sends an untagged response to every client currently in IDLE; resolves with how many got it. */
   pushUntagged(line: string): number;
@@ -65,6 +71,8 @@ export interface FakeImapServer {
 
 export const POST_LOGIN_CAPABILITIES =
   'IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID XLIST CHILDREN X-GM-EXT-1 UIDPLUS COMPRESS=DEFLATE ENABLE MOVE CONDSTORE ESEARCH UTF8=ACCEPT LIST-EXTENDED LIST-STATUS LITERAL- SPECIAL-USE APPENDLIMIT=35651584';
+const WITHOUT_COMPRESS = POST_LOGIN_CAPABILITIES.replace(' COMPRESS=DEFLATE', '');
+
 const GMAIL_ERROR = Buffer.from(
   JSON.stringify({ status: '401', schemes: 'bearer mac', scope: 'https://mail.google.com/' }),
 ).toString('base64');
@@ -78,6 +86,9 @@ interface Conn {
   lineHandler: ((line: string) => void) | undefined;
   idleTag: string | undefined;
   log: string[];
+  /** After COMPRESS DEFLATE: responses go through this (RFC 4978). */
+  deflate: DeflateRaw | undefined;
+  onData: ((chunk: Buffer) => void) | undefined;
 }
 
 export async function startFakeImapServer(options: FakeImapOptions): Promise<FakeImapServer> {
@@ -88,6 +99,8 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
   const commands: string[][] = [];
   const live = new Set<Conn>();
   let connections = 0;
+  let compressedSessions = 0;
+  const postLogin = options.compress ? POST_LOGIN_CAPABILITIES : WITHOUT_COMPRESS;
 
   const preAuthCaps = (c: Conn): string => {
     const caps = [
@@ -108,7 +121,30 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
   };
 
   const write = (c: Conn, text: string | Buffer): void => {
-    if (!c.socket.destroyed) c.socket.write(text);
+    if (c.socket.destroyed) return;
+    if (c.deflate) {
+      c.deflate.write(text);
+      c.deflate.flush(zlibConstants.Z_SYNC_FLUSH);
+    } else {
+      c.socket.write(text);
+    }
+  };
+
+  /** RFC 4978: from right after the tagged OK, both directions are raw DEFLATE streams. */
+  const startCompression = (c: Conn): void => {
+    const deflate = createDeflateRaw();
+    const inflate = createInflateRaw();
+    deflate.pipe(c.socket);
+    if (c.onData) c.socket.off('data', c.onData);
+    const onData = c.onData;
+    const rest = c.buffer;
+    c.buffer = Buffer.alloc(0);
+    c.socket.pipe(inflate);
+    if (onData) inflate.on('data', onData);
+    inflate.on('error', () => c.socket.destroy());
+    if (rest.length > 0) inflate.write(rest);
+    c.deflate = deflate;
+    compressedSessions += 1;
   };
 
   const greet = (c: Conn): void => {
@@ -117,10 +153,11 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
   };
 
   const attach = (c: Conn): void => {
-    c.socket.on('data', (chunk: Buffer) => {
+    c.onData = (chunk: Buffer): void => {
       c.buffer = Buffer.concat([c.buffer, chunk]);
       drain(c);
-    });
+    };
+    c.socket.on('data', c.onData);
     c.socket.on('error', () => undefined);
     c.socket.on('close', () => live.delete(c));
   };
@@ -188,7 +225,7 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
       if (ok) {
         c.user = user;
         authAttempts.push({ mechanism, user, ok, saslIr });
-        const code = options.capabilityInLoginOk === false ? '' : `[CAPABILITY ${POST_LOGIN_CAPABILITIES}] `;
+        const code = options.capabilityInLoginOk === false ? '' : `[CAPABILITY ${postLogin}] `;
         write(c, `${tag} OK ${code}${user} authenticated (Success)\r\n`);
         return;
       }
@@ -254,7 +291,7 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
       case 'CAPABILITY':
         write(
           c,
-          `* CAPABILITY ${c.user ? POST_LOGIN_CAPABILITIES : preAuthCaps(c)}\r\n${tag} OK Thats all she wrote! (Success)\r\n`,
+          `* CAPABILITY ${c.user ? postLogin : preAuthCaps(c)}\r\n${tag} OK Thats all she wrote! (Success)\r\n`,
         );
         return;
       case 'NOOP':
@@ -347,7 +384,12 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
         write(c, `${tag} OK Returned to authenticated state. (Success)\r\n`);
         return;
       case 'COMPRESS':
-        write(c, `${tag} NO Compression not offered by this fake\r\n`);
+        if (!options.compress || rest.toUpperCase() !== 'DEFLATE' || c.deflate) {
+          write(c, `${tag} NO Compression not available\r\n`);
+          return;
+        }
+        write(c, `${tag} OK DEFLATE active\r\n`);
+        startCompression(c);
         return;
     }
     write(c, `${tag} BAD Unknown command ${name}\r\n`);
@@ -365,6 +407,8 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
       lineHandler: undefined,
       idleTag: undefined,
       log,
+      deflate: undefined,
+      onData: undefined,
     };
     live.add(c);
     attach(c);
@@ -392,7 +436,10 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
     get connections() {
       return connections;
     },
-    postLoginCapabilities: POST_LOGIN_CAPABILITIES,
+    get compressedSessions() {
+      return compressedSessions;
+    },
+    postLoginCapabilities: postLogin,
     pushUntagged(line: string): number {
       let n = 0;
       for (const c of live) {

@@ -33,6 +33,8 @@ interface ClientOptions {
   pass?: string;
   /** Lines imapflow logs as sent, to check which login command it really used. */
   sent?: string[];
+  /** Let imapflow use COMPRESS=DEFLATE when offered (off by default to keep traffic readable). */
+  compress?: boolean;
 }
 
 function client(e: ImapEnv, opts: ClientOptions = {}): ImapFlow {
@@ -61,6 +63,7 @@ function client(e: ImapEnv, opts: ClientOptions = {}): ImapFlow {
         }
       : false,
     disableAutoIdle: true,
+    disableCompression: opts.compress !== true,
     connectionTimeout: 30_000,
     greetingTimeout: 30_000,
   });
@@ -163,6 +166,24 @@ describe('IMAP proxy driven by imapflow', () => {
     expect(env.upstream.idling).toBe(0);
     expect(env.upstream.commands[0]).toContain('IDLE');
     await c.logout();
+  });
+
+  it('passes COMPRESS=DEFLATE through: the client and the upstream compress end to end', async () => {
+    const message = makeMessage('compressed', body);
+    env = await startImapEnv({
+      listenerTls: 'none',
+      upstreamTls: 'implicit',
+      messages: [message],
+      fake: { compress: true },
+    });
+    const c = client(env, { loginMethod: 'LOGIN', compress: true });
+    await c.connect();
+    await c.mailboxOpen('INBOX');
+    const fetched = await c.fetchOne('1', { source: true });
+    expect(fetched && fetched.source?.equals(message)).toBe(true);
+    await c.logout();
+    expect(env.upstream.compressedSessions).toBe(1);
+    expect(env.upstream.commands[0]).toContain('COMPRESS DEFLATE');
   });
 
   it('rejects a wrong password with an authentication failure', async () => {
