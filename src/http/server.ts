@@ -156,7 +156,7 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
         return;
       }
       deps.logger.error(
-        { err: err instanceof Error ? err.message : String(err), path: req.url?.split('?')[0] },
+        { err: err instanceof Error ? err.message : String(err), path: loggablePath(req.url) },
         'http request failed',
       );
       if (!res.headersSent) sendMessage(res, pages.serverError());
@@ -217,4 +217,12 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
       });
     },
   };
+}
+
+/** The path without query and without the secret parts (consent-link token, device session id). */
+export function loggablePath(url: string | undefined): string {
+  const path = (url ?? '/').split('?')[0] ?? '/';
+  return path.replace(/^\/consent\/(device\/)?[^/]+/, (_m, device: string | undefined) =>
+    device ? '/consent/device/[redacted]' : '/consent/[redacted]',
+  );
 }

@@ -1,6 +1,8 @@
+import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { resolveAccount } from '../../../src/config/accounts.js';
 import { verifyPassword } from '../../../src/credentials/password.js';
+import { createLogger } from '../../../src/log.js';
 import { hashConsentToken } from '../../../src/oauth/consent-links.js';
 import { formAction, formField, location, startHarness, text, TestBrowser, type Harness } from './harness.js';
 
@@ -300,6 +302,54 @@ describe('consent pages', () => {
     expect((await fetch(`${h.base}/oauth/callback`, { method: 'POST' })).status).toBe(405);
     // No admin password configured: no admin page at all.
     expect((await fetch(`${h.base}/admin`)).status).toBe(404);
+  });
+});
+
+describe('logs', () => {
+  it('never contain the link, the code, a token, the app password or the client secret', async () => {
+    let logged = '';
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        logged += chunk.toString();
+        done();
+      },
+    });
+    const h = await startHarness({
+      tokenManager: true,
+      deps: { logger: createLogger({ level: 'debug', pretty: false, destination }) },
+    });
+    try {
+      const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+      const browser = new TestBrowser();
+      const callback = await authorize(await pressStart(h, browser, link.url));
+      const html = await (await browser.get(callback)).text();
+      const password = /id="app-password"[^>]*>([^<]+)</.exec(html)?.[1] as string;
+      // And a failing one: identity mismatch, then a provider error, then a bogus state.
+      h.fake.options.autoConsentEmail = 'mallory@example.com';
+      const link2 = h.server.createConsentLink(account(h, 'bob@example.org'));
+      const callback2 = await authorize(await pressStart(h, browser, link2.url));
+      expect((await browser.get(callback2)).status).toBe(403);
+      await browser.get(`${h.base}/oauth/callback?code=secret-code-123&state=bogus`);
+      const record = h.store.getToken('alice@example.com');
+      expect(logged).toContain('consent complete');
+      expect(logged).toContain('signed in as someone else');
+      for (const secret of [
+        link.url.split('/').pop() as string,
+        link2.url.split('/').pop() as string,
+        new URL(callback).searchParams.get('code') as string,
+        new URL(callback2).searchParams.get('code') as string,
+        'secret-code-123',
+        record?.refreshToken as string,
+        record?.accessToken as string,
+        password,
+        'test-secret-0123456789',
+      ]) {
+        expect(secret.length).toBeGreaterThan(8);
+        expect(logged).not.toContain(secret);
+      }
+    } finally {
+      await h.close();
+    }
   });
 });
 

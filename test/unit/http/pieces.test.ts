@@ -12,6 +12,7 @@ import { clientHost, formatTime, maskSecret } from '../../../src/http/pages/form
 import { ExpiringMap } from '../../../src/http/pending-consents.js';
 import { publicBaseUrl, redirectUri } from '../../../src/http/public-url.js';
 import { CsrfTokens, safeEqual } from '../../../src/http/security.js';
+import { loggablePath } from '../../../src/http/server.js';
 import {
   createAppPassword,
   generateAppPassword,
@@ -84,6 +85,15 @@ describe('public URL, redirect URI and consent hint', () => {
     expect(deviceFlowAvailable(acct(c, 'carol@contoso.com'))).toBe(true);
     expect(deviceFlowAvailable(acct(c, 'alice@example.com'))).toBe(false);
     expect(deviceFlowAvailable(acct(c, 'robot@contoso.com'))).toBe(false);
+  });
+});
+
+describe('loggablePath', () => {
+  it('hides consent tokens and device ids, drops the query', () => {
+    expect(loggablePath('/consent/abcDEF123_-/start?x=1')).toBe('/consent/[redacted]/start');
+    expect(loggablePath('/consent/device/abc')).toBe('/consent/device/[redacted]');
+    expect(loggablePath('/oauth/callback?code=secret&state=s')).toBe('/oauth/callback');
+    expect(loggablePath(undefined)).toBe('/');
   });
 });
 
