@@ -23,7 +23,7 @@ import { startEnv } from './lib/env.js';
 import { EXPERIMENTS, type Experiment } from './lib/experiments.js';
 import { renderTable, writeJson, type Row } from './lib/report.js';
 
-const BENCHMARKS = ['throughput', 'latency', 'sessions', 'storm'] as const;
+const BENCHMARKS = ['throughput', 'latency', 'storm', 'sessions'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 /** The whole run gives up after this (every loop inside is bounded too). */

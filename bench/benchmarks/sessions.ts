@@ -94,17 +94,17 @@ export async function runSessions(env: Env, o: SessionsOptions): Promise<{ rows:
       },
       {
         benchmark: 'sessions',
-        metric: 'JS heap per session',
+        metric: 'JS heap used per session',
         unit: 'KiB',
         bare: per('bare', 'heapUsed'),
         proxy: per('proxy', 'heapUsed'),
       },
       {
         benchmark: 'sessions',
-        metric: 'external+buffers per session',
+        metric: 'V8 heap committed per session',
         unit: 'KiB',
-        bare: per('bare', 'external'),
-        proxy: per('proxy', 'external'),
+        bare: per('bare', 'heapTotal'),
+        proxy: per('proxy', 'heapTotal'),
       },
       {
         benchmark: 'sessions',

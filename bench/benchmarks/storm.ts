@@ -66,9 +66,9 @@ export async function runStorm(env: Env, o: StormOptions): Promise<{ rows: Row[]
   const direct = await storm(env, 'direct', env.warm, o.clients);
   const bare = await storm(env, 'bare', env.warm, o.clients);
   const expired = await storm(env, 'proxy', warmSet, o.clients);
+  const warmAll = await storm(env, 'proxy', warmSet, o.clients);
   await env.proxy.call('clearCredentialCache');
   const cold = await storm(env, 'proxy', coldSet, o.clients);
-  const warmAll = await storm(env, 'proxy', warmSet, o.clients);
   const rate = (r: StormRun): number => r.ok / r.seconds;
   const title = `${o.clients} clients / ${accounts} accounts`;
   return {

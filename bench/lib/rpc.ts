@@ -17,6 +17,7 @@ type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false
 export interface Memory {
   rss: number;
   heapUsed: number;
+  heapTotal: number;
   external: number;
   arrayBuffers: number;
 }
