@@ -50,6 +50,18 @@ function fixedId(entry: AccountConfig): string | undefined {
   return isPattern(mailbox) ? undefined : mailbox.toLowerCase();
 }
 
+/** The config entry that serves a stored grant, if any still does (same connection). */
+export function entryForStoredAccount(
+  accounts: readonly AccountConfig[],
+  accountId: string,
+  connection: string,
+): AccountConfig | undefined {
+  const fixed = accounts.find((a) => a.connection === connection && fixedId(a) === accountId);
+  if (fixed) return fixed;
+  const entry = findAccountEntry(accounts, accountId);
+  return entry && entry.connection === connection && fixedId(entry) === undefined ? entry : undefined;
+}
+
 export function collectAccountStatus(
   config: Pick<Config, 'accounts' | 'connections'>,
   store: Pick<TokenStore, 'listTokens'>,

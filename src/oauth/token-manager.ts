@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 import type { Config, ConnectionConfig, ResolvedAccount } from '../config/types.js';
 import { isProxyError, ProxyError } from '../errors.js';
-import { collectAccountStatus, type AccountStatus } from './account-status.js';
+import { collectAccountStatus, entryForStoredAccount, type AccountStatus } from './account-status.js';
 import { storeGrant } from './grant-record.js';
 import { clientCredentialsToken } from './grants/client-credentials.js';
 import { refreshAccessToken } from './grants/refresh.js';
@@ -179,6 +179,8 @@ export class TokenManager implements TokenProvider {
       if (!due) continue;
       const connection = this.#config.connections.get(record.connection);
       if (!connection || connection.grant === 'client_credentials') continue;
+      // A grant no config entry serves any more is left alone (status lists it as "not in config").
+      if (!entryForStoredAccount(this.#config.accounts, record.accountId, record.connection)) continue;
       const backoff = this.#backoff.get(record.accountId);
       if (backoff && backoff.until > this.#now() && backoff.refreshToken === record.refreshToken) continue;
       const account: ResolvedAccount = {

@@ -2,7 +2,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { ConnectionConfig, ResolvedAccount, Settings } from '../../../src/config/types.js';
+import type {
+  AccountConfig,
+  ConnectionConfig,
+  ResolvedAccount,
+  Settings,
+} from '../../../src/config/types.js';
 import { isProxyError, ProxyError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { storeGrant } from '../../../src/oauth/grant-record.js';
@@ -39,13 +44,18 @@ function openStore(): TokenStore {
 }
 
 function manager(
-  options: { settings?: Partial<Settings>; connections?: ConnectionConfig[]; store?: TokenStore } = {},
+  options: {
+    settings?: Partial<Settings>;
+    connections?: ConnectionConfig[];
+    store?: TokenStore;
+    accounts?: AccountConfig[];
+  } = {},
 ) {
   const conns = options.connections ?? [connection];
   return new TokenManager({
     config: {
       settings: settings(options.settings),
-      accounts: [],
+      accounts: options.accounts ?? [{ username: '*@example.com', connection: connection.name }],
       connections: new Map(conns.map((c) => [c.name, c])),
     },
     store: options.store ?? store,
@@ -376,6 +386,22 @@ describe('TokenManager', () => {
     now += interval + 1;
     await tm.runKeepAlive();
     expect(fake.counts.refresh).toBe(4);
+  });
+
+  it('keep-alive leaves grants alone that no config entry serves any more', async () => {
+    seed('kept@example.com', 3600, { lastRefreshAt: 0 });
+    seed('orphan@elsewhere.example', 3600, { lastRefreshAt: 0 });
+    seed('shared@example.net', 3600, { lastRefreshAt: 0 });
+    const tm = manager({
+      accounts: [
+        { username: '*@example.com', connection: 'fake' },
+        { username: 'team', email: 'Shared@Example.net', connection: 'fake' },
+      ],
+    });
+    await tm.runKeepAlive();
+    expect(fake.counts.refresh).toBe(2);
+    expect(store.getToken('orphan@elsewhere.example')!.lastRefreshAt).toBe(0);
+    expect(store.getToken('shared@example.net')!.lastRefreshAt).toBe(now);
   });
 
   it('start() runs keep-alive on an unref’d timer; stop() ends it', async () => {
