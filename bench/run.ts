@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     throughput: { reps: quick ? 2 : 5, bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 },
     latency: { iterations: quick ? 60 : 300 },
     sessions: { n: sessions, concurrency: 100 },
-    storm: { clients: 200, accounts: 20 },
+    storm: { clients: 200, accounts: 20, reps: quick ? 2 : 3 },
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const cpuProfDir = values.profile ? join(RESULTS_DIR, 'profiles', stamp) : undefined;
@@ -95,7 +95,9 @@ async function main(): Promise<void> {
 
   const env = await startEnv({
     mailboxes: params.throughput,
-    stormSets: selected.includes('storm') ? ['a', 'b'] : [],
+    stormSets: selected.includes('storm')
+      ? [...Array.from({ length: params.storm.reps }, (_, r) => `a${r + 1}`), 'b']
+      : [],
     stormAccounts: params.storm.accounts,
     ...(cpuProfDir ? { cpuProfDir } : {}),
     experiments,

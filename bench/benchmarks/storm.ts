@@ -5,16 +5,19 @@
  * - proxy, warm credential cache, expired tokens (the target case);
  * - proxy, cold credential cache, expired tokens (every login verifies its scrypt hash);
  * - proxy, warm credentials and tokens (the pure login rate);
- * direct and bare relay log in with valid tokens (the upstream's own limit).
+ * direct and bare relay log in with valid tokens (the upstream's own limit). Each storm is short, so
+ * every case runs `reps` times (after one warm-up storm per mode) and the median rate is reported.
  */
 import { performance } from 'node:perf_hooks';
-import { Conn, imapLogin, type Credentials, type Mode } from '../lib/client.js';
+import { Conn, MODES, imapLogin, type Credentials, type Mode } from '../lib/client.js';
 import type { Env } from '../lib/env.js';
 import { runPool, sleep } from '../lib/pool.js';
-import type { Row } from '../lib/report.js';
+import { median, type Row } from '../lib/report.js';
 
 export interface StormOptions {
   clients: number;
+  /** Storms per mode (each with fresh expired-token accounts for the proxy). */
+  reps: number;
 }
 
 interface Counts {
@@ -56,20 +59,39 @@ async function storm(env: Env, mode: Mode, accounts: Credentials[], clients: num
 }
 
 export async function runStorm(env: Env, o: StormOptions): Promise<{ rows: Row[]; raw: unknown }> {
-  const warmSet = env.storm.a!;
+  const expiredSets = Array.from({ length: o.reps }, (_, r) => env.storm[`a${r + 1}`]!);
   const coldSet = env.storm.b!;
-  const accounts = warmSet.length;
-  await env.proxy.call('warmCredentials', {
-    usernames: warmSet.map((c) => c.username),
-    password: warmSet[0]!.password,
-  });
-  const direct = await storm(env, 'direct', env.warm, o.clients);
-  const bare = await storm(env, 'bare', env.warm, o.clients);
-  const expired = await storm(env, 'proxy', warmSet, o.clients);
-  const warmAll = await storm(env, 'proxy', warmSet, o.clients);
+  const accounts = coldSet.length;
+  const warmCreds = (set: Credentials[]): Promise<unknown> =>
+    env.proxy.call('warmCredentials', { usernames: set.map((c) => c.username), password: set[0]!.password });
+  // Warm-up storm per mode (JIT, TLS code paths), with the credentials of the warm accounts cached.
+  await warmCreds(env.warm);
+  for (const mode of MODES) await storm(env, mode, env.warm, o.clients);
+
+  const runs: Record<'direct' | 'bare' | 'expired' | 'warmAll', StormRun[]> = {
+    direct: [],
+    bare: [],
+    expired: [],
+    warmAll: [],
+  };
+  for (const set of expiredSets) {
+    await warmCreds(set);
+    runs.direct.push(await storm(env, 'direct', env.warm, o.clients));
+    runs.bare.push(await storm(env, 'bare', env.warm, o.clients));
+    runs.expired.push(await storm(env, 'proxy', set, o.clients));
+    runs.warmAll.push(await storm(env, 'proxy', set, o.clients));
+  }
   await env.proxy.call('clearCredentialCache');
   const cold = await storm(env, 'proxy', coldSet, o.clients);
-  const rate = (r: StormRun): number => r.ok / r.seconds;
+
+  const rate = (rs: StormRun[]): number => median(rs.map((r) => r.ok / r.seconds));
+  const direct = rate(runs.direct);
+  const bare = rate(runs.bare);
+  const expired = rate(runs.expired);
+  const warmAll = rate(runs.warmAll);
+  const coldRate = cold.ok / cold.seconds;
+  const tokenCounts = runs.expired.map((r) => r.tokenRequests);
+  const failed = (rs: StormRun[]): number => rs.reduce((s, r) => s + r.failed, 0);
   const title = `${o.clients} clients / ${accounts} accounts`;
   return {
     rows: [
@@ -77,28 +99,37 @@ export async function runStorm(env: Env, o: StormOptions): Promise<{ rows: Row[]
         benchmark: 'login storm',
         metric: `logins/s, tokens expired (${title})`,
         unit: '1/s',
-        direct: rate(direct),
-        bare: rate(bare),
-        proxy: rate(expired),
-        ratio: rate(expired) / rate(bare),
+        direct,
+        bare,
+        proxy: expired,
+        ratio: expired / bare,
         target: 'upstream-bound',
       },
       {
         benchmark: 'login storm',
-        metric: 'token requests, tokens expired',
+        metric: 'token requests per storm, tokens expired',
         unit: 'count',
-        proxy: expired.tokenRequests,
-        target: `= ${accounts}`,
-        pass: expired.tokenRequests === accounts,
+        proxy: Math.max(...tokenCounts),
+        target: `= ${accounts} every run`,
+        pass: tokenCounts.every((n) => n === accounts),
+      },
+      {
+        benchmark: 'login storm',
+        metric: 'logins/s, tokens and credentials warm',
+        unit: '1/s',
+        direct,
+        bare,
+        proxy: warmAll,
+        ratio: warmAll / bare,
       },
       {
         benchmark: 'login storm',
         metric: 'logins/s, cold credential cache',
         unit: '1/s',
-        direct: rate(direct),
-        bare: rate(bare),
-        proxy: rate(cold),
-        ratio: rate(cold) / rate(bare),
+        direct,
+        bare,
+        proxy: coldRate,
+        ratio: coldRate / bare,
       },
       {
         benchmark: 'login storm',
@@ -110,24 +141,21 @@ export async function runStorm(env: Env, o: StormOptions): Promise<{ rows: Row[]
       },
       {
         benchmark: 'login storm',
-        metric: 'logins/s, tokens and credentials warm',
-        unit: '1/s',
-        direct: rate(direct),
-        bare: rate(bare),
-        proxy: rate(warmAll),
-        ratio: rate(warmAll) / rate(bare),
-      },
-      {
-        benchmark: 'login storm',
         metric: 'failed logins (all runs)',
         unit: 'count',
-        direct: direct.failed,
-        bare: bare.failed,
-        proxy: expired.failed + cold.failed + warmAll.failed,
+        direct: failed(runs.direct),
+        bare: failed(runs.bare),
+        proxy: failed(runs.expired) + failed(runs.warmAll) + cold.failed,
         target: '0',
-        pass: direct.failed + bare.failed + expired.failed + cold.failed + warmAll.failed === 0,
+        pass:
+          failed(runs.direct) +
+            failed(runs.bare) +
+            failed(runs.expired) +
+            failed(runs.warmAll) +
+            cold.failed ===
+          0,
       },
     ],
-    raw: { clients: o.clients, accounts, direct, bare, expired, cold, warmAll },
+    raw: { clients: o.clients, accounts, reps: o.reps, runs, cold },
   };
 }
