@@ -11,7 +11,7 @@
  *                     bench/results/profiles/<timestamp>/
  */
 import { execFileSync } from 'node:child_process';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     sessions = maxByFiles;
   }
   const params = {
-    throughput: { reps: quick ? 2 : 5, bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 },
+    throughput: { reps: quick ? 3 : 9, bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 },
     latency: { iterations: quick ? 60 : 300 },
     sessions: { n: sessions, concurrency: 100 },
     storm: { clients: 200, accounts: 20, reps: quick ? 2 : 3 },
@@ -82,6 +82,7 @@ async function main(): Promise<void> {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
     openFileLimit: limit,
+    loadAverageAtStart: loadavg(),
   };
   console.error(
     `xoauth-proxy bench: ${selected.join(', ')}${quick ? ' (quick)' : ''}${experiments.length ? ` [experiments: ${experiments.join(', ')}]` : ''} on ${machine.nproc}× ${machine.cpu}, Node ${machine.node}, ulimit -n ${limit}`,
@@ -126,12 +127,18 @@ async function main(): Promise<void> {
   }
   const table = renderTable(rows);
   console.log(table);
+  console.log(
+    `load average (1/5/15 min) at start ${machine.loadAverageAtStart.map((l) => l.toFixed(1)).join(' ')}, at end ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}; ratios are paired within one run`,
+  );
   const file = writeJson(RESULTS_DIR, {
     machine,
     quick,
     experiments,
     params,
     durationSeconds: (Date.now() - started) / 1000,
+    loadAverageAtEnd: loadavg(),
     rows,
     table,
     raw,

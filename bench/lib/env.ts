@@ -101,6 +101,8 @@ export async function startEnv(options: {
   type Ports = { imapPort: number; smtpPort: number };
 
   const first = await startMiddle();
+  if (options.cpuProfDir)
+    console.error(`profiling: proxy pid ${first.proxy.pid}, bare relay pid ${first.bare.pid}`);
   const env: Env = {
     ca: certs.caPem,
     upstream,
@@ -113,6 +115,8 @@ export async function startEnv(options: {
     async restartMiddle() {
       await Promise.all([env.proxy.stop(), env.bare.stop()]);
       const next = await startMiddle();
+      if (options.cpuProfDir)
+        console.error(`profiling: proxy pid ${next.proxy.pid}, bare relay pid ${next.bare.pid}`);
       env.proxy = next.proxy;
       env.bare = next.bare;
       env.imap = { direct: up.imapPort, bare: next.b.imapPort, proxy: next.p.imapPort };
