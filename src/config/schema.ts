@@ -33,20 +33,14 @@ const count = (description: string, defaultValue: number) =>
     .meta({ description, default: defaultValue });
 
 const PORT_ERROR = 'must be a port number (1-65535)';
-const port = z
-  .union(
-    [
-      z.number({ error: PORT_ERROR }).int(PORT_ERROR),
-      z.string({ error: PORT_ERROR }).regex(/^\d+$/, PORT_ERROR),
-    ],
-    {
-      error: PORT_ERROR,
-    },
-  )
-  .transform(Number)
-  .pipe(
-    z.number().int().min(1, 'must be a port number (1-65535)').max(65535, 'must be a port number (1-65535)'),
-  );
+const portNumber = (min: number, error: string) =>
+  z
+    .union([z.number({ error }).int(error), z.string({ error }).regex(/^\d+$/, error)], { error })
+    .transform(Number)
+    .pipe(z.number().int().min(min, error).max(65535, error));
+const port = portNumber(1, PORT_ERROR);
+/** Listeners may use 0: the system picks a free port (tests; the banner shows the real one). */
+const listenPort = portNumber(0, 'must be a port number (0-65535; 0 picks a free port)');
 
 const nonEmpty = (what: string) => z.string({ error: `must be ${what}` }).min(1, `must not be empty`);
 
@@ -55,7 +49,7 @@ export const listenerSchema = z
     host: nonEmpty('a host name or IP address').default('127.0.0.1').meta({
       description: 'Address to listen on. Loopback by default; use 0.0.0.0 only behind a firewall.',
     }),
-    port: port.meta({ description: 'TCP port.' }),
+    port: listenPort.meta({ description: 'TCP port (0: any free port).' }),
     tls: z
       .enum(['none', 'starttls', 'implicit'])
       .default('none')

@@ -42,7 +42,7 @@ describe('config errors name file:line:col, the key, the problem and the fix', (
   });
   it('bad port', () => {
     expect(errorOf(yaml('listen:', '  imap:', '    - port: 70000'))).toMatchInlineSnapshot(
-      `"cfg.yaml:3:7: listen.imap[0].port: must be a port number (1-65535)."`,
+      `"cfg.yaml:3:7: listen.imap[0].port: must be a port number (0-65535; 0 picks a free port)."`,
     );
   });
   it('microsoft connection with projectId', () => {
@@ -213,8 +213,8 @@ describe('config errors name file:line:col, the key, the problem and the fix', (
     );
   });
   it('reports several schema problems at once', () => {
-    expect(errorOf(yaml('listen:', '  imap:', '    - port: 0', '      tls: maybe'))).toMatchInlineSnapshot(`
-      "cfg.yaml:3:7: listen.imap[0].port: must be a port number (1-65535).
+    expect(errorOf(yaml('listen:', '  imap:', '    - port: -1', '      tls: maybe'))).toMatchInlineSnapshot(`
+      "cfg.yaml:3:7: listen.imap[0].port: must be a port number (0-65535; 0 picks a free port).
       cfg.yaml:4:7: listen.imap[0].tls: must be one of: none, starttls, implicit."
     `);
   });

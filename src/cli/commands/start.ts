@@ -1,0 +1,79 @@
+import { Command } from 'commander';
+import type { Daemon } from '../../daemon.js';
+import { listenerLine } from '../explain.js';
+import { packageVersion } from '../version.js';
+import { EXAMPLE_CONFIG, defineCommand, type CliContext } from '../context.js';
+
+/** What the person who just typed `start` needs to see: where to point mail clients and the browser. */
+export function startupBanner(daemon: Daemon, configFile: string, version: string): string {
+  const lines = [`xoauth-proxy ${version} is running (config: ${configFile})`];
+  if (daemon.listeners.length === 0) lines.push('  no listeners configured');
+  for (const l of daemon.listeners) lines.push(`  ${listenerLine(l.protocol, l)}`);
+  if (daemon.httpUrl !== undefined) lines.push(`Consent and admin pages: ${daemon.httpUrl}`);
+  lines.push('Stop with Ctrl+C.');
+  return `${lines.join('\n')}\n`;
+}
+
+async function runUntilSignal(
+  ctx: CliContext,
+  daemon: Daemon,
+  logger: ReturnType<CliContext['logger']>,
+): Promise<void> {
+  const { signals } = ctx.deps;
+  await new Promise<void>((resolve) => {
+    let closing = false;
+    const onSignal = (signal: 'SIGINT' | 'SIGTERM') => () => {
+      if (closing) {
+        // A second Ctrl+C while closing: the person wants out now.
+        logger.warn({ signal }, 'second signal while shutting down; exiting at once');
+        ctx.deps.forceExit?.(1);
+        return;
+      }
+      closing = true;
+      logger.info({ signal }, 'shutting down');
+      // Keep listening so a second signal reaches the handler above.
+      signals.once(signal, onSignal(signal));
+      daemon.close().then(
+        () => {
+          signals.off('SIGINT', onInt);
+          signals.off('SIGTERM', onTerm);
+          resolve();
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'error while shutting down');
+          resolve();
+        },
+      );
+    };
+    const onInt = onSignal('SIGINT');
+    const onTerm = onSignal('SIGTERM');
+    signals.once('SIGINT', onInt);
+    signals.once('SIGTERM', onTerm);
+  });
+}
+
+export default defineCommand((ctx) =>
+  new Command('start')
+    .description(
+      'start the proxy (uses ./config.example.yaml when there is no ./config.yaml and no --config)',
+    )
+    .action(async (_opts: unknown, cmd: Command) => {
+      const config = ctx.loadConfig(cmd, { fallbackToExample: true });
+      if (config.usedExample) {
+        ctx.err(
+          `warning: no ./config.yaml found, starting with ${EXAMPLE_CONFIG} (example values: consent will not work).\n` +
+            '         Copy it to config.yaml and edit it, or pass --config <file>.\n',
+        );
+      }
+      const logger = ctx.logger();
+      const daemon = await ctx.deps.startDaemon(config, logger);
+      // The banner goes to stderr so that stdout stays a clean stream of JSON log lines.
+      ctx.err(startupBanner(daemon, config.file, packageVersion()));
+      logger.info(
+        { listeners: daemon.listeners, httpUrl: daemon.httpUrl, config: config.file },
+        'xoauth-proxy started',
+      );
+      await runUntilSignal(ctx, daemon, logger);
+      logger.info('stopped');
+    }),
+);

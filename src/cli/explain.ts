@@ -1,0 +1,97 @@
+/**
+ * A short human summary of a loaded config, for `check-config`: what each connection talks to, which
+ * account uses which connection, where the proxy listens, plus warnings about risky but valid choices.
+ */
+import { isIP } from 'node:net';
+import type {
+  Config,
+  ConnectionConfig,
+  ListenerConfig,
+  Protocol,
+  TlsMode,
+  UpstreamServer,
+} from '../config/types.js';
+
+export const PROTOCOL_LABEL: Record<Protocol, string> = {
+  imap: 'IMAP',
+  smtp: 'SMTP',
+  pop3: 'POP3',
+  http: 'HTTP',
+};
+const TLS_LABEL: Record<TlsMode, string> = { none: 'no TLS', starttls: 'STARTTLS', implicit: 'TLS' };
+
+export function tlsLabel(mode: TlsMode): string {
+  return TLS_LABEL[mode];
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+function server(label: string, s: UpstreamServer | undefined): string | undefined {
+  return s ? `${label} ${s.host}:${s.port} (${TLS_LABEL[s.tls]})` : undefined;
+}
+
+function describeConnection(c: ConnectionConfig): string[] {
+  const who =
+    c.provider === 'microsoft'
+      ? `microsoft, tenant ${c.tenantId ?? 'common'}`
+      : c.provider === 'google'
+        ? 'google'
+        : 'custom';
+  const servers = [server('IMAP', c.imap), server('SMTP', c.smtp), server('POP3', c.pop3)]
+    .filter(Boolean)
+    .join(', ');
+  return [
+    `  ${c.name}: ${who}, grant ${c.grant}, ${c.clientSecret === undefined ? 'public client' : 'with client secret'}`,
+    `    token endpoint ${c.tokenUrl}`,
+    `    servers: ${servers || 'none'}`,
+  ];
+}
+
+export function listenerLine(protocol: Protocol, l: Pick<ListenerConfig, 'host' | 'port' | 'tls'>): string {
+  const host = l.host.includes(':') ? `[${l.host}]` : l.host;
+  return `${PROTOCOL_LABEL[protocol].padEnd(4)}  ${host}:${l.port}  (${TLS_LABEL[l.tls]})`;
+}
+
+export function explainConfig(config: Config): { lines: string[]; warnings: string[] } {
+  const lines: string[] = [];
+  const warnings: string[] = [];
+
+  lines.push(`Connections (${config.connections.size}):`);
+  for (const c of config.connections.values()) lines.push(...describeConnection(c));
+
+  lines.push(`Accounts (${config.accounts.length}):`);
+  for (const a of config.accounts) {
+    const target = a.username.startsWith('*@')
+      ? `each address at ${a.username.slice(2)} (and its subdomains) logs in to its own mailbox`
+      : `mailbox ${a.email ?? a.username}`;
+    const password = a.password !== undefined ? 'password + app passwords' : 'app passwords only';
+    lines.push(`  ${a.username} -> ${a.connection}: ${target}; ${password}`);
+  }
+
+  const listeners = (Object.keys(config.listen) as Protocol[]).flatMap((p) =>
+    config.listen[p].map((l) => ({ protocol: p, l })),
+  );
+  lines.push(`Listeners (${listeners.length}):`);
+  for (const { protocol, l } of listeners) {
+    lines.push(`  ${listenerLine(protocol, l)}`);
+    if (l.tls === 'none' && !isLoopback(l.host)) {
+      warnings.push(
+        `${PROTOCOL_LABEL[protocol]} listener ${l.host}:${l.port} is reachable from the network without TLS: passwords cross it in clear text.`,
+      );
+    }
+  }
+  if (config.http.publicUrl !== undefined) lines.push(`Consent and admin pages: ${config.http.publicUrl}`);
+  lines.push(`Token store: ${config.store.path}`);
+
+  const used = new Set(config.accounts.map((a) => a.connection));
+  for (const name of config.connections.keys()) {
+    if (!used.has(name)) warnings.push(`Connection ${name} is not used by any account.`);
+  }
+  if (listeners.length === 0) warnings.push('No listeners: the proxy would accept no connections.');
+  if (config.listen.http.length === 0 && config.accounts.length > 0) {
+    warnings.push('No HTTP listener: consent only works with the consent command.');
+  }
+  return { lines, warnings };
+}
