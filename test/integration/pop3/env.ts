@@ -67,6 +67,8 @@ export interface EnvOptions {
   /** The stored access token is one the fake already considers expired (the cache does not know). */
   staleAccessToken?: boolean;
   sasl?: SaslMechanism;
+  /** Leave the test CA out of the connection's `ca`: the upstream's certificate must then be refused. */
+  untrustedUpstream?: boolean;
   fake?: Partial<Omit<FakePop3Options, 'tls' | 'checkAccessToken' | 'messages'>>;
 }
 
@@ -106,7 +108,7 @@ export async function startPop3Env(options: EnvOptions): Promise<Pop3Env> {
   });
   const connection = fakeConnection(auth, {
     pop3: upstream.server,
-    ca: certs.caPem,
+    ...(options.untrustedUpstream ? {} : { ca: certs.caPem }),
     sasl: options.sasl ?? 'xoauth2',
   });
   const dir = mkdtempSync(join(tmpdir(), 'pop3-env-'));
