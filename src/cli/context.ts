@@ -39,7 +39,7 @@ export interface CliDeps {
   startDaemon: typeof startDaemon;
   /** Where SIGINT/SIGTERM come from (process, or an EventEmitter in tests). */
   signals: {
-    once(event: 'SIGINT' | 'SIGTERM', listener: () => void): unknown;
+    on(event: 'SIGINT' | 'SIGTERM', listener: () => void): unknown;
     off(event: 'SIGINT' | 'SIGTERM', listener: () => void): unknown;
   };
   logger?: (ctx: CliContext) => Logger;

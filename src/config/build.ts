@@ -188,7 +188,7 @@ function buildListeners(
       }
       const addr = `${listener.host}:${listener.port}`;
       const first = seen.get(addr);
-      if (first) {
+      if (first && listener.port !== 0) {
         report(
           [...path, 'port'],
           `${addr} is already used by ${where(first)}`,

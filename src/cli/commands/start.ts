@@ -14,42 +14,33 @@ export function startupBanner(daemon: Daemon, configFile: string, version: strin
   return `${lines.join('\n')}\n`;
 }
 
-async function runUntilSignal(
-  ctx: CliContext,
-  daemon: Daemon,
-  logger: ReturnType<CliContext['logger']>,
-): Promise<void> {
+type Signal = 'SIGINT' | 'SIGTERM';
+
+/**
+ * Listens for SIGINT/SIGTERM from before the daemon starts (a signal during startup must not kill the
+ * process half-way); the first one resolves `first`, a second one calls `onSecond`.
+ */
+function watchSignals(ctx: CliContext, onSecond: (signal: Signal) => void) {
   const { signals } = ctx.deps;
-  await new Promise<void>((resolve) => {
-    let closing = false;
-    const onSignal = (signal: 'SIGINT' | 'SIGTERM') => () => {
-      if (closing) {
-        // A second Ctrl+C while closing: the person wants out now.
-        logger.warn({ signal }, 'second signal while shutting down; exiting at once');
-        ctx.deps.forceExit?.(1);
-        return;
-      }
-      closing = true;
-      logger.info({ signal }, 'shutting down');
-      // Keep listening so a second signal reaches the handler above.
-      signals.once(signal, onSignal(signal));
-      daemon.close().then(
-        () => {
-          signals.off('SIGINT', onInt);
-          signals.off('SIGTERM', onTerm);
-          resolve();
-        },
-        (err: unknown) => {
-          logger.error({ err }, 'error while shutting down');
-          resolve();
-        },
-      );
-    };
-    const onInt = onSignal('SIGINT');
-    const onTerm = onSignal('SIGTERM');
-    signals.once('SIGINT', onInt);
-    signals.once('SIGTERM', onTerm);
-  });
+  let count = 0;
+  let resolveFirst: (signal: Signal) => void = () => {};
+  const first = new Promise<Signal>((resolve) => (resolveFirst = resolve));
+  const handler = (signal: Signal) => () => {
+    count += 1;
+    if (count === 1) resolveFirst(signal);
+    else onSecond(signal);
+  };
+  const onInt = handler('SIGINT');
+  const onTerm = handler('SIGTERM');
+  signals.on('SIGINT', onInt);
+  signals.on('SIGTERM', onTerm);
+  return {
+    first,
+    dispose() {
+      signals.off('SIGINT', onInt);
+      signals.off('SIGTERM', onTerm);
+    },
+  };
 }
 
 export default defineCommand((ctx) =>
@@ -66,14 +57,30 @@ export default defineCommand((ctx) =>
         );
       }
       const logger = ctx.logger();
-      const daemon = await ctx.deps.startDaemon(config, logger);
-      // The banner goes to stderr so that stdout stays a clean stream of JSON log lines.
-      ctx.err(startupBanner(daemon, config.file, packageVersion()));
-      logger.info(
-        { listeners: daemon.listeners, httpUrl: daemon.httpUrl, config: config.file },
-        'xoauth-proxy started',
-      );
-      await runUntilSignal(ctx, daemon, logger);
-      logger.info('stopped');
+      const watch = watchSignals(ctx, (signal) => {
+        // A second Ctrl+C while closing: the person wants out now.
+        logger.warn({ signal }, 'second signal while shutting down; exiting at once');
+        ctx.deps.forceExit?.(1);
+      });
+      try {
+        const daemon = await ctx.deps.startDaemon(config, logger);
+        // The banner goes to stderr so that stdout stays a clean stream of JSON log lines.
+        ctx.err(startupBanner(daemon, config.file, packageVersion()));
+        logger.info(
+          { listeners: daemon.listeners, httpUrl: daemon.httpUrl, config: config.file },
+          'xoauth-proxy started',
+        );
+        const signal = await watch.first;
+        logger.info({ signal }, 'shutting down');
+        try {
+          await daemon.close();
+        } catch (err) {
+          logger.error({ err }, 'error while shutting down');
+          throw err;
+        }
+        logger.info('stopped');
+      } finally {
+        watch.dispose();
+      }
     }),
 );

@@ -582,3 +582,11 @@ describe('accounts', () => {
     );
   });
 });
+
+describe('listeners on port 0', () => {
+  it('several listeners may ask for any free port', () => {
+    const config = load(yaml('listen:', '  imap:', '    - port: 0', '  smtp:', '    - port: 0'));
+    expect(config.listen.imap[0]?.port).toBe(0);
+    expect(config.listen.smtp[0]?.port).toBe(0);
+  });
+});
