@@ -199,7 +199,8 @@ export class Pop3Session implements ProxySession {
         socket.resume();
       },
       (err: Error) => {
-        this.#outcome = 'protocol-error';
+        // A shutdown during the handshake closes the socket, which fails it: that is still a shutdown.
+        if (this.#outcome !== 'shutdown') this.#outcome = 'protocol-error';
         this.#reason = `STLS failed: ${err.message}`;
         this.#finish();
       },

@@ -16,6 +16,7 @@ import type {
   SaslMechanism,
   Settings,
   TlsMode,
+  UpstreamServer,
 } from '../../../src/config/types.js';
 import { LocalAuthenticator } from '../../../src/credentials/authenticator.js';
 import { hashPassword } from '../../../src/credentials/password.js';
@@ -67,6 +68,8 @@ export interface EnvOptions {
   /** The stored access token is one the fake already considers expired (the cache does not know). */
   staleAccessToken?: boolean;
   sasl?: SaslMechanism;
+  /** Point the connection at another POP3 server than the fake (e.g. one that never answers). */
+  pop3Server?: UpstreamServer;
   /** Leave the test CA out of the connection's `ca`: the upstream's certificate must then be refused. */
   untrustedUpstream?: boolean;
   fake?: Partial<Omit<FakePop3Options, 'tls' | 'checkAccessToken' | 'messages'>>;
@@ -107,7 +110,7 @@ export async function startPop3Env(options: EnvOptions): Promise<Pop3Env> {
     ...options.fake,
   });
   const connection = fakeConnection(auth, {
-    pop3: upstream.server,
+    pop3: options.pop3Server ?? upstream.server,
     ...(options.untrustedUpstream ? {} : { ca: certs.caPem }),
     sasl: options.sasl ?? 'xoauth2',
   });

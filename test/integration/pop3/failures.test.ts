@@ -3,6 +3,7 @@
  * a down upstream or token endpoint, an untrusted upstream certificate, and the upstream's own
  * temporary and permanent refusals (RFC 2449 response codes).
  */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MICROSOFT_AUTH_FAILED } from '../../helpers/fake-pop3-server.js';
 import { RawPop3Client } from './raw-client.js';
@@ -120,6 +121,27 @@ describe('POP3 proxy failures', () => {
     await eventually(() => sessionLines(e).length === 1);
     expect(sessionLines(e)[0]).toMatchObject({ outcome: 'upstream-unavailable' });
     expect(String(sessionLines(e)[0]!.reason)).toContain(`127.0.0.1:${port}`);
+  });
+
+  it('an upstream that accepts but never greets: one deadline, then -ERR [SYS/TEMP]', async () => {
+    const silent = new Set<Socket>();
+    const server = createServer((s) => silent.add(s));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const e = await start({
+        pop3Server: { host: '127.0.0.1', port, tls: 'starttls' },
+        limits: { upstreamConnectTimeoutMs: 500 },
+      });
+      const started = Date.now();
+      const reply = await login(e);
+      expect(reply).toMatch(TEMPORARY);
+      expect(reply).toContain('timed out');
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      for (const s of silent) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('an upstream certificate from an unknown CA is refused: -ERR [SYS/TEMP], no token sent', async () => {
