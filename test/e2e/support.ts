@@ -151,9 +151,13 @@ export interface WorldAccount {
   /** Login name = upstream mailbox here. */
   email: string;
   password: string;
-  /** Connection: `e2e` (IMAP implicit TLS + submission STARTTLS upstream, the default) or
-   *  `e2e-alt` (IMAP STARTTLS + submissions implicit TLS upstream). */
-  connection?: 'e2e' | 'e2e-alt';
+  /** Connection: `e2e` (IMAP implicit TLS + submission STARTTLS upstream, the default),
+   *  `e2e-alt` (IMAP STARTTLS + submissions implicit TLS upstream) or
+   *  `e2e-bearer` (IMAP implicit TLS with OAUTHBEARER instead of XOAUTH2; no SMTP). */
+  connection?: 'e2e' | 'e2e-alt' | 'e2e-bearer';
+  /** Seed an access token the server will refuse although it looks valid for an hour (the proxy
+   *  cannot know; only the upstream's refusal tells it). */
+  refusedAccessToken?: boolean;
   /** Seed a grant in the proxy's store (default true); `accessTokenTtlSeconds` for its access token. */
   grant?: boolean;
   accessTokenTtlSeconds?: number;
@@ -214,19 +218,29 @@ export async function startWorld(o: {
           imap: { port: dovecot.ports.imap, tls: 'starttls' },
           smtp: { port: dovecot.ports.submissions, tls: 'implicit' },
         },
+        'e2e-bearer': {
+          host: dovecot.host,
+          ca: dovecot.caPem,
+          sasl: 'oauthbearer',
+          imap: { port: dovecot.ports.imaps, tls: 'implicit' },
+        },
       },
       accounts: o.accounts.map((a) => ({
         username: a.email,
         password: a.password,
         connection: a.connection ?? 'e2e',
       })),
-      grants: [...grants].map(([email, g]) => ({
-        email,
-        connection: o.accounts.find((a) => a.email === email)?.connection ?? 'e2e',
-        refreshToken: g.refreshToken,
-        accessToken: g.accessToken,
-        expiresAt: g.expiresAt,
-      })),
+      grants: [...grants].map(([email, g]) => {
+        const account = o.accounts.find((a) => a.email === email);
+        return {
+          email,
+          connection: account?.connection ?? 'e2e',
+          refreshToken: g.refreshToken,
+          ...(account?.refusedAccessToken
+            ? { accessToken: `refused-${randomBytes(8).toString('hex')}`, expiresAt: Date.now() + 3_600_000 }
+            : { accessToken: g.accessToken, expiresAt: g.expiresAt }),
+        };
+      }),
       ...(o.listen ? { listen: o.listen } : {}),
       ...(o.settings ? { settings: o.settings } : {}),
     });

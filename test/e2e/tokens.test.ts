@@ -21,6 +21,9 @@ const ROTATION = 'rotation@example.com';
 const REVOKED = 'revoked@example.com';
 const FLAKY = 'flaky@example.com';
 const HANGING = 'hanging@example.com';
+const REFUSED_IMAP = 'refused-imap@example.com';
+const REFUSED_BEARER = 'refused-bearer@example.com';
+const REFUSED_SMTP = 'refused-smtp@example.com';
 
 describe.runIf(requireDovecot())('tokens through the proxy binary, validated by Dovecot', () => {
   let world: World;
@@ -32,11 +35,17 @@ describe.runIf(requireDovecot())('tokens through the proxy binary, validated by 
   beforeAll(async () => {
     world = await startWorld({
       // Access tokens seeded with 1 s to live are expired by the time a test logs in.
-      accounts: [EXPIRY, ROTATION, REVOKED, FLAKY, HANGING].map((email) => ({
-        email,
-        password: PW,
-        accessTokenTtlSeconds: email === REVOKED ? 3600 : 1,
-      })),
+      accounts: [
+        ...[EXPIRY, ROTATION, FLAKY, HANGING].map((email) => ({
+          email,
+          password: PW,
+          accessTokenTtlSeconds: 1,
+        })),
+        { email: REVOKED, password: PW },
+        { email: REFUSED_IMAP, password: PW, refusedAccessToken: true },
+        { email: REFUSED_BEARER, password: PW, refusedAccessToken: true, connection: 'e2e-bearer' as const },
+        { email: REFUSED_SMTP, password: PW, refusedAccessToken: true },
+      ],
       listen: { imap: ['none'], smtp: ['none'] },
       settings: { refreshMargin: '1s', tokenRequestTimeout: '3s' },
     });
@@ -96,6 +105,32 @@ describe.runIf(requireDovecot())('tokens through the proxy binary, validated by 
     expect(await imap(ROTATION)).toMatch(/^a1 OK/);
     expect(world.auth.lastTokenRequest?.get('refresh_token')).toBe(second);
   });
+
+  it.each([
+    ['IMAP XOAUTH2', REFUSED_IMAP, 'XOAUTH2'],
+    ['IMAP OAUTHBEARER', REFUSED_BEARER, 'OAUTHBEARER'],
+    ['SMTP XOAUTH2', REFUSED_SMTP, 'XOAUTH2'],
+  ] as const)(
+    '%s: a token the server refuses although it looks valid is refreshed once and the login retried',
+    async (kind, user, method) => {
+      const refreshes = world.auth.counts.refresh;
+      const reply = kind.startsWith('SMTP') ? await smtp(user) : await imap(user);
+      expect(reply).toMatch(kind.startsWith('SMTP') ? /^235 / : /^a1 OK/);
+      expect(world.auth.counts.refresh - refreshes).toBe(1);
+      // Dovecot really refused the first token (its tokeninfo call said 400), then accepted the fresh one.
+      expect(world.dovecot.log()).toMatch(
+        new RegExp(`oauth2\\(${user.replace(/\./g, '\\.')},.*Token validation failed`),
+      );
+      const logins = world.dovecot.logins().filter((l) => l.user === user);
+      expect(logins).toEqual([
+        expect.objectContaining({
+          protocol: kind.startsWith('SMTP') ? 'submission' : 'imap',
+          method,
+          tls: true,
+        }),
+      ]);
+    },
+  );
 
   it('a revoked grant: the client gets the needs-consent error and status shows needs-consent', async () => {
     // Works before the revocation (the seeded token is valid for an hour).

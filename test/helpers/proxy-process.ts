@@ -78,6 +78,8 @@ export interface ProxyGrant {
 export interface ProxyUpstream {
   host: string;
   ca: string;
+  /** Upstream SASL mechanism (default xoauth2). */
+  sasl?: 'xoauth2' | 'oauthbearer';
   imap?: { port: number; tls: 'implicit' | 'starttls' };
   smtp?: { port: number; tls: 'implicit' | 'starttls' };
 }
@@ -236,6 +238,7 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
       ...(up.imap ? { imap: { host: up.host, ...up.imap } } : {}),
       ...(up.smtp ? { smtp: { host: up.host, ...up.smtp } } : {}),
       ca: up.ca,
+      ...(up.sasl ? { sasl: up.sasl } : {}),
     })),
     accounts,
     settings: {
