@@ -7,10 +7,10 @@ import type { CommandFactory } from '../context.js';
 export const COMMANDS: ReadonlyArray<() => Promise<{ default: CommandFactory }>> = [
   () => import('./start.js'),
   () => import('./check-config.js'),
-  () => import('./schema.js'),
-  () => import('./hash-password.js'),
   () => import('./consent.js'),
-  () => import('./status.js'),
   () => import('./consent-link.js'),
+  () => import('./status.js'),
   () => import('./app-password.js'),
+  () => import('./hash-password.js'),
+  () => import('./schema.js'),
 ];

@@ -22,7 +22,18 @@ describe('cli basics', () => {
   it('--help lists every command', async () => {
     const r = await runCli(['--help']);
     expect(r.code).toBe(0);
-    for (const name of ['start', 'check-config', 'schema', 'hash-password']) expect(r.stdout).toContain(name);
+    for (const name of [
+      'start',
+      'check-config',
+      'consent',
+      'consent-link',
+      'status',
+      'app-password',
+      'schema',
+      'hash-password',
+    ]) {
+      expect(r.stdout).toContain(name);
+    }
     expect(r.stdout).toContain('--config <file>');
   });
 
