@@ -412,8 +412,18 @@ async function startOnce(options: DovecotOptions): Promise<DovecotServer> {
   });
   child.stdout?.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  // A test run that ends without stop() (a crash, Ctrl+C) must not leave Dovecot listening behind it.
+  const killOnExit = (): void => {
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  process.once('exit', killOnExit);
   const exited = new Promise<void>((resolve) => {
     child.once('exit', (code, signal) => {
+      process.off('exit', killOnExit);
       exitInfo = `dovecot exited (code ${code}, signal ${signal}): ${stderr.trim()}\n${readLog()}`;
       resolve();
     });

@@ -285,8 +285,14 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
   });
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  // A test run that ends without stop() (a crash, Ctrl+C) must not leave the proxy listening behind it.
+  const killOnExit = (): void => {
+    child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
   const exited = new Promise<void>((resolve) => {
     child.once('exit', (code, signal) => {
+      process.off('exit', killOnExit);
       exitInfo = `xoauth-proxy exited (code ${code}, signal ${signal}):\n${output}`;
       resolve();
     });
