@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { buildConfig, type Path } from './build.js';
 import { ConfigError, formatPath, type ConfigIssue } from './errors.js';
@@ -67,7 +67,7 @@ export function parseConfig(text: string, options: LoadOptions & { file: string 
     return { file, ...pos, path: formatPath(path), problem, ...(fix !== undefined && { fix }) };
   };
 
-  const js: unknown = doc.toJS() ?? {};
+  const js = toJS(doc, lineCounter, file);
   const expanded = expandEnv(js, options.env ?? process.env);
   if (expanded.issues.length > 0) {
     throw new ConfigError(expanded.issues.map((i) => issueAt(i.path, i.problem, i.fix)));
@@ -84,6 +84,40 @@ export function parseConfig(text: string, options: LoadOptions & { file: string 
     throw new ConfigError(built.issues.map((i) => issueAt(i.path, i.problem, i.fix)));
   }
   return built.config;
+}
+
+/** doc.toJS(), with YAML's alias errors (typically an unquoted `*@example.com`) turned into ConfigErrors. */
+function toJS(doc: Document, lineCounter: LineCounter, file: string): unknown {
+  const unresolved: ConfigIssue[] = [];
+  visit(doc, {
+    Alias(_key, node) {
+      if (node.resolve(doc) !== undefined) return;
+      const pos = node.range ? lineCounter.linePos(node.range[0]) : undefined;
+      unresolved.push({
+        file,
+        ...pos,
+        path: '',
+        problem: `"*${node.source}" is read as a YAML alias (a leading * refers to an &anchor)`,
+        fix: `Quote it: '*${node.source}'.`,
+      });
+    },
+  });
+  if (unresolved.length > 0) throw new ConfigError(unresolved);
+  try {
+    return doc.toJS({ maxAliasCount: 1000 }) ?? {};
+  } catch (err) {
+    throw new ConfigError(
+      [
+        {
+          file,
+          path: '',
+          problem: `YAML error: ${(err as Error).message}`,
+          fix: 'Check anchors (&) and aliases (*).',
+        },
+      ],
+      { cause: err },
+    );
+  }
 }
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {

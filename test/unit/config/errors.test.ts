@@ -15,6 +15,15 @@ describe('config errors name file:line:col, the key, the problem and the fix', (
       `"cfg.yaml:3:3: this key appears twice in the same mapping. Keep only one of them."`,
     );
   });
+  it('unquoted *@domain pattern (a YAML alias)', () => {
+    expect(
+      errorOf(
+        yaml('connections:', ...GOOGLE, 'accounts:', '  - username: *@example.com', '    connection: g'),
+      ),
+    ).toBe(
+      'cfg.yaml:7:15: "*@example.com" is read as a YAML alias (a leading * refers to an &anchor). Quote it: \'*@example.com\'.',
+    );
+  });
   it('unknown key', () => {
     expect(errorOf(yaml('connections:', ...GOOGLE, '    clientSecert: x'))).toMatchInlineSnapshot(
       `"cfg.yaml:6:5: connections[0].clientSecert: unknown key "clientSecert". Remove it, or fix its spelling (see config.schema.json)."`,
