@@ -68,6 +68,8 @@ export interface EnvOptions {
   /** The stored access token is one the fake already considers expired (the cache does not know). */
   staleAccessToken?: boolean;
   sasl?: SaslMechanism;
+  /** The listener's lowest TLS version (old devices). */
+  minVersion?: ListenerConfig['minVersion'];
   /** Point the connection at another POP3 server than the fake (e.g. one that never answers). */
   pop3Server?: UpstreamServer;
   /** Leave the test CA out of the connection's `ca`: the upstream's certificate must then be refused. */
@@ -155,6 +157,7 @@ export async function startPop3Env(options: EnvOptions): Promise<Pop3Env> {
     port: 0,
     tls: options.listenerTls,
     ...(options.listenerTls === 'none' ? {} : { cert: certs.certPem, key: certs.keyPem }),
+    ...(options.minVersion ? { minVersion: options.minVersion } : {}),
   };
   const proxy = createPop3Server(listener, deps);
   const { port } = await proxy.listen();

@@ -188,6 +188,28 @@ describe('POP3 proxy on the wire', () => {
     await c.waitClosed();
   });
 
+  it('old devices: minVersion TLSv1 lets a TLS 1.0 client log in; the default refuses it', async () => {
+    const old = { minVersion: 'TLSv1', maxVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' } as const;
+    env = await startPop3Env({
+      listenerTls: 'implicit',
+      upstreamTls: 'implicit',
+      minVersion: 'TLSv1',
+      messages: [message],
+    });
+    const c = await RawPop3Client.connect(env.port, true, old);
+    clients.push(c);
+    expect(await c.line()).toBe('+OK xoauth-proxy POP3 ready');
+    await c.command(`USER ${USER}`);
+    expect(await c.command(`PASS ${PASSWORD}`)).toBe('+OK Welcome.');
+    expect(await c.command('STAT')).toBe(`+OK 1 ${message.length}`);
+    c.close();
+    await env.close();
+    env = undefined;
+
+    env = await startPop3Env({ listenerTls: 'implicit', upstreamTls: 'implicit' });
+    await expect(RawPop3Client.connect(env.port, true, old)).rejects.toThrow();
+  });
+
   it('shutdown ends waiting and relayed sessions', async () => {
     env = await startPop3Env({ listenerTls: 'none', upstreamTls: 'implicit', messages: [] });
     const waiting = await connect(env);

@@ -1,6 +1,6 @@
 /** A minimal byte-level POP3 client for tests that need to see (and send) exact bytes. */
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { getTestCerts } from '../../helpers/certs.js';
 
 const READ_TIMEOUT_MS = 20_000;
@@ -17,9 +17,19 @@ export class RawPop3Client {
   }
 
   /** Connects (implicit TLS when `tls`, trusting the test CA) and returns with the greeting unread. */
-  static async connect(port: number, tls = false): Promise<RawPop3Client> {
+  static async connect(
+    port: number,
+    tls = false,
+    tlsOptions: ConnectionOptions = {},
+  ): Promise<RawPop3Client> {
     const socket = tls
-      ? tlsConnect({ host: '127.0.0.1', port, ca: getTestCerts().caPem, servername: 'localhost' })
+      ? tlsConnect({
+          host: '127.0.0.1',
+          port,
+          ca: getTestCerts().caPem,
+          servername: 'localhost',
+          ...tlsOptions,
+        })
       : netConnect({ host: '127.0.0.1', port });
     await new Promise<void>((resolve, reject) => {
       socket.once(tls ? 'secureConnect' : 'connect', () => resolve());
