@@ -3,11 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { Command, CommanderError } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import appPasswordCommand from '../../../src/cli/commands/app-password.js';
-import consentLinkCommand from '../../../src/cli/commands/consent-link.js';
-import { CliContext, ExitCode, UsageError, type CliIO } from '../../../src/cli/context.js';
+import type { CliIO } from '../../../src/cli/context.js';
+import { run } from '../../../src/cli/program.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { verifyPassword } from '../../../src/credentials/password.js';
 import { checkConsentLink } from '../../../src/oauth/consent-links.js';
@@ -62,7 +60,7 @@ accounts:
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  /** Like the real program (src/cli/program.ts), with just these two commands. */
+  /** The real program (src/cli/program.ts), in process, with captured output. */
   async function cli(...args: string[]): Promise<Result> {
     const stdout = new PassThrough();
     const stderr = new PassThrough();
@@ -71,26 +69,7 @@ accounts:
     stdout.on('data', (c: Buffer) => (out += c.toString()));
     stderr.on('data', (c: Buffer) => (err += c.toString()));
     const io: CliIO = { stdout, stderr, stdin: new PassThrough(), env };
-    const ctx = new CliContext(io);
-    const program = new Command('xoauth-proxy').option('-c, --config <file>', 'config', './config.yaml');
-    program.addCommand(consentLinkCommand(ctx));
-    program.addCommand(appPasswordCommand(ctx));
-    const quiet = (cmd: Command): void => {
-      cmd.exitOverride();
-      cmd.configureOutput({ writeOut: (t) => void (out += t), writeErr: (t) => void (err += t) });
-      cmd.commands.forEach(quiet);
-    };
-    quiet(program);
-    let code = 0;
-    try {
-      await program.parseAsync(['node', 'xoauth-proxy', '--config', file, ...args]);
-    } catch (e) {
-      if (e instanceof ExitCode) code = e.code;
-      else if (e instanceof UsageError || e instanceof CommanderError) {
-        err += e.message;
-        code = 2;
-      } else throw e;
-    }
+    const code = await run(['node', 'xoauth-proxy', '--config', file, ...args], io);
     return { code, stdout: out, stderr: err };
   }
 
