@@ -40,6 +40,8 @@ export class LocalAuthenticator implements Authenticator {
   private readonly cache: CredentialCache;
   private readonly now: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
+  /** Checks running now, by cache key: 50 clients logging in at once with one password cost one scrypt. */
+  private readonly inflight = new Map<string, Promise<boolean>>();
 
   constructor(options: LocalAuthenticatorOptions) {
     this.config = options.config;
@@ -66,7 +68,8 @@ export class LocalAuthenticator implements Authenticator {
 
     const account = resolveAccount(this.config, attempt.username);
     const how = account ? await this.check(account, attempt.password) : undefined;
-    if (!account) await this.verifySafely(attempt.password, DUMMY_HASH);
+    if (!account)
+      await this.verifyShared(`unknown:${attempt.username.toLowerCase()}`, attempt.password, DUMMY_HASH);
     if (account && how) {
       this.limiter.succeed(keys);
       this.logger.info({ ...log, account: account.id, via: how }, 'local login ok');
@@ -94,16 +97,28 @@ export class LocalAuthenticator implements Authenticator {
       if (this.cache.has(account.id, password, c.hash)) return this.accept(c.appPasswordId);
     }
     if (candidates.length === 0) {
-      await this.verifySafely(password, DUMMY_HASH);
+      await this.verifyShared(account.id, password, DUMMY_HASH);
       return undefined;
     }
     for (const c of candidates) {
-      if (await this.verifySafely(password, c.hash)) {
-        this.cache.remember(account.id, password, c.hash);
-        return this.accept(c.appPasswordId);
-      }
+      if (await this.verifyShared(account.id, password, c.hash)) return this.accept(c.appPasswordId);
     }
     return undefined;
+  }
+
+  /** verifyPassword, shared with identical checks in flight, remembered in the cache on success. */
+  private verifyShared(accountId: string, password: string, hash: string): Promise<boolean> {
+    const key = this.cache.key(accountId, password, hash);
+    const running = this.inflight.get(key);
+    if (running) return running;
+    const check = this.verifySafely(password, hash)
+      .then((ok) => {
+        if (ok) this.cache.remember(accountId, password, hash);
+        return ok;
+      })
+      .finally(() => this.inflight.delete(key));
+    this.inflight.set(key, check);
+    return check;
   }
 
   private accept(appPasswordId: string | undefined): string {

@@ -32,7 +32,8 @@ export class CredentialCache {
         : undefined;
   }
 
-  private key(username: string, password: string, storedHash: string): string {
+  /** Opaque key for one (username, password, stored hash) triple; also used to share in-flight checks. */
+  key(username: string, password: string, storedHash: string): string {
     // JSON keeps the three parts apart whatever bytes they contain.
     return createHmac('sha256', this.secret)
       .update(JSON.stringify([username.toLowerCase(), password, storedHash]))

@@ -171,6 +171,29 @@ describe('LocalAuthenticator', () => {
     expect(has.mock.results.at(-1)?.value).toBe(true);
   });
 
+  it('concurrent identical logins share one password check', async () => {
+    const { config } = await setup();
+    const cache = new CredentialCache({ ttlMs: 60_000 });
+    const remember = vi.spyOn(cache, 'remember');
+    const auth = new LocalAuthenticator({ config, logger: silentLogger(), cache });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        auth.verify(attempt('alice@example.com', 'config-pw', `192.0.2.${i}`)),
+      ),
+    );
+    expect(results.every((a) => a.id === 'alice@example.com')).toBe(true);
+    expect(remember).toHaveBeenCalledTimes(1);
+  });
+
+  it('concurrent wrong passwords are each counted by the limiter', async () => {
+    const { auth, sleeps } = await setup({ lockAfter: 100 });
+    const errors = await Promise.all(
+      Array.from({ length: 3 }, () => failure(auth.verify(attempt('alice@example.com', 'bad')))),
+    );
+    expect(errors.map((e) => e.code)).toEqual(['bad-credentials', 'bad-credentials', 'bad-credentials']);
+    expect(sleeps.sort((a, b) => a - b)).toEqual([1_000, 2_000]);
+  });
+
   it('a malformed stored hash is skipped, not fatal', async () => {
     const { auth } = await setup({
       appPasswords: [{ id: 'bad', accountId: 'bob@example.org', label: 'x', hash: 'garbage', createdAt: 1 }],
