@@ -144,6 +144,38 @@ describe('POP3 proxy failures', () => {
     }
   });
 
+  it.each([
+    ['greets with -ERR', '-ERR [SYS/TEMP] Too busy\r\n', 'unexpected greeting'],
+    ['refuses STLS', '+OK ready\r\n', 'STLS refused'],
+  ])(
+    'an upstream that %s: -ERR [SYS/TEMP], and nothing but STLS was ever sent in clear',
+    async (_what, greeting, why) => {
+      const received: string[] = [];
+      const sockets = new Set<Socket>();
+      const server = createServer((s) => {
+        sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('data', (d: Buffer) => {
+          received.push(d.toString('latin1'));
+          s.write('-ERR [SYS/PERM] No TLS here\r\n');
+        });
+        s.write(greeting);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (server.address() as AddressInfo).port;
+        const e = await start({ pop3Server: { host: '127.0.0.1', port, tls: 'starttls' } });
+        const reply = await login(e);
+        expect(reply).toMatch(TEMPORARY);
+        expect(reply).toContain(why);
+        expect(received.join('')).toMatch(/^(?:STLS\r\n)?$/);
+      } finally {
+        for (const s of sockets) s.destroy();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    },
+  );
+
   it('an upstream certificate from an unknown CA is refused: -ERR [SYS/TEMP], no token sent', async () => {
     const e = await start({ untrustedUpstream: true });
     const reply = await login(e);
