@@ -164,24 +164,29 @@ export class SqliteTokenStore implements TokenStore {
 
   #migrateAndCheckKey(): void {
     const db = this.#db;
-    db.transaction(() => {
-      db.exec(SCHEMA);
-      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    const checkKey = (): 'ok' | 'missing' => {
       const row = db.prepare('SELECT value FROM meta WHERE key = ?').get('key-check') as
         { value: string } | undefined;
-      if (!row) {
-        db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run(
-          'key-check',
-          encryptSecret(this.#key, KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD),
-        );
-        return;
-      }
+      if (!row) return 'missing';
       try {
-        if (decryptSecret(this.#key, row.value, KEY_CHECK_AAD) === KEY_CHECK_PLAINTEXT) return;
+        if (decryptSecret(this.#key, row.value, KEY_CHECK_AAD) === KEY_CHECK_PLAINTEXT) return 'ok';
       } catch (err) {
         if (!(err instanceof DecryptError)) throw err;
       }
       throw this.#wrongKey();
+    };
+    // The usual case needs no write (and no write lock): schema current, key right.
+    if ((db.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION && checkKey() === 'ok')
+      return;
+    db.transaction(() => {
+      db.exec(SCHEMA);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      if (checkKey() === 'missing') {
+        db.prepare('INSERT INTO meta (key, value) VALUES (?, ?)').run(
+          'key-check',
+          encryptSecret(this.#key, KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD),
+        );
+      }
     }).immediate();
   }
 
