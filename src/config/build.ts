@@ -406,7 +406,8 @@ function buildConnections(
       sasl: c.sasl ?? preset.sasl ?? 'xoauth2',
       allowedIdentities: (c.allowedIdentities ?? []).map((id) => id.toLowerCase()),
     };
-    if (clientSecret !== undefined) conn.clientSecret = clientSecret;
+    // An empty secret (e.g. ${SECRET:-}) means a public client: send no client_secret at all.
+    if (clientSecret !== undefined && clientSecret !== '') conn.clientSecret = clientSecret;
     if (c.projectId !== undefined) conn.projectId = c.projectId;
     if (tenantId !== undefined) conn.tenantId = tenantId;
     const deviceCodeUrl = c.deviceCodeUrl ?? preset.deviceCodeUrl;

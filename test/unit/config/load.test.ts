@@ -116,6 +116,11 @@ describe('environment and file expansion', () => {
     expect(config.listen.imap[0]?.port).toBe(2143);
   });
 
+  it('an empty client secret means a public client', () => {
+    const config = load(yaml('connections:', ...MICROSOFT, '    clientSecret: ${MS_SECRET:-}'));
+    expect(config.connections.get('m')).not.toHaveProperty('clientSecret');
+  });
+
   it('uses the default when the variable is set but empty', () => {
     const config = load(
       yaml('connections:', '  - name: g', '    provider: google', '    clientId: ${ID:-dflt}'),
