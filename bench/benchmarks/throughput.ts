@@ -92,16 +92,31 @@ export async function runThroughput(env: Env, o: ThroughputOptions): Promise<{ r
   const smallMBps = empty();
   const smallMsgs = empty();
   const smtpMBps = empty();
+  /** CPU µs of the relay process per MB moved (bare and proxy only). */
+  const cpuBig = empty();
+  const cpuSmall = empty();
+  const cpuSmtp = empty();
+  const middle = { bare: env.bare, proxy: env.proxy } as const;
+  /** Runs `task`, returning its result and the CPU time the relay process spent meanwhile. */
+  const withCpu = async <T>(mode: Mode, task: () => Promise<T>): Promise<[T, number]> => {
+    if (mode === 'direct') return [await task(), Number.NaN];
+    const before = await middle[mode].call<number>('cpu');
+    const result = await task();
+    return [result, (await middle[mode].call<number>('cpu')) - before];
+  };
   let bigBytes = 0;
   let smallBytes = 0;
   // Repetition 0 is a warm-up (JIT, TLS buffers, TCP windows) and is not recorded.
   for (let rep = 0; rep <= o.reps; rep++) {
     const order = MODES.map((_, i) => MODES[(i + rep) % MODES.length] as Mode);
     for (const mode of order) {
-      const b = await fetchAll(big[mode]!);
-      const s = await fetchAll(small[mode]!, SMALL_FETCHES);
-      const seconds = await sendMail(smtp[mode]!, message);
+      const [b, cb] = await withCpu(mode, () => fetchAll(big[mode]!));
+      const [s, cs] = await withCpu(mode, () => fetchAll(small[mode]!, SMALL_FETCHES));
+      const [seconds, cm] = await withCpu(mode, () => sendMail(smtp[mode]!, message));
       if (rep === 0) continue;
+      cpuBig[mode].push(cb / 1000 / (b.bytes / 1e6));
+      cpuSmall[mode].push(cs / 1000 / ((SMALL_FETCHES * s.bytes) / 1e6));
+      cpuSmtp[mode].push(cm / 1000 / (message.length / 1e6));
       bigBytes = b.bytes;
       smallBytes = s.bytes;
       bigMBps[mode].push(b.bytes / 1e6 / b.seconds);
@@ -116,12 +131,29 @@ export async function runThroughput(env: Env, o: ThroughputOptions): Promise<{ r
     target: '',
     pass: undefined,
   });
+  /** Relay CPU per MB; ratio = bare/proxy, i.e. the throughput ratio a CPU-bound relay would reach. */
+  const cpuRow = (name: string, x: Samples): Row => {
+    const ratio = median(x.bare) / median(x.proxy);
+    return {
+      benchmark: 'throughput',
+      metric: `relay CPU, ${name}`,
+      unit: 'ms/MB',
+      bare: median(x.bare),
+      proxy: median(x.proxy),
+      ratio,
+      target: 'bare/proxy ≥ 0.95',
+      pass: ratio >= 0.95,
+    };
+  };
   return {
     rows: [
       rows(`IMAP FETCH 1×${(bigBytes / 1e6).toFixed(0)} MB`, bigMBps),
       rows(`IMAP FETCH ${o.smallCount} small (${(smallBytes / 1e6).toFixed(1)} MB)`, smallMBps),
       msgsRow,
       rows(`SMTP DATA ${(message.length / 1e6).toFixed(0)} MB`, smtpMBps),
+      cpuRow('IMAP 20 MB', cpuBig),
+      cpuRow('IMAP small', cpuSmall),
+      cpuRow('SMTP 10 MB', cpuSmtp),
     ],
     raw: {
       reps: o.reps,

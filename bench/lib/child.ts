@@ -28,6 +28,12 @@ async function memory(): Promise<Memory> {
   };
 }
 
+/** CPU time used by this process so far (user + system), in microseconds. */
+function cpu(): number {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+}
+
 if (role === 'upstream') {
   let auth: FakeAuthServer | undefined;
   let imap: FastImapServer | undefined;
@@ -65,6 +71,7 @@ if (role === 'upstream') {
         imap?.resetStats();
       },
       memory,
+      cpu,
     },
     async () => {
       await Promise.all([imap?.close(), smtp?.close()]);
@@ -86,6 +93,7 @@ if (role === 'upstream') {
         await host?.warmCredentials(p.usernames, p.password);
       },
       memory,
+      cpu,
     },
     async () => host?.close(),
   );
@@ -100,6 +108,7 @@ if (role === 'upstream') {
         return { imapPort: imap.port, smtpPort: smtp.port };
       },
       memory,
+      cpu,
     },
     async () => {
       await Promise.all([imap?.close(), smtp?.close()]);
