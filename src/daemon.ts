@@ -12,6 +12,7 @@ import { createConfiguredNotifier, notifyOnTokenEvent } from './notify/index.js'
 import { openTokenStore } from './oauth/store/index.js';
 import { TokenManager } from './oauth/token-manager.js';
 import { createImapServer } from './proxy/imap/server.js';
+import { createPop3Server } from './proxy/pop3/server.js';
 import type { ProxyDeps, ProxyServer } from './proxy/shared/types.js';
 import { createSmtpServer } from './proxy/smtp/server.js';
 
@@ -54,6 +55,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   for (const listener of config.listen.smtp) {
     planned.push({ protocol: 'smtp', listener, server: createSmtpServer(listener, deps) });
   }
+  for (const listener of config.listen.pop3) {
+    planned.push({ protocol: 'pop3', listener, server: createPop3Server(listener, deps) });
+  }
   for (const listener of config.listen.http) {
     const server = createHttpServer(listener, {
       config,
@@ -63,12 +67,6 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       notifier,
     });
     planned.push({ protocol: 'http', listener, server });
-  }
-  for (const listener of config.listen.pop3) {
-    logger.warn(
-      { listener: `${listener.host}:${listener.port}` },
-      'POP3 is not supported yet: this pop3 listener is not started',
-    );
   }
 
   const started: typeof planned = [];
