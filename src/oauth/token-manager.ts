@@ -20,7 +20,7 @@ import { collectAccountStatus, entryForStoredAccount, type AccountStatus } from 
 import { storeGrant } from './grant-record.js';
 import { clientCredentialsToken } from './grants/client-credentials.js';
 import { refreshAccessToken } from './grants/refresh.js';
-import { classifyTokenError, type TokenEndpointError } from './grants/token-errors.js';
+import { classifyTokenError, isClientError, type TokenEndpointError } from './grants/token-errors.js';
 import type {
   AccessToken,
   AccountState,
@@ -244,6 +244,8 @@ export class TokenManager implements TokenProvider {
         const failure = classifyTokenError(err);
         const changed = this.#read(id);
         if (changed?.refreshToken !== undefined && changed.refreshToken !== used && round === 0) continue;
+        if (isClientError(failure))
+          return this.#clientProblem(id, used, failure, force, account.connection.name);
         if (failure.kind === 'permanent') throw this.#permanent(id, used, failure);
         return this.#transient(id, used, failure, force);
       }
@@ -331,12 +333,36 @@ export class TokenManager implements TokenProvider {
     return needsConsent(id, error, failure);
   }
 
-  #transient(id: string, used: string, failure: TokenEndpointError, force: boolean): AccessToken {
+  /**
+   * The provider refused the client (wrong secret, disabled app), not the grant: the account is
+   * `failing` with an error that points at the connection, the refresh token stays in use, and
+   * requests back off at the longest step. Users need not consent again once the config is fixed.
+   */
+  #clientProblem(
+    id: string,
+    used: string,
+    failure: TokenEndpointError,
+    force: boolean,
+    connection: string,
+  ): AccessToken {
+    const error =
+      `${failure.summary} (the provider refused the OAuth client of connection ${connection}: check its ` +
+      'clientId/clientSecret and app registration; the grant is kept)';
+    return this.#transient(id, used, failure, force, { error, minDelayMs: BACKOFF_MAX_MS });
+  }
+
+  #transient(
+    id: string,
+    used: string,
+    failure: TokenEndpointError,
+    force: boolean,
+    options: { error?: string; minDelayMs?: number } = {},
+  ): AccessToken {
     const previous = this.#backoff.get(id);
     const failures = (previous?.refreshToken === used ? previous.failures : 0) + 1;
-    const delay = backoffDelay(failures, failure.retryAfterMs);
+    const delay = Math.max(backoffDelay(failures, failure.retryAfterMs), options.minDelayMs ?? 0);
     const until = this.#now() + delay;
-    const error = failure.summary;
+    const error = options.error ?? failure.summary;
     this.#backoff.set(id, { until, failures, refreshToken: used, error });
     // Only the grant that failed is marked; a consent written meanwhile stays as it is.
     const record = this.#safeUpdate(id, (current) =>

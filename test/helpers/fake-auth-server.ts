@@ -78,7 +78,11 @@ export interface FakeAuthServer {
   /** True while this refresh token would be accepted. */
   isRefreshTokenValid(token: string): boolean;
   revoke(email: string): void;
-  failNext(n: number, status?: number | 'hang'): void;
+  /**
+   * Make the next n /token requests fail with this HTTP status (default 500) or hang ('hang'). The body
+   * is `{error}` with `error` (default 'temporarily_unavailable'), e.g. failNext(1, 401, 'invalid_client').
+   */
+  failNext(n: number, status?: number | 'hang', error?: string): void;
   setHanging(on: boolean): void;
   deviceScript(pendingPolls: number, outcome?: DeviceOutcome, email?: string): void;
   readonly counts: FakeAuthCounts;
@@ -120,7 +124,7 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
   const accessTokens = new Map<string, { owner: string; expiresAt: number }>();
   const deviceGrants = new Map<string, DeviceGrant>();
   let nextDeviceScript: { pendingPolls: number; outcome: DeviceOutcome; email?: string } | undefined;
-  const failures: Array<number | 'hang'> = [];
+  const failures: Array<{ status: number | 'hang'; error: string }> = [];
   let hanging = false;
   const hungResponses = new Set<ServerResponse>();
   const counts: FakeAuthCounts = {
@@ -295,7 +299,7 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
     lastClientAuth = auth;
 
     const failure = failures.shift();
-    if (failure === 'hang' || (failure === undefined && hanging)) {
+    if (failure?.status === 'hang' || (failure === undefined && hanging)) {
       hungResponses.add(res);
       res.on('close', () => hungResponses.delete(res));
       return;
@@ -306,13 +310,9 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
     else if (grantType === 'urn:ietf:params:oauth:grant-type:device_code') counts.deviceCode++;
     else if (grantType === 'client_credentials') counts.clientCredentials++;
     if (failure !== undefined) {
-      const extra: Record<string, string> = failure === 429 || failure === 503 ? { 'retry-after': '1' } : {};
-      json(
-        res,
-        failure,
-        { error: 'temporarily_unavailable', error_description: `fake failure ${failure}` },
-        extra,
-      );
+      const status = failure.status as number;
+      const extra: Record<string, string> = status === 429 || status === 503 ? { 'retry-after': '1' } : {};
+      json(res, status, { error: failure.error, error_description: `fake failure ${status}` }, extra);
       return;
     }
     if (!auth.clientId) {
@@ -570,8 +570,8 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
       for (const [token, owner] of refreshTokens) if (owner === email) refreshTokens.delete(token);
       for (const [token, entry] of accessTokens) if (entry.owner === email) accessTokens.delete(token);
     },
-    failNext(n, status = 500) {
-      for (let i = 0; i < n; i++) failures.push(status);
+    failNext(n, status = 500, error = 'temporarily_unavailable') {
+      for (let i = 0; i < n; i++) failures.push({ status, error });
     },
     setHanging(on) {
       hanging = on;

@@ -19,6 +19,7 @@ export { refreshAccessToken } from './refresh.js';
 export {
   classifyResponse,
   classifyTokenError,
+  isClientError,
   isTransientStatus,
   TokenEndpointError,
   type TokenFailureKind,

@@ -56,6 +56,17 @@ function firstLine(text: string): string {
   return line.length > 300 ? `${line.slice(0, 300)}…` : line;
 }
 
+/**
+ * OAuth errors about the client registration (its id, secret, allowed grant types), not about the
+ * user's grant. They are permanent, but the grant itself is fine: once the admin fixes the connection
+ * the same refresh token works again, so the token manager must not send users back to consent.
+ */
+const CLIENT_ERRORS: ReadonlySet<string> = new Set(['invalid_client', 'unauthorized_client']);
+
+export function isClientError(err: TokenEndpointError): boolean {
+  return err.oauthError !== undefined && CLIENT_ERRORS.has(err.oauthError);
+}
+
 export function isTransientStatus(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;
 }

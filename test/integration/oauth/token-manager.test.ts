@@ -12,7 +12,7 @@ import { isProxyError, ProxyError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { storeGrant } from '../../../src/oauth/grant-record.js';
 import { openTokenStore } from '../../../src/oauth/store/index.js';
-import { BACKOFF_BASE_MS, TokenManager } from '../../../src/oauth/token-manager.js';
+import { BACKOFF_BASE_MS, BACKOFF_MAX_MS, TokenManager } from '../../../src/oauth/token-manager.js';
 import type { TokenEvent, TokenRecord, TokenStore } from '../../../src/oauth/types.js';
 import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
 
@@ -306,6 +306,28 @@ describe('TokenManager', () => {
     );
     expect((await tm.getAccessToken(account('r@example.com'))).token).toBe(grant.accessToken);
     expect(events.map((e) => e.kind)).toEqual(['needs-consent', 'consented']);
+  });
+
+  it('a refused client (wrong secret) keeps the grant usable: failing, long backoff, no consent needed', async () => {
+    const { refreshToken } = seed('x@example.com', 0);
+    const tm = manager();
+    fake.failNext(1, 401, 'invalid_client');
+    const err = await rejection(tm.getAccessToken(account('x@example.com')));
+    expect(err.code).toBe('token-unavailable');
+    const stored = store.getToken('x@example.com')!;
+    expect(stored).toMatchObject({ state: 'failing', refreshToken });
+    expect(stored.lastError).toContain('invalid_client');
+    expect(stored.lastError).toContain('clientSecret');
+    // Backs off for the longest step, then the same refresh token works (the admin fixed the config).
+    now += BACKOFF_BASE_MS * 4;
+    await rejection(tm.getAccessToken(account('x@example.com')));
+    expect(fake.counts.token).toBe(1);
+    now += BACKOFF_MAX_MS;
+    expect(fake.checkAccessToken((await tm.getAccessToken(account('x@example.com'))).token)).toBe(
+      'x@example.com',
+    );
+    expect(fake.lastTokenRequest?.get('refresh_token')).toBe(refreshToken);
+    expect(events.map((e) => e.kind)).toEqual(['failing', 'recovered']);
   });
 
   it('an account without a grant needs consent', async () => {

@@ -68,6 +68,13 @@ describe('token failure classification', () => {
     expect(classifyTokenError(new DOMException('aborted', 'AbortError')).kind).toBe('transient');
   });
 
+  it('tells client-registration errors from grant errors', () => {
+    expect(isClientError(classifyResponse(401, { error: 'invalid_client' }))).toBe(true);
+    expect(isClientError(classifyResponse(400, { error: 'unauthorized_client' }))).toBe(true);
+    expect(isClientError(classifyResponse(400, { error: 'invalid_grant' }))).toBe(false);
+    expect(isClientError(classifyResponse(500, undefined))).toBe(false);
+  });
+
   it('passes its own errors through', () => {
     const e = new TokenEndpointError('x', { kind: 'permanent' });
     expect(classifyTokenError(e)).toBe(e);
