@@ -54,10 +54,12 @@ export function parseConfig(text: string, options: LoadOptions & { file: string 
         path: '',
         ...(e.code === 'DUPLICATE_KEY'
           ? { problem: 'this key appears twice in the same mapping', fix: 'Keep only one of them.' }
-          : {
-              problem: `YAML syntax error: ${e.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '')}`,
-              fix: 'Check indentation, colons, quotes and brackets around this spot.',
-            }),
+          : e.code === 'MULTIPLE_DOCS'
+            ? { problem: 'the file holds more than one YAML document', fix: 'Remove the extra "---" line.' }
+            : {
+                problem: `YAML syntax error: ${e.message.replace(/ at line \d+, column \d+:[\s\S]*$/, '')}`,
+                fix: 'Check indentation, colons, quotes and brackets around this spot.',
+              }),
       })),
     );
   }

@@ -42,7 +42,8 @@ const port = portNumber(1, PORT_ERROR);
 /** Listeners may use 0: the system picks a free port (tests; the banner shows the real one). */
 const listenPort = portNumber(0, 'must be a port number (0-65535; 0 picks a free port)');
 
-const nonEmpty = (what: string) => z.string({ error: `must be ${what}` }).min(1, `must not be empty`);
+const nonEmpty = (what: string) =>
+  z.string({ error: `must be ${what}, as text (put quotes around a number)` }).min(1, 'must not be empty');
 
 export const listenerSchema = z
   .strictObject({

@@ -24,6 +24,16 @@ describe('config errors name file:line:col, the key, the problem and the fix', (
       'cfg.yaml:7:15: "*@example.com" is read as a YAML alias (a leading * refers to an &anchor). Quote it: \'*@example.com\'.',
     );
   });
+  it('several YAML documents', () => {
+    expect(errorOf(yaml('accounts: []', '---', 'connections: []'))).toBe(
+      'cfg.yaml:2:1: the file holds more than one YAML document. Remove the extra "---" line.',
+    );
+  });
+  it('a number where text is expected', () => {
+    expect(errorOf(yaml('connections:', '  - name: g', '    provider: google', '    clientId: 12345'))).toBe(
+      'cfg.yaml:4:5: connections[0].clientId: must be the OAuth client id, as text (put quotes around a number).',
+    );
+  });
   it('unknown key', () => {
     expect(errorOf(yaml('connections:', ...GOOGLE, '    clientSecert: x'))).toMatchInlineSnapshot(
       `"cfg.yaml:6:5: connections[0].clientSecert: unknown key "clientSecert". Remove it, or fix its spelling (see config.schema.json)."`,
