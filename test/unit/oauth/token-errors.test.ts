@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   classifyResponse,
   classifyTokenError,
+  isClientError,
   TokenEndpointError,
 } from '../../../src/oauth/grants/token-errors.js';
 
