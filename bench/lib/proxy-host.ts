@@ -55,7 +55,9 @@ export interface ProxyHost {
 
 export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
   const experiments = new Set(o.experiments ?? []);
-  if (experiments.has('cached-upstream-context')) cacheUpstreamContexts();
+  if (experiments.has('cached-upstream-context') || experiments.has('upstream-session-resumption')) {
+    cacheUpstreamContexts({ resumeSessions: experiments.has('upstream-session-resumption') });
+  }
   const connection: ConnectionConfig = {
     name: 'bench',
     provider: 'custom',
