@@ -12,6 +12,7 @@ import { buildConfig, type Path } from './build.js';
 import { ConfigError, formatPath, type ConfigIssue } from './errors.js';
 import { expandEnv } from './expand.js';
 import { configSchema } from './schema.js';
+import { allowedKeys, closestKey } from './suggest.js';
 import type { Config } from './types.js';
 
 export interface LoadOptions {
@@ -136,13 +137,17 @@ type IssueAt = (path: Path, problem: string, fix?: string) => ConfigIssue;
 function schemaIssues(issue: z.core.$ZodIssue, input: unknown, issueAt: IssueAt): ConfigIssue[] {
   const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol');
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) =>
-      issueAt(
-        [...path, key],
-        `unknown key "${key}"`,
-        'Remove it, or fix its spelling (see config.schema.json).',
-      ),
-    );
+    const allowed = allowedKeys(configSchema, path) ?? [];
+    return issue.keys.map((key) => {
+      const near = closestKey(key, allowed);
+      const fix =
+        near !== undefined
+          ? `Did you mean "${near}"?`
+          : allowed.length > 0
+            ? `Remove it; allowed here: ${allowed.join(', ')}.`
+            : 'Remove it.';
+      return issueAt([...path, key], `unknown key "${key}"`, fix);
+    });
   }
   if (issue.code === 'invalid_value' && issue.values.length > 1) {
     return [issueAt(path, `must be one of: ${issue.values.map(String).join(', ')}`)];

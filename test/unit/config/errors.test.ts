@@ -36,12 +36,25 @@ describe('config errors name file:line:col, the key, the problem and the fix', (
   });
   it('unknown key', () => {
     expect(errorOf(yaml('connections:', ...GOOGLE, '    clientSecert: x'))).toMatchInlineSnapshot(
-      `"cfg.yaml:6:5: connections[0].clientSecert: unknown key "clientSecert". Remove it, or fix its spelling (see config.schema.json)."`,
+      `"cfg.yaml:6:5: connections[0].clientSecert: unknown key "clientSecert". Did you mean "clientSecret"?"`,
+    );
+  });
+  it('unknown key in another case', () => {
+    expect(errorOf(yaml('connections:', ...GOOGLE, '    ClientID: x'))).toBe(
+      'cfg.yaml:6:5: connections[0].ClientID: unknown key "ClientID". Did you mean "clientId"?',
+    );
+  });
+  it('unknown key with nothing close lists what is allowed', () => {
+    expect(errorOf(yaml('listen:', '  imap:', '    - port: 1143', '      address: 0.0.0.0'))).toBe(
+      'cfg.yaml:4:7: listen.imap[0].address: unknown key "address". Remove it; allowed here: host, port, tls, cert, key, minVersion.',
+    );
+    expect(errorOf(yaml('settings:', '  loginLimiter:', '    lockTime: 1m'))).toBe(
+      'cfg.yaml:3:5: settings.loginLimiter.lockTime: unknown key "lockTime". Remove it; allowed here: freeFailures, baseDelay, maxDelay, lockAfter, lockDuration, window.',
     );
   });
   it('unknown top-level key', () => {
     expect(errorOf(yaml('listen: {}', 'acounts: []'))).toMatchInlineSnapshot(
-      `"cfg.yaml:2:1: acounts: unknown key "acounts". Remove it, or fix its spelling (see config.schema.json)."`,
+      `"cfg.yaml:2:1: acounts: unknown key "acounts". Did you mean "accounts"?"`,
     );
   });
   it('missing required key', () => {
