@@ -40,7 +40,8 @@ function exec(file: string, args: string[], options: { input?: string; cwd?: str
 const cli = (args: string[], options: { input?: string; cwd?: string } = {}) =>
   exec(process.execPath, ['--import', TSX, MAIN, ...args], options);
 
-describe('xoauth-proxy as a process', () => {
+// Each test starts Node with tsx; on a loaded 2-core machine that alone can take several seconds.
+describe('xoauth-proxy as a process', { timeout: 90_000 }, () => {
   it('npx tsx src/cli/main.ts check-config config.example.yaml exits 0', async () => {
     const r = await exec('npx', ['tsx', 'src/cli/main.ts', 'check-config', 'config.example.yaml']);
     expect(r.stderr).toBe('');
