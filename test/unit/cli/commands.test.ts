@@ -9,6 +9,8 @@ import type { Daemon } from '../../../src/daemon.js';
 import { tempDir, yaml } from '../config/helpers.js';
 import { fakeTty, runCli } from './helpers.js';
 
+/** vi.waitFor options: generous, for a loaded machine. */
+const WAIT = { timeout: 10_000, interval: 10 };
 const ROOT = resolve(import.meta.dirname, '../../..');
 const EXAMPLE = join(ROOT, 'config.example.yaml');
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -148,7 +150,7 @@ describe('hash-password', () => {
     const done = runCli(['hash-password'], { stdin: tty });
     // typed with a typo fixed by backspace; the prompt echoes nothing of it
     tty.write('secrex\u007ft\r');
-    await vi.waitFor(() => expect(tty.rawModes).toEqual([true, false, true]));
+    await vi.waitFor(() => expect(tty.rawModes).toEqual([true, false, true]), WAIT);
     tty.write('secret\r');
     const r = await done;
     expect(r.code).toBe(0);
@@ -161,7 +163,7 @@ describe('hash-password', () => {
     const tty = fakeTty();
     const done = runCli(['hash-password'], { stdin: tty });
     tty.write('one\r');
-    await vi.waitFor(() => expect(tty.rawModes.length).toBe(3));
+    await vi.waitFor(() => expect(tty.rawModes.length).toBe(3), WAIT);
     tty.write('two\r');
     const r = await done;
     expect(r.code).toBe(2);
@@ -197,7 +199,7 @@ describe('start', () => {
     const daemon = fakeDaemon();
     const startDaemon = vi.fn(() => Promise.resolve(daemon));
     const done = runCli(['start', '--config', EXAMPLE], { deps: { startDaemon, signals } });
-    await vi.waitFor(() => expect(signals.listenerCount('SIGTERM')).toBe(1));
+    await vi.waitFor(() => expect(signals.listenerCount('SIGTERM')).toBe(1), WAIT);
     expect(startDaemon).toHaveBeenCalledTimes(1);
     expect(startDaemon.mock.calls[0]).toBeDefined();
     signals.emit('SIGTERM');
@@ -227,7 +229,7 @@ describe('start', () => {
     void runCli(['start', '--config', EXAMPLE], {
       deps: { startDaemon: () => Promise.resolve(daemon), signals, forceExit },
     });
-    await vi.waitFor(() => expect(signals.listenerCount('SIGINT')).toBe(1));
+    await vi.waitFor(() => expect(signals.listenerCount('SIGINT')).toBe(1), WAIT);
     signals.emit('SIGINT');
     expect(forceExit).not.toHaveBeenCalled();
     signals.emit('SIGINT');
@@ -240,7 +242,7 @@ describe('start', () => {
     let started: () => void = () => {};
     const startDaemon = vi.fn(() => new Promise<Daemon>((r) => (started = () => r(daemon))));
     const done = runCli(['start', '--config', EXAMPLE], { deps: { startDaemon, signals } });
-    await vi.waitFor(() => expect(startDaemon).toHaveBeenCalled());
+    await vi.waitFor(() => expect(startDaemon).toHaveBeenCalled(), WAIT);
     signals.emit('SIGTERM');
     started();
     const r = await done;
@@ -255,8 +257,8 @@ describe('start', () => {
     const done = runCli(['start', '--config', EXAMPLE], {
       deps: { startDaemon: () => Promise.resolve(daemon), signals },
     });
-    await vi.waitFor(() => expect(signals.listenerCount('SIGTERM')).toBe(1));
-    await vi.waitFor(() => expect(daemon.close).not.toHaveBeenCalled());
+    await vi.waitFor(() => expect(signals.listenerCount('SIGTERM')).toBe(1), WAIT);
+    await vi.waitFor(() => expect(daemon.close).not.toHaveBeenCalled(), WAIT);
     signals.emit('SIGTERM');
     const r = await done;
     expect(r.code).toBe(1);
