@@ -178,6 +178,8 @@ export async function startWorld(o: {
   authOptions?: FakeAuthOptions;
   settings?: Record<string, unknown>;
   listen?: StartProxyOptions['listen'];
+  /** Extra environment for the proxy (e.g. LOG_LEVEL). */
+  env?: Record<string, string>;
 }): Promise<World> {
   const started: Array<{ stop: () => Promise<void> }> = [];
   const stopAll = async (): Promise<void> => {
@@ -243,6 +245,7 @@ export async function startWorld(o: {
       }),
       ...(o.listen ? { listen: o.listen } : {}),
       ...(o.settings ? { settings: o.settings } : {}),
+      ...(o.env ? { env: o.env } : {}),
     });
     started.push(proxy);
     return { auth, sink, dovecot, proxy, grants, stop: stopAll };

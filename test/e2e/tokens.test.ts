@@ -48,6 +48,8 @@ describe.runIf(requireDovecot())('tokens through the proxy binary, validated by 
       ],
       listen: { imap: ['none'], smtp: ['none'] },
       settings: { refreshMargin: '1s', tokenRequestTimeout: '3s' },
+      // Everything the proxy can log, so the last test can look for secrets in all of it.
+      env: { LOG_LEVEL: 'trace' },
     });
   });
   afterAll(async () => world?.stop());
@@ -186,6 +188,29 @@ describe.runIf(requireDovecot())('tokens through the proxy binary, validated by 
     world.auth.setHanging(false);
     await waitUntil(failedAt + BACKOFF_BASE_MS + 200);
     expect(await imap(HANGING)).toMatch(/^a1 OK/);
+  });
+
+  it('after all of the above, the proxy log holds no password, access token or refresh token', async () => {
+    const secrets = new Set<string>([PW]);
+    for (const grant of world.grants.values()) {
+      secrets.add(grant.refreshToken);
+      secrets.add(grant.accessToken);
+    }
+    const store = await world.proxy.openStore();
+    try {
+      for (const record of store.listTokens()) {
+        if (record.refreshToken) secrets.add(record.refreshToken);
+        if (record.accessToken) secrets.add(record.accessToken);
+      }
+    } finally {
+      store.close();
+    }
+    const log = world.proxy.output();
+    expect(log.length).toBeGreaterThan(0);
+    expect(log).toContain(EXPIRY);
+    for (const secret of secrets) expect(log.includes(secret), 'a secret is in the proxy log').toBe(false);
+    // PLAIN/LOGIN payloads carry the password base64-encoded.
+    expect(log).not.toContain(Buffer.from(PW).toString('base64'));
   });
 });
 
