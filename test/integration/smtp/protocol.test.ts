@@ -185,6 +185,19 @@ describe('SMTP proxy on the wire', () => {
     ).toEqual(['shutdown', 'shutdown']);
   });
 
+  it('shutdown during a STARTTLS handshake: no clear-text 421 into the handshake, logged as shutdown', async () => {
+    const e = await start({ listenerTls: 'starttls' });
+    const c = await connect(e);
+    await c.command('EHLO scanner.local');
+    expect(await c.command('STARTTLS')).toMatch(/^220 /);
+    // The client never starts the handshake: the session waits in starting-tls when the proxy stops.
+    await e.proxy.close();
+    await c.waitClosed();
+    expect(c.unread).toBe('');
+    await eventually(() => sessionLines(e).length === 1);
+    expect(sessionLines(e)[0]).toMatchObject({ outcome: 'shutdown' });
+  });
+
   it('logs one line per session and never a password or token', async () => {
     const e = await start({ accessToken: 'stale' });
     const c = await connect(e);
