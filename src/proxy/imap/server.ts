@@ -2,7 +2,7 @@
  * The IMAP front as a ProxyServer: a listener whose sessions speak IMAP before login and relay after.
  */
 import type { ListenerConfig } from '../../config/types.js';
-import { ProxyListener } from '../shared/listener.js';
+import { createFrontServer } from '../shared/front-server.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
 import { DEFAULT_IMAP_LIMITS, imapLimitsFrom, type ImapLimits } from './limits.js';
 import { ImapSession } from './session.js';
@@ -16,10 +16,10 @@ export function createImapServer(
     ? imapLimitsFrom(deps.config.settings.limits)
     : DEFAULT_IMAP_LIMITS;
   const effective: ImapLimits = { ...base, ...limits };
-  const logger = deps.logger.child({ listener: `imap ${listener.host}:${listener.port}` });
-  return new ProxyListener(
+  return createFrontServer(
+    'imap',
     listener,
-    (socket, context) => new ImapSession(socket, context, { ...deps, logger }, effective),
-    logger,
+    deps,
+    (socket, context, d) => new ImapSession(socket, context, d, effective),
   );
 }

@@ -3,7 +3,7 @@
  * bytes to the account's upstream (pop.gmail.com, outlook.office365.com, ...) after it.
  */
 import type { ListenerConfig } from '../../config/types.js';
-import { ProxyListener } from '../shared/listener.js';
+import { createFrontServer } from '../shared/front-server.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
 import { DEFAULT_POP3_LIMITS, pop3LimitsFrom, type Pop3Limits } from './limits.js';
 import { Pop3Session } from './session.js';
@@ -17,10 +17,10 @@ export function createPop3Server(
     ? pop3LimitsFrom(deps.config.settings.limits)
     : DEFAULT_POP3_LIMITS;
   const effective: Pop3Limits = { ...base, ...limits };
-  const logger = deps.logger.child({ protocol: 'pop3', listener: `${listener.host}:${listener.port}` });
-  return new ProxyListener(
+  return createFrontServer(
+    'pop3',
     listener,
-    (socket, context) => new Pop3Session(socket, context, { ...deps, logger }, effective),
-    logger,
+    deps,
+    (socket, context, d) => new Pop3Session(socket, context, d, effective),
   );
 }

@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os';
 import type { ListenerConfig } from '../../config/types.js';
-import { ProxyListener } from '../shared/listener.js';
+import { createFrontServer } from '../shared/front-server.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
 import { SmtpSession } from './session.js';
 
@@ -19,9 +19,10 @@ export function createSmtpServer(
   options: SmtpServerOptions = {},
 ): ProxyServer {
   const serverName = options.serverName ?? hostname();
-  return new ProxyListener(
+  return createFrontServer(
+    'smtp',
     listener,
-    (socket, context) => new SmtpSession(socket, context, deps, { serverName }),
-    deps.logger.child({ protocol: 'smtp' }),
+    deps,
+    (socket, context, d) => new SmtpSession(socket, context, d, { serverName }),
   );
 }

@@ -60,6 +60,16 @@ describe('POP3 proxy on the wire', () => {
       reason: 'closed by upstream',
     });
     expect(env.logText()).not.toContain(PASSWORD);
+    // No key twice in the raw JSON (logger bindings must not repeat record fields such as
+    // `protocol` or `session`).
+    const raw =
+      env
+        .logText()
+        .split('\n')
+        .find((l) => l.includes('"session end"')) ?? '';
+    const keys = [...raw.matchAll(/"([a-zA-Z]+)":/g)].map((m) => m[1]);
+    expect(keys).toContain('session');
+    expect(new Set(keys).size).toBe(keys.length);
   });
 
   it('commands pipelined after PASS reach the upstream in order, after the login', async () => {
