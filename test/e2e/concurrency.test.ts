@@ -38,7 +38,7 @@ describe.runIf(requireDovecot())('concurrent logins through the proxy binary', (
 
     expect(replies.filter((r) => !/^a1 OK/.test(r))).toEqual([]);
     expect(world.auth.counts.token - tokenRequests).toBe(1);
-    const logins = world.dovecot.logins().slice(loginsBefore);
+    const logins = await world.dovecot.waitForLogins({ count: CLIENTS, since: loginsBefore });
     expect(logins).toHaveLength(CLIENTS);
     expect(logins.every((l) => l.user === USER.email && l.tls)).toBe(true);
   }, 120_000);

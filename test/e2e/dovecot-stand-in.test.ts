@@ -50,6 +50,7 @@ describe.runIf(requireDovecot())('Dovecot stand-in (no proxy)', () => {
     const raw = testMessage({ to: USER, subject: 'stand-in fetch' });
     dovecot.deliver(USER, raw);
     const { accessToken } = auth.issueGrant(USER);
+    const loginsBefore = dovecot.logins().length;
     const client = imapClient(accessToken);
     await client.connect();
     try {
@@ -64,7 +65,7 @@ describe.runIf(requireDovecot())('Dovecot stand-in (no proxy)', () => {
     } finally {
       await client.logout();
     }
-    const login = dovecot.logins().at(-1);
+    const [login] = await dovecot.waitForLogins({ count: 1, since: loginsBefore });
     expect(login).toMatchObject({ protocol: 'imap', user: USER, localPort: dovecot.ports.imaps, tls: true });
     expect(auth.counts.tokeninfo).toBeGreaterThan(0);
   });
@@ -106,6 +107,7 @@ describe.runIf(requireDovecot())('Dovecot stand-in (no proxy)', () => {
 
   it('refuses any authentication before STARTTLS and accepts XOAUTH2 after it (the upstream TLS check)', async () => {
     const { accessToken } = auth.issueGrant(USER);
+    const loginsBefore = dovecot.logins().length;
     const c = await LineClient.open({ host: dovecot.host, port: dovecot.ports.imap });
     try {
       await c.readUntil(/^\* OK/);
@@ -119,7 +121,7 @@ describe.runIf(requireDovecot())('Dovecot stand-in (no proxy)', () => {
     } finally {
       c.close();
     }
-    const login = dovecot.logins().at(-1);
+    const [login] = await dovecot.waitForLogins({ count: 1, since: loginsBefore });
     expect(login).toMatchObject({ user: USER, localPort: dovecot.ports.imap, tls: true });
   });
 
@@ -135,6 +137,7 @@ describe.runIf(requireDovecot())('Dovecot stand-in (no proxy)', () => {
       auth: { type: 'OAuth2', user: USER, accessToken },
     });
     const before = sink.messages.length;
+    const loginsBefore = dovecot.logins().length;
     await transport.sendMail({ envelope: { from: USER, to: ['carol@example.org'] }, raw });
     transport.close();
     const [msg] = (await sink.waitForMessages(before + 1)).slice(before);
@@ -143,6 +146,7 @@ describe.runIf(requireDovecot())('Dovecot stand-in (no proxy)', () => {
     expect(msg!.raw.toString('latin1')).toMatch(/^Received: /);
     expect(msg!.afterReceived.toString('utf8')).toBe(raw);
     expect(msg!.afterReceived.equals(Buffer.from(raw, 'utf8'))).toBe(true);
-    expect(dovecot.logins().at(-1)).toMatchObject({ protocol: 'submission', user: USER, tls: true });
+    const [login] = await dovecot.waitForLogins({ count: 1, since: loginsBefore });
+    expect(login).toMatchObject({ protocol: 'submission', user: USER, tls: true });
   });
 });

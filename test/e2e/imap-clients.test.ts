@@ -84,7 +84,7 @@ describe.runIf(requireDovecot(['curl']))('IMAP clients through the proxy to Dove
     const fetched = await curlFetchInbox('none', BOB);
     expect(fetched.equals(Buffer.from(inboxMessage[BOB.email]!, 'utf8'))).toBe(true);
     // Two curl runs (SEARCH, then FETCH): two upstream logins, both over TLS on the STARTTLS port.
-    const logins = world.dovecot.logins().slice(before);
+    const logins = await world.dovecot.waitForLogins({ count: 2, since: before });
     expect(logins).toHaveLength(2);
     for (const login of logins) {
       expect(login).toMatchObject({

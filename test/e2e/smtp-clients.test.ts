@@ -110,7 +110,7 @@ describe.runIf(requireDovecot(['swaks']))('SMTP clients through the proxy to Dov
     const loginsBefore = world.dovecot.logins().length;
     await swaks({ user: BOB, auth: 'PLAIN', tls: 'none', raw, to: ['erin@example.org'] });
     await expectDelivered(before, raw, BOB.email, ['erin@example.org']);
-    expect(world.dovecot.logins().slice(loginsBefore)).toEqual([
+    expect(await world.dovecot.waitForLogins({ count: 1, since: loginsBefore })).toEqual([
       expect.objectContaining({
         protocol: 'submission',
         user: BOB.email,
@@ -141,6 +141,7 @@ describe.runIf(requireDovecot(['swaks']))('SMTP clients through the proxy to Dov
       subject: `nodemailer ${method} ${tls}`,
     });
     const before = world.sink.messages.length;
+    const loginsBefore = world.dovecot.logins().length;
     try {
       const info = await transport.sendMail({
         envelope: { from: ALICE.email, to: ['frank@example.org'] },
@@ -152,7 +153,8 @@ describe.runIf(requireDovecot(['swaks']))('SMTP clients through the proxy to Dov
     }
     await expectDelivered(before, raw, ALICE.email, ['frank@example.org']);
     // The upstream leg of connection e2e is submission with STARTTLS.
-    expect(world.dovecot.logins().at(-1)).toMatchObject({
+    const [login] = await world.dovecot.waitForLogins({ count: 1, since: loginsBefore });
+    expect(login).toMatchObject({
       protocol: 'submission',
       user: ALICE.email,
       localPort: world.dovecot.ports.submission,

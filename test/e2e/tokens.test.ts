@@ -120,10 +120,10 @@ describe.runIf(requireDovecot())('tokens through the proxy binary, validated by 
       expect(reply).toMatch(kind.startsWith('SMTP') ? /^235 / : /^a1 OK/);
       expect(world.auth.counts.refresh - refreshes).toBe(1);
       // Dovecot really refused the first token (its tokeninfo call said 400), then accepted the fresh one.
-      expect(world.dovecot.log()).toMatch(
+      await world.dovecot.waitForLog(
         new RegExp(`oauth2\\(${user.replace(/\./g, '\\.')},.*Token validation failed`),
       );
-      const logins = world.dovecot.logins().filter((l) => l.user === user);
+      const logins = await world.dovecot.waitForLogins({ count: 1, filter: (l) => l.user === user });
       expect(logins).toEqual([
         expect.objectContaining({
           protocol: kind.startsWith('SMTP') ? 'submission' : 'imap',

@@ -86,8 +86,24 @@ export interface DovecotServer {
   deliver(user: string, raw: Buffer | string, mailbox?: string): void;
   /** Dovecot's log so far. */
   log(): string;
-  /** Successful logins from the log, oldest first. */
+  /**
+   * Successful logins from the log, oldest first. Dovecot writes its log asynchronously (login process ->
+   * log process -> file), so right after a client's OK the line may not be there yet: assertions about a
+   * login that just happened use waitForLogins.
+   */
   logins(): DovecotLogin[];
+  /**
+   * Waits until at least `count` logins after index `since` (an earlier `logins().length`) match `filter`,
+   * then returns those that match.
+   */
+  waitForLogins(o: {
+    count: number;
+    since?: number;
+    filter?: (l: DovecotLogin) => boolean;
+    timeoutMs?: number;
+  }): Promise<DovecotLogin[]>;
+  /** Waits until the log matches `pattern`; returns the log. */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -325,7 +341,9 @@ function waitForGreeting(
 
 function parseLogins(log: string): DovecotLogin[] {
   const logins: DovecotLogin[] = [];
-  for (const line of log.split('\n')) {
+  // Only whole lines: a line still being written could look like a login without its ", TLS,".
+  const complete = log.slice(0, log.lastIndexOf('\n') + 1);
+  for (const line of complete.split('\n')) {
     const m = /(imap|submission)-login: Info: Login: user=<([^>]*)>, method=([^,]+),.*?lport=(\d+)/.exec(
       line,
     );
@@ -457,6 +475,26 @@ async function startOnce(options: DovecotOptions): Promise<DovecotServer> {
     },
     log: readLog,
     logins: () => parseLogins(readLog()),
+    async waitForLogins({ count, since = 0, filter = () => true, timeoutMs = 10_000 }) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = parseLogins(readLog()).slice(since).filter(filter);
+        if (found.length >= count) return found;
+        if (Date.now() > deadline) {
+          throw new Error(`Dovecot logged ${found.length} of ${count} expected logins in ${timeoutMs} ms`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+    async waitForLog(pattern, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const text = readLog();
+        if (pattern.test(text)) return text;
+        if (Date.now() > deadline) throw new Error(`Dovecot never logged ${pattern} in ${timeoutMs} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
