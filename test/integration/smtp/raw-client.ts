@@ -1,91 +1,27 @@
 /** A minimal line-level SMTP client for tests that need to see (and send) exact bytes. */
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
-import { getTestCerts } from '../../helpers/certs.js';
+import type { ConnectionOptions } from 'node:tls';
+import { RawClient, openRawSocket } from '../../helpers/raw-client.js';
 
-export class RawSmtpClient {
-  #socket: Socket;
-  #buffer = '';
-  #waiters: (() => void)[] = [];
-  #closed = false;
-
-  private constructor(socket: Socket) {
-    this.#socket = socket;
-    this.#listen(socket);
-  }
-
+export class RawSmtpClient extends RawClient {
   static async connect(
     port: number,
     tls = false,
     tlsOptions: ConnectionOptions = {},
   ): Promise<RawSmtpClient> {
-    const socket = tls
-      ? tlsConnect({
-          host: '127.0.0.1',
-          port,
-          ca: getTestCerts().caPem,
-          servername: 'localhost',
-          ...tlsOptions,
-        })
-      : netConnect({ host: '127.0.0.1', port });
-    await new Promise<void>((resolve, reject) => {
-      socket.once(tls ? 'secureConnect' : 'connect', () => resolve());
-      socket.once('error', reject);
-    });
-    return new RawSmtpClient(socket);
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  #listen(socket: Socket): void {
-    socket.on('data', (chunk: Buffer) => {
-      this.#buffer += chunk.toString('latin1');
-      this.#wake();
-    });
-    socket.on('close', () => {
-      this.#closed = true;
-      this.#wake();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w();
-  }
-
-  async #wait(timeoutMs: number): Promise<void> {
-    if (this.#closed) throw new Error(`connection closed; buffered: ${JSON.stringify(this.#buffer)}`);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`timeout; buffered: ${JSON.stringify(this.#buffer)}`)),
-        timeoutMs,
-      );
-      this.#waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-  }
-
-  write(data: string | Buffer): void {
-    this.#socket.write(data);
+    return new RawSmtpClient(await openRawSocket(port, tls, { servername: 'localhost', ...tlsOptions }));
   }
 
   /** One complete (possibly multi-line) reply, lines joined with CRLF, without the final CRLF. */
   async reply(timeoutMs = 20_000): Promise<string> {
     const lines: string[] = [];
     for (;;) {
-      const nl = this.#buffer.indexOf('\r\n');
+      const nl = this.buffer.indexOf('\r\n');
       if (nl === -1) {
-        await this.#wait(timeoutMs);
+        await this.waitForData(timeoutMs, () => `buffered: ${JSON.stringify(this.unread)}`);
         continue;
       }
-      const line = this.#buffer.slice(0, nl);
-      this.#buffer = this.#buffer.slice(nl + 2);
+      const line = this.buffer.subarray(0, nl).toString('latin1');
+      this.buffer = this.buffer.subarray(nl + 2);
       lines.push(line);
       if (line[3] !== '-') return lines.join('\r\n');
     }
@@ -96,37 +32,18 @@ export class RawSmtpClient {
     return this.reply();
   }
 
-  /** Resolves once the server closed the connection. */
+  /** Resolves once the server closed the connection (what it sent before stays unread). */
   async waitClosed(timeoutMs = 20_000): Promise<void> {
-    while (!this.#closed)
-      await this.#wait(timeoutMs).catch((e: Error) => (this.#closed ? undefined : Promise.reject(e)));
+    await this.waitForClose(timeoutMs);
   }
 
   /** Everything received and not yet read as a reply. */
   get unread(): string {
-    return this.#buffer;
+    return this.buffer.toString('latin1');
   }
 
   async startTls(options: ConnectionOptions = {}): Promise<void> {
-    const plain = this.#socket;
-    plain.removeAllListeners('data');
-    plain.removeAllListeners('close');
-    const secured = tlsConnect({
-      socket: plain,
-      ca: getTestCerts().caPem,
-      servername: 'localhost',
-      ...options,
-    });
-    await new Promise<void>((resolve, reject) => {
-      secured.once('secureConnect', () => resolve());
-      secured.once('error', reject);
-    });
-    this.#socket = secured;
-    this.#listen(secured);
-  }
-
-  close(): void {
-    this.#socket.destroy();
+    await this.upgradeToTls({ servername: 'localhost', ...options });
   }
 }
 
