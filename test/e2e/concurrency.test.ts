@@ -16,10 +16,6 @@ describe.runIf(requireDovecot())('concurrent logins through the proxy binary', (
     world = await startWorld({
       accounts: [USER],
       listen: { imap: ['none'], smtp: [] },
-      // The default timeout, not the suite's 3 s: while 50 upstream TLS connections are being set up the
-      // proxy's event loop is busy for seconds on 2 cores (each one builds a SecureContext from the whole
-      // system CA list), and this test is about single-flight, not about that cost.
-      settings: { tokenRequestTimeout: '30s' },
     });
   });
   afterAll(async () => world?.stop());

@@ -38,6 +38,26 @@ export function createLocalSecureContext(listener: ListenerConfig): SecureContex
 }
 
 /**
+ * Upstream contexts, one per distinct extra CA. Building a context with the whole system root store
+ * costs ~100 ms of main-thread CPU, so doing it per connection would stall every other session while
+ * a burst of clients logs in. The set of CAs comes from the config, so the map stays small.
+ */
+const upstreamContexts = new Map<string, SecureContext>();
+
+function upstreamSecureContext(ca: string | undefined): SecureContext {
+  const key = ca ?? '';
+  let context = upstreamContexts.get(key);
+  if (!context) {
+    context = createSecureContext({
+      minVersion: 'TLSv1.2',
+      ...(ca ? { ca: [...rootCertificates, ca] } : {}),
+    });
+    upstreamContexts.set(key, context);
+  }
+  return context;
+}
+
+/**
  * Options for connecting to an upstream mail server: the system CAs plus the connection's own `ca`
  * (never instead of them), SNI = host name (RFC 6066 forbids IP literals there, so none for those),
  * identity checked against the host. There is deliberately no way to turn verification off.
@@ -46,7 +66,7 @@ export function upstreamTlsOptions(host: string, ca: string | undefined): Connec
   return {
     host,
     ...(isIP(host) === 0 ? { servername: host } : {}),
-    ...(ca ? { ca: [...rootCertificates, ca] } : {}),
+    secureContext: upstreamSecureContext(ca),
     minVersion: 'TLSv1.2',
     rejectUnauthorized: true,
   };

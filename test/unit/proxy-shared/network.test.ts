@@ -11,7 +11,7 @@ import { silentLogger } from '../../../src/log.js';
 import { ProxyListener } from '../../../src/proxy/shared/listener.js';
 import { startRelay } from '../../../src/proxy/shared/relay.js';
 import { upgradeToTls } from '../../../src/proxy/shared/starttls.js';
-import { createLocalSecureContext } from '../../../src/proxy/shared/tls-context.js';
+import { createLocalSecureContext, upstreamTlsOptions } from '../../../src/proxy/shared/tls-context.js';
 import { connectUpstream, type UpstreamDialect } from '../../../src/proxy/shared/upstream.js';
 import type { ProxySession } from '../../../src/proxy/shared/types.js';
 import { getTestCerts } from '../../helpers/certs.js';
@@ -96,6 +96,19 @@ describe('upgradeToTls (client side STARTTLS)', () => {
 });
 
 describe('connectUpstream', () => {
+  it('reuses one upstream TLS context per extra CA instead of building one per connection', () => {
+    // Building a context with the system roots costs ~100 ms of CPU: per connection it stalled bursts.
+    const a = upstreamTlsOptions('imap.example.com', certs.caPem);
+    const b = upstreamTlsOptions('smtp.example.com', certs.caPem);
+    const systemOnly = upstreamTlsOptions('imap.example.com', undefined);
+    expect(a.secureContext).toBeDefined();
+    expect(b.secureContext).toBe(a.secureContext);
+    expect(systemOnly.secureContext).not.toBe(a.secureContext);
+    expect(upstreamTlsOptions('x.example.com', undefined).secureContext).toBe(systemOnly.secureContext);
+    expect(a.rejectUnauthorized).toBe(true);
+    expect(a.servername).toBe('imap.example.com');
+  });
+
   it('connects with implicit TLS when the certificate chains to the connection CA', async () => {
     const server = createTlsServer({ cert: certs.certPem, key: certs.keyPem }, (s) =>
       s.write('* OK hello\r\n'),
