@@ -17,8 +17,10 @@ const SECRET_KEYS = [
   'clientSecret',
   'client_secret',
   'secret',
-  'code',
+  // Not 'code': that key carries ProxyError codes in log lines. OAuth authorization codes are never logged.
+  'authorizationCode',
   'code_verifier',
+  'codeVerifier',
   'authorization',
 ];
 
