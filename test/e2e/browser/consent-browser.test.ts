@@ -176,7 +176,12 @@ accounts:
     const status = await client.status('INBOX', { messages: true });
     expect(status && status.path).toBe('INBOX');
     await client.logout();
-    expect(dovecot.logins().some((l) => l.user === ALICE && l.method === 'XOAUTH2')).toBe(true);
+    // Dovecot writes its log asynchronously: wait for the line rather than read it at once.
+    const logins = await dovecot.waitForLogins({
+      count: 1,
+      filter: (l) => l.user === ALICE && l.method === 'XOAUTH2',
+    });
+    expect(logins.length).toBeGreaterThanOrEqual(1);
     expect(store.listAppPasswords(ALICE)[0]?.lastUsedAt).toBeGreaterThan(0);
   }, 120_000);
 
