@@ -10,6 +10,7 @@ export const COMMANDS: ReadonlyArray<() => Promise<{ default: CommandFactory }>>
   () => import('./consent.js'),
   () => import('./consent-link.js'),
   () => import('./status.js'),
+  () => import('./check.js'),
   () => import('./app-password.js'),
   () => import('./hash-password.js'),
   () => import('./schema.js'),
