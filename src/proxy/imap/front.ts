@@ -46,6 +46,11 @@ export class ImapFront {
     return isReading(this.#state.phase);
   }
 
+  /** True while a login runs (client bytes wait, unparsed). */
+  get authenticating(): boolean {
+    return this.#state.phase.kind === 'authenticating';
+  }
+
   /** Bytes received but not consumed as frames. */
   get buffered(): number {
     return this.#framer.buffered;

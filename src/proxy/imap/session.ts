@@ -11,9 +11,9 @@ import type { ImapLimits } from './limits.js';
 import type { Action } from './machine.js';
 import { imapUpstreamLogin, type ImapUpstream } from './upstream-auth.js';
 
-export class ImapSession extends FrontSession<ImapUpstream> {
+export class ImapSession extends FrontSession<ImapUpstream, Action> {
   readonly #limits: ImapLimits;
-  readonly #front: ImapFront;
+  protected readonly front: ImapFront;
 
   constructor(socket: Socket, context: ConnectionContext, deps: ProxyDeps, limits: ImapLimits) {
     super(socket, context, deps, {
@@ -32,40 +32,16 @@ export class ImapSession extends FrontSession<ImapUpstream> {
       maxCommandsBeforeLogin: limits.maxCommandsBeforeLogin,
       maxFailedLogins: limits.maxFailedLogins,
     };
-    this.#front = new ImapFront(config, limits, context.secure);
+    this.front = new ImapFront(config, limits, context.secure);
     this.begin();
-  }
-
-  protected get reading(): boolean {
-    return this.#front.reading;
-  }
-
-  protected get authenticating(): boolean {
-    return this.#front.state.phase.kind === 'authenticating';
-  }
-
-  protected get buffered(): number {
-    return this.#front.buffered;
-  }
-
-  protected takeRemainder(): Buffer {
-    return this.#front.takeRemainder();
-  }
-
-  protected start(): void {
-    this.#run(this.#front.start());
-  }
-
-  protected receive(chunk: Buffer): void {
-    this.#run(this.#front.receive(chunk));
   }
 
   protected resolve(event: SessionEvent<ImapUpstream>): void {
     const imapEvent = toImapEvent(event);
-    if (imapEvent) this.#run(this.#front.resolve(imapEvent));
+    if (imapEvent) this.run(this.front.resolve(imapEvent));
   }
 
-  #run(actions: Action[]): void {
+  protected run(actions: Action[]): void {
     for (const action of actions) {
       switch (action.type) {
         case 'send':

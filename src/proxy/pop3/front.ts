@@ -42,6 +42,11 @@ export class Pop3Front {
     return isReading(this.#state.phase);
   }
 
+  /** True while a login runs (client bytes wait, unparsed). */
+  get authenticating(): boolean {
+    return this.#state.phase.name === 'authenticating';
+  }
+
   /** Bytes received but not consumed as lines. */
   get buffered(): number {
     return this.#framer.buffered;

@@ -23,9 +23,9 @@ const OUTCOME: Record<CloseReason, SessionOutcome> = {
   shutdown: 'shutdown',
 };
 
-export class Pop3Session extends FrontSession<Pop3Upstream> {
+export class Pop3Session extends FrontSession<Pop3Upstream, Pop3Action> {
   readonly #limits: Pop3Limits;
-  readonly #front: Pop3Front;
+  protected readonly front: Pop3Front;
 
   constructor(socket: Socket, context: ConnectionContext, deps: ProxyDeps, limits: Pop3Limits) {
     super(socket, context, deps, {
@@ -38,7 +38,7 @@ export class Pop3Session extends FrontSession<Pop3Upstream> {
       failedLoginIsOutcome: true,
     });
     this.#limits = limits;
-    this.#front = new Pop3Front(
+    this.front = new Pop3Front(
       {
         tls: context.listener.tls,
         maxCommandsBeforeLogin: limits.maxCommandsBeforeLogin,
@@ -49,44 +49,20 @@ export class Pop3Session extends FrontSession<Pop3Upstream> {
     this.begin();
   }
 
-  protected get reading(): boolean {
-    return this.#front.reading;
-  }
-
-  protected get authenticating(): boolean {
-    return this.#front.state.phase.name === 'authenticating';
-  }
-
-  protected get buffered(): number {
-    return this.#front.buffered;
-  }
-
-  protected takeRemainder(): Buffer {
-    return this.#front.takeRemainder();
-  }
-
-  protected start(): void {
-    this.#run(this.#front.start());
-  }
-
-  protected receive(chunk: Buffer): void {
-    this.#run(this.#front.receive(chunk));
-  }
-
   protected resolve(event: SessionEvent<Pop3Upstream>): void {
     if (event.type === 'auth-succeeded') {
       const text = event.upstream.loginText;
-      this.#run(
-        this.#front.resolve(
+      this.run(
+        this.front.resolve(
           text === undefined ? { type: 'auth-succeeded' } : { type: 'auth-succeeded', text },
         ),
       );
       return;
     }
-    this.#run(this.#front.resolve(event));
+    this.run(this.front.resolve(event));
   }
 
-  #run(actions: Pop3Action[]): void {
+  protected run(actions: Pop3Action[]): void {
     for (const action of actions) {
       switch (action.type) {
         case 'send':

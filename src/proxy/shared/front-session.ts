@@ -3,8 +3,8 @@
  * and the login. A protocol session (imap/smtp/pop3 `session.ts`) extends this class, plugs in its pure
  * front (framer + machine), runs the front's actions, and maps the events below onto its own machine's.
  *
- *   bytes ─▶ receive() ─▶ protocol actions ─▶ write / startTls / authenticate / startRelay / endWith
- *   TLS ready, login result, idle timeout, shutdown, hang-up ─▶ resolve(event) ─▶ protocol actions
+ *   bytes ─▶ front.receive ─▶ run(actions) ─▶ write / startTls / authenticate / startRelay / endWith
+ *   TLS ready, login result, idle timeout, shutdown, hang-up ─▶ resolve(event) ─▶ run(actions)
  *
  * It also keeps the bookkeeping for the session's one log line (bytes, user, account, upstream,
  * outcome, reason) and writes it once both legs are closed.
@@ -53,7 +53,22 @@ export interface FrontSessionSpec {
   failedLoginIsOutcome: boolean;
 }
 
-export abstract class FrontSession<U extends AuthenticatedUpstream> implements ProxySession {
+/** The pure front a session drives (framer + machine); `A` is the protocol's action type. */
+export interface SessionFront<A> {
+  /** True while the machine wants client commands (the idle timer runs only then). */
+  readonly reading: boolean;
+  /** True while the machine waits for a login's result. */
+  readonly authenticating: boolean;
+  /** Client bytes received but not yet consumed. */
+  readonly buffered: number;
+  /** The greeting. */
+  start(): A[];
+  receive(chunk: Buffer): A[];
+  /** Everything the client sent after the last command the machine read (for the relay). */
+  takeRemainder(): Buffer;
+}
+
+export abstract class FrontSession<U extends AuthenticatedUpstream, A> implements ProxySession {
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
   protected socket: Socket;
@@ -93,25 +108,16 @@ export abstract class FrontSession<U extends AuthenticatedUpstream> implements P
 
   // ---- what a protocol plugs in --------------------------------------------------------------
 
-  /** True while the front wants client lines (the idle timer runs only then). */
-  protected abstract get reading(): boolean;
-  /** True while the front waits for a login's result. */
-  protected abstract get authenticating(): boolean;
-  /** Client bytes received but not yet consumed by the front. */
-  protected abstract get buffered(): number;
-  /** Everything the client sent after the last command the front read (for the relay). */
-  protected abstract takeRemainder(): Buffer;
-  /** Runs the front's greeting. */
-  protected abstract start(): void;
-  /** Feeds client bytes to the front and runs its actions. */
-  protected abstract receive(chunk: Buffer): void;
+  protected abstract readonly front: SessionFront<A>;
+  /** Carries out the front's actions (with write, startTls, authenticate, startRelay, endWith). */
+  protected abstract run(actions: A[]): void;
   /** Feeds an outside event to the front and runs its actions. */
   protected abstract resolve(event: SessionEvent<U>): void;
 
   /** Call once at the end of the subclass constructor, when the front exists. */
   protected begin(): void {
     this.#attach(this.socket);
-    this.start();
+    this.run(this.front.start());
     this.#armIdleTimer();
   }
 
@@ -188,7 +194,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream> implements P
     this.#runLogin(username, password, upstreamLogin).catch((err: unknown) => {
       // performLogin never throws; this is for a bug past it (e.g. in a front's reply code).
       this.#reason = err instanceof Error ? err.message : String(err);
-      if (this.#finished || !this.authenticating) return;
+      if (this.#finished || !this.front.authenticating) return;
       this.socket.resume();
       const message = err instanceof Error ? err.message : String(err);
       this.resolve({ type: 'auth-failed', error: new ProxyError('upstream-unavailable', message) });
@@ -211,7 +217,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream> implements P
     this.#outcome = 'relayed';
     this.#reason = undefined;
     // Whatever the client pipelined after its login command is the upstream's, in order.
-    const clientPending = this.takeRemainder();
+    const clientPending = this.front.takeRemainder();
     const relay = startRelay({ client, upstream: upstreamSocket, clientPending, upstreamPending: pending });
     this.#relay = relay;
     void relay.done.then((result) => {
@@ -243,9 +249,11 @@ export abstract class FrontSession<U extends AuthenticatedUpstream> implements P
 
   readonly #onData = (chunk: Buffer): void => {
     this.#bytesFromClient += chunk.length;
-    if (this.reading) this.#armIdleTimer();
-    this.receive(chunk);
-    if (this.authenticating && this.buffered > this.#spec.maxBufferDuringLogin) this.socket.pause();
+    if (this.front.reading) this.#armIdleTimer();
+    this.run(this.front.receive(chunk));
+    if (this.front.authenticating && this.front.buffered > this.#spec.maxBufferDuringLogin) {
+      this.socket.pause();
+    }
   };
 
   readonly #onClose = (): void => {
@@ -256,7 +264,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream> implements P
 
   #armIdleTimer(): void {
     clearTimeout(this.#idleTimer);
-    if (!this.reading) return;
+    if (!this.front.reading) return;
     this.#idleTimer = setTimeout(
       () => this.resolve({ type: 'idle-timeout' }),
       this.#spec.preAuthIdleTimeoutMs,
@@ -272,7 +280,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream> implements P
       this.#login.signal,
     );
     if (result.account) this.#account = result.account.id;
-    if (this.#finished || this.#login.signal.aborted || !this.authenticating) {
+    if (this.#finished || this.#login.signal.aborted || !this.front.authenticating) {
       if (result.ok) upstreamLogin.close(result.upstream);
       return;
     }

@@ -39,6 +39,11 @@ export class SmtpFront {
     return READING.has(this.current.phase.name);
   }
 
+  /** True while a login runs (client bytes wait, unparsed). */
+  get authenticating(): boolean {
+    return this.current.phase.name === 'authenticating';
+  }
+
   /** Bytes received but not consumed as lines. */
   get buffered(): number {
     return this.framer.buffered;

@@ -26,8 +26,8 @@ export interface SmtpSessionOptions {
   serverName: string;
 }
 
-export class SmtpSession extends FrontSession<SmtpUpstream> {
-  readonly #front: SmtpFront;
+export class SmtpSession extends FrontSession<SmtpUpstream, SmtpAction> {
+  protected readonly front: SmtpFront;
 
   constructor(socket: Socket, context: ConnectionContext, deps: ProxyDeps, options: SmtpSessionOptions) {
     const limits = deps.config.settings.limits;
@@ -40,7 +40,7 @@ export class SmtpSession extends FrontSession<SmtpUpstream> {
       maxBufferDuringLogin: 64 * 1024,
       failedLoginIsOutcome: true,
     });
-    this.#front = new SmtpFront(
+    this.front = new SmtpFront(
       {
         serverName: options.serverName,
         tls: context.listener.tls,
@@ -53,48 +53,23 @@ export class SmtpSession extends FrontSession<SmtpUpstream> {
     this.begin();
   }
 
-  protected get reading(): boolean {
-    return this.#front.reading;
-  }
-
-  protected get authenticating(): boolean {
-    return this.#front.state.phase.name === 'authenticating';
-  }
-
-  protected get buffered(): number {
-    return this.#front.buffered;
-  }
-
-  protected takeRemainder(): Buffer {
-    return this.#front.takeRemainder();
-  }
-
-  protected start(): void {
-    this.#run(this.#front.start());
-  }
-
-  protected receive(chunk: Buffer): void {
-    this.#run(this.#front.receive(chunk));
-  }
-
   protected resolve(event: SessionEvent<SmtpUpstream>): void {
     switch (event.type) {
       case 'shutdown':
         // The SMTP machine has no shutdown state; mid-handshake the socket carries TLS records and a
         // plain-text reply would only garble them.
-        if (this.#front.state.phase.name !== 'starting-tls')
-          this.write('421 4.3.2 Service shutting down\r\n');
+        if (this.front.state.phase.name !== 'starting-tls') this.write('421 4.3.2 Service shutting down\r\n');
         this.endWith('shutdown');
         return;
       case 'auth-succeeded':
-        this.#run(this.#front.resolve({ type: 'auth-succeeded' }));
+        this.run(this.front.resolve({ type: 'auth-succeeded' }));
         return;
       default:
-        this.#run(this.#front.resolve(event));
+        this.run(this.front.resolve(event));
     }
   }
 
-  #run(actions: SmtpAction[]): void {
+  protected run(actions: SmtpAction[]): void {
     for (const action of actions) {
       switch (action.type) {
         case 'send':
