@@ -30,10 +30,13 @@ interface StormRun {
   failed: number;
   errors: string[];
   tokenRequests: number;
+  /** Password hashes verified by the proxy during the storm (cache misses). */
+  scryptRuns: number;
 }
 
 async function storm(env: Env, mode: Mode, accounts: Credentials[], clients: number): Promise<StormRun> {
   const before = await env.upstream.call<Counts>('stats');
+  const scryptBefore = mode === 'proxy' ? await env.proxy.call<number>('scryptCalls') : 0;
   const t0 = performance.now();
   const run = await runPool(clients, clients, async (i) => {
     const conn = await Conn.open(env.imap[mode], env.ca, 60_000);
@@ -48,6 +51,7 @@ async function storm(env: Env, mode: Mode, accounts: Credentials[], clients: num
   const seconds = (performance.now() - t0) / 1000;
   for (const c of run.ok) c.close();
   const after = await env.upstream.call<Counts>('stats');
+  const scryptRuns = mode === 'proxy' ? (await env.proxy.call<number>('scryptCalls')) - scryptBefore : 0;
   await sleep(500);
   return {
     seconds,
@@ -55,6 +59,7 @@ async function storm(env: Env, mode: Mode, accounts: Credentials[], clients: num
     failed: run.errors.length,
     errors: [...new Set(run.errors)].slice(0, 5),
     tokenRequests: after.auth.token - before.auth.token,
+    scryptRuns,
   };
 }
 
@@ -130,6 +135,21 @@ export async function runStorm(env: Env, o: StormOptions): Promise<{ rows: Row[]
         bare,
         proxy: coldRate,
         ratio: coldRate / bare,
+      },
+      {
+        benchmark: 'login storm',
+        metric: 'scrypt runs, cold credential cache',
+        unit: 'count',
+        proxy: cold.scryptRuns,
+        target: `${accounts} ideal (one per account)`,
+      },
+      {
+        benchmark: 'login storm',
+        metric: 'scrypt runs, credentials warm (max per storm)',
+        unit: 'count',
+        proxy: Math.max(...runs.expired.map((r) => r.scryptRuns), ...runs.warmAll.map((r) => r.scryptRuns)),
+        target: '0',
+        pass: [...runs.expired, ...runs.warmAll].every((r) => r.scryptRuns === 0),
       },
       {
         benchmark: 'login storm',

@@ -86,6 +86,9 @@ if (role === 'upstream') {
         host = await startProxyHost(p);
         return { imapPort: host.imapPort, smtpPort: host.smtpPort };
       },
+      scryptCalls() {
+        return host?.scryptCalls() ?? 0;
+      },
       clearCredentialCache() {
         host?.clearCredentialCache();
       },

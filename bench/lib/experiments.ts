@@ -12,7 +12,7 @@
  * - `single-flight-credentials`: concurrent logins with the same username and password share one
  *   `authenticator.verify()` (one scrypt), as a fix in LocalAuthenticator/CredentialCache would.
  */
-import { createHash } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
 import tls from 'node:tls';
 import type { Authenticator, LoginAttempt } from '../../src/credentials/types.js';
@@ -80,4 +80,16 @@ export class SingleFlightAuthenticator implements Authenticator {
     this.#inflight.set(key, p);
     return p;
   }
+}
+
+/** Counts `crypto.scrypt` calls (password checks) in this process; ESM importers see the wrapper too. */
+export function countScrypt(): { readonly calls: number } {
+  const counter = { calls: 0 };
+  const original = crypto.scrypt;
+  crypto.scrypt = ((...args: Parameters<typeof crypto.scrypt>) => {
+    counter.calls += 1;
+    return (original as (...a: unknown[]) => void)(...args);
+  }) as typeof crypto.scrypt;
+  syncBuiltinESMExports();
+  return counter;
 }

@@ -19,7 +19,12 @@ import { TokenManager } from '../../src/oauth/token-manager.js';
 import { createImapServer } from '../../src/proxy/imap/server.js';
 import type { ProxyDeps } from '../../src/proxy/shared/types.js';
 import { createSmtpServer } from '../../src/proxy/smtp/server.js';
-import { SingleFlightAuthenticator, cacheUpstreamContexts, type Experiment } from './experiments.js';
+import {
+  SingleFlightAuthenticator,
+  cacheUpstreamContexts,
+  countScrypt,
+  type Experiment,
+} from './experiments.js';
 
 export interface SeededAccount {
   username: string;
@@ -48,6 +53,8 @@ export interface ProxyHost {
   imapPort: number;
   smtpPort: number;
   clearCredentialCache(): void;
+  /** scrypt runs so far (every password check that missed the credential cache). */
+  scryptCalls(): number;
   /** Verifies these logins once (fills the credential cache without touching any token). */
   warmCredentials(usernames: string[], password: string): Promise<void>;
   close(): Promise<void>;
@@ -55,6 +62,7 @@ export interface ProxyHost {
 
 export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
   const experiments = new Set(o.experiments ?? []);
+  const scrypt = countScrypt();
   if (experiments.has('cached-upstream-context') || experiments.has('upstream-session-resumption')) {
     cacheUpstreamContexts({ resumeSessions: experiments.has('upstream-session-resumption') });
   }
@@ -143,6 +151,7 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
     imapPort: i.port,
     smtpPort: s.port,
     clearCredentialCache: () => cache.clear(),
+    scryptCalls: () => scrypt.calls,
     async warmCredentials(usernames, password) {
       for (const username of usernames)
         await authenticator.verify({ username, password, remoteAddress: '127.0.0.1' });
