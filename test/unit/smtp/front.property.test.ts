@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/errors.js';
 import type { SmtpFrontConfig } from '../../../src/proxy/smtp/machine.js';
+import { converse, splitAt } from '../../helpers/front-harness.js';
 import { Harness, b64, plain } from './front-harness.js';
 
 const RUNS = { numRuns: 300, interruptAfterTimeLimit: 10_000 };
@@ -44,50 +45,9 @@ function clientLines(pw: string, user: string): fc.Arbitrary<string[]> {
   return fc.array(line, { maxLength: 25 });
 }
 
-function splitAt(data: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (data.length + 1)))].sort((a, b) => a - b);
-  const parts: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    parts.push(data.subarray(prev, p));
-    prev = p;
-  }
-  parts.push(data.subarray(prev));
-  return parts;
-}
-
-/**
- * Feeds the chunks, answering async actions like a session would: TLS always succeeds, logins fail
- * (bad credentials) until the `succeedOn`-th attempt. Returns a full trace of the outcome.
- */
+/** The shared conversation driver with this front's successful login. */
 function run(config: Partial<SmtpFrontConfig>, chunks: Buffer[], succeedOn: number, maxLine = 200) {
-  const h = new Harness(config, maxLine);
-  let attempts = 0;
-  const settle = () => {
-    for (let i = 0; i < 1000; i++) {
-      const last = h.actions[h.actions.length - 1];
-      const phase = h.front.state.phase.name;
-      if (phase === 'starting-tls' && last?.type === 'start-tls') h.resolve({ type: 'tls-ready' });
-      else if (phase === 'authenticating') {
-        attempts += 1;
-        h.resolve(
-          attempts === succeedOn
-            ? { type: 'auth-succeeded' }
-            : { type: 'auth-failed', error: new ProxyError('bad-credentials', 'no') },
-        );
-      } else break;
-    }
-  };
-  // Once the relay runs, the session forwards socket bytes itself, after the framer's remainder.
-  let relayed: Buffer[] | undefined;
-  for (const c of chunks) {
-    if (relayed) relayed.push(c);
-    else h.send(c);
-    settle();
-    if (!relayed && h.front.state.phase.name === 'relay') relayed = [h.front.takeRemainder()];
-  }
-  const remainder = relayed ? Buffer.concat(relayed).toString('latin1') : '';
-  return { wire: h.wire, actions: h.actions, phase: h.front.state.phase.name, remainder };
+  return converse(new Harness(config, maxLine), chunks, succeedOn, { type: 'auth-succeeded' });
 }
 
 const config = fc.record({
