@@ -55,7 +55,10 @@ function usedMechanism(client: ImapFlow): string | undefined {
 }
 
 async function probe(client: ImapFlow): Promise<ImapFacts> {
-  const capabilities = [...client.capabilities.keys()];
+  // Valued capabilities (APPENDLIMIT=35651584) come back as numbers; show them as the server sent them.
+  const capabilities = [...client.capabilities].map(([name, value]) =>
+    typeof value === 'number' ? `${name}=${value}` : name,
+  );
   const status = await client.status('INBOX', { messages: true });
   if (status && typeof status.messages === 'number') {
     return { capabilities, inboxMessages: status.messages, inboxVia: 'STATUS' };
