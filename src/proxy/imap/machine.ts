@@ -105,6 +105,13 @@ export function step(config: MachineConfig, state: State, event: Event): Step {
   switch (event.type) {
     case 'shutdown':
       if (phase.kind === 'relaying') return { state: { ...state, phase: { kind: 'closed' } }, actions: [] };
+      // Mid-handshake the socket carries TLS records; a clear-text BYE would only garble them.
+      if (phase.kind === 'starting-tls') {
+        return {
+          state: { ...state, phase: { kind: 'closed' } },
+          actions: [{ type: 'close', outcome: 'shutdown' }],
+        };
+      }
       return bye(state, 'Server shutting down', 'shutdown');
     case 'idle-timeout':
       if (!isReading(phase)) return { state, actions: [] };

@@ -124,6 +124,20 @@ describe('IMAP session', () => {
     ).toEqual(['shutdown', 'shutdown']);
   });
 
+  it('shutdown during a STARTTLS handshake: no clear-text BYE into the handshake, logged as shutdown', async () => {
+    const e = await setup({ listenerTls: 'starttls' });
+    const c = await open(e);
+    c.write('t1 STARTTLS\r\n');
+    await c.waitFor('t1 OK');
+    const before = c.text;
+    // The client never starts the handshake: the session waits in starting-tls when the proxy stops.
+    await e.proxy.close();
+    await c.waitClosed();
+    expect(c.text).toBe(before);
+    await eventually(() => sessionLines(e).length === 1);
+    expect(sessionLines(e)[0]).toMatchObject({ outcome: 'shutdown' });
+  });
+
   it('writes one log line per session without any secret', async () => {
     const e = await setup({ staleAccessToken: true });
     const c = await open(e);

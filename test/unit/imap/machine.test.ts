@@ -249,4 +249,12 @@ describe('IMAP machine: limits', () => {
     });
     expect(late.actions).toEqual([]);
   });
+
+  it('a shutdown in the middle of a TLS handshake closes without a clear-text BYE', () => {
+    const config = { tls: 'starttls' as const, maxCommandsBeforeLogin: 10, maxFailedLogins: 3 };
+    const { state } = initialState(config, false);
+    const down = step(config, { ...state, phase: { kind: 'starting-tls' } }, { type: 'shutdown' });
+    expect(down.actions).toEqual([{ type: 'close', outcome: 'shutdown' }]);
+    expect(down.state.phase).toEqual({ kind: 'closed' });
+  });
 });
