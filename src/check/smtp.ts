@@ -125,7 +125,7 @@ async function quit(conn: SMTPConnection, timeoutMs: number): Promise<void> {
 export async function checkSmtp(env: CheckEnv): Promise<CheckSuccess<SmtpFacts>> {
   const server = env.account.connection.smtp;
   if (!server) throw new ProxyError('config', `connection ${env.account.connection.name} has no SMTP server`);
-  // The token first, as the proxy does: no connection for an account that cannot get one.
+  // The token before the connection: an account that cannot get one costs the mail server nothing.
   await env.tokens.getAccessToken(env.account);
   let renewed = false;
   const onRenew = (): void => {
