@@ -6,6 +6,7 @@ import { startFakeAuthServer, type FakeAuthServer } from '../../test/helpers/fak
 import { startBareRelay, type BareRelay } from './bare-relay.js';
 import { startFastImap, type FastImapServer } from './fast-imap.js';
 import { startFastSmtp, type FastSmtpServer } from './fast-smtp.js';
+import { upstreamTlsStats } from './experiments.js';
 import { makeMailboxes, type MailboxSpec } from './messages.js';
 import { startProxyHost, type ProxyHost, type ProxyHostOptions } from './proxy-host.js';
 import { serveRpc, type Memory, type Role } from './rpc.js';
@@ -98,7 +99,14 @@ if (role === 'upstream') {
       memory,
       cpu,
     },
-    async () => host?.close(),
+    async () => {
+      if (upstreamTlsStats.full + upstreamTlsStats.resumed > 0) {
+        console.error(
+          `  proxy upstream TLS: ${upstreamTlsStats.full} full, ${upstreamTlsStats.resumed} resumed handshakes`,
+        );
+      }
+      await host?.close();
+    },
   );
 } else if (role === 'bare') {
   let imap: BareRelay | undefined;

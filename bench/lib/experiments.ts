@@ -2,14 +2,15 @@
  * Proposed fixes, tried out in the proxy child without touching src/ (`--experiment <name>`), so the
  * bench can show what they are worth before the owners apply them for real.
  *
- * - `cached-upstream-context`: src/proxy/shared/tls-context.ts `upstreamTlsOptions()` passes
- *   `ca: [...rootCertificates, ca]` to every `tls.connect()`, so Node builds a new SecureContext (an
- *   X509_STORE parsed from ~140 PEM roots) per upstream connection. This patch hands `tls.connect` one
- *   cached SecureContext per distinct CA list instead, which is what the fix in tls-context.ts would do.
+ * - `cached-upstream-context`: until commit 200cc2e, src/proxy/shared/tls-context.ts
+ *   `upstreamTlsOptions()` passed `ca: [...rootCertificates, ca]` to every `tls.connect()`, so Node
+ *   built a new SecureContext (an X509 store parsed from 144 PEM roots) per upstream connection. This
+ *   patch hands `tls.connect` one cached SecureContext per distinct CA list instead (what 200cc2e
+ *   does; a no-op on trees that have it).
  * - `upstream-session-resumption` (implies the cached context): keeps the last TLS session ticket per
  *   upstream and offers it on the next connection, so a login resumes instead of verifying the
  *   certificate chain and signature again.
- * - `single-flight-credentials`: concurrent logins with the same username and password share one
+ * - `single-flight-credentials` (landed for real in af4fcc4): concurrent logins with the same username and password share one
  *   `authenticator.verify()` (one scrypt), as a fix in LocalAuthenticator/CredentialCache would.
  */
 import crypto, { createHash } from 'node:crypto';
@@ -25,39 +26,44 @@ export const EXPERIMENTS = [
 ] as const;
 export type Experiment = (typeof EXPERIMENTS)[number];
 
-export function cacheUpstreamContexts(mode: { resumeSessions: boolean }): void {
-  const original = tls.connect;
+/** Upstream handshakes seen by the resumption experiment. */
+export const upstreamTlsStats = { full: 0, resumed: 0 };
+
+export function patchUpstreamTls(mode: { cacheContexts: boolean; resumeSessions: boolean }): void {
+  const original = tls.connect as (...a: unknown[]) => tls.TLSSocket;
   const contexts = new Map<string, tls.SecureContext>();
   /** Last TLS session ticket per upstream host:port (resumption skips the certificate checks). */
   const sessions = new Map<string, Buffer>();
   const patched = ((...args: unknown[]) => {
-    const options = args[0];
-    if (
-      typeof options === 'object' &&
-      options !== null &&
-      Array.isArray((options as tls.ConnectionOptions).ca)
-    ) {
-      const { ca, minVersion, ...rest } = options as tls.ConnectionOptions;
+    const first = args[0];
+    // Only option-object calls that name a port are upstream connects (the proxy makes no others).
+    if (typeof first !== 'object' || first === null || (first as tls.ConnectionOptions).port === undefined) {
+      return original(...args);
+    }
+    let options = first as tls.ConnectionOptions;
+    if (mode.cacheContexts && Array.isArray(options.ca)) {
+      const { ca, minVersion, ...rest } = options;
       // The roots are the same array contents every time; the connection's own CA (last) tells
       // connections apart. A string key costs a hash lookup, not a parse.
       const list = ca as string[];
       const key = `${minVersion ?? ''}|${list.length}|${list[list.length - 1] ?? ''}`;
       let secureContext = contexts.get(key);
       if (!secureContext) {
-        secureContext = tls.createSecureContext({
-          ca: ca as string[],
-          ...(minVersion ? { minVersion } : {}),
-        });
+        secureContext = tls.createSecureContext({ ca: list, ...(minVersion ? { minVersion } : {}) });
         contexts.set(key, secureContext);
       }
-      const target = `${rest.host ?? ''}:${rest.port ?? ''}`;
-      const session = mode.resumeSessions ? sessions.get(target) : undefined;
-      args[0] = { ...rest, secureContext, ...(session ? { session } : {}) };
-      const socket = (original as (...a: unknown[]) => tls.TLSSocket)(...args);
-      if (mode.resumeSessions) socket.on('session', (s: Buffer) => sessions.set(target, s));
-      return socket;
+      options = { ...rest, secureContext };
     }
-    return (original as (...a: unknown[]) => tls.TLSSocket)(...args);
+    if (!mode.resumeSessions) return original(options, ...args.slice(1));
+    const target = `${options.host ?? ''}:${options.port ?? ''}`;
+    const session = sessions.get(target);
+    const socket = original(session ? { ...options, session } : options, ...args.slice(1));
+    socket.on('session', (s: Buffer) => sessions.set(target, s));
+    socket.once('secureConnect', () => {
+      if (socket.isSessionReused()) upstreamTlsStats.resumed += 1;
+      else upstreamTlsStats.full += 1;
+    });
+    return socket;
   }) as typeof tls.connect;
   tls.connect = patched;
   // ESM named imports of builtins (`import { connect } from 'node:tls'`) follow this call.

@@ -19,12 +19,7 @@ import { TokenManager } from '../../src/oauth/token-manager.js';
 import { createImapServer } from '../../src/proxy/imap/server.js';
 import type { ProxyDeps } from '../../src/proxy/shared/types.js';
 import { createSmtpServer } from '../../src/proxy/smtp/server.js';
-import {
-  SingleFlightAuthenticator,
-  cacheUpstreamContexts,
-  countScrypt,
-  type Experiment,
-} from './experiments.js';
+import { SingleFlightAuthenticator, patchUpstreamTls, countScrypt, type Experiment } from './experiments.js';
 
 export interface SeededAccount {
   username: string;
@@ -64,7 +59,10 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
   const experiments = new Set(o.experiments ?? []);
   const scrypt = countScrypt();
   if (experiments.has('cached-upstream-context') || experiments.has('upstream-session-resumption')) {
-    cacheUpstreamContexts({ resumeSessions: experiments.has('upstream-session-resumption') });
+    patchUpstreamTls({
+      cacheContexts: true,
+      resumeSessions: experiments.has('upstream-session-resumption'),
+    });
   }
   const connection: ConnectionConfig = {
     name: 'bench',
