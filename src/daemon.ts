@@ -8,6 +8,7 @@ import { LocalAuthenticator } from './credentials/authenticator.js';
 import { consentHintFor } from './http/consent-hint.js';
 import { publicBaseUrl } from './http/public-url.js';
 import { createHttpServer } from './http/server.js';
+import { Metrics } from './metrics/metrics.js';
 import { createConfiguredNotifier, notifyOnTokenEvent } from './notify/index.js';
 import { openTokenStore } from './oauth/store/index.js';
 import { TokenManager } from './oauth/token-manager.js';
@@ -34,18 +35,23 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   // The store first: a store that cannot be opened or decrypted must stop the start, not the first login.
   const store = openTokenStore(config.store);
   const notifier = createConfiguredNotifier(config, store, logger.child({ component: 'notify' }));
+  // One registry per daemon, and only when an HTTP listener serves it at /metrics.
+  const metrics = config.listen.http.length > 0 && config.http.metrics !== false ? new Metrics() : undefined;
   const tokens = new TokenManager({
     config,
     store,
     logger: logger.child({ component: 'tokens' }),
     onEvent: notifyOnTokenEvent(notifier),
+    ...(metrics ? { metrics } : {}),
   });
+  metrics?.trackAccounts(() => tokens.status());
   const deps: ProxyDeps = {
     config,
     authenticator: new LocalAuthenticator({ config, store, logger: logger.child({ component: 'auth' }) }),
     tokens,
     logger,
     consentHint: (account) => consentHintFor(config, account),
+    ...(metrics ? { metrics } : {}),
   };
 
   const planned: Array<{ protocol: Protocol; listener: ListenerConfig; server: ProxyServer }> = [];
@@ -65,6 +71,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       tokens,
       logger: logger.child({ protocol: 'http' }),
       notifier,
+      ...(metrics ? { metrics } : {}),
     });
     planned.push({ protocol: 'http', listener, server });
   }

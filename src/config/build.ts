@@ -534,6 +534,7 @@ function buildHttp(raw: RawConfig, report: Report, readFile: ReadFile): Config['
   }
   const out: Config['http'] = {
     consentHint: h.consentHint ?? (adminPassword !== undefined ? 'admin' : DEFAULTS.http.consentHint),
+    metrics: h.metrics ?? DEFAULTS.http.metrics,
   };
   if (h.publicUrl !== undefined) out.publicUrl = h.publicUrl.replace(/\/+$/, '');
   if (adminPassword !== undefined && adminPassword !== '') out.adminPassword = adminPassword;

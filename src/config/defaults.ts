@@ -9,7 +9,7 @@ export const DEFAULTS: {
   store: StoreSettings;
   settings: Settings;
   notify: NotifySettings;
-  http: Pick<HttpSettings, 'consentHint'>;
+  http: Pick<HttpSettings, 'consentHint'> & Required<Pick<HttpSettings, 'metrics'>>;
 } = {
   store: { path: './data/tokens.db', keyFile: './data/key' },
   settings: {
@@ -41,5 +41,5 @@ export const DEFAULTS: {
     },
   },
   notify: { minIntervalMs: 3_600_000 },
-  http: { consentHint: 'command' },
+  http: { consentHint: 'command', metrics: true },
 };

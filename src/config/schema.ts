@@ -239,6 +239,10 @@ export const httpSchema = z.strictObject({
     .enum(['admin', 'command'])
     .optional()
     .meta({ description: 'What a client needing consent is told; default admin when adminPassword is set.' }),
+  metrics: z.boolean().optional().meta({
+    description: 'Serve Prometheus metrics at GET /metrics on the HTTP listener (no account names in it).',
+    default: d.http.metrics,
+  }),
 });
 
 export const notifySchema = z.strictObject({

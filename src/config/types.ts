@@ -119,6 +119,8 @@ export interface HttpSettings {
   adminPassword?: string;
   /** What a client that needs consent is told: the admin page or a consent-link command. */
   consentHint: 'admin' | 'command';
+  /** GET /metrics (Prometheus) on the HTTP listener; absent means true. */
+  metrics?: boolean;
 }
 
 export interface StoreSettings {

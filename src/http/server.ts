@@ -1,5 +1,6 @@
 /**
- * The HTTP listener: consent pages, the OAuth callback and (with an admin password) /admin.
+ * The HTTP listener: consent pages, the OAuth callback, (with an admin password) /admin and, unless
+ * `http.metrics` is false, the Prometheus /metrics.
  * Server-rendered HTML, no scripts, one stylesheet; every response carries the security headers.
  */
 import {
@@ -49,6 +50,14 @@ export interface HttpServerDeps {
   resolveAccount?: (username: string) => ResolvedAccount | undefined;
   /** Injected clock for tests (link expiry, pending consents). */
   now?: () => number;
+  /** Served at GET /metrics unless `http.metrics` is false (src/metrics/metrics.ts). */
+  metrics?: MetricsSource;
+}
+
+/** What GET /metrics serves: Prometheus text from the daemon's Metrics object. */
+export interface MetricsSource {
+  readonly contentType: string;
+  scrape(): Promise<string>;
 }
 
 export interface HttpServer extends ProxyServer {
@@ -66,6 +75,7 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
   const now = deps.now ?? Date.now;
   const resolve = deps.resolveAccount ?? ((username: string) => resolveAccount(deps.config, username));
   const csrf = new CsrfTokens();
+  const metrics = deps.config.http.metrics === false ? undefined : deps.metrics;
   let boundPort: number | undefined;
   const baseUrl = (): string => publicBaseUrl(deps.config, boundPort ?? listener.port);
   const consent = new ConsentFlow({
@@ -117,6 +127,18 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
         'Cache-Control': 'public, max-age=3600',
       });
       res.end(STYLE_CSS);
+      return;
+    }
+    if (path === '/metrics' && metrics) {
+      if (!isGet) return sendMessage(res, pages.methodNotAllowed());
+      // No authentication: the scrape holds counts by protocol and state only, never an account.
+      const body = await metrics.scrape();
+      res.writeHead(200, {
+        ...securityHeaders(),
+        'Content-Type': metrics.contentType,
+        'Content-Length': String(Buffer.byteLength(body)),
+      });
+      res.end(method === 'HEAD' ? undefined : body);
       return;
     }
     if (path === CALLBACK_PATH) {

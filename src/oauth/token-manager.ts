@@ -26,7 +26,10 @@ import type {
   AccountState,
   ConsentIdentity,
   TokenEvent,
+  TokenMetrics,
   TokenProvider,
+  TokenRequestGrant,
+  TokenRequestResult,
   TokenRecord,
   TokenSet,
   TokenStore,
@@ -39,6 +42,8 @@ export interface TokenManagerOptions {
   /** Epoch ms; injectable for tests. */
   clock?: () => number;
   onEvent?: (event: TokenEvent) => void;
+  /** Counts token-endpoint requests by grant and outcome (src/metrics); optional. */
+  metrics?: TokenMetrics;
 }
 
 /** After a transient failure, no new request before this (doubling per failure, capped). */
@@ -68,6 +73,7 @@ export class TokenManager implements TokenProvider {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #onEvent: ((event: TokenEvent) => void) | undefined;
+  readonly #metrics: TokenMetrics | undefined;
   readonly #cache = new Map<string, Cached>();
   readonly #inflight = new Map<string, Promise<AccessToken>>();
   readonly #backoff = new Map<string, Backoff>();
@@ -86,6 +92,7 @@ export class TokenManager implements TokenProvider {
     this.#log = options.logger;
     this.#now = options.clock ?? Date.now;
     this.#onEvent = options.onEvent;
+    this.#metrics = options.metrics;
   }
 
   get #marginMs(): number {
@@ -242,6 +249,7 @@ export class TokenManager implements TokenProvider {
         });
       } catch (err) {
         const failure = classifyTokenError(err);
+        this.#count('refresh_token', failure.kind);
         const changed = this.#read(id);
         if (changed?.refreshToken !== undefined && changed.refreshToken !== used && round === 0) continue;
         if (isClientError(failure))
@@ -249,6 +257,7 @@ export class TokenManager implements TokenProvider {
         if (failure.kind === 'permanent') throw this.#permanent(id, used, failure);
         return this.#transient(id, used, failure, force);
       }
+      this.#count('refresh_token', 'ok');
       // The rotated refresh token is committed here, before anyone gets the new access token.
       const stored = this.#persist(id, set, () =>
         this.#store.updateToken(id, (current) => {
@@ -411,13 +420,16 @@ export class TokenManager implements TokenProvider {
         timeoutMs: this.#config.settings.tokenRequestTimeoutMs,
         now: this.#now,
       });
+      this.#count('client_credentials', 'ok');
       this.#backoff.delete(key);
       this.#rejected.delete(key);
       this.#log.info({ connection: connection.name }, 'app-only access token obtained');
       return this.#remember(key, set.accessToken, set.expiresAt);
     } catch (err) {
+      // A ProxyError here is our own refusal before any request (the connection lacks a secret).
       if (isProxyError(err)) throw err;
       const failure = classifyTokenError(err);
+      this.#count('client_credentials', failure.kind);
       if (failure.kind === 'permanent') {
         throw new ProxyError(
           'needs-consent',
@@ -437,6 +449,14 @@ export class TokenManager implements TokenProvider {
       const cached = this.#cache.get(key);
       if (!force && cached && cached.expiresAt - this.#now() > MIN_USABLE_MS) return { ...cached };
       return throwUnavailable(key, failure.summary, until - this.#now(), failure);
+    }
+  }
+
+  #count(grant: TokenRequestGrant, result: TokenRequestResult): void {
+    try {
+      this.#metrics?.tokenRequest(grant, result);
+    } catch (err) {
+      this.#log.error({ err: errorText(err) }, 'token metrics failed');
     }
   }
 

@@ -117,3 +117,14 @@ export interface TokenEvent {
   /** Safe to show (never a token): the error that caused it. */
   error?: string;
 }
+
+/** Which token-endpoint grant a request used (the token manager only refreshes or asks app-only). */
+export type TokenRequestGrant = 'refresh_token' | 'client_credentials';
+
+/** How one token-endpoint request ended: 'ok', or its failure's classification (grants/token-errors.ts). */
+export type TokenRequestResult = 'ok' | 'transient' | 'permanent';
+
+/** Token-endpoint request counting; implemented by src/metrics/metrics.ts. Must never throw. */
+export interface TokenMetrics {
+  tokenRequest(grant: TokenRequestGrant, result: TokenRequestResult): void;
+}

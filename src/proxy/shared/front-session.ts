@@ -7,7 +7,7 @@
  *   TLS ready, login result, idle timeout, shutdown, hang-up ─▶ resolve(event) ─▶ run(actions)
  *
  * It also keeps the bookkeeping for the session's one log line (bytes, user, account, upstream,
- * outcome, reason) and writes it once both legs are closed.
+ * outcome, reason) and writes it once both legs are closed; the same record feeds the metrics.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -15,7 +15,7 @@ import { isProxyError, ProxyError } from '../../errors.js';
 import { performLogin, type UpstreamLogin } from './login.js';
 import { startRelay, type Relay } from './relay.js';
 import type { Secret } from './secret.js';
-import { formatAddress, logSessionEnd } from './session-log.js';
+import { formatAddress, recordSessionEnd } from './session-log.js';
 import { upgradeToTls } from './starttls.js';
 import type { ConnectionContext, ProxyDeps, ProxySession, SessionOutcome, SessionRecord } from './types.js';
 import { KEEPALIVE_DELAY_MS, type UpstreamConnection } from './upstream.js';
@@ -104,6 +104,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
     this.#logger = deps.logger.child({ session: context.id });
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     socket.setNoDelay(true);
+    deps.metrics?.sessionStarted(spec.protocol);
   }
 
   // ---- what a protocol plugs in --------------------------------------------------------------
@@ -275,7 +276,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
   async #runLogin(username: string, password: Secret, upstreamLogin: UpstreamLogin<U>): Promise<void> {
     const result = await performLogin(
       this.deps,
-      { username, password, remoteAddress: this.context.remoteAddress },
+      { username, password, remoteAddress: this.context.remoteAddress, protocol: this.#spec.protocol },
       upstreamLogin,
       this.#login.signal,
     );
@@ -339,7 +340,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
     this.#upstream = undefined;
     this.socket.destroy();
     // Not the session child logger: the record carries `session` itself (no duplicate JSON keys).
-    logSessionEnd(this.deps.logger, {
+    recordSessionEnd(this.deps.logger, this.deps.metrics, {
       protocol: this.#spec.protocol,
       session: this.context.id,
       client: formatAddress(this.context.remoteAddress, this.context.remotePort),

@@ -14,6 +14,7 @@ import type { Authenticator } from '../../credentials/types.js';
 import { ProxyError, isProxyError } from '../../errors.js';
 import type { TokenProvider } from '../../oauth/types.js';
 import type { Secret } from './secret.js';
+import type { SessionMetrics, SessionRecord } from './types.js';
 
 export type UpstreamAuthOutcome =
   | { ok: true }
@@ -34,6 +35,8 @@ export interface LoginRequest {
   username: string;
   password: Secret;
   remoteAddress: string;
+  /** The client-facing protocol, for the login-duration metric (no metric without it). */
+  protocol?: SessionRecord['protocol'];
 }
 
 export type LoginResult<U> =
@@ -47,6 +50,8 @@ export type LoginResult<U> =
 export interface LoginDeps {
   authenticator: Authenticator;
   tokens: TokenProvider;
+  /** Times every login by result (needs `request.protocol`). */
+  metrics?: Pick<SessionMetrics, 'loginFinished'>;
 }
 
 function asProxyError(err: unknown, fallback: 'token-unavailable' | 'upstream-unavailable'): ProxyError {
@@ -61,6 +66,25 @@ export async function performLogin<U>(
   request: LoginRequest,
   protocol: UpstreamLogin<U>,
   signal: AbortSignal = new AbortController().signal,
+): Promise<LoginResult<U>> {
+  const metrics = deps.metrics;
+  const name = request.protocol;
+  if (!metrics || name === undefined) return runLogin(deps, request, protocol, signal);
+  const started = performance.now();
+  const result = await runLogin(deps, request, protocol, signal);
+  try {
+    metrics.loginFinished(name, result.ok ? 'ok' : result.error.code, (performance.now() - started) / 1000);
+  } catch {
+    // Counting must never turn a login into a failure.
+  }
+  return result;
+}
+
+async function runLogin<U>(
+  deps: LoginDeps,
+  request: LoginRequest,
+  protocol: UpstreamLogin<U>,
+  signal: AbortSignal,
 ): Promise<LoginResult<U>> {
   let account: ResolvedAccount;
   try {

@@ -3,7 +3,20 @@
  * type, so a password or token cannot slip in through a spread object.
  */
 import type { Logger } from 'pino';
-import type { SessionRecord } from './types.js';
+import type { SessionMetrics, SessionRecord } from './types.js';
+
+/**
+ * The end of every session: its log line and its metrics, from the one record (so the counters and
+ * the log can never disagree). The metrics never see the user name or account.
+ */
+export function recordSessionEnd(
+  logger: Logger,
+  metrics: SessionMetrics | undefined,
+  record: SessionRecord,
+): void {
+  logSessionEnd(logger, record);
+  metrics?.sessionEnded(record);
+}
 
 export function logSessionEnd(logger: Logger, record: SessionRecord): void {
   const line = {

@@ -14,6 +14,8 @@ export interface ProxyDeps {
   logger: Logger;
   /** One short sentence telling a client where the account's owner grants access (URL or command). */
   consentHint(account: ResolvedAccount): string;
+  /** Prometheus instrumentation (src/metrics); absent: nothing is counted. */
+  metrics?: SessionMetrics;
 }
 
 /** A listening protocol front (IMAP, SMTP, or the HTTP pages). */
@@ -78,4 +80,21 @@ export interface SessionRecord {
   outcome: SessionOutcome;
   /** Short reason for a failure (safe text, e.g. the ProxyError message). */
   reason?: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Added for the Prometheus metrics (src/metrics/): what the protocol fronts report. No user names.
+// ---------------------------------------------------------------------------------------------
+
+/** A login's result for metrics: 'ok' or the ProxyError code it failed with. */
+export type LoginMetricResult = 'ok' | ProxyErrorCode;
+
+/** What the protocol fronts report; implemented by src/metrics/metrics.ts. Must never throw. */
+export interface SessionMetrics {
+  /** A client connection was accepted (the active-sessions gauge goes up). */
+  sessionStarted(protocol: SessionRecord['protocol']): void;
+  /** The session's end record (the one log line): active gauge down, session and byte counters. */
+  sessionEnded(record: SessionRecord): void;
+  /** One whole login (credentials, token, upstream auth and its retry) took `seconds`. */
+  loginFinished(protocol: SessionRecord['protocol'], result: LoginMetricResult, seconds: number): void;
 }

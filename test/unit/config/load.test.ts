@@ -61,7 +61,7 @@ describe('loadConfig', () => {
         windowMs: 900_000,
       },
     });
-    expect(config.http).toEqual({ consentHint: 'command' });
+    expect(config.http).toEqual({ consentHint: 'command', metrics: true });
     expect(config.notify).toEqual({ minIntervalMs: 3_600_000 });
   });
 
@@ -172,7 +172,7 @@ describe('environment and file expansion', () => {
     );
     expect(config.connections.get('g')?.clientSecret).toBe('s3cret');
     expect(config.connections.get('g')?.ca).toBe('PEM');
-    expect(config.http).toEqual({ adminPassword: 'tok', consentHint: 'admin' });
+    expect(config.http).toEqual({ adminPassword: 'tok', consentHint: 'admin', metrics: true });
   });
 
   it('reads listener cert/key PEM files and checks they are a pair', () => {

@@ -1,0 +1,152 @@
+/**
+ * The proxy's Prometheus metrics, in a Registry of their own (not prom-client's global one), so that
+ * every daemon or test has independent counters. Labels are protocol, outcome, result, grant and
+ * state only: never a user name, mailbox or account id (cardinality, and the scrape is not secret).
+ * The instrumented code sees only the small SessionMetrics / TokenMetrics interfaces.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AccountStatusState } from '../oauth/account-status.js';
+import type { TokenMetrics, TokenRequestGrant, TokenRequestResult } from '../oauth/types.js';
+import type { LoginMetricResult, SessionMetrics, SessionRecord } from '../proxy/shared/types.js';
+
+export const METRICS_PREFIX = 'xoauth_proxy_';
+
+const PROTOCOLS: readonly SessionRecord['protocol'][] = ['imap', 'smtp', 'pop3'];
+const GRANTS: readonly TokenRequestGrant[] = ['refresh_token', 'client_credentials'];
+const TOKEN_RESULTS: readonly TokenRequestResult[] = ['ok', 'transient', 'permanent'];
+/** Every state `xoauth-proxy status` knows; each is exported (0 when none), so alerts need no `or`. */
+export const ACCOUNT_STATES: readonly AccountStatusState[] = [
+  'active',
+  'failing',
+  'needs-consent',
+  'no-grant',
+  'app-only',
+];
+/** Seconds; a login is two or three network round trips, a slow token endpoint can take many. */
+const LOGIN_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** Where the accounts gauge reads the account states at scrape time (TokenManager.status()). */
+export type AccountStateSource = () => ReadonlyArray<{ state: AccountStatusState }>;
+
+export interface MetricsOptions {
+  /** prom-client's process and Node.js metrics (standard names, no prefix); default true. */
+  defaultMetrics?: boolean;
+}
+
+export class Metrics implements SessionMetrics, TokenMetrics {
+  readonly registry = new Registry();
+  readonly #sessions: Counter<'protocol' | 'outcome'>;
+  readonly #bytes: Counter<'protocol' | 'direction'>;
+  readonly #active: Gauge<'protocol'>;
+  readonly #logins: Histogram<'protocol' | 'result'>;
+  readonly #tokenRequests: Counter<'grant' | 'result'>;
+  #accountSource: AccountStateSource | undefined;
+
+  constructor(options: MetricsOptions = {}) {
+    const registers = [this.registry];
+    this.#sessions = new Counter({
+      name: `${METRICS_PREFIX}sessions_total`,
+      help: 'Client sessions that ended, by protocol and outcome (as in the session-end log line).',
+      labelNames: ['protocol', 'outcome'],
+      registers,
+    });
+    this.#bytes = new Counter({
+      name: `${METRICS_PREFIX}relayed_bytes_total`,
+      help: 'Bytes received from (from_client) and sent to (to_client) clients, counted when a session ends.',
+      labelNames: ['protocol', 'direction'],
+      registers,
+    });
+    this.#active = new Gauge({
+      name: `${METRICS_PREFIX}active_sessions`,
+      help: 'Client sessions open now (before login and relaying).',
+      labelNames: ['protocol'],
+      registers,
+    });
+    this.#logins = new Histogram({
+      name: `${METRICS_PREFIX}login_duration_seconds`,
+      help: 'Duration of whole logins (local check, access token, upstream authentication), by result.',
+      labelNames: ['protocol', 'result'],
+      buckets: LOGIN_BUCKETS,
+      registers,
+    });
+    this.#tokenRequests = new Counter({
+      name: `${METRICS_PREFIX}token_requests_total`,
+      help: 'Requests to OAuth token endpoints, by grant and result (ok, transient or permanent failure).',
+      labelNames: ['grant', 'result'],
+      registers,
+    });
+    const source = (): AccountStateSource | undefined => this.#accountSource;
+    new Gauge({
+      name: `${METRICS_PREFIX}accounts`,
+      help: 'Accounts by state, as `xoauth-proxy status` shows them (read at scrape time).',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const read = source();
+        this.reset();
+        if (!read) return;
+        const counts = new Map<AccountStatusState, number>(ACCOUNT_STATES.map((s) => [s, 0]));
+        // An unreadable store shows as no accounts gauge at all rather than a failed scrape.
+        let accounts: ReturnType<AccountStateSource>;
+        try {
+          accounts = read();
+        } catch {
+          return;
+        }
+        for (const account of accounts) counts.set(account.state, (counts.get(account.state) ?? 0) + 1);
+        for (const [state, count] of counts) this.set({ state }, count);
+      },
+    });
+
+    // Zero series up front, so rate() and alerts work before the first event.
+    for (const protocol of PROTOCOLS) {
+      this.#active.set({ protocol }, 0);
+      this.#bytes.inc({ protocol, direction: 'from_client' }, 0);
+      this.#bytes.inc({ protocol, direction: 'to_client' }, 0);
+    }
+    for (const grant of GRANTS) {
+      for (const result of TOKEN_RESULTS) this.#tokenRequests.inc({ grant, result }, 0);
+    }
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Where the accounts gauge reads the states (the daemon passes `() => tokens.status()`). */
+  trackAccounts(source: AccountStateSource): void {
+    this.#accountSource = source;
+  }
+
+  /** The Content-Type of `scrape()` (Prometheus text format 0.0.4). */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Every metric in the Prometheus text format. */
+  scrape(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  sessionStarted(protocol: SessionRecord['protocol']): void {
+    this.#active.inc({ protocol });
+  }
+
+  sessionEnded(record: SessionRecord): void {
+    const protocol = record.protocol;
+    this.#active.dec({ protocol });
+    this.#sessions.inc({ protocol, outcome: record.outcome });
+    this.#bytes.inc({ protocol, direction: 'from_client' }, nonNegative(record.bytesFromClient));
+    this.#bytes.inc({ protocol, direction: 'to_client' }, nonNegative(record.bytesToClient));
+  }
+
+  loginFinished(protocol: SessionRecord['protocol'], result: LoginMetricResult, seconds: number): void {
+    this.#logins.observe({ protocol, result }, nonNegative(seconds));
+  }
+
+  tokenRequest(grant: TokenRequestGrant, result: TokenRequestResult): void {
+    this.#tokenRequests.inc({ grant, result });
+  }
+}
+
+/** prom-client throws on a negative counter increment; a bookkeeping slip must not end a session. */
+function nonNegative(n: number): number {
+  return Number.isFinite(n) && n > 0 ? n : 0;
+}
