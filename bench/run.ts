@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     sessions = maxByFiles;
   }
   const params = {
-    throughput: { reps: quick ? 3 : 9, bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 },
+    throughput: { reps: quick ? 3 : 15, bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 },
     latency: { iterations: quick ? 60 : 300 },
     sessions: { n: sessions, concurrency: 100 },
     storm: { clients: 200, accounts: 20, reps: quick ? 2 : 3 },
