@@ -13,8 +13,14 @@ import {
   type FakeAuthOptions,
   type FakeAuthServer,
 } from '../helpers/fake-auth-server.js';
-import { startProxyProcess, type ProxyProcess, type StartProxyOptions } from '../helpers/proxy-process.js';
+import {
+  startProxyProcess,
+  type ProxyProcess,
+  type ProxyUpstream,
+  type StartProxyOptions,
+} from '../helpers/proxy-process.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
+import { RawPop3Client } from '../integration/pop3/raw-client.js';
 
 /** Registers a beforeEach that prints these logs when the test fails (Dovecot, the proxy, ...). */
 export function printLogsOnFailure(
@@ -153,7 +159,8 @@ export interface WorldAccount {
   password: string;
   /** Connection: `e2e` (IMAP implicit TLS + submission STARTTLS upstream, the default),
    *  `e2e-alt` (IMAP STARTTLS + submissions implicit TLS upstream) or
-   *  `e2e-bearer` (IMAP implicit TLS with OAUTHBEARER instead of XOAUTH2; no SMTP). */
+   *  `e2e-bearer` (IMAP implicit TLS with OAUTHBEARER instead of XOAUTH2; no SMTP).
+   *  With `startWorld({ pop3: true })`: POP3S upstream for `e2e` and `e2e-bearer`, STLS for `e2e-alt`. */
   connection?: 'e2e' | 'e2e-alt' | 'e2e-bearer';
   /** Seed an access token the server will refuse although it looks valid for an hour (the proxy
    *  cannot know; only the upstream's refusal tells it). */
@@ -180,6 +187,11 @@ export async function startWorld(o: {
   listen?: StartProxyOptions['listen'];
   /** Extra environment for the proxy (e.g. LOG_LEVEL). */
   env?: Record<string, string>;
+  /**
+   * Give every connection a POP3 upstream too (`e2e` and `e2e-bearer`: POP3S, `e2e-alt`: STLS); Dovecot
+   * must then serve POP3. Default off: the proxy's config is the IMAP/SMTP one.
+   */
+  pop3?: boolean;
 }): Promise<World> {
   const started: Array<{ stop: () => Promise<void> }> = [];
   const stopAll = async (): Promise<void> => {
@@ -194,8 +206,11 @@ export async function startWorld(o: {
       tokeninfoUrl: auth.tokeninfoUrl,
       users: o.accounts.map((a) => a.email),
       submissionRelay: { host: sink.host, port: sink.port },
+      ...(o.pop3 ? { pop3: true } : {}),
     });
     started.push(dovecot);
+    const pop3 = (tls: 'implicit' | 'starttls'): Pick<ProxyUpstream, 'pop3'> =>
+      o.pop3 ? { pop3: { port: tls === 'implicit' ? dovecot.ports.pop3s! : dovecot.ports.pop3!, tls } } : {};
     const grants = new Map<string, { refreshToken: string; accessToken: string; expiresAt: number }>();
     for (const a of o.accounts) {
       if (a.grant === false) continue;
@@ -212,6 +227,7 @@ export async function startWorld(o: {
         ca: dovecot.caPem,
         imap: { port: dovecot.ports.imaps, tls: 'implicit' },
         smtp: { port: dovecot.ports.submission, tls: 'starttls' },
+        ...pop3('implicit'),
       },
       moreConnections: {
         'e2e-alt': {
@@ -219,12 +235,14 @@ export async function startWorld(o: {
           ca: dovecot.caPem,
           imap: { port: dovecot.ports.imap, tls: 'starttls' },
           smtp: { port: dovecot.ports.submissions, tls: 'implicit' },
+          ...pop3('starttls'),
         },
         'e2e-bearer': {
           host: dovecot.host,
           ca: dovecot.caPem,
           sasl: 'oauthbearer',
           imap: { port: dovecot.ports.imaps, tls: 'implicit' },
+          ...pop3('implicit'),
         },
       },
       accounts: o.accounts.map((a) => ({
@@ -354,6 +372,29 @@ export async function smtpAuth(port: number, user: string, password: string): Pr
       const noop = (await c.readUntil(/^\d{3} /)).at(-1)!;
       if (!noop.startsWith('250')) throw new Error(`AUTH ok but NOOP failed: ${noop}`);
       c.send('QUIT');
+    }
+    return reply;
+  } finally {
+    c.close();
+  }
+}
+
+/**
+ * POP3 USER/PASS on the proxy's plain listener; resolves with the PASS reply (the exact text a legacy
+ * client sees). On `+OK` a STAT must reach the upstream and succeed before QUIT.
+ */
+export async function pop3Login(port: number, user: string, password: string): Promise<string> {
+  const c = await RawPop3Client.connect(port);
+  try {
+    const greeting = await c.line();
+    if (!greeting.startsWith('+OK')) throw new Error(`no POP3 greeting: ${greeting}`);
+    const userReply = await c.command(`USER ${user}`);
+    if (!userReply.startsWith('+OK')) throw new Error(`USER refused: ${userReply}`);
+    const reply = await c.command(`PASS ${password}`);
+    if (reply.startsWith('+OK')) {
+      const stat = await c.command('STAT');
+      if (!/^\+OK \d+ \d+$/.test(stat)) throw new Error(`PASS ok but STAT failed: ${stat}`);
+      await c.command('QUIT');
     }
     return reply;
   } finally {

@@ -1,5 +1,6 @@
 /**
- * A real Dovecot 2.3 (Debian's dovecot-imapd + dovecot-submissiond) as the stand-in for Gmail / Microsoft
+ * A real Dovecot 2.3 (Debian's dovecot-imapd + dovecot-submissiond, and dovecot-pop3d when installed or
+ * asked for) as the stand-in for Gmail / Microsoft
  * in end-to-end tests: its own config, base_dir, state_dir and log under a temp dir, `dovecot -F -c`,
  * listeners on free loopback ports, and the `oauth2` passdb validating every XOAUTH2 / OAUTHBEARER token
  * against the fake authorization server's tokeninfo endpoint.
@@ -31,6 +32,12 @@ import { pickFreePorts } from './proxy-process.js';
 export const DOVECOT_BIN = process.env.DOVECOT_BIN ?? '/usr/sbin/dovecot';
 const SUBMISSION_BIN = '/usr/lib/dovecot/submission';
 const IMAP_BIN = '/usr/lib/dovecot/imap';
+export const POP3_BIN = '/usr/lib/dovecot/pop3';
+
+/** Whether Debian's dovecot-pop3d is installed (the stand-in then serves POP3 unless told not to). */
+export function pop3Installed(): boolean {
+  return existsSync(POP3_BIN);
+}
 
 export interface DovecotTls {
   caPem: string;
@@ -51,6 +58,11 @@ export interface DovecotOptions {
   tls?: DovecotTls;
   /** Listen address; default 127.0.0.2 (see the file comment). */
   host?: string;
+  /**
+   * POP3 (STLS) and POP3S listeners. Default: when dovecot-pop3d is installed. `true` fails the start
+   * when it is missing; `false` never serves POP3.
+   */
+  pop3?: boolean;
 }
 
 export interface DovecotPorts {
@@ -62,10 +74,14 @@ export interface DovecotPorts {
   submission: number;
   /** Submission with implicit TLS. */
   submissions: number;
+  /** POP3 with STLS (only when POP3 is served). */
+  pop3?: number;
+  /** POP3 with implicit TLS (only when POP3 is served). */
+  pop3s?: number;
 }
 
 export interface DovecotLogin {
-  protocol: 'imap' | 'submission';
+  protocol: 'imap' | 'submission' | 'pop3';
   user: string;
   method: string;
   /** The local port the client connected to, so a test can tell the STARTTLS and implicit listeners apart. */
@@ -116,12 +132,23 @@ function commandExists(name: string): boolean {
   return (process.env.PATH ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, name)));
 }
 
+export interface DovecotRequirements {
+  /** The file needs Dovecot's POP3 server too (dovecot-pop3d). */
+  pop3?: boolean;
+}
+
 /** Whether Dovecot with imap and submission (and the named command-line clients) is installed here. */
-export function dovecotAvailability(tools: string[] = []): DovecotAvailability {
+export function dovecotAvailability(
+  tools: string[] = [],
+  needs: DovecotRequirements = {},
+): DovecotAvailability {
   for (const bin of [DOVECOT_BIN, IMAP_BIN, SUBMISSION_BIN]) {
     if (!existsSync(bin)) {
       return { ok: false, reason: `${bin} is missing (apt-get install dovecot-imapd dovecot-submissiond)` };
     }
+  }
+  if (needs.pop3 && !pop3Installed()) {
+    return { ok: false, reason: `${POP3_BIN} is missing (apt-get install dovecot-pop3d)` };
   }
   for (const tool of tools) {
     if (!commandExists(tool))
@@ -139,11 +166,11 @@ export function dovecotAvailability(tools: string[] = []): DovecotAvailability {
 }
 
 /**
- * Decides for an e2e file whether it runs: Dovecot (and `tools`) present -> run; missing under CI=true
- * -> throw (a failure, never a skip); missing locally -> skip, loudly.
+ * Decides for an e2e file whether it runs: Dovecot (and `tools`, and POP3 when `needs.pop3`) present ->
+ * run; missing under CI=true -> throw (a failure, never a skip); missing locally -> skip, loudly.
  */
-export function requireDovecot(tools: string[] = []): boolean {
-  const availability = dovecotAvailability(tools);
+export function requireDovecot(tools: string[] = [], needs: DovecotRequirements = {}): boolean {
+  const availability = dovecotAvailability(tools, needs);
   if (availability.ok) return true;
   if (process.env.CI === 'true' || process.env.CI === '1') {
     throw new Error(`CI=true but the end-to-end stand-in is not usable: ${availability.reason}`);
@@ -237,6 +264,23 @@ function renderConfig(o: {
     : '';
   // chroot() needs root; an unprivileged instance runs its login processes unjailed.
   const noChroot = id.systemUser ? 'chroot =\n  ' : '';
+  const pop3 =
+    ports.pop3 !== undefined && ports.pop3s !== undefined
+      ? `
+service pop3-login {
+  inet_listener pop3 {
+    port = ${ports.pop3}
+  }
+  inet_listener pop3s {
+    port = ${ports.pop3s}
+    ssl = yes
+  }
+  service_count = 0
+  ${noChroot}
+}
+`
+      : '';
+  const protocols = ['imap', ...(relay ? ['submission'] : []), ...(pop3 ? ['pop3'] : [])].join(' ');
   const submission = relay
     ? `
 submission_relay_host = ${relay.host}
@@ -260,7 +304,7 @@ instance_name = xoauth-e2e-${ports.imap}
 base_dir = ${dir}/run
 state_dir = ${dir}/state
 log_path = ${dir}/dovecot.log
-${users}protocols = imap${relay ? ' submission' : ''}
+${users}protocols = ${protocols}
 listen = ${host}
 hostname = dovecot.e2e.test
 ssl = yes
@@ -306,10 +350,10 @@ service imap-login {
   ${noChroot}
 }
 ${id.systemUser ? 'service ipc {\n  chroot =\n}\nservice aggregator {\n  chroot =\n}\n' : ''}
-${submission}`;
+${submission}${pop3}`;
 }
 
-/** Resolves once `host:port` sends an IMAP or SMTP greeting. */
+/** Resolves once `host:port` sends an IMAP, SMTP or POP3 greeting. */
 function waitForGreeting(
   host: string,
   port: number,
@@ -331,7 +375,7 @@ function waitForGreeting(
       socket.once('error', retry);
       socket.once('data', (chunk) => {
         socket.destroy();
-        if (/^(\* OK|220)/.test(chunk.toString('latin1'))) resolve();
+        if (/^(\* OK|220|\+OK)/.test(chunk.toString('latin1'))) resolve();
         else retry();
       });
     };
@@ -344,12 +388,12 @@ function parseLogins(log: string): DovecotLogin[] {
   // Only whole lines: a line still being written could look like a login without its ", TLS,".
   const complete = log.slice(0, log.lastIndexOf('\n') + 1);
   for (const line of complete.split('\n')) {
-    const m = /(imap|submission)-login: Info: Login: user=<([^>]*)>, method=([^,]+),.*?lport=(\d+)/.exec(
+    const m = /(imap|submission|pop3)-login: Info: Login: user=<([^>]*)>, method=([^,]+),.*?lport=(\d+)/.exec(
       line,
     );
     if (!m) continue;
     logins.push({
-      protocol: m[1] as 'imap' | 'submission',
+      protocol: m[1] as DovecotLogin['protocol'],
       user: m[2]!,
       method: m[3]!,
       localPort: Number(m[4]),
@@ -364,12 +408,17 @@ async function startOnce(options: DovecotOptions): Promise<DovecotServer> {
   const host = options.host ?? '127.0.0.2';
   const tls = options.tls ?? dovecotTestPki();
   const id = mailIdentity();
-  const [imap, imaps, submission, submissions] = await pickFreePorts(4, host);
+  if (options.pop3 === true && !pop3Installed()) {
+    throw new Error(`POP3 was asked for but ${POP3_BIN} is missing (apt-get install dovecot-pop3d)`);
+  }
+  const withPop3 = options.pop3 ?? pop3Installed();
+  const [imap, imaps, submission, submissions, pop3, pop3s] = await pickFreePorts(withPop3 ? 6 : 4, host);
   const ports: DovecotPorts = {
     imap: imap!,
     imaps: imaps!,
     submission: submission!,
     submissions: submissions!,
+    ...(withPop3 ? { pop3: pop3!, pop3s: pop3s! } : {}),
   };
 
   const dir = mkdtempSync(join(tmpdir(), 'e2e-dovecot-'));
@@ -523,6 +572,7 @@ async function startOnce(options: DovecotOptions): Promise<DovecotServer> {
     const check = (): string | undefined => exitInfo;
     await waitForGreeting(host, ports.imap, deadline, check);
     if (options.submissionRelay) await waitForGreeting(host, ports.submission, deadline, check);
+    if (ports.pop3 !== undefined) await waitForGreeting(host, ports.pop3, deadline, check);
   } catch (err) {
     const log = readLog();
     await server.stop();
@@ -534,7 +584,7 @@ async function startOnce(options: DovecotOptions): Promise<DovecotServer> {
 }
 
 /**
- * Starts Dovecot and waits until IMAP (and submission, when relaying) greet. Retries with new ports when
+ * Starts Dovecot and waits until IMAP (and submission, when relaying, and POP3, when served) greet. Retries with new ports when
  * one of the picked ports was taken in the meantime.
  */
 export async function startDovecot(options: DovecotOptions): Promise<DovecotServer> {

@@ -52,6 +52,7 @@ export async function pickFreePorts(count: number, host = '127.0.0.1'): Promise<
 // The proxy binary as a child process.
 
 export type LocalTls = 'none' | 'starttls' | 'implicit';
+const PROTOCOLS = ['imap', 'smtp', 'pop3'] as const;
 
 export interface ProxyAccountSpec {
   /** What the legacy client types. */
@@ -82,6 +83,7 @@ export interface ProxyUpstream {
   sasl?: 'xoauth2' | 'oauthbearer';
   imap?: { port: number; tls: 'implicit' | 'starttls' };
   smtp?: { port: number; tls: 'implicit' | 'starttls' };
+  pop3?: { port: number; tls: 'implicit' | 'starttls' };
 }
 
 export interface StartProxyOptions {
@@ -95,7 +97,7 @@ export interface StartProxyOptions {
   /** Written into the proxy's token store before it starts (instead of a consent flow). */
   grants?: ProxyGrant[];
   /** Local listeners to open; default all three kinds for each protocol that has an upstream. */
-  listen?: { imap?: LocalTls[]; smtp?: LocalTls[] };
+  listen?: { imap?: LocalTls[]; smtp?: LocalTls[]; pop3?: LocalTls[] };
   /** Raw `settings:` YAML (durations as strings), merged over fast test defaults. */
   settings?: Record<string, unknown>;
   /** Extra environment for the child. */
@@ -106,7 +108,11 @@ export interface ProxyProcess {
   readonly dir: string;
   readonly configFile: string;
   /** Local listener ports by protocol and TLS kind. */
-  readonly ports: { imap: Partial<Record<LocalTls, number>>; smtp: Partial<Record<LocalTls, number>> };
+  readonly ports: {
+    imap: Partial<Record<LocalTls, number>>;
+    smtp: Partial<Record<LocalTls, number>>;
+    pop3: Partial<Record<LocalTls, number>>;
+  };
   /** CA for the proxy's local TLS listeners. */
   readonly localCaPem: string;
   /** Everything the proxy printed so far (stdout and stderr). */
@@ -191,16 +197,21 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
   writeFileSync(join(dir, 'local-cert.pem'), certs.certPem);
   writeFileSync(join(dir, 'local-key.pem'), certs.keyPem, { mode: 0o600 });
 
+  const allKinds: LocalTls[] = ['none', 'starttls', 'implicit'];
   const wanted = {
-    imap:
-      options.listen?.imap ?? (options.upstream.imap ? (['none', 'starttls', 'implicit'] as LocalTls[]) : []),
-    smtp:
-      options.listen?.smtp ?? (options.upstream.smtp ? (['none', 'starttls', 'implicit'] as LocalTls[]) : []),
+    imap: options.listen?.imap ?? (options.upstream.imap ? allKinds : []),
+    smtp: options.listen?.smtp ?? (options.upstream.smtp ? allKinds : []),
+    pop3: options.listen?.pop3 ?? (options.upstream.pop3 ? allKinds : []),
   };
-  const ports: ProxyProcess['ports'] = { imap: {}, smtp: {} };
-  const free = await pickFreePorts(wanted.imap.length + wanted.smtp.length);
-  const listen: Record<string, unknown[]> = { imap: [], smtp: [] };
-  for (const protocol of ['imap', 'smtp'] as const) {
+  const ports: ProxyProcess['ports'] = { imap: {}, smtp: {}, pop3: {} };
+  const free = await pickFreePorts(wanted.imap.length + wanted.smtp.length + wanted.pop3.length);
+  // `pop3:` only when asked for, so the configs of the IMAP/SMTP suites stay exactly as they were.
+  const listen: Record<string, unknown[]> = {
+    imap: [],
+    smtp: [],
+    ...(wanted.pop3.length ? { pop3: [] } : {}),
+  };
+  for (const protocol of PROTOCOLS) {
     for (const tls of wanted[protocol]) {
       const port = free.shift()!;
       ports[protocol][tls] = port;
@@ -237,6 +248,7 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
       scopes: ['https://mail.google.com/'],
       ...(up.imap ? { imap: { host: up.host, ...up.imap } } : {}),
       ...(up.smtp ? { smtp: { host: up.host, ...up.smtp } } : {}),
+      ...(up.pop3 ? { pop3: { host: up.host, ...up.pop3 } } : {}),
       ca: up.ca,
       ...(up.sasl ? { sasl: up.sasl } : {}),
     })),
@@ -341,7 +353,7 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
 
   try {
     const deadline = Date.now() + 45_000;
-    for (const protocol of ['imap', 'smtp'] as const) {
+    for (const protocol of PROTOCOLS) {
       for (const port of Object.values(ports[protocol])) {
         await waitForPort('127.0.0.1', port, deadline, () => exitInfo);
       }
