@@ -29,6 +29,7 @@ const ALICE = { email: 'alice@example.com', password: 'alice-pop3' };
 /** curl user on `e2e-alt`: the proxy reaches Dovecot's POP3 port and upgrades with STLS. */
 const BOB = { email: 'bob@example.com', password: 'bob-pop3', connection: 'e2e-alt' as const };
 const RAW = 'carol@example.com';
+const PIPE = 'pipe@example.com';
 const EXPIRY = 'expiry@example.com';
 const REVOKED = 'revoked@example.com';
 const REFUSED = 'refused@example.com';
@@ -55,7 +56,7 @@ describe.runIf(requireDovecot(['curl'], { pop3: true }))('POP3 clients through t
       accounts: [
         ALICE,
         BOB,
-        ...[RAW, REVOKED, WRONG].map((email) => ({ email, password: PW })),
+        ...[RAW, PIPE, REVOKED, WRONG].map((email) => ({ email, password: PW })),
         // Seeded with 1 s to live: expired by the time the test logs in.
         { email: EXPIRY, password: PW, accessTokenTtlSeconds: 1 },
         { email: REFUSED, password: PW, refusedAccessToken: true },
@@ -169,8 +170,8 @@ describe.runIf(requireDovecot(['curl'], { pop3: true }))('POP3 clients through t
     try {
       expect(await c.line()).toMatch(/^\+OK /);
       expect(await c.command(`USER ${RAW}`)).toMatch(/^\+OK/);
-      // PASS takes the rest of the line, spaces and UTF-8 included.
-      expect(await c.command(`PASS ${PW}`)).toMatch(/^\+OK/);
+      // PASS takes the rest of the line, spaces and UTF-8 included; the +OK text is Dovecot's own.
+      expect(await c.command(`PASS ${PW}`)).toBe('+OK Logged in.');
       expect(await c.command('STAT')).toBe(`+OK 2 ${small.length + big.length}`);
       expect(await c.command('LIST')).toMatch(/^\+OK/);
       expect((await c.multiline()).toString('latin1')).toBe(`1 ${small.length}\r\n2 ${big.length}\r\n.\r\n`);
@@ -210,6 +211,33 @@ describe.runIf(requireDovecot(['curl'], { pop3: true }))('POP3 clients through t
       ['XOAUTH2', world.dovecot.ports.pop3s, true],
     ]);
   }, 120_000);
+
+  it('commands pipelined with USER/PASS reach Dovecot in order after the login', async () => {
+    const raw = Buffer.from(testMessage({ to: PIPE, subject: 'pipelined' }), 'utf8');
+    world.dovecot.deliver(PIPE, raw);
+    const c = await RawPop3Client.connect(pop3Port());
+    try {
+      expect(await c.line()).toMatch(/^\+OK /);
+      c.write(`USER ${PIPE}\r\nPASS ${PW}\r\nSTAT\r\nCAPA\r\nTOP 1 0\r\nUIDL\r\nQUIT\r\n`);
+      expect(await c.line()).toBe('+OK Send PASS');
+      expect(await c.line()).toBe('+OK Logged in.');
+      expect(await c.line()).toBe(`+OK 1 ${raw.length}`);
+      // Dovecot's own CAPA (the proxy's lists USER and SASL PLAIN, Dovecot's after login does not).
+      expect(await c.line()).toMatch(/^\+OK/);
+      const capa = (await c.multiline()).toString('latin1').split('\r\n');
+      expect(capa).toEqual(expect.arrayContaining(['TOP', 'UIDL', 'PIPELINING']));
+      expect(capa).not.toContain('USER');
+      expect(await c.line()).toMatch(/^\+OK/);
+      const head = raw.subarray(0, raw.indexOf('\r\n\r\n') + 4);
+      expect(unstuff(await c.multiline()).equals(head)).toBe(true);
+      expect(await c.line()).toMatch(/^\+OK/);
+      expect((await c.multiline()).toString('latin1')).toMatch(/^1 \S+\r\n\.\r\n$/);
+      expect(await c.line()).toMatch(/^\+OK Logging out/);
+      await c.waitClosed();
+    } finally {
+      c.close();
+    }
+  });
 
   it('a token that expires between two logins is refreshed exactly once, and the second login works', async () => {
     await waitUntil(world.grants.get(EXPIRY)!.expiresAt + 50);
