@@ -64,6 +64,8 @@ describe.runIf(requireDovecot(['curl'], { pop3: true }))('POP3 clients through t
         { email: REFUSED_BEARER, password: PW, refusedAccessToken: true, connection: 'e2e-bearer' as const },
       ],
       listen: { imap: [], smtp: [], pop3: ['none', 'starttls', 'implicit'] },
+      // Everything the proxy can log, so the last test can look for secrets in all of it.
+      env: { LOG_LEVEL: 'trace' },
     });
     for (const user of [ALICE.email, BOB.email]) {
       // A line that starts with a dot: Dovecot dot-stuffs it, the client must get it back unstuffed.
@@ -312,5 +314,28 @@ describe.runIf(requireDovecot(['curl'], { pop3: true }))('POP3 clients through t
     });
     expect(logins).toHaveLength(1);
     expect(world.auth.counts.tokeninfo).toBe(tokeninfo + 1);
+  });
+
+  it('after all of the above, the proxy log holds no password, access token or refresh token', async () => {
+    const secrets = new Set<string>([PW, ALICE.password, BOB.password]);
+    for (const grant of world.grants.values()) {
+      secrets.add(grant.refreshToken);
+      secrets.add(grant.accessToken);
+    }
+    const store = await world.proxy.openStore();
+    try {
+      for (const record of store.listTokens()) {
+        if (record.refreshToken) secrets.add(record.refreshToken);
+        if (record.accessToken) secrets.add(record.accessToken);
+      }
+    } finally {
+      store.close();
+    }
+    const log = world.proxy.output();
+    expect(log).toContain('"protocol":"pop3"');
+    expect(log).toContain(RAW);
+    for (const secret of secrets) expect(log.includes(secret), 'a secret is in the proxy log').toBe(false);
+    // AUTH PLAIN carries the password base64-encoded.
+    expect(log).not.toContain(Buffer.from(`\0${RAW}\0${PW}`, 'utf8').toString('base64'));
   });
 });
