@@ -81,7 +81,8 @@ async function withDeadline<T>(
 
 /** What a `-ERR` after our token means: retry with a fresh token, wait, or give up. */
 function refused(conn: UpstreamConnection, line: string): UpstreamAuthOutcome {
-  const text = line.slice(0, 300);
+  // The client's own reply already starts with -ERR: pass on only the server's words.
+  const text = line.replace(/^-ERR ?/, '').slice(0, 300);
   if (TRANSIENT_CODES.test(line)) throw upstreamError(conn, text);
   if (PERMANENT_CODE.test(line)) {
     conn.close();

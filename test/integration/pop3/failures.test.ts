@@ -207,7 +207,7 @@ describe('POP3 proxy failures', () => {
     const e = await start();
     e.upstream.failNextAuth(1, '-ERR [IN-USE] Mailbox is locked by another session.');
     expect(await login(e)).toBe(
-      '-ERR [SYS/TEMP] Mail server unavailable, try again later (-ERR [IN-USE] Mailbox is locked by another session.)',
+      '-ERR [SYS/TEMP] Mail server unavailable, try again later ([IN-USE] Mailbox is locked by another session.)',
     );
     expect(e.tokens.calls).toEqual([{ forceRefresh: false }]);
     expect(await again()).toBe('+OK Welcome.');
