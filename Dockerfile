@@ -30,6 +30,6 @@ USER node
 VOLUME ["/data"]
 # Listeners must bind 0.0.0.0 inside the container to be reachable (config `listen.*.host`);
 # publish them on the host's loopback only: docker run -p 127.0.0.1:1143:1143 ...
-EXPOSE 1143 1587 8080
+EXPOSE 1143 1587 1110 8080
 ENTRYPOINT ["node", "dist/cli/main.js"]
 CMD ["start", "--config", "/config/config.yaml"]
