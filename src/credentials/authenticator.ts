@@ -2,6 +2,7 @@
  * Local logins: the account's password hash from the config, or one of its app passwords from the store.
  * Failures cost the same whether or not the user exists, and are slowed down by the login limiter.
  */
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { resolveAccount } from '../config/accounts.js';
 import type { Config, ResolvedAccount } from '../config/types.js';
@@ -18,6 +19,15 @@ import type { Authenticator, LoginAttempt } from './types.js';
  * that anyone knows: its salt and hash are random bytes.
  */
 const DUMMY_HASH = '$scrypt$ln=15,r=8,p=1$Zm2Vf6Xc2JtGCgEeXlB6sA$mB3v7q4m0ZqHnD9c1rC8zJt3bVw2oV8q6Vb1pQGzY2E';
+
+/**
+ * lastUsedAt is written at most this often per app password. The write is a synchronous SQLite
+ * transaction (synchronous=FULL) on the event loop and waits up to busy_timeout when a CLI holds the
+ * write lock, so it must not happen on every login; "last used" to within minutes is all anyone reads.
+ */
+export const APP_PASSWORD_TOUCH_INTERVAL_MS = 5 * 60_000;
+/** App passwords whose last write is remembered; beyond this the least recently used is forgotten. */
+const TOUCH_TRACKED_MAX = 10_000;
 
 export interface LocalAuthenticatorOptions {
   config: Config;
@@ -42,6 +52,8 @@ export class LocalAuthenticator implements Authenticator {
   private readonly sleep: (ms: number) => Promise<void>;
   /** Checks running now, by cache key: 50 clients logging in at once with one password cost one scrypt. */
   private readonly inflight = new Map<string, Promise<boolean>>();
+  /** App password id -> when we last tried to write its lastUsedAt. */
+  private readonly touched = new LRUCache<string, number>({ max: TOUCH_TRACKED_MAX });
 
   constructor(options: LocalAuthenticatorOptions) {
     this.config = options.config;
@@ -87,8 +99,17 @@ export class LocalAuthenticator implements Authenticator {
     });
   }
 
-  /** 'password' or 'app-password' when the password is right, else undefined. */
+  /**
+   * 'password' or 'app-password' when the password is right, else undefined.
+   * The config password is tried against the cache before the store is read, so a client using it
+   * costs no SQLite read. App passwords are always read from the store, even when their check is
+   * cached: `app-password revoke` runs in another process, and a revoked password must stop working
+   * at the next login, not when the cache entry expires.
+   */
   private async check(account: ResolvedAccount, password: string): Promise<string | undefined> {
+    if (account.passwordHash !== undefined && this.cache.has(account.id, password, account.passwordHash)) {
+      return this.accept(undefined);
+    }
     const candidates: { hash: string; appPasswordId?: string }[] = [];
     if (account.passwordHash !== undefined) candidates.push({ hash: account.passwordHash });
     for (const app of this.appPasswords(account)) candidates.push({ hash: app.hash, appPasswordId: app.id });
@@ -123,10 +144,17 @@ export class LocalAuthenticator implements Authenticator {
 
   private accept(appPasswordId: string | undefined): string {
     if (appPasswordId === undefined) return 'password';
-    try {
-      this.store?.touchAppPassword(appPasswordId, this.now());
-    } catch (err) {
-      this.logger.warn({ err }, 'could not record app password use');
+    const now = this.now();
+    const last = this.touched.get(appPasswordId);
+    if (last === undefined || now - last >= APP_PASSWORD_TOUCH_INTERVAL_MS) {
+      // Remembered before the write: a store that fails (or waits on a lock) is not asked again at
+      // every login, only once per interval.
+      this.touched.set(appPasswordId, now);
+      try {
+        this.store?.touchAppPassword(appPasswordId, now);
+      } catch (err) {
+        this.logger.warn({ err }, 'could not record app password use');
+      }
     }
     return 'app-password';
   }

@@ -1,5 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
-import { LocalAuthenticator } from '../../../src/credentials/authenticator.js';
+import {
+  APP_PASSWORD_TOUCH_INTERVAL_MS,
+  LocalAuthenticator,
+} from '../../../src/credentials/authenticator.js';
 import { CredentialCache } from '../../../src/credentials/credential-cache.js';
 import { LoginLimiter } from '../../../src/credentials/login-limiter.js';
 import { hashPassword } from '../../../src/credentials/password.js';
@@ -192,6 +195,65 @@ describe('LocalAuthenticator', () => {
     );
     expect(errors.map((e) => e.code)).toEqual(['bad-credentials', 'bad-credentials', 'bad-credentials']);
     expect(sleeps.sort((a, b) => a - b)).toEqual([1_000, 2_000]);
+  });
+
+  describe('recording app password use', () => {
+    async function appSetup(touch?: () => void) {
+      const appHash = await hashPassword('app-pw-1', FAST);
+      const ctx = await setup({
+        appPasswords: [
+          { id: 'ap1', accountId: 'bob@example.org', label: 'phone', hash: appHash, createdAt: 1 },
+        ],
+      });
+      if (touch) ctx.store.touchAppPassword.mockImplementation(touch);
+      return ctx;
+    }
+
+    it('writes lastUsedAt at most once per interval per app password, cache hit or not', async () => {
+      const { auth, store, clock } = await appSetup();
+      for (let i = 0; i < 5; i++) {
+        await auth.verify(attempt('bob@example.org', 'app-pw-1'));
+        clock.now += 30_000;
+      }
+      expect(store.touchAppPassword).toHaveBeenCalledTimes(1);
+      expect(store.touchAppPassword).toHaveBeenLastCalledWith('ap1', 1_700_000_000_000);
+      clock.now = 1_700_000_000_000 + APP_PASSWORD_TOUCH_INTERVAL_MS;
+      await auth.verify(attempt('bob@example.org', 'app-pw-1'));
+      expect(store.touchAppPassword).toHaveBeenCalledTimes(2);
+      expect(store.touchAppPassword).toHaveBeenLastCalledWith('ap1', clock.now);
+    });
+
+    it('a failing write never fails the login and is not retried on every login', async () => {
+      const { auth, store, clock } = await appSetup(() => {
+        throw new Error('database is locked');
+      });
+      await expect(auth.verify(attempt('bob@example.org', 'app-pw-1'))).resolves.toMatchObject({
+        id: 'bob@example.org',
+      });
+      clock.now += 1_000;
+      await expect(auth.verify(attempt('bob@example.org', 'app-pw-1'))).resolves.toMatchObject({
+        id: 'bob@example.org',
+      });
+      // a store stuck behind another writer costs one busy wait per interval, not one per login
+      expect(store.touchAppPassword).toHaveBeenCalledTimes(1);
+    });
+
+    it('a cache hit on the config password does not read the app passwords', async () => {
+      const { auth, store } = await appSetup();
+      await auth.verify(attempt('alice@example.com', 'config-pw'));
+      const reads = store.listAppPasswords.mock.calls.length;
+      await auth.verify(attempt('alice@example.com', 'config-pw'));
+      await auth.verify(attempt('alice@example.com', 'config-pw'));
+      expect(store.listAppPasswords).toHaveBeenCalledTimes(reads);
+    });
+
+    it('a revoked app password stops working at once, even while its check is cached', async () => {
+      const { auth, store } = await appSetup();
+      await auth.verify(attempt('bob@example.org', 'app-pw-1'));
+      store.listAppPasswords.mockReturnValue([]);
+      const err = await failure(auth.verify(attempt('bob@example.org', 'app-pw-1')));
+      expect(err.code).toBe('bad-credentials');
+    });
   });
 
   it('a malformed stored hash is skipped, not fatal', async () => {
