@@ -24,6 +24,8 @@ export class UpstreamConnection {
   #buffer: Buffer = Buffer.alloc(0);
   #failure: ProxyError | undefined;
   #wake: (() => void) | undefined;
+  /** The TLS socket while `startTls` sets it up: `fail()` must destroy it too, or the handshake waits on. */
+  #securing: TLSSocket | undefined;
   readonly #label: string;
 
   constructor(socket: Socket, label: string) {
@@ -89,6 +91,7 @@ export class UpstreamConnection {
   fail(error: ProxyError): void {
     if (!this.#failure) this.#failure = error;
     this.#socket.destroy();
+    this.#securing?.destroy();
     this.#notify();
   }
 
@@ -143,14 +146,24 @@ export class UpstreamConnection {
     const secured = await new Promise<TLSSocket>((resolve, reject) => {
       const socket = tlsConnect({ ...upstreamTlsOptions(server.host, ca), socket: plain }, () => {
         socket.off('error', reject);
+        socket.off('close', onClose);
         resolve(socket);
       });
+      // A deadline or abort destroys the sockets mid-handshake: then only 'close' comes, no 'error'.
+      const onClose = (): void =>
+        reject(this.#failure ?? new Error('connection closed during the handshake'));
+      this.#securing = socket;
       socket.once('error', reject);
-    }).catch((err: Error) => {
-      const error = this.#unavailable(`TLS failed: ${err.message}`, err);
-      this.fail(error);
-      throw error;
-    });
+      socket.once('close', onClose);
+    })
+      .catch((err: Error) => {
+        const error = err instanceof ProxyError ? err : this.#unavailable(`TLS failed: ${err.message}`, err);
+        this.fail(error);
+        throw error;
+      })
+      .finally(() => {
+        this.#securing = undefined;
+      });
     this.#socket = secured;
     this.#attach(secured);
   }

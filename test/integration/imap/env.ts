@@ -2,7 +2,7 @@
  * Test environment for the IMAP proxy: the shared proxy environment (test/helpers/proxy-env.ts) with
  * a fake Gmail IMAP server as the upstream and a grant seeded as consent would store it.
  */
-import type { SaslMechanism, Settings, TlsMode } from '../../../src/config/types.js';
+import type { SaslMechanism, Settings, TlsMode, UpstreamServer } from '../../../src/config/types.js';
 import { createImapServer } from '../../../src/proxy/imap/server.js';
 import { fakeConnection } from '../../helpers/fake-auth-server.js';
 import {
@@ -27,6 +27,8 @@ export interface EnvOptions {
   /** The stored access token is one the fake already considers expired (the cache does not know). */
   staleAccessToken?: boolean;
   sasl?: SaslMechanism;
+  /** Point the connection at another IMAP server than the fake (e.g. one that stalls). */
+  imapServer?: UpstreamServer;
   fake?: Partial<Omit<FakeImapOptions, 'tls' | 'checkAccessToken' | 'messages'>>;
 }
 
@@ -47,7 +49,11 @@ export function startImapEnv(options: EnvOptions): Promise<ImapEnv> {
         ...options.fake,
       }),
     connection: (auth, upstream, certs) =>
-      fakeConnection(auth, { imap: upstream.server, ca: certs.caPem, sasl: options.sasl ?? 'xoauth2' }),
+      fakeConnection(auth, {
+        imap: options.imapServer ?? upstream.server,
+        ca: certs.caPem,
+        sasl: options.sasl ?? 'xoauth2',
+      }),
     limits: options.limits,
     noLimiterDelay: true,
     seed: (context) => seedConsentGrant(context, options.staleAccessToken),

@@ -2,6 +2,7 @@
  * The IMAP proxy end to end with exact transcripts (a raw socket client) against the fake Gmail and
  * the fake authorization server: every error the client can see, token refresh, relay behaviour.
  */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   CONSENT_HINT,
@@ -127,6 +128,33 @@ describe('IMAP proxy: login outcomes', () => {
     expect(await c.waitFor(/a1 .*\r\n/)).toMatch(
       /a1 NO \[UNAVAILABLE\] Mail server unreachable, try again later \(.+\)\r\n/,
     );
+  });
+
+  it('answers NO [UNAVAILABLE] within the deadline when the upstream STARTTLS handshake stalls', async () => {
+    // Says OK to STARTTLS, then never answers the ClientHello.
+    const stalled = new Set<Socket>();
+    const server = createServer((s) => {
+      stalled.add(s);
+      s.on('error', () => undefined);
+      s.write('* OK ready\r\n');
+      s.once('data', (d: Buffer) => s.write(`${d.toString('latin1').split(' ')[0]} OK Begin TLS\r\n`));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const e = await setup({
+        imapServer: { host: '127.0.0.1', port, tls: 'starttls' },
+        limits: { upstreamConnectTimeoutMs: 500 },
+      });
+      const c = await open(e);
+      const started = Date.now();
+      c.write(login('a1'));
+      expect(await c.waitFor(/a1 .*\r\n/)).toMatch(/a1 NO \[UNAVAILABLE\] .*timed out/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      for (const s of stalled) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('answers NO [UNAVAILABLE] when the token endpoint fails, and keeps the tokens', async () => {

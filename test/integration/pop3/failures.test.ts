@@ -144,6 +144,33 @@ describe('POP3 proxy failures', () => {
     }
   });
 
+  it('an upstream whose STLS handshake stalls: one deadline, then -ERR [SYS/TEMP]', async () => {
+    // Says +OK to STLS, then never answers the ClientHello.
+    const stalled = new Set<Socket>();
+    const server = createServer((s) => {
+      stalled.add(s);
+      s.on('error', () => undefined);
+      s.write('+OK ready\r\n');
+      s.once('data', () => s.write('+OK Begin TLS negotiation\r\n'));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const e = await start({
+        pop3Server: { host: '127.0.0.1', port, tls: 'starttls' },
+        limits: { upstreamConnectTimeoutMs: 500 },
+      });
+      const started = Date.now();
+      const reply = await login(e);
+      expect(reply).toMatch(TEMPORARY);
+      expect(reply).toContain('timed out');
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      for (const s of stalled) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   it.each([
     ['greets with -ERR', '-ERR [SYS/TEMP] Too busy\r\n', 'unexpected greeting'],
     ['refuses STLS', '+OK ready\r\n', 'STLS refused'],

@@ -3,7 +3,7 @@
  * a fake Gmail (smtp-server speaking XOAUTH2) as the upstream, the login limiter at short delays, and
  * the stored token in one of three states.
  */
-import type { ListenerConfig, Settings, TlsMode } from '../../../src/config/types.js';
+import type { ListenerConfig, Settings, TlsMode, UpstreamServer } from '../../../src/config/types.js';
 import { createSmtpServer } from '../../../src/proxy/smtp/server.js';
 import { fakeConnection } from '../../helpers/fake-auth-server.js';
 import { startFakeSmtpUpstream, type FakeSmtpUpstream } from '../../helpers/fake-smtp-upstream.js';
@@ -29,6 +29,8 @@ export interface EnvOptions {
   /** Whose mailbox the stored grant really is (default EMAIL); another one makes the upstream refuse every token. */
   grantFor?: string;
   loginLimiter?: Partial<Settings['loginLimiter']>;
+  /** Point the connection at another SMTP server than the fake (e.g. one that stalls). */
+  smtpServer?: UpstreamServer;
 }
 
 export type SmtpEnv = ProxyEnv<FakeSmtpUpstream>;
@@ -43,7 +45,8 @@ export function startSmtpEnv(options: EnvOptions): Promise<SmtpEnv> {
     consentHint: CONSENT_HINT,
     startUpstream: (auth) =>
       startFakeSmtpUpstream({ tls: options.upstreamTls, checkAccessToken: (t) => auth.checkAccessToken(t) }),
-    connection: (auth, upstream, certs) => fakeConnection(auth, { smtp: upstream.server, ca: certs.caPem }),
+    connection: (auth, upstream, certs) =>
+      fakeConnection(auth, { smtp: options.smtpServer ?? upstream.server, ca: certs.caPem }),
     limits: options.settings,
     // Small delays keep the suite fast; the limiter itself is the real one.
     loginLimiter: { baseDelayMs: 50, maxDelayMs: 200, ...options.loginLimiter },

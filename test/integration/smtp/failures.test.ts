@@ -2,6 +2,7 @@
  * What a legacy SMTP client sees when something goes wrong: bad password, expired or revoked tokens,
  * a down upstream or token endpoint, and Exchange's tenant-wide SMTP AUTH switch.
  */
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import nodemailer from 'nodemailer';
 import { BACKOFF_BASE_MS } from '../../../src/oauth/token-manager.js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -104,6 +105,49 @@ describe('SMTP proxy failures', () => {
     await eventually(() => sessionLines(env!).length === 1);
     expect(sessionLines(env)[0]).toMatchObject({ outcome: 'upstream-unavailable' });
     expect(String(sessionLines(env)[0]!.reason)).toContain(`127.0.0.1:${port}`);
+  });
+
+  it('upstream STARTTLS handshake stalling: 454 4.7.0 within the deadline', async () => {
+    // Says 220 to STARTTLS, then never answers the ClientHello.
+    const stalled = new Set<Socket>();
+    const server = createServer((s) => {
+      stalled.add(s);
+      s.on('error', () => undefined);
+      s.write('220 stall.test ESMTP\r\n');
+      let text = '';
+      const onData = (d: Buffer): void => {
+        text += d.toString('latin1');
+        if (/^EHLO /im.test(text) && !text.includes('STARTTLS')) {
+          s.write('250-stall.test\r\n250 STARTTLS\r\n');
+          text = text.replace(/^EHLO [^\n]*\n/im, '');
+        }
+        if (text.includes('STARTTLS\r\n')) {
+          s.off('data', onData);
+          s.write('220 2.0.0 Ready to start TLS\r\n');
+        }
+      };
+      s.on('data', onData);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      env = await startSmtpEnv({
+        listenerTls: 'none',
+        upstreamTls: 'implicit',
+        smtpServer: { host: '127.0.0.1', port, tls: 'starttls' },
+        settings: { upstreamConnectTimeoutMs: 500 },
+      });
+      const started = Date.now();
+      expect(await login(env)).toBe('454 4.7.0 Temporary authentication failure, try again later');
+      expect(Date.now() - started).toBeLessThan(10_000);
+      await client!.command('QUIT');
+      await eventually(() => sessionLines(env!).length === 1);
+      expect(sessionLines(env)[0]).toMatchObject({ outcome: 'upstream-unavailable' });
+      expect(String(sessionLines(env)[0]!.reason)).toContain('timed out');
+    } finally {
+      for (const s of stalled) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 
   it('token endpoint failing: 454 4.7.0 (temporary), the grant is kept, and a login after the backoff works', async () => {
