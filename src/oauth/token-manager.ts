@@ -3,6 +3,9 @@
  * - one refresh per account in flight, however many logins ask at once (a second concurrent refresh
  *   with a rotating provider would burn the refresh token the first one just replaced);
  * - a rotated refresh token is in the store (committed) before the new access token is handed out;
+ *   when that write fails (SQLITE_BUSY while a CLI holds the lock, disk full), the rotated set is kept
+ *   in memory, used for the next refresh, and written again on every call and keep-alive tick until
+ *   it is committed: with strict rotation the old refresh token is already dead at the provider;
  * - the store is re-read before every refresh, so a grant written by another process (the consent CLI)
  *   is used at once, also for an account that was in `needs-consent`;
  * - failures are classified once (grants/token-errors.ts): transient ones keep every token, mark the
@@ -59,6 +62,15 @@ interface Cached {
   expiresAt: number;
 }
 
+/** A refreshed token set the store refused to take; the only copy of a rotated refresh token. */
+interface Unsaved {
+  set: TokenSet;
+  /** The refresh token the store holds for this grant (the one the refresh replaced). */
+  replaced: string;
+  /** When the refresh was done (lastRefreshAt once saved). */
+  at: number;
+}
+
 interface Backoff {
   until: number;
   failures: number;
@@ -77,6 +89,8 @@ export class TokenManager implements TokenProvider {
   readonly #cache = new Map<string, Cached>();
   readonly #inflight = new Map<string, Promise<AccessToken>>();
   readonly #backoff = new Map<string, Backoff>();
+  /** Rotated token sets not yet committed to the store, per account. */
+  readonly #unsaved = new Map<string, Unsaved>();
   /** Access tokens an upstream refused (invalidate): never handed out again from the store. */
   readonly #rejected = new Map<string, string>();
   /** Last state seen per account, to report transitions once. */
@@ -136,6 +150,7 @@ export class TokenManager implements TokenProvider {
   /** Stores a grant obtained by consent (CLI or web) and clears every failure memory of the account. */
   recordConsent(account: ResolvedAccount, tokenSet: TokenSet, identity: ConsentIdentity): TokenRecord {
     const record = storeGrant(this.#store, account, tokenSet, identity, this.#now());
+    this.#unsaved.delete(account.id);
     this.#backoff.delete(account.id);
     this.#rejected.delete(account.id);
     this.#cache.set(account.id, { token: tokenSet.accessToken, expiresAt: tokenSet.expiresAt });
@@ -164,6 +179,14 @@ export class TokenManager implements TokenProvider {
     this.#timer = undefined;
     await this.#keepAliveRun;
     await Promise.allSettled([...this.#inflight.values()]);
+    this.#flushAllUnsaved();
+    for (const id of this.#unsaved.keys()) {
+      this.#log.error(
+        { account: id },
+        'SHUTTING DOWN WITH A ROTATED REFRESH TOKEN THAT COULD NOT BE SAVED: the grant is lost; the account ' +
+          'will need consent again',
+      );
+    }
   }
 
   /**
@@ -173,6 +196,7 @@ export class TokenManager implements TokenProvider {
    */
   async runKeepAlive(): Promise<void> {
     const interval = this.#config.settings.keepAliveIntervalMs;
+    this.#flushAllUnsaved();
     let records: TokenRecord[];
     try {
       records = this.#store.listTokens();
@@ -211,7 +235,15 @@ export class TokenManager implements TokenProvider {
     // Two rounds at most: the second only when another process replaced the grant while our request
     // with the old refresh token failed.
     for (let round = 0; round < 2; round++) {
-      const record = this.#read(id);
+      let record = this.#read(id);
+      let pending = this.#unsaved.get(id);
+      if (pending) {
+        const saved = this.#flushUnsaved(id, pending);
+        if (saved !== false) {
+          pending = undefined;
+          if (saved) record = saved;
+        }
+      }
       if (!record?.refreshToken) {
         throw new ProxyError(
           'needs-consent',
@@ -239,8 +271,17 @@ export class TokenManager implements TokenProvider {
       if (backoff && backoff.until > now && backoff.refreshToken === record.refreshToken) {
         return this.#duringOutage(id, record, force, backoff.error, backoff.until);
       }
+      if (pending && pending.set.expiresAt - now > this.#marginMs) {
+        // Its access token is still fresh: another rotation would only add one more unsaved token.
+        throw new ProxyError(
+          'token-unavailable',
+          `Cannot save the refreshed grant of ${id} to the token store yet; retrying on the next login.`,
+        );
+      }
 
-      const used = record.refreshToken;
+      // The stored refresh token, or the rotated one only memory holds (the stored one is dead then).
+      const stored = record.refreshToken;
+      const used = pending?.set.refreshToken ?? stored;
       let set: TokenSet;
       try {
         set = await refreshAccessToken(account.connection, used, {
@@ -251,41 +292,32 @@ export class TokenManager implements TokenProvider {
         const failure = classifyTokenError(err);
         this.#count('refresh_token', failure.kind);
         const changed = this.#read(id);
-        if (changed?.refreshToken !== undefined && changed.refreshToken !== used && round === 0) continue;
+        if (changed?.refreshToken !== undefined && changed.refreshToken !== stored && round === 0) {
+          this.#dropUnsaved(id, 'a new grant was stored meanwhile');
+          continue;
+        }
         if (isClientError(failure))
-          return this.#clientProblem(id, used, failure, force, account.connection.name);
-        if (failure.kind === 'permanent') throw this.#permanent(id, used, failure);
-        return this.#transient(id, used, failure, force);
+          return this.#clientProblem(id, stored, failure, force, account.connection.name);
+        if (failure.kind === 'permanent') throw this.#permanent(id, stored, failure);
+        return this.#transient(id, stored, failure, force);
       }
       this.#count('refresh_token', 'ok');
+      // Rotated: the store's refresh token is no longer the live one (also when `used` was unsaved).
+      const live = set.refreshToken ?? used;
+      const rotated = live !== stored;
       // The rotated refresh token is committed here, before anyone gets the new access token.
-      const stored = this.#persist(id, set, () =>
-        this.#store.updateToken(id, (current) => {
-          const base = current ?? record;
-          // A grant written meanwhile by a consent wins; our access token is still good.
-          const refreshToken = base.refreshToken !== used ? base.refreshToken : set.refreshToken;
-          const next: TokenRecord = {
-            ...base,
-            accessToken: set.accessToken,
-            accessTokenExpiresAt: set.expiresAt,
-            scopes: set.scopes,
-            state: 'active',
-            lastRefreshAt: this.#now(),
-            updatedAt: this.#now(),
-          };
-          if (refreshToken === undefined) delete next.refreshToken;
-          else next.refreshToken = refreshToken;
-          delete next.lastError;
-          return next;
-        }),
+      const fallback = record;
+      const unsaved: Unsaved = { set: { ...set, refreshToken: live }, replaced: stored, at: this.#now() };
+      const saved = this.#persist(id, set, rotated, unsaved, (update) =>
+        this.#store.updateToken(id, (current) => update(current ?? fallback)),
       );
       this.#backoff.delete(id);
       this.#rejected.delete(id);
       this.#log.info(
-        { account: id, rotated: set.refreshToken !== used, expiresAt: new Date(set.expiresAt).toISOString() },
+        { account: id, rotated, expiresAt: new Date(set.expiresAt).toISOString() },
         'access token refreshed',
       );
-      this.#transition(id, stored?.state ?? 'active', undefined);
+      this.#transition(id, saved?.state ?? 'active', undefined);
       return this.#remember(id, set.accessToken, set.expiresAt);
     }
     throw new ProxyError(
@@ -294,16 +326,55 @@ export class TokenManager implements TokenProvider {
     );
   }
 
-  #persist(id: string, set: TokenSet, write: () => TokenRecord | undefined): TokenRecord | undefined {
+  /**
+   * The store update that commits a refreshed set over the grant it replaced. A grant written meanwhile
+   * by a consent (another refresh token in the store) wins: then only a fresh access token is taken.
+   */
+  #applyRefresh(unsaved: Unsaved): (base: TokenRecord) => TokenRecord {
+    const { set, replaced, at } = unsaved;
+    return (base) => {
+      const refreshToken =
+        base.refreshToken !== replaced ? base.refreshToken : (set.refreshToken ?? replaced);
+      const next: TokenRecord = {
+        ...base,
+        accessToken: set.accessToken,
+        accessTokenExpiresAt: set.expiresAt,
+        scopes: set.scopes,
+        state: 'active',
+        lastRefreshAt: at,
+        updatedAt: this.#now(),
+      };
+      if (refreshToken === undefined) delete next.refreshToken;
+      else next.refreshToken = refreshToken;
+      delete next.lastError;
+      return next;
+    };
+  }
+
+  #persist(
+    id: string,
+    set: TokenSet,
+    rotated: boolean,
+    unsaved: Unsaved,
+    write: (update: (base: TokenRecord) => TokenRecord) => TokenRecord | undefined,
+  ): TokenRecord | undefined {
     try {
-      return write();
+      const saved = write(this.#applyRefresh(unsaved));
+      this.#unsaved.delete(id);
+      return saved;
     } catch (err) {
-      // Not handing out a token whose grant we could not save: with a rotating provider the new
-      // refresh token exists only in memory now, and the next refresh would fail for good.
-      this.#log.error(
-        { account: id, err: errorText(err), rotated: set.refreshToken !== undefined },
-        'cannot save the refreshed grant',
-      );
+      // Not handing out a token whose grant we could not save (the rule above). A rotated refresh
+      // token is now the only valid one: it stays in memory, and is saved on the next call or tick.
+      if (rotated) {
+        this.#unsaved.set(id, unsaved);
+        this.#log.error(
+          { account: id, err: errorText(err), rotated },
+          'CANNOT SAVE THE ROTATED REFRESH TOKEN: kept in memory only and retried on every login and ' +
+            'keep-alive tick; a restart before it is saved loses the grant',
+        );
+      } else {
+        this.#log.error({ account: id, err: errorText(err), rotated }, 'cannot save the refreshed grant');
+      }
       throw new ProxyError(
         'token-unavailable',
         `Cannot save the refreshed grant of ${id}: ${errorText(err)}`,
@@ -311,6 +382,47 @@ export class TokenManager implements TokenProvider {
           cause: err,
         },
       );
+    }
+  }
+
+  /**
+   * Writes a rotated set the store refused before. Returns the stored record, undefined when there
+   * was nothing (left) to save, false when the store refused again.
+   */
+  #flushUnsaved(id: string, unsaved: Unsaved): TokenRecord | undefined | false {
+    const apply = this.#applyRefresh(unsaved);
+    let superseded = false;
+    try {
+      const saved = this.#store.updateToken(id, (current) => {
+        if (!current || current.refreshToken !== unsaved.replaced) {
+          superseded = true;
+          return undefined;
+        }
+        return apply(current);
+      });
+      if (superseded) {
+        this.#dropUnsaved(id, 'a new grant was stored meanwhile');
+        return undefined;
+      }
+      this.#unsaved.delete(id);
+      this.#log.warn({ account: id }, 'the rotated refresh token kept in memory is saved now');
+      return saved;
+    } catch (err) {
+      this.#log.error(
+        { account: id, err: errorText(err) },
+        'STILL CANNOT SAVE THE ROTATED REFRESH TOKEN: kept in memory only; retrying',
+      );
+      return false;
+    }
+  }
+
+  #flushAllUnsaved(): void {
+    for (const [id, unsaved] of [...this.#unsaved]) this.#flushUnsaved(id, unsaved);
+  }
+
+  #dropUnsaved(id: string, why: string): void {
+    if (this.#unsaved.delete(id)) {
+      this.#log.warn({ account: id, why }, 'an unsaved rotated refresh token was dropped');
     }
   }
 

@@ -187,6 +187,94 @@ describe('TokenManager', () => {
     expect(err.message).toContain('disk full');
   });
 
+  it('a rotated refresh token the store could not save is kept in memory, used and saved later', async () => {
+    fake.options.rotateRefreshTokens = true;
+    const { refreshToken: old } = seed('m@example.com', 0);
+    const flaky: TokenStore = Object.create(store) as TokenStore;
+    let failWrites = 1;
+    flaky.updateToken = (id, update) => {
+      if (failWrites > 0) {
+        failWrites--;
+        throw new Error('SQLITE_BUSY: database is locked');
+      }
+      return store.updateToken(id, update);
+    };
+    flaky.getToken = (id) => store.getToken(id);
+    flaky.listTokens = () => store.listTokens();
+    const tm = manager({ store: flaky });
+    const err = await rejection(tm.getAccessToken(account('m@example.com')));
+    expect(err.code).toBe('token-unavailable');
+    // The provider killed the old refresh token on rotation; the store still holds it.
+    expect(fake.isRefreshTokenValid(old)).toBe(false);
+    expect(store.getToken('m@example.com')!.refreshToken).toBe(old);
+
+    // The next call saves the rotated grant first, and the forced refresh uses the rotated token.
+    const next = await tm.getAccessToken(account('m@example.com'), { forceRefresh: true });
+    expect(fake.checkAccessToken(next.token)).toBe('m@example.com');
+    expect(fake.lastTokenRequest?.get('refresh_token')).not.toBe(old);
+    const saved = store.getToken('m@example.com')!;
+    expect(saved.refreshToken).not.toBe(old);
+    expect(fake.isRefreshTokenValid(saved.refreshToken!)).toBe(true);
+    expect(saved).toMatchObject({ state: 'active', accessToken: next.token });
+  });
+
+  it('while the store stays unwritable, the unsaved rotated token is used for the next refresh', async () => {
+    fake.options.rotateRefreshTokens = true;
+    const { refreshToken: old } = seed('m@example.com', 0);
+    const flaky: TokenStore = Object.create(store) as TokenStore;
+    let failWrites = 3;
+    flaky.updateToken = (id, update) => {
+      if (failWrites > 0) {
+        failWrites--;
+        throw new Error('disk full');
+      }
+      return store.updateToken(id, update);
+    };
+    flaky.getToken = (id) => store.getToken(id);
+    flaky.listTokens = () => store.listTokens();
+    const tm = manager({ store: flaky });
+    await rejection(tm.getAccessToken(account('m@example.com')));
+    expect(fake.lastTokenRequest?.get('refresh_token')).toBe(old);
+    // The save fails again; the unsaved access token is fresh, so no new request is made.
+    await rejection(tm.getAccessToken(account('m@example.com')));
+    expect(fake.counts.refresh).toBe(1);
+    expect(store.getToken('m@example.com')!.refreshToken).toBe(old);
+    // An hour later the save still fails once more: the refresh has to use the unsaved rotated token
+    // (the provider killed `old`), and the set it brings is saved.
+    now += 3600_000;
+    const token = await tm.getAccessToken(account('m@example.com'));
+    expect(fake.checkAccessToken(token.token)).toBe('m@example.com');
+    expect(fake.counts.refresh).toBe(2);
+    const saved = store.getToken('m@example.com')!;
+    expect(saved.refreshToken).not.toBe(old);
+    expect(fake.isRefreshTokenValid(saved.refreshToken!)).toBe(true);
+    expect(saved.accessToken).toBe(token.token);
+  });
+
+  it('the keep-alive tick saves an unsaved rotated refresh token', async () => {
+    fake.options.rotateRefreshTokens = true;
+    const { refreshToken: old } = seed('m@example.com', 0);
+    const flaky: TokenStore = Object.create(store) as TokenStore;
+    let failWrites = 1;
+    flaky.updateToken = (id, update) => {
+      if (failWrites > 0) {
+        failWrites--;
+        throw new Error('disk full');
+      }
+      return store.updateToken(id, update);
+    };
+    flaky.getToken = (id) => store.getToken(id);
+    flaky.listTokens = () => store.listTokens();
+    const tm = manager({ store: flaky });
+    await rejection(tm.getAccessToken(account('m@example.com')));
+    await tm.runKeepAlive();
+    const saved = store.getToken('m@example.com')!;
+    expect(saved.refreshToken).not.toBe(old);
+    expect(fake.isRefreshTokenValid(saved.refreshToken!)).toBe(true);
+    expect((await tm.getAccessToken(account('m@example.com'))).token).toBe(saved.accessToken);
+    expect(fake.counts.refresh).toBe(1);
+  });
+
   it('Google-style refresh keeps the old refresh token, which keeps working', async () => {
     const { refreshToken } = seed('g@example.com', 0);
     const tm = manager();
