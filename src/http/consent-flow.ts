@@ -58,6 +58,9 @@ type DeviceSession = {
   | { status: 'done' }
 );
 
+/** Device sessions kept at most; each one may hold a poller at the provider. */
+const MAX_DEVICE_SESSIONS = 200;
+
 /** OAuth error codes are [\x20-\x7e] per RFC 6749; keep them short and plain for the page. */
 function safeCode(text: string): string {
   return text.replace(/[^A-Za-z0-9_.-]/g, '').slice(0, 64) || 'unknown_error';
@@ -72,11 +75,24 @@ export class ConsentFlow {
   private readonly pending: ExpiringMap<PendingConsent>;
   private readonly completed: ExpiringMap<CompletedConsent>;
   private readonly devices: ExpiringMap<DeviceSession>;
+  /** Link hash -> id of its device session: one link has at most one poller at the provider. */
+  private readonly deviceByLink = new Map<string, string>();
+  /** Ids of sessions replaced by a newer code, so their page can say so. */
+  private readonly replacedDevices: ExpiringMap<{ browser: string; expiresAt: number }>;
 
   constructor(private readonly deps: ConsentFlowDeps) {
     this.pending = new ExpiringMap(deps.now);
     this.completed = new ExpiringMap(deps.now);
-    this.devices = new ExpiringMap(deps.now, 200);
+    // A session pushed out by the cap or expired must stop polling the provider, or it would go on
+    // until the code expires (~15 min) with nobody left to see the result.
+    this.devices = new ExpiringMap(deps.now, MAX_DEVICE_SESSIONS, (id, session) => this.retire(id, session));
+    this.replacedDevices = new ExpiringMap(deps.now, MAX_DEVICE_SESSIONS);
+  }
+
+  /** Stops a device session's poller and forgets it as its link's session. */
+  private retire(id: string, session: DeviceSession): void {
+    session.cancel();
+    if (this.deviceByLink.get(session.linkHash) === id) this.deviceByLink.delete(session.linkHash);
   }
 
   private secureCookies(): boolean {
@@ -297,6 +313,18 @@ export class ConsentFlow {
     const { record, account, browser } = checked;
     const startDevice = this.deps.grants.startDevice?.bind(this.deps.grants);
     if (!deviceFlowAvailable(account) || !startDevice) return sendMessage(res, pages.deviceUnavailable());
+    // One live session per link: the same browser pressing again sees its code again; another browser
+    // gets a new code, and the old session is stopped (see replaceDevice).
+    const currentId = this.deviceByLink.get(record.tokenHash);
+    const current = currentId === undefined ? undefined : this.devices.get(currentId);
+    if (
+      currentId !== undefined &&
+      current?.browser === browser &&
+      (current.status === 'pending' || current.status === 'approved') &&
+      current.codeExpiresAt > this.deps.now()
+    ) {
+      return redirect(res, `/consent/device/${currentId}`);
+    }
     const provider = providerName(account.connection);
     let started;
     try {
@@ -317,7 +345,10 @@ export class ConsentFlow {
       expiresAt: started.expiresAt + PENDING_CONSENT_TTL_MS,
       cancel: () => started.cancel(),
     };
+    // Looked up again after the await: a concurrent press may have registered its session meanwhile.
+    this.replaceDevice(record.tokenHash);
     this.devices.set(id, session);
+    this.deviceByLink.set(record.tokenHash, id);
     started.result.then(
       (grant) => {
         Object.assign(
@@ -335,10 +366,24 @@ export class ConsentFlow {
     redirect(res, `/consent/device/${id}`);
   }
 
+  /** Stops and forgets the link's current device session, if any; its page then says it was replaced. */
+  private replaceDevice(linkHash: string): void {
+    const id = this.deviceByLink.get(linkHash);
+    if (id === undefined) return;
+    const session = this.devices.get(id);
+    this.deviceByLink.delete(linkHash);
+    if (!session) return;
+    this.devices.delete(id);
+    session.cancel();
+    this.replacedDevices.set(id, { browser: session.browser, expiresAt: session.expiresAt });
+  }
+
   /** GET /consent/device/<id>: waiting page (refreshes itself), then the outcome. */
   async showDevice(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const browser = browserId(req).id;
+    if (this.replacedDevices.get(id)?.browser === browser) return sendMessage(res, pages.deviceReplaced());
     const session = this.devices.get(id);
-    if (!session || browserId(req).id !== session.browser) return sendMessage(res, pages.stateMismatch());
+    if (!session || browser !== session.browser) return sendMessage(res, pages.stateMismatch());
     const account = this.deps.resolveAccount(session.username);
     if (!account) return sendMessage(res, pages.accountGone(session.username));
     const provider = providerName(account.connection);

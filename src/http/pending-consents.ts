@@ -23,13 +23,18 @@ export interface CompletedConsent {
 export const PENDING_CONSENT_TTL_MS = 15 * 60_000;
 const MAX_ENTRIES = 1000;
 
-/** A Map with a deadline per entry and a size cap (oldest out first). */
+/**
+ * A Map with a deadline per entry and a size cap (oldest out first). `onDrop` hears every entry that
+ * leaves without being asked for (pushed out by the cap, or found expired), so a value that holds a
+ * resource (a device-code poller) can release it.
+ */
 export class ExpiringMap<V extends { expiresAt: number }> {
   private readonly entries = new Map<string, V>();
 
   constructor(
     private readonly now: () => number,
     private readonly max = MAX_ENTRIES,
+    private readonly onDrop?: (key: string, value: V) => void,
   ) {}
 
   set(key: string, value: V): void {
@@ -37,9 +42,9 @@ export class ExpiringMap<V extends { expiresAt: number }> {
     this.entries.delete(key);
     this.entries.set(key, value);
     while (this.entries.size > this.max) {
-      const oldest = this.entries.keys().next().value;
+      const oldest = this.entries.entries().next().value;
       if (oldest === undefined) break;
-      this.entries.delete(oldest);
+      this.drop(oldest[0], oldest[1]);
     }
   }
 
@@ -47,7 +52,7 @@ export class ExpiringMap<V extends { expiresAt: number }> {
     const v = this.entries.get(key);
     if (!v) return undefined;
     if (this.now() >= v.expiresAt) {
-      this.entries.delete(key);
+      this.drop(key, v);
       return undefined;
     }
     return v;
@@ -60,6 +65,11 @@ export class ExpiringMap<V extends { expiresAt: number }> {
     return v;
   }
 
+  /** Removes an entry on purpose (onDrop is not called). */
+  delete(key: string): boolean {
+    return this.entries.delete(key);
+  }
+
   values(): IterableIterator<V> {
     return this.entries.values();
   }
@@ -70,6 +80,11 @@ export class ExpiringMap<V extends { expiresAt: number }> {
 
   private prune(): void {
     const t = this.now();
-    for (const [k, v] of this.entries) if (t >= v.expiresAt) this.entries.delete(k);
+    for (const [k, v] of this.entries) if (t >= v.expiresAt) this.drop(k, v);
+  }
+
+  private drop(key: string, value: V): void {
+    this.entries.delete(key);
+    this.onDrop?.(key, value);
   }
 }

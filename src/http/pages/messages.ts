@@ -201,6 +201,16 @@ export const pages = {
     };
   },
 
+  deviceReplaced(): MessagePage {
+    return {
+      status: 409,
+      title: 'This code no longer works',
+      tone: 'warn',
+      what: 'A newer code was requested for the same link, in another browser. Only the newest code works.',
+      todo: 'Use the newest code, or open your link again here to get a new one.',
+    };
+  },
+
   deviceUnavailable(): MessagePage {
     return {
       status: 400,

@@ -127,6 +127,31 @@ describe('ExpiringMap and CSRF tokens', () => {
     expect(m.take('e')).toBeUndefined();
   });
 
+  it('reports entries pushed out by the cap or found expired, not those taken or deleted', () => {
+    let now = 1000;
+    const dropped: string[] = [];
+    const m = new ExpiringMap<{ expiresAt: number }>(
+      () => now,
+      2,
+      (key) => dropped.push(key),
+    );
+    m.set('a', { expiresAt: 5000 });
+    m.set('b', { expiresAt: 2000 });
+    m.set('c', { expiresAt: 5000 });
+    expect(dropped).toEqual(['a']);
+    now = 2000;
+    expect(m.get('b')).toBeUndefined();
+    expect(dropped).toEqual(['a', 'b']);
+    m.set('d', { expiresAt: 3000 });
+    now = 3000;
+    m.set('e', { expiresAt: 5000 });
+    expect(dropped).toEqual(['a', 'b', 'd']);
+    expect(m.take('e')).toBeDefined();
+    expect(m.delete('c')).toBe(true);
+    expect(m.size).toBe(0);
+    expect(dropped).toEqual(['a', 'b', 'd']);
+  });
+
   it('binds CSRF tokens to browser and purpose', () => {
     const csrf = new CsrfTokens();
     const t = csrf.issue('browser-1', 'admin');
