@@ -8,9 +8,10 @@
  *   it is committed: with strict rotation the old refresh token is already dead at the provider;
  * - the store is re-read before every refresh, so a grant written by another process (the consent CLI)
  *   is used at once, also for an account that was in `needs-consent`;
- * - failures are classified once (grants/token-errors.ts): transient ones keep every token, mark the
- *   account `failing` and back off; permanent ones mark it `needs-consent` and the refresh token is
- *   kept for diagnosis but not used again.
+ * - failures are classified once (grants/token-errors.ts): transient ones keep every token, record
+ *   lastError and back off; the account stays `active` through a blip and becomes `failing` (which
+ *   notifies) only when it keeps failing: FAILING_AFTER_FAILURES in a row, or for FAILING_AFTER_MS;
+ *   permanent ones mark it `needs-consent` and the refresh token is kept for diagnosis but not used again.
  *
  * A Map of in-flight promises gives the single flight (the lru-cache `fetch` recipe of
  * LIBRARY-NOTES §5 does the same, but swallows errors on a cold key and has no notion of backoff or
@@ -47,7 +48,14 @@ export interface TokenManagerOptions {
   onEvent?: (event: TokenEvent) => void;
   /** Counts token-endpoint requests by grant and outcome (src/metrics); optional. */
   metrics?: TokenMetrics;
+  /** When a run of transient failures makes an account `failing` (defaults below). */
+  failingAfter?: { failures?: number; ms?: number };
 }
+
+/** Transient failures in a row after which an account is `failing` (and an admin is notified). */
+export const FAILING_AFTER_FAILURES = 3;
+/** ...or a failure this long after the first failure of the run. */
+export const FAILING_AFTER_MS = 15 * 60_000;
 
 /** After a transient failure, no new request before this (doubling per failure, capped). */
 export const BACKOFF_BASE_MS = 5_000;
@@ -74,6 +82,8 @@ interface Unsaved {
 interface Backoff {
   until: number;
   failures: number;
+  /** Epoch ms of the first failure of this run. */
+  since: number;
   /** The refresh token that failed; a new grant ends the backoff at once. */
   refreshToken: string | undefined;
   error: string;
@@ -97,6 +107,8 @@ export class TokenManager implements TokenProvider {
   readonly #states = new Map<string, AccountState>();
   /** Account id -> the app-only cache key it used (for invalidate). */
   readonly #appKeys = new Map<string, string>();
+  readonly #failingAfterFailures: number;
+  readonly #failingAfterMs: number;
   #timer: NodeJS.Timeout | undefined;
   #keepAliveRun: Promise<void> | undefined;
 
@@ -107,6 +119,8 @@ export class TokenManager implements TokenProvider {
     this.#now = options.clock ?? Date.now;
     this.#onEvent = options.onEvent;
     this.#metrics = options.metrics;
+    this.#failingAfterFailures = Math.max(1, options.failingAfter?.failures ?? FAILING_AFTER_FAILURES);
+    this.#failingAfterMs = Math.max(0, options.failingAfter?.ms ?? FAILING_AFTER_MS);
   }
 
   get #marginMs(): number {
@@ -206,7 +220,11 @@ export class TokenManager implements TokenProvider {
     }
     for (const record of records) {
       if (!record.refreshToken || record.state === 'needs-consent') continue;
-      const due = this.#now() - (record.lastRefreshAt ?? 0) >= interval || record.state === 'failing';
+      // A run of transient failures (still `active`) is retried here too, so it ends unattended.
+      const due =
+        this.#now() - (record.lastRefreshAt ?? 0) >= interval ||
+        record.state === 'failing' ||
+        this.#backoff.has(record.accountId);
       if (!due) continue;
       const connection = this.#config.connections.get(record.connection);
       if (!connection || connection.grant === 'client_credentials') continue;
@@ -469,7 +487,12 @@ export class TokenManager implements TokenProvider {
     const error =
       `${failure.summary} (the provider refused the OAuth client of connection ${connection}: check its ` +
       'clientId/clientSecret and app registration; the grant is kept)';
-    return this.#transient(id, used, failure, force, { error, minDelayMs: BACKOFF_MAX_MS });
+    // Not a blip that may pass: the admin has to act, so the account is `failing` at once.
+    return this.#transient(id, used, failure, force, {
+      error,
+      minDelayMs: BACKOFF_MAX_MS,
+      failingNow: true,
+    });
   }
 
   #transient(
@@ -477,22 +500,38 @@ export class TokenManager implements TokenProvider {
     used: string,
     failure: TokenEndpointError,
     force: boolean,
-    options: { error?: string; minDelayMs?: number } = {},
+    options: { error?: string; minDelayMs?: number; failingNow?: boolean } = {},
   ): AccessToken {
+    const now = this.#now();
     const previous = this.#backoff.get(id);
-    const failures = (previous?.refreshToken === used ? previous.failures : 0) + 1;
+    const sameRun = previous?.refreshToken === used;
+    const failures = (sameRun ? previous.failures : 0) + 1;
+    const since = sameRun ? previous.since : now;
     const delay = Math.max(backoffDelay(failures, failure.retryAfterMs), options.minDelayMs ?? 0);
-    const until = this.#now() + delay;
+    const until = now + delay;
     const error = options.error ?? failure.summary;
-    this.#backoff.set(id, { until, failures, refreshToken: used, error });
+    this.#backoff.set(id, { until, failures, since, refreshToken: used, error });
+    // One blip keeps the account `active`; only an account that keeps failing becomes `failing`.
+    const keepsFailing =
+      options.failingNow === true ||
+      failures >= this.#failingAfterFailures ||
+      now - since >= this.#failingAfterMs;
     // Only the grant that failed is marked; a consent written meanwhile stays as it is.
     const record = this.#safeUpdate(id, (current) =>
       current?.refreshToken === used
-        ? { ...current, state: 'failing', lastError: error, updatedAt: this.#now() }
+        ? {
+            ...current,
+            state: keepsFailing ? 'failing' : current.state,
+            lastError: error,
+            updatedAt: now,
+          }
         : undefined,
     );
-    this.#log.warn({ account: id, error, failures, retryInMs: delay }, 'token refresh failed, will retry');
-    this.#transition(id, 'failing', error);
+    this.#log.warn(
+      { account: id, error, failures, failingForMs: now - since, retryInMs: delay },
+      'token refresh failed, will retry',
+    );
+    if (keepsFailing) this.#transition(id, 'failing', error);
     return this.#duringOutage(id, record, force, error, until, failure);
   }
 
@@ -553,7 +592,8 @@ export class TokenManager implements TokenProvider {
       const previous = this.#backoff.get(key);
       const failures = (previous?.failures ?? 0) + 1;
       const until = this.#now() + backoffDelay(failures, failure.retryAfterMs);
-      this.#backoff.set(key, { until, failures, refreshToken: undefined, error: failure.summary });
+      const since = previous?.since ?? this.#now();
+      this.#backoff.set(key, { until, failures, since, refreshToken: undefined, error: failure.summary });
       this.#log.warn(
         { connection: connection.name, error: failure.summary },
         'app-only token request failed',

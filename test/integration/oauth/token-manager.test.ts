@@ -12,7 +12,13 @@ import { isProxyError, ProxyError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { storeGrant } from '../../../src/oauth/grant-record.js';
 import { openTokenStore } from '../../../src/oauth/store/index.js';
-import { BACKOFF_BASE_MS, BACKOFF_MAX_MS, TokenManager } from '../../../src/oauth/token-manager.js';
+import {
+  BACKOFF_BASE_MS,
+  BACKOFF_MAX_MS,
+  FAILING_AFTER_FAILURES,
+  FAILING_AFTER_MS,
+  TokenManager,
+} from '../../../src/oauth/token-manager.js';
 import type { TokenEvent, TokenRecord, TokenStore } from '../../../src/oauth/types.js';
 import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
 
@@ -286,7 +292,7 @@ describe('TokenManager', () => {
     expect(fake.counts.refresh).toBe(2);
   });
 
-  it('a 500 keeps every token, marks the account failing, backs off, then recovers', async () => {
+  it('a 500 keeps every token and the account active (lastError recorded), backs off, then recovers', async () => {
     const { record } = seed('t@example.com', 0);
     const tm = manager();
     fake.failNext(1, 500);
@@ -295,12 +301,13 @@ describe('TokenManager', () => {
     expect(err.transient).toBe(true);
     const stored = store.getToken('t@example.com')!;
     expect(stored).toMatchObject({
-      state: 'failing',
+      state: 'active',
       refreshToken: record.refreshToken,
       accessToken: record.accessToken,
     });
     expect(stored.lastError).toContain('temporarily_unavailable');
-    expect(events.map((e) => e.kind)).toEqual(['failing']);
+    // One blip is not "keeps failing": nobody is notified.
+    expect(events).toEqual([]);
 
     // Inside the backoff: no request at all.
     await rejection(tm.getAccessToken(account('t@example.com')));
@@ -314,7 +321,73 @@ describe('TokenManager', () => {
       refreshToken: record.refreshToken,
     });
     expect(store.getToken('t@example.com')!.lastError).toBeUndefined();
+    expect(events).toEqual([]);
+  });
+
+  it(`an account that keeps failing (${FAILING_AFTER_FAILURES} transient failures in a row) goes to failing once, then recovers`, async () => {
+    const { record } = seed('t@example.com', 0);
+    const tm = manager();
+    fake.failNext(FAILING_AFTER_FAILURES + 1, 503);
+    for (let i = 1; i <= FAILING_AFTER_FAILURES + 1; i++) {
+      await rejection(tm.getAccessToken(account('t@example.com')));
+      expect(fake.counts.token).toBe(i);
+      const state = store.getToken('t@example.com')!.state;
+      expect(state, `after failure ${i}`).toBe(i < FAILING_AFTER_FAILURES ? 'active' : 'failing');
+      now += BACKOFF_MAX_MS + 1;
+    }
+    expect(store.getToken('t@example.com')).toMatchObject({
+      refreshToken: record.refreshToken,
+      accessToken: record.accessToken,
+    });
+    expect(events.map((e) => e.kind)).toEqual(['failing']);
+    expect(events[0]!.error).toContain('temporarily_unavailable');
+    await tm.getAccessToken(account('t@example.com'));
+    expect(store.getToken('t@example.com')).toMatchObject({ state: 'active' });
     expect(events.map((e) => e.kind)).toEqual(['failing', 'recovered']);
+  });
+
+  it('an account failing for longer than the failing duration goes to failing on its next failure', async () => {
+    seed('t@example.com', 0);
+    const tm = manager();
+    fake.failNext(2, 500);
+    await rejection(tm.getAccessToken(account('t@example.com')));
+    now += FAILING_AFTER_MS;
+    await rejection(tm.getAccessToken(account('t@example.com')));
+    expect(fake.counts.token).toBe(2);
+    expect(store.getToken('t@example.com')!.state).toBe('failing');
+    expect(events.map((e) => e.kind)).toEqual(['failing']);
+  });
+
+  it('the thresholds are options: failing after the first failure when asked', async () => {
+    seed('t@example.com', 0);
+    const tm = new TokenManager({
+      config: {
+        settings: settings(),
+        accounts: [{ username: '*@example.com', connection: connection.name }],
+        connections: new Map([[connection.name, connection]]),
+      },
+      store,
+      logger: silentLogger(),
+      clock: () => now,
+      onEvent: (e) => events.push(e),
+      failingAfter: { failures: 1 },
+    });
+    fake.failNext(1, 500);
+    await rejection(tm.getAccessToken(account('t@example.com')));
+    expect(store.getToken('t@example.com')!.state).toBe('failing');
+    expect(events.map((e) => e.kind)).toEqual(['failing']);
+  });
+
+  it('keep-alive retries an account in a transient failure streak (still active) after its backoff', async () => {
+    seed('t@example.com', 3600);
+    const tm = manager();
+    fake.failNext(1, 500);
+    await tm.getAccessToken(account('t@example.com'), { forceRefresh: true }).catch(() => undefined);
+    expect(store.getToken('t@example.com')!.state).toBe('active');
+    now += BACKOFF_BASE_MS + 1;
+    await tm.runKeepAlive();
+    expect(fake.counts.token).toBe(2);
+    expect(store.getToken('t@example.com')!.lastError).toBeUndefined();
   });
 
   it('backoff doubles with repeated failures', async () => {
@@ -332,7 +405,7 @@ describe('TokenManager', () => {
     expect(fake.counts.token).toBe(3);
   });
 
-  it('a timeout keeps every token and marks the account failing', async () => {
+  it('a timeout keeps every token and the account active', async () => {
     const { record } = seed('t@example.com', 0);
     fake.setHanging(true);
     const started = Date.now();
@@ -342,10 +415,11 @@ describe('TokenManager', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(err.code).toBe('token-unavailable');
     expect(store.getToken('t@example.com')).toMatchObject({
-      state: 'failing',
+      state: 'active',
       refreshToken: record.refreshToken,
       accessToken: record.accessToken,
     });
+    expect(store.getToken('t@example.com')!.lastError).toBeDefined();
   });
 
   it('during an outage the old access token is still used while it lasts', async () => {
@@ -353,7 +427,7 @@ describe('TokenManager', () => {
     fake.failNext(1, 502);
     const tm = manager();
     expect((await tm.getAccessToken(account('t@example.com'))).token).toBe(accessToken);
-    expect(store.getToken('t@example.com')!.state).toBe('failing');
+    expect(store.getToken('t@example.com')).toMatchObject({ state: 'active', lastError: expect.any(String) });
     // ...but not when the upstream just refused it.
     tm.invalidate('t@example.com');
     expect((await rejection(tm.getAccessToken(account('t@example.com'), { forceRefresh: true }))).code).toBe(
