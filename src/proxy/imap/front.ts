@@ -62,6 +62,10 @@ export class ImapFront {
   }
 
   receive(chunk: Buffer): Action[] {
+    // After BYE nothing the client says matters, and once relaying its bytes are the relay's: keeping
+    // them would let a half-open client grow our memory without bound.
+    const phase = this.#state.phase.kind;
+    if (phase === 'closed' || phase === 'relaying') return [];
     this.#framer.push(chunk);
     return this.#pump();
   }
@@ -92,6 +96,8 @@ export class ImapFront {
     // Injection defence, part 1 (RFC 3501 §6.2.1): whatever followed STARTTLS in our buffer is
     // thrown away; upgradeToTls drops what is still in the socket.
     if (actions.some((a) => a.type === 'start-tls')) this.#framer.takeRemainder();
+    // What was pipelined after the command that closed the session is never read: let it go.
+    if (state.phase.kind === 'closed') this.#framer.takeRemainder();
     return actions;
   }
 }

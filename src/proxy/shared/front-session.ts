@@ -326,6 +326,10 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
       this.#finish();
       return;
     }
+    // Stop feeding the front: bytes still arriving are read and thrown away (never buffered), and
+    // 'close' stays attached so the session still finishes.
+    socket.off('data', this.#onData);
+    socket.resume();
     socket.end();
     // A client that never reads its last reply must not keep the session alive.
     setTimeout(() => socket.destroy(), this.#spec.closeGraceMs).unref();

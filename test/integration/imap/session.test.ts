@@ -2,6 +2,7 @@
  * Session-level behaviour over real sockets: limits and timeouts before login, upstream variants
  * (no SASL-IR, capabilities not volunteered, untrusted certificate), shutdown, and the log line.
  */
+import { connect as netConnect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   EMAIL,
@@ -46,6 +47,36 @@ describe('IMAP session', () => {
     expect(c.text).toContain('* BYE Idle for too long before login\r\n');
     await eventually(() => sessionLines(e).length === 1);
     expect(sessionLines(e)[0]).toMatchObject({ outcome: 'timeout' });
+  });
+
+  it('throws away what a half-open client streams after LOGOUT, and still closes after its grace', async () => {
+    const e = await setup();
+    // allowHalfOpen: the client keeps writing after the proxy's FIN, never closing its side.
+    const socket = netConnect({ port: e.port, host: '127.0.0.1', allowHalfOpen: true });
+    socket.on('error', () => undefined);
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    try {
+      await eventually(() => text.includes('\r\n'));
+      socket.write('a LOGOUT\r\n');
+      await eventually(() => text.includes('a OK'));
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      let sent = 0;
+      const started = Date.now();
+      // Bounded: 8 MB, or until the proxy has destroyed the socket.
+      while (sent < 8 * 1024 * 1024 && !socket.destroyed) {
+        if (!socket.write(chunk)) await new Promise((r) => setTimeout(r, 5));
+        sent += chunk.length;
+      }
+      expect(text).toContain('* BYE');
+      // The session ends when its 2 s close grace destroys the socket; generous margin for a loaded machine.
+      await eventually(() => sessionLines(e).length === 1);
+      expect(Date.now() - started).toBeLessThan(15_000);
+      // Only the LOGOUT line was fed to the front; the megabytes after it were read and discarded.
+      expect(sessionLines(e)[0]!.bytesFromClient).toBe('a LOGOUT\r\n'.length);
+    } finally {
+      socket.destroy();
+    }
   });
 
   it('has no idle timeout of its own after login', async () => {
