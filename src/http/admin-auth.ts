@@ -1,53 +1,102 @@
 /**
  * The admin page's door: HTTP Basic with the admin password (scrypt hash in the config) or admin token
  * (compared in constant time). Any user name is accepted; only the secret counts. Repeated failures
- * from one address are locked out for a while, because scrypt is cheap to ask for and dear to compute.
+ * from one address (IPv6: one /64) are locked out for a while, because scrypt is cheap to ask for and
+ * dear to compute; and all addresses together get a fixed number of checks per minute, so an attacker
+ * rotating addresses can neither burn CPU nor guess faster than that.
  */
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { LRUCache } from 'lru-cache';
+import { addressKey } from '../credentials/login-limiter.js';
 import { isPasswordHash, verifyPassword } from '../credentials/password.js';
 import { safeEqual } from './security.js';
 
 const VERIFIED_TTL_MS = 10 * 60_000;
 const MAX_FAILURES = 10;
 const LOCK_MS = 10 * 60_000;
+/** Addresses whose failures are remembered; least recently seen go first, never all at once. */
+const MAX_CLIENTS = 50_000;
+/** Checks of a not yet verified secret per minute, all addresses together; one admin needs a few. */
+const ATTEMPTS_PER_MINUTE = 30;
+export const ADMIN_ATTEMPT_WINDOW_MS = 60_000;
 
-export type AdminAuthResult = 'ok' | 'missing' | 'wrong' | 'locked';
+/** 'busy': the global cap is reached; the secret was not checked. */
+export type AdminAuthResult = 'ok' | 'missing' | 'wrong' | 'locked' | 'busy';
+
+export interface AdminAuthOptions {
+  maxClients?: number;
+  attemptsPerMinute?: number;
+}
+
+interface Failures {
+  count: number;
+  lockedUntil: number;
+  first: number;
+}
 
 export class AdminAuth {
   /** sha256 of secrets that verified recently, so each page view does not pay for scrypt again. */
   private readonly verified = new Map<string, number>();
-  private readonly failures = new Map<string, { count: number; lockedUntil: number; first: number }>();
+  private readonly failures: LRUCache<string, Failures>;
+  /** Times of the checks in the last minute, oldest first (at most attemptsPerMinute of them). */
+  private attempts: number[] = [];
+  private readonly attemptsPerMinute: number;
 
   constructor(
     private readonly secret: string,
     private readonly now: () => number,
-  ) {}
+    options: AdminAuthOptions = {},
+  ) {
+    this.failures = new LRUCache<string, Failures>({ max: options.maxClients ?? MAX_CLIENTS });
+    this.attemptsPerMinute = options.attemptsPerMinute ?? ATTEMPTS_PER_MINUTE;
+  }
+
+  /** Addresses (IPv6 /64 networks) with failures on record. */
+  get trackedClients(): number {
+    return this.failures.size;
+  }
 
   async check(req: IncomingMessage): Promise<AdminAuthResult> {
-    const client = req.socket.remoteAddress ?? 'unknown';
+    const client = addressKey(req.socket.remoteAddress ?? 'unknown');
     const t = this.now();
     const f = this.failures.get(client);
     if (f && f.lockedUntil > t) return 'locked';
     const presented = basicPassword(req.headers.authorization);
     if (presented === undefined) return 'missing';
-    const ok = await this.verify(presented, t);
+    const digest = createHash('sha256').update(presented).digest('hex');
+    let ok = this.recentlyVerified(digest, t);
+    if (!ok) {
+      if (!this.takeAttempt(t)) return 'busy';
+      ok = await this.verify(presented, digest, t);
+    }
     if (ok) {
       this.failures.delete(client);
       return 'ok';
     }
-    const entry = f && t - f.first < LOCK_MS ? f : { count: 0, lockedUntil: 0, first: t };
+    // Read again after the await: concurrent failures from one address must all count.
+    const prev = this.failures.get(client);
+    const entry = prev && t - prev.first < LOCK_MS ? prev : { count: 0, lockedUntil: 0, first: t };
     entry.count += 1;
     if (entry.count >= MAX_FAILURES) entry.lockedUntil = t + LOCK_MS;
     this.failures.set(client, entry);
-    if (this.failures.size > 10_000) this.failures.clear();
     return 'wrong';
   }
 
-  private async verify(presented: string, t: number): Promise<boolean> {
-    const digest = createHash('sha256').update(presented).digest('hex');
+  /** Counts one check against the global cap; false when the cap is reached. */
+  private takeAttempt(t: number): boolean {
+    this.attempts = this.attempts.filter((at) => at > t - ADMIN_ATTEMPT_WINDOW_MS);
+    if (this.attempts.length >= this.attemptsPerMinute) return false;
+    if (Number.isFinite(this.attemptsPerMinute)) this.attempts.push(t);
+    return true;
+  }
+
+  private recentlyVerified(digest: string, t: number): boolean {
     const until = this.verified.get(digest);
-    if (until !== undefined && until > t) return true;
+    return until !== undefined && until > t;
+  }
+
+  private async verify(presented: string, digest: string, t: number): Promise<boolean> {
     const ok = isPasswordHash(this.secret)
       ? await verifyPassword(presented, this.secret)
       : safeEqual(presented, this.secret);

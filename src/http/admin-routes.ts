@@ -11,7 +11,7 @@ import {
   createConsentLink,
 } from '../oauth/consent-links.js';
 import type { TokenStore } from '../oauth/types.js';
-import { AdminAuth } from './admin-auth.js';
+import { ADMIN_ATTEMPT_WINDOW_MS, AdminAuth } from './admin-auth.js';
 import { html } from './html.js';
 import { adminPage, consentLinkCreatedPage, type AdminAccountRow } from './pages/admin-page.js';
 import { messagePage } from './pages/messages.js';
@@ -46,21 +46,31 @@ export class AdminRoutes {
     const result = await this.auth.check(req);
     if (result === 'ok') return true;
     if (result === 'wrong') this.deps.logger.warn({ client: req.socket.remoteAddress }, 'admin login failed');
-    const locked = result === 'locked';
+    if (result === 'busy') this.deps.logger.warn('admin login refused: too many attempts from all addresses');
+    const refused = result === 'locked' || result === 'busy';
     const body = messagePage({
-      status: locked ? 429 : 401,
-      title: locked ? 'Too many attempts' : 'Sign in to the administration page',
+      status: refused ? 429 : 401,
+      title: refused ? 'Too many sign-in attempts' : 'Sign in to the administration page',
       tone: 'bad',
-      what: locked
-        ? 'There were too many wrong passwords from your address.'
-        : 'This page needs the admin password (any user name).',
-      todo: locked ? 'Wait ten minutes, then try again.' : 'Reload the page and enter the admin password.',
+      what:
+        result === 'locked'
+          ? 'There were too many wrong passwords from your address.'
+          : result === 'busy'
+            ? 'The administration page had too many sign-in attempts in the last minute.'
+            : 'This page needs the admin password (any user name).',
+      todo:
+        result === 'locked'
+          ? 'Wait ten minutes, then try again.'
+          : result === 'busy'
+            ? 'Wait a minute, then try again.'
+            : 'Reload the page and enter the admin password.',
     }).toString();
-    res.writeHead(locked ? 429 : 401, {
+    res.writeHead(refused ? 429 : 401, {
       ...securityHeaders(),
       'Content-Type': 'text/html; charset=utf-8',
       'Content-Length': String(Buffer.byteLength(body)),
-      ...(locked ? {} : { 'WWW-Authenticate': 'Basic realm="xoauth-proxy admin", charset="UTF-8"' }),
+      ...(result === 'busy' ? { 'Retry-After': String(ADMIN_ATTEMPT_WINDOW_MS / 1000) } : {}),
+      ...(refused ? {} : { 'WWW-Authenticate': 'Basic realm="xoauth-proxy admin", charset="UTF-8"' }),
     });
     res.end(body);
     return false;
