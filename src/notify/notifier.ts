@@ -74,7 +74,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
 
   function runCommand(command: string, payload: NotificationPayload): Promise<void> {
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...baseEnvironment(process.env),
       XOAUTH_PROXY_EVENT: payload.event,
       XOAUTH_PROXY_ACCOUNT: payload.account,
       XOAUTH_PROXY_USERNAME: payload.username,
@@ -147,6 +147,21 @@ export function createNotifier(options: NotifierOptions): Notifier {
       return 'sent';
     },
   };
+}
+
+/**
+ * What the command inherits from the proxy's environment: enough to find programs and format text.
+ * Never all of it: XOAUTH_PROXY_KEY (the store key) and the client secrets often come in by env.
+ */
+const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ'] as const;
+
+function baseEnvironment(from: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const name of INHERITED_ENV) {
+    const value = from[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
 }
 
 function errorText(err: unknown): string {

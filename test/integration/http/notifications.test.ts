@@ -169,6 +169,47 @@ describe('notify command', () => {
     ]);
   });
 
+  it('the command gets a minimal environment: no store key, no other secret from the proxy env', async () => {
+    const out = join(dir, 'env.txt');
+    const script = join(dir, 'notify-env.sh');
+    writeFileSync(script, `#!/bin/sh\nenv > "${out}"\n`);
+    chmodSync(script, 0o755);
+    const saved = { ...process.env };
+    process.env.XOAUTH_PROXY_KEY = 'c2VjcmV0LXN0b3JlLWtleS1zZWNyZXQtc3RvcmUta2V5MTI=';
+    process.env.SOME_CLIENT_SECRET = 'hunter2-very-secret';
+    process.env.TZ = 'Europe/Amsterdam';
+    try {
+      const notifier = createNotifier({
+        settings: { command: script, minIntervalMs: 0 },
+        logger: silentLogger(),
+      });
+      expect(await notifier.notify({ kind: 'failing', accountId: 'a@b.c', reason: 'http 503' })).toBe('sent');
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+    const text = readFileSync(out, 'utf8');
+    const vars = new Map(
+      text
+        .split('\n')
+        .filter((l) => l.includes('='))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const),
+    );
+    expect(text).not.toContain('hunter2-very-secret');
+    expect(text).not.toContain('c2VjcmV0LXN0b3JlLWtleS1zZWNyZXQtc3RvcmUta2V5MTI=');
+    expect(vars.has('XOAUTH_PROXY_KEY')).toBe(false);
+    expect(vars.has('SOME_CLIENT_SECRET')).toBe(false);
+    expect(vars.get('PATH')).toBe(saved.PATH);
+    expect(vars.get('TZ')).toBe('Europe/Amsterdam');
+    expect(vars.get('XOAUTH_PROXY_EVENT')).toBe('failing');
+    expect(vars.get('XOAUTH_PROXY_ACCOUNT')).toBe('a@b.c');
+    expect(vars.get('XOAUTH_PROXY_REASON')).toBe('http 503');
+    // Only what we pass (sh may add PWD, SHLVL and `_` itself).
+    const allowed =
+      /^(PATH|HOME|LANG|LC_ALL|TZ|PWD|OLDPWD|SHLVL|_|XOAUTH_PROXY_(EVENT|ACCOUNT|USERNAME|REASON|MESSAGE|AT|CONSENT_URL))$/;
+    expect([...vars.keys()].filter((k) => !allowed.test(k))).toEqual([]);
+  });
+
   it('a failing command is logged, not thrown', async () => {
     const notifier = createNotifier({
       settings: { command: join(dir, 'does-not-exist'), minIntervalMs: 0 },
