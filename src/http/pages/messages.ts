@@ -206,7 +206,7 @@ export const pages = {
       status: 409,
       title: 'This code no longer works',
       tone: 'warn',
-      what: 'A newer code was requested for the same link, in another browser. Only the newest code works.',
+      what: 'A newer code was requested for the same link. Only the newest code works.',
       todo: 'Use the newest code, or open your link again here to get a new one.',
     };
   },
