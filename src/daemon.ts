@@ -33,7 +33,7 @@ export interface Daemon {
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   // The store first: a store that cannot be opened or decrypted must stop the start, not the first login.
-  const store = openTokenStore(config.store);
+  const store = openTokenStore(config.store, { logger: logger.child({ component: 'store' }) });
   const notifier = createConfiguredNotifier(config, store, logger.child({ component: 'notify' }));
   // One registry per daemon, and only when an HTTP listener serves it at /metrics.
   const metrics = config.listen.http.length > 0 && config.http.metrics !== false ? new Metrics() : undefined;

@@ -4,14 +4,16 @@
  */
 import type { StoreSettings } from '../../config/types.js';
 import type { TokenStore } from '../types.js';
+import type { StoreWarnings } from './key.js';
 import { SqliteTokenStore } from './sqlite-store.js';
 
-export { KEY_ENV, loadStoreKey, parseKey } from './key.js';
+export { KEY_ENV, loadStoreKey, parseKey, type StoreWarnings } from './key.js';
 export { SqliteTokenStore } from './sqlite-store.js';
 
 export function openTokenStore(
   settings: StoreSettings,
-  options: { env?: NodeJS.ProcessEnv } = {},
+  /** `logger`: where warnings go (a file mode open to others); stderr without one. */
+  options: { env?: NodeJS.ProcessEnv; logger?: StoreWarnings } = {},
 ): TokenStore {
   return SqliteTokenStore.open(settings, options);
 }

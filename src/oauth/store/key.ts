@@ -11,6 +11,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
@@ -19,6 +20,38 @@ import { ProxyError } from '../../errors.js';
 
 export const KEY_ENV = 'XOAUTH_PROXY_KEY';
 export const KEY_BYTES = 32;
+
+/** Where the store reports things worth an admin's attention (a pino Logger fits). */
+export interface StoreWarnings {
+  warn(fields: object, message: string): void;
+}
+
+/** Without a logger (CLI commands), a warning goes to stderr: it must not pass unseen. */
+export const STDERR_WARNINGS: StoreWarnings = {
+  warn: (_fields, message) => {
+    process.stderr.write(`warning: ${message}\n`);
+  },
+};
+
+/**
+ * Says so when a secret file is readable or writable by others (mode & 0o077). Not refused: an admin
+ * may have reasons (a group-readable backup setup), but it should be a choice.
+ */
+export function warnIfOpenMode(file: string, what: string, warnings: StoreWarnings = STDERR_WARNINGS): void {
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch {
+    return;
+  }
+  if ((mode & 0o077) === 0) return;
+  const octal = `0${mode.toString(8).padStart(3, '0')}`;
+  warnings.warn(
+    { file, mode: octal },
+    `The ${what} ${file} has mode ${octal}: other users on this machine may read it. ` +
+      `Run \`chmod 600 ${file}\` unless that is intended.`,
+  );
+}
 
 export interface StoreKey {
   key: Buffer;
@@ -50,14 +83,17 @@ export function parseKey(text: string, source: string): Buffer {
 export function loadStoreKey(
   keyFile: string,
   env: NodeJS.ProcessEnv = process.env,
-  options: { mayCreate?: boolean; storePath?: string } = {},
+  options: { mayCreate?: boolean; storePath?: string; logger?: StoreWarnings } = {},
 ): StoreKey {
   const fromEnv = env[KEY_ENV];
   if (fromEnv !== undefined && fromEnv !== '') {
     return { key: parseKey(fromEnv, `the environment variable ${KEY_ENV}`), source: KEY_ENV, created: false };
   }
   const existing = readKeyFile(keyFile);
-  if (existing) return { key: existing, source: keyFile, created: false };
+  if (existing) {
+    warnIfOpenMode(keyFile, 'store key file', options.logger);
+    return { key: existing, source: keyFile, created: false };
+  }
   if (options.mayCreate === false) {
     throw new ProxyError(
       'store',

@@ -20,7 +20,7 @@ import type {
   TokenStore,
 } from '../types.js';
 import { decryptSecret, DecryptError, encryptSecret } from './cipher.js';
-import { loadStoreKey } from './key.js';
+import { loadStoreKey, warnIfOpenMode, type StoreWarnings } from './key.js';
 
 const SCHEMA_VERSION = 1;
 const BUSY_TIMEOUT_MS = 10_000;
@@ -117,13 +117,18 @@ export class SqliteTokenStore implements TokenStore {
     this.#keySource = keySource;
   }
 
-  static open(settings: StoreSettings, options: { env?: NodeJS.ProcessEnv } = {}): SqliteTokenStore {
+  static open(
+    settings: StoreSettings,
+    options: { env?: NodeJS.ProcessEnv; logger?: StoreWarnings } = {},
+  ): SqliteTokenStore {
     const path = settings.path;
     const storeExists = existsSync(path) && statSync(path).size > 0;
     const { key, source } = loadStoreKey(settings.keyFile, options.env, {
       mayCreate: !storeExists,
       storePath: path,
+      ...(options.logger ? { logger: options.logger } : {}),
     });
+    if (storeExists) warnIfOpenMode(path, 'token store', options.logger);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     if (!existsSync(path)) {
       // Create it ourselves with 0600; SQLite gives its -wal/-shm files the main file's mode.

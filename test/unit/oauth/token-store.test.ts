@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -191,6 +191,38 @@ describe('token store', () => {
     const before = digest(settings.path);
     expectStoreError(() => open(), settings.path, 'untouched');
     expect(digest(settings.path)).toBe(before);
+  });
+
+  it('warns (naming the file and `chmod 600`) about a key file or store file readable by others, and still opens', () => {
+    openTokenStore(settings, { env: noEnv }).close();
+    const quiet: string[] = [];
+    openTokenStore(settings, {
+      env: noEnv,
+      logger: { warn: (_o: object, m: string) => quiet.push(m) },
+    }).close();
+    expect(quiet).toEqual([]);
+
+    chmodSync(settings.keyFile, 0o644);
+    chmodSync(settings.path, 0o640);
+    const warnings: Array<{ fields: Record<string, unknown>; message: string }> = [];
+    const store = openTokenStore(settings, {
+      env: noEnv,
+      logger: {
+        warn: (fields: object, message: string) =>
+          warnings.push({ fields: fields as Record<string, unknown>, message }),
+      },
+    });
+    store.putToken(record());
+    expect(store.getToken('alice@example.com')?.refreshToken).toBe(REFRESH);
+    store.close();
+    const text = warnings.map((w) => w.message).join('\n');
+    expect(text).toContain(`chmod 600 ${settings.keyFile}`);
+    expect(text).toContain(`chmod 600 ${settings.path}`);
+    expect(warnings.map((w) => w.fields.file)).toEqual(
+      expect.arrayContaining([settings.keyFile, settings.path]),
+    );
+    // Nothing was changed behind the admin's back.
+    expect(statSync(settings.keyFile).mode & 0o777).toBe(0o644);
   });
 
   it('stores app passwords', () => {
