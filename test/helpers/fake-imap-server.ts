@@ -8,7 +8,8 @@
  * - XOAUTH2/OAUTHBEARER tokens are checked with the fake authorization server (`checkAccessToken`) and
  *   must belong to the SASL user; a bad token gets Gmail's error continuation
  *   `+ <base64 {"status":"401",...}>`, and only after the client's empty line (`AQ==` for OAUTHBEARER)
- *   the final `NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)`;
+ *   the final `NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)`; `refuseLoginWith` answers
+ *   every AUTHENTICATE with a NO of your choice instead (Dovecot's `NO [UNAVAILABLE] ...`);
  * - after login: CAPABILITY, NOOP, ID, NAMESPACE, LIST, ENABLE, SELECT/EXAMINE INBOX, FETCH and UID
  *   FETCH with BODY[] / BODY.PEEK[] / RFC822 / FLAGS / UID / RFC822.SIZE, IDLE (+ DONE), LOGOUT;
  *   anything else gets `BAD`. `pushUntagged()` sends an untagged line to every IDLE-ing client;
@@ -64,6 +65,12 @@ export interface FakeImapServer {
   readonly idling: number;
   /** Refuse every token (as if the provider disabled IMAP for the user); mutable at run time. */
   refuseAllTokens: boolean;
+  /**
+   * When set, every AUTHENTICATE is answered at once (no error continuation) with `tag NO <this>`, as
+   * Dovecot does, e.g. `[UNAVAILABLE] Temporary authentication failure` when its token check fails;
+   * mutable at run time.
+   */
+  refuseLoginWith: string | undefined;
   /** Destroys every open client connection (an upstream dying mid-session). */
   dropAll(): void;
   close(): Promise<void>;
@@ -219,6 +226,11 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
             .exec(fields[0] ?? '')?.[1]
             ?.replace(/=2C/g, ',')
             .replace(/=3D/g, '=') ?? '';
+      }
+      if (fake.refuseLoginWith !== undefined) {
+        authAttempts.push({ mechanism, user, ok: false, saslIr });
+        write(c, `${tag} NO ${fake.refuseLoginWith}\r\n`);
+        return;
       }
       const owner = token ? options.checkAccessToken(token) : undefined;
       const ok = !fake.refuseAllTokens && owner !== undefined && owner.toLowerCase() === user.toLowerCase();
@@ -430,6 +442,7 @@ export async function startFakeImapServer(options: FakeImapOptions): Promise<Fak
   const fake: FakeImapServer = {
     port,
     refuseAllTokens: false,
+    refuseLoginWith: undefined,
     server: { host: '127.0.0.1', port, tls: options.tls },
     authAttempts,
     commands,

@@ -41,12 +41,21 @@ function withoutResponseCode(text: string): string {
   return text.replace(/^\[[^\]]*\]\s*/, '');
 }
 
+/** RFC 5530 codes of a permanent login refusal that the client is better off seeing as sent. */
+const PASSED_ON_CODES = new Set(['AUTHORIZATIONFAILED', 'CONTACTADMIN', 'EXPIRED', 'PRIVACYREQUIRED']);
+
+function refusalCode(text: string): string {
+  const code = /^\[([A-Z0-9-]+)\]/i.exec(text)?.[1]?.toUpperCase();
+  return code !== undefined && PASSED_ON_CODES.has(code) ? code : 'AUTHENTICATIONFAILED';
+}
+
 /**
  * The tagged reply (without the tag) for a failed login.
  *  - bad-credentials: one fixed text, so a client cannot tell an unknown user from a wrong password.
  *  - needs-consent: the hint where the mailbox owner grants access.
  *  - token-unavailable / upstream-unavailable: [UNAVAILABLE], temporary; clients retry later.
- *  - upstream-rejected: the upstream's reason.
+ *  - upstream-rejected: the upstream's reason, under its own RFC 5530 code when that is one of
+ *    AUTHORIZATIONFAILED, CONTACTADMIN, EXPIRED, PRIVACYREQUIRED (else AUTHENTICATIONFAILED).
  */
 export function loginFailureReply(error: ProxyError, consentHint?: string): string {
   switch (error.code) {
@@ -62,7 +71,7 @@ export function loginFailureReply(error: ProxyError, consentHint?: string): stri
     case 'upstream-unavailable':
       return `NO [UNAVAILABLE] ${safeText(`Mail server unreachable, try again later (${error.detail ?? 'connection failed'})`)}`;
     case 'upstream-rejected':
-      return `NO [AUTHENTICATIONFAILED] ${safeText(`Mail server refused the login: ${withoutResponseCode(error.detail ?? 'no reason given')}`)}`;
+      return `NO [${refusalCode(error.detail ?? '')}] ${safeText(`Mail server refused the login: ${withoutResponseCode(error.detail ?? 'no reason given')}`)}`;
     default:
       return 'NO [UNAVAILABLE] Internal error, try again later';
   }

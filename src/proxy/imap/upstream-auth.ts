@@ -183,9 +183,7 @@ async function authenticateOnce(
       if (!m) throw upstreamError(up.conn, `unexpected reply: ${rest.slice(0, 100)}`);
       const status = (m[1] as string).toUpperCase();
       const text = m[2] as string;
-      if (status !== 'OK') {
-        return { ok: false, reason: text || status, reusable: !up.conn.socket.destroyed };
-      }
+      if (status !== 'OK') return refused(up.conn, status, text, challenges > 0);
       const reply: TaggedReply = { status: 'OK', text, untagged };
       up.postLoginCapabilities = capabilitiesFrom(reply) ?? (await fetchCapabilities(up));
       up.loginText = text.replace(CAPABILITY_CODE, '');
@@ -195,6 +193,42 @@ async function authenticateOnce(
     untagged.push(line);
   }
   throw upstreamError(up.conn, 'too many untagged responses');
+}
+
+/** RFC 5530 codes saying the server cannot log anyone in right now: temporary, a new token won't help. */
+const TEMPORARY_CODES = new Set(['UNAVAILABLE', 'SERVERBUG', 'INUSE']);
+
+/**
+ * A refused AUTHENTICATE. Only a token rejection is worth one forced refresh and retry: the error
+ * continuation was seen, or the NO says [AUTHENTICATIONFAILED] or has no code (or it was a BAD).
+ * A temporary code (Dovecot's NO [UNAVAILABLE] when its token check fails) becomes upstream-unavailable,
+ * any other code (e.g. [AUTHORIZATIONFAILED], [CONTACTADMIN], [EXPIRED]) upstream-rejected: neither
+ * gets better with a new token, and refreshing would only burn the token endpoint.
+ */
+function refused(
+  conn: UpstreamConnection,
+  status: string,
+  text: string,
+  afterErrorContinuation: boolean,
+): UpstreamAuthOutcome {
+  const code = status === 'NO' ? /^\[([A-Z0-9-]+)[\] ]/i.exec(text)?.[1]?.toUpperCase() : undefined;
+  const reason = text || status;
+  if (code !== undefined && TEMPORARY_CODES.has(code)) {
+    // The client's reply carries its own [UNAVAILABLE]; the detail is the server's words.
+    const detail = text.replace(/^\[[^\]]*\]\s*/, '') || code;
+    const error = new ProxyError('upstream-unavailable', `upstream ${conn.label}: AUTHENTICATE: ${reason}`, {
+      detail,
+    });
+    conn.fail(error);
+    throw error;
+  }
+  if (code !== undefined && code !== 'AUTHENTICATIONFAILED' && !afterErrorContinuation) {
+    conn.close();
+    throw new ProxyError('upstream-rejected', `upstream ${conn.label} refused the login: ${reason}`, {
+      detail: reason,
+    });
+  }
+  return { ok: false, reason, reusable: !conn.socket.destroyed };
 }
 
 /** The IMAP half of `performLogin`. `timeoutMs` bounds the connect phase and, again, each login try. */

@@ -157,6 +157,62 @@ describe('IMAP proxy: login outcomes', () => {
     }
   });
 
+  it.each([
+    ['[UNAVAILABLE] Temporary authentication failure.', 'Temporary authentication failure.'],
+    ['[SERVERBUG] Internal error occurred.', 'Internal error occurred.'],
+    ['[INUSE] Mailbox is locked.', 'Mailbox is locked.'],
+  ])(
+    'an upstream NO %s is temporary: NO [UNAVAILABLE], no token refresh, the client may retry',
+    async (refusal, words) => {
+      const e = await setup();
+      e.upstream.refuseLoginWith = refusal;
+      const c = await open(e);
+      c.write(login('a1'));
+      const reply = await c.waitFor(/a1 .*\r\n/);
+      expect(reply).toMatch(/a1 NO \[UNAVAILABLE\] Mail server unreachable, try again later/);
+      expect(reply).toContain(words);
+      expect(e.tokens.calls).toEqual([{ forceRefresh: false }]);
+      expect(e.auth.counts.token).toBe(0);
+      expect(e.upstream.authAttempts).toHaveLength(1);
+      // Temporary: once the upstream recovers, the same session logs in.
+      e.upstream.refuseLoginWith = undefined;
+      c.write(login('a2'));
+      expect(await c.waitFor(/a2 .*\r\n/)).toMatch(/a2 OK /);
+    },
+  );
+
+  it.each([
+    ['AUTHORIZATIONFAILED', 'IMAP access is disabled for this account.'],
+    ['CONTACTADMIN', 'Ask your administrator.'],
+    ['EXPIRED', 'Password expired.'],
+  ])(
+    'an upstream NO [%s] is passed on with its code and text, without a token refresh',
+    async (code, words) => {
+      const e = await setup();
+      e.upstream.refuseLoginWith = `[${code}] ${words}`;
+      const c = await open(e);
+      c.write(login('a1'));
+      expect(await c.waitFor(/a1 .*\r\n/)).toContain(
+        `\r\na1 NO [${code}] Mail server refused the login: ${words}\r\n`,
+      );
+      expect(e.tokens.calls).toEqual([{ forceRefresh: false }]);
+      expect(e.auth.counts.token).toBe(0);
+      expect(e.upstream.authAttempts).toHaveLength(1);
+    },
+  );
+
+  it('an upstream NO [AUTHENTICATIONFAILED] without the error continuation still gets one refresh and retry', async () => {
+    const e = await setup();
+    e.upstream.refuseLoginWith = '[AUTHENTICATIONFAILED] Invalid credentials';
+    const c = await open(e);
+    c.write(login('a1'));
+    expect(await c.waitFor(/a1 .*\r\n/)).toContain(
+      '\r\na1 NO [AUTHENTICATIONFAILED] Mail server refused the login: Invalid credentials\r\n',
+    );
+    expect(e.tokens.calls).toEqual([{ forceRefresh: false }, { forceRefresh: true }]);
+    expect(e.upstream.authAttempts).toHaveLength(2);
+  });
+
   it('answers NO [UNAVAILABLE] when the token endpoint fails, and keeps the tokens', async () => {
     const e = await setup({ staleAccessToken: true });
     e.auth.failNext(10, 503);

@@ -124,6 +124,62 @@ describe('imapUpstreamLogin', () => {
     });
   });
 
+  it.each(['UNAVAILABLE', 'SERVERBUG', 'INUSE'])(
+    'turns NO [%s] into upstream-unavailable (no retry worth a new token)',
+    async (code) => {
+      const { port } = await scripted(OK_GREETING, (line) => `${tagOf(line)} NO [${code}] busy now\r\n`);
+      const login = imapUpstreamLogin(5_000);
+      const up = await login.connect(account(port), new AbortController().signal);
+      await expect(login.authenticate(up, account(port), 'tok')).rejects.toMatchObject({
+        code: 'upstream-unavailable',
+        detail: 'busy now',
+      });
+      login.close(up);
+    },
+  );
+
+  it.each(['AUTHORIZATIONFAILED', 'CONTACTADMIN', 'EXPIRED', 'PRIVACYREQUIRED'])(
+    'turns NO [%s] into upstream-rejected with the upstream text',
+    async (code) => {
+      const { port } = await scripted(OK_GREETING, (line) => `${tagOf(line)} NO [${code}] not you\r\n`);
+      const login = imapUpstreamLogin(5_000);
+      const up = await login.connect(account(port), new AbortController().signal);
+      await expect(login.authenticate(up, account(port), 'tok')).rejects.toMatchObject({
+        code: 'upstream-rejected',
+        detail: `[${code}] not you`,
+      });
+      login.close(up);
+    },
+  );
+
+  it.each(['[AUTHENTICATIONFAILED] Invalid credentials', 'Invalid credentials'])(
+    'reports NO %s as a token refusal (worth one refresh)',
+    async (text) => {
+      const { port } = await scripted(OK_GREETING, (line) => `${tagOf(line)} NO ${text}\r\n`);
+      const login = imapUpstreamLogin(5_000);
+      const up = await login.connect(account(port), new AbortController().signal);
+      expect(await login.authenticate(up, account(port), 'tok')).toEqual({
+        ok: false,
+        reason: text,
+        reusable: true,
+      });
+      login.close(up);
+    },
+  );
+
+  it('reports any NO after the error continuation as a token refusal', async () => {
+    const { port } = await scripted(OK_GREETING, (line, n) =>
+      n === 1 ? '+ eyJzdGF0dXMiOiI0MDEifQ==\r\n' : `xp1 NO [CONTACTADMIN] token invalid\r\n`,
+    );
+    const login = imapUpstreamLogin(5_000);
+    const up = await login.connect(account(port), new AbortController().signal);
+    expect(await login.authenticate(up, account(port), 'tok')).toMatchObject({
+      ok: false,
+      reason: '[CONTACTADMIN] token invalid',
+    });
+    login.close(up);
+  });
+
   it('reads literals inside responses and reports a BAD login as a refusal', async () => {
     const { port } = await scripted('* OK hi\r\n', (line, n) => {
       if (n === 1)
