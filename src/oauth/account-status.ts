@@ -4,7 +4,7 @@
  */
 import { findAccountEntry } from '../config/accounts.js';
 import type { AccountConfig, Config } from '../config/types.js';
-import type { AccountState, TokenRecord, TokenStore } from './types.js';
+import type { AccountState, TokenRecord, TokenStore, TokenSummary } from './types.js';
 
 export type AccountStatusState = AccountState | 'no-grant' | 'app-only';
 
@@ -28,13 +28,19 @@ function isPattern(text: string): boolean {
   return text.includes('*');
 }
 
-function fromRecord(entry: string | undefined, record: TokenRecord): AccountStatus {
+/** A record without its secrets; from a store that cannot summarise, the secrets are dropped here. */
+function summarise(record: TokenRecord): TokenSummary {
+  const { refreshToken, accessToken: _accessToken, ...rest } = record;
+  return { ...rest, hasRefreshToken: refreshToken !== undefined };
+}
+
+function fromRecord(entry: string | undefined, record: TokenSummary): AccountStatus {
   const status: AccountStatus = {
     accountId: record.accountId,
     entry,
     connection: record.connection,
     state: record.state,
-    hasRefreshToken: record.refreshToken !== undefined,
+    hasRefreshToken: record.hasRefreshToken,
     scopes: record.scopes,
   };
   if (record.identity !== undefined) status.identity = record.identity;
@@ -64,9 +70,11 @@ export function entryForStoredAccount(
 
 export function collectAccountStatus(
   config: Pick<Config, 'accounts' | 'connections'>,
-  store: Pick<TokenStore, 'listTokens'>,
+  store: Pick<TokenStore, 'listTokens' | 'listTokenSummaries'>,
 ): AccountStatus[] {
-  const records = new Map(store.listTokens().map((r) => [r.accountId, r]));
+  // Summaries when the store has them: no token is decrypted for a status list or a metrics scrape.
+  const summaries = store.listTokenSummaries ? store.listTokenSummaries() : store.listTokens().map(summarise);
+  const records = new Map(summaries.map((r) => [r.accountId, r]));
   const seen = new Set<string>();
   const out: AccountStatus[] = [];
   for (const entry of config.accounts) {

@@ -41,6 +41,11 @@ export interface TokenRecord {
   updatedAt: number;
 }
 
+/** A token record without its secrets (what `status` and the metrics need); nothing is decrypted. */
+export type TokenSummary = Omit<TokenRecord, 'refreshToken' | 'accessToken'> & {
+  hasRefreshToken: boolean;
+};
+
 export interface AppPasswordRecord {
   id: string;
   accountId: string;
@@ -65,6 +70,11 @@ export interface ConsentLinkRecord {
 export interface TokenStore {
   getToken(accountId: string): TokenRecord | undefined;
   listTokens(): TokenRecord[];
+  /**
+   * Every account's record without its tokens, and without decrypting them (optional: a store
+   * without it is read with listTokens).
+   */
+  listTokenSummaries?(): TokenSummary[];
   /** Insert or replace; secrets are encrypted by the store. */
   putToken(record: TokenRecord): void;
   /** Read-modify-write in one transaction (safe across processes). */

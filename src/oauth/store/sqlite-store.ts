@@ -18,6 +18,7 @@ import type {
   ConsentLinkRecord,
   TokenRecord,
   TokenStore,
+  TokenSummary,
 } from '../types.js';
 import { decryptSecret, DecryptError, encryptSecret } from './cipher.js';
 import { loadStoreKey, warnIfOpenMode, type StoreWarnings } from './key.js';
@@ -236,11 +237,7 @@ export class SqliteTokenStore implements TokenStore {
     if (refreshToken !== undefined) record.refreshToken = refreshToken;
     const accessToken = this.#open('access', row.account_id, row.access_token);
     if (accessToken !== undefined) record.accessToken = accessToken;
-    if (row.access_expires_at !== null) record.accessTokenExpiresAt = row.access_expires_at;
-    if (row.identity !== null) record.identity = row.identity;
-    if (row.display_name !== null) record.displayName = row.display_name;
-    if (row.last_refresh_at !== null) record.lastRefreshAt = row.last_refresh_at;
-    if (row.last_error !== null) record.lastError = row.last_error;
+    copyClearFields(row, record);
     return record;
   }
 
@@ -267,6 +264,32 @@ export class SqliteTokenStore implements TokenStore {
       (this.#db.prepare('SELECT * FROM tokens ORDER BY account_id').all() as TokenRow[]).map((r) =>
         this.#toRecord(r),
       ),
+    );
+  }
+
+  listTokenSummaries(): TokenSummary[] {
+    // The secret columns are not even selected: a scrape or `status` never touches a token.
+    return this.#guard('cannot read it', () =>
+      (
+        this.#db
+          .prepare(
+            `SELECT account_id, connection, refresh_token IS NOT NULL AS has_refresh, access_expires_at,
+               scopes, identity, display_name, state, last_refresh_at, last_error, updated_at
+             FROM tokens ORDER BY account_id`,
+          )
+          .all() as Array<Omit<TokenRow, 'refresh_token' | 'access_token'> & { has_refresh: number }>
+      ).map((row) => {
+        const summary: TokenSummary = {
+          accountId: row.account_id,
+          connection: row.connection,
+          scopes: JSON.parse(row.scopes) as string[],
+          state: (STATES.has(row.state) ? row.state : 'needs-consent') as AccountState,
+          updatedAt: row.updated_at,
+          hasRefreshToken: row.has_refresh === 1,
+        };
+        copyClearFields(row, summary);
+        return summary;
+      }),
     );
   }
 
@@ -433,6 +456,24 @@ export class SqliteTokenStore implements TokenStore {
   close(): void {
     if (this.#db.open) this.#db.close();
   }
+}
+
+type ClearColumns = Pick<
+  TokenRow,
+  'access_expires_at' | 'identity' | 'display_name' | 'last_refresh_at' | 'last_error'
+>;
+type ClearFields = Pick<
+  TokenRecord,
+  'accessTokenExpiresAt' | 'identity' | 'displayName' | 'lastRefreshAt' | 'lastError'
+>;
+
+/** The optional fields stored in clear text. */
+function copyClearFields(row: ClearColumns, out: ClearFields): void {
+  if (row.access_expires_at !== null) out.accessTokenExpiresAt = row.access_expires_at;
+  if (row.identity !== null) out.identity = row.identity;
+  if (row.display_name !== null) out.displayName = row.display_name;
+  if (row.last_refresh_at !== null) out.lastRefreshAt = row.last_refresh_at;
+  if (row.last_error !== null) out.lastError = row.last_error;
 }
 
 function storeError(path: string, what: string, cause: unknown): ProxyError {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isProxyError } from '../../../src/errors.js';
 import { openTokenStore } from '../../../src/oauth/store/index.js';
@@ -223,6 +224,38 @@ describe('token store', () => {
     );
     // Nothing was changed behind the admin's back.
     expect(statSync(settings.keyFile).mode & 0o777).toBe(0o644);
+  });
+
+  it('lists account summaries without decrypting: works even when a token cannot be decrypted', () => {
+    const store = open();
+    store.putToken(record());
+    store.putToken(record({ accountId: 'bob@example.com', state: 'failing', lastError: 'http 503' }));
+    store.putToken(record({ accountId: 'carol@example.com', state: 'needs-consent' }));
+    store.updateToken('carol@example.com', (r) => {
+      const next = { ...r! };
+      delete next.refreshToken;
+      return next;
+    });
+    store.close();
+    const db = new Database(settings.path);
+    db.prepare(
+      "UPDATE tokens SET refresh_token = 'not-a-sealed-value', access_token = 'x' WHERE account_id = ?",
+    ).run('alice@example.com');
+    db.close();
+    const reopened = open();
+    expect(() => reopened.listTokens()).toThrow(/cannot be decrypted/);
+    const summaries = reopened.listTokenSummaries!();
+    expect(summaries.map((s) => [s.accountId, s.state, s.hasRefreshToken, s.lastError])).toEqual([
+      ['alice@example.com', 'active', true, undefined],
+      ['bob@example.com', 'failing', true, 'http 503'],
+      ['carol@example.com', 'needs-consent', false, undefined],
+    ]);
+    expect(summaries[0]).toMatchObject({
+      identity: 'alice@example.com',
+      accessTokenExpiresAt: 1_900_000_000_000,
+    });
+    expect(JSON.stringify(summaries)).not.toContain('SECRET');
+    reopened.close();
   });
 
   it('stores app passwords', () => {
