@@ -326,7 +326,7 @@ export class TokenManager implements TokenProvider {
       // The rotated refresh token is committed here, before anyone gets the new access token.
       const fallback = record;
       const unsaved: Unsaved = { set: { ...set, refreshToken: live }, replaced: stored, at: this.#now() };
-      const saved = this.#persist(id, set, rotated, unsaved, (update) =>
+      const saved = this.#persist(id, rotated, unsaved, (update) =>
         this.#store.updateToken(id, (current) => update(current ?? fallback)),
       );
       this.#backoff.delete(id);
@@ -371,7 +371,6 @@ export class TokenManager implements TokenProvider {
 
   #persist(
     id: string,
-    set: TokenSet,
     rotated: boolean,
     unsaved: Unsaved,
     write: (update: (base: TokenRecord) => TokenRecord) => TokenRecord | undefined,
