@@ -114,6 +114,9 @@ export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config
         preAuthIdleTimeoutMs: lim.preAuthIdleTimeout ?? dl.limits.preAuthIdleTimeoutMs,
         upstreamConnectTimeoutMs: lim.upstreamConnectTimeout ?? dl.limits.upstreamConnectTimeoutMs,
         smtpMaxMessageSize: lim.smtpMaxMessageSize ?? dl.limits.smtpMaxMessageSize,
+        maxConnections: lim.maxConnections ?? dl.limits.maxConnections,
+        maxConnectionsPerAddress: lim.maxConnectionsPerAddress ?? dl.limits.maxConnectionsPerAddress,
+        loginDeadlineMs: lim.loginDeadline ?? dl.limits.loginDeadlineMs,
       },
       loginLimiter: {
         freeFailures: ll.freeFailures ?? dl.loginLimiter.freeFailures,

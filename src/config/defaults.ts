@@ -30,6 +30,11 @@ export const DEFAULTS: {
       upstreamConnectTimeoutMs: 20_000,
       // Below Gmail's 35882577 so the proxy never promises more than the upstream takes.
       smtpMaxMessageSize: 35_000_000,
+      maxConnections: 10_000,
+      // Generous for a NAT in front of an office; still stops one host from holding every slot.
+      maxConnectionsPerAddress: 50,
+      // The idle timer restarts on every byte; this bounds a client that trickles.
+      loginDeadlineMs: 5 * 60_000,
     },
     loginLimiter: {
       freeFailures: 3,

@@ -202,6 +202,18 @@ export const settingsSchema = z.strictObject({
         'SMTP SIZE advertised to clients (bytes).',
         d.settings.limits.smtpMaxMessageSize,
       ),
+      maxConnections: count(
+        'Client connections per listener (logged in or not); more are refused as too busy.',
+        d.settings.limits.maxConnections,
+      ),
+      maxConnectionsPerAddress: count(
+        'Connections not yet logged in per client address (IPv6: per /64) per listener.',
+        d.settings.limits.maxConnectionsPerAddress,
+      ),
+      loginDeadline: duration(
+        'Longest time from connect to a successful login, however active the client.',
+        d.settings.limits.loginDeadlineMs,
+      ),
     })
     .optional(),
   loginLimiter: z

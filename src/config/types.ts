@@ -88,6 +88,12 @@ export interface LimitSettings {
   upstreamConnectTimeoutMs: number;
   /** SMTP SIZE advertised to clients (bytes). */
   smtpMaxMessageSize: number;
+  /** Client connections per listener, logged in or not; more are refused with a "too busy" reply. */
+  maxConnections: number;
+  /** Connections not yet logged in per client address (IPv6 by /64) per listener. */
+  maxConnectionsPerAddress: number;
+  /** From connect to a successful login at most this long, however chatty the client. */
+  loginDeadlineMs: number;
 }
 
 export interface LoginLimiterSettings {

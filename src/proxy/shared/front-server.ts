@@ -16,9 +16,24 @@ export function createFrontServer(
 ): ProxyServer {
   const logger = deps.logger.child({ listener: `${protocol} ${listener.host}:${listener.port}` });
   const sessionDeps: ProxyDeps = { ...deps, logger };
+  const limits = deps.config.settings?.limits;
   return new ProxyListener(
     listener,
     (socket, context) => createSession(socket, context, sessionDeps),
     logger,
+    {
+      ...(limits?.maxConnections !== undefined ? { maxConnections: limits.maxConnections } : {}),
+      ...(limits?.maxConnectionsPerAddress !== undefined
+        ? { maxConnectionsPerAddress: limits.maxConnectionsPerAddress }
+        : {}),
+      busyReply: BUSY_REPLY[protocol],
+    },
   );
 }
+
+/** What a refused client reads: each protocol's "temporary, try again later" goodbye. */
+export const BUSY_REPLY: Record<SessionRecord['protocol'], string> = {
+  imap: '* BYE [UNAVAILABLE] Too many connections, try again later\r\n',
+  smtp: '421 4.7.0 Too many connections, try again later\r\n',
+  pop3: '-ERR [SYS/TEMP] Too many connections, try again later\r\n',
+};

@@ -68,6 +68,9 @@ export interface SessionFront<A> {
   takeRemainder(): Buffer;
 }
 
+/** Without a config (tests): from connect to login at most this long. */
+const DEFAULT_LOGIN_DEADLINE_MS = 5 * 60_000;
+
 export abstract class FrontSession<U extends AuthenticatedUpstream, A> implements ProxySession {
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
@@ -80,6 +83,8 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
   readonly #started = Date.now();
   readonly #login = new AbortController();
   #idleTimer: NodeJS.Timeout | undefined;
+  /** The absolute pre-login deadline: the idle timer restarts on every byte, this one does not. */
+  #deadlineTimer: NodeJS.Timeout | undefined;
   #relay: Relay | undefined;
   /** The authenticated upstream between its OK and the start of the relay. */
   #upstream: U | undefined;
@@ -120,6 +125,23 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
     this.#attach(this.socket);
     this.run(this.front.start());
     this.#armIdleTimer();
+    const deadlineMs = this.deps.config.settings?.limits?.loginDeadlineMs ?? DEFAULT_LOGIN_DEADLINE_MS;
+    this.#deadlineTimer = setTimeout(() => this.#onLoginDeadline(deadlineMs), deadlineMs);
+    this.#deadlineTimer.unref();
+  }
+
+  #onLoginDeadline(deadlineMs: number): void {
+    if (this.#finished || this.#relay || this.#upstream) return;
+    this.#reason ??= `not logged in within ${deadlineMs} ms`;
+    if (this.front.reading) {
+      // The protocol's own goodbye for a client that took too long (IMAP BYE, SMTP 421, POP3 -ERR).
+      this.resolve({ type: 'idle-timeout' });
+      return;
+    }
+    // A TLS handshake or a login still under way: no reply fits, just end it.
+    this.#outcome = 'timeout';
+    this.#login.abort();
+    this.#finish();
   }
 
   // ---- ProxySession --------------------------------------------------------------------------
@@ -212,6 +234,8 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
       return;
     }
     clearTimeout(this.#idleTimer);
+    clearTimeout(this.#deadlineTimer);
+    this.context.loggedIn?.();
     const { socket: upstreamSocket, pending } = upstream.conn.detach();
     const client = this.socket;
     this.#detach(client);
@@ -339,6 +363,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
     if (this.#finished || this.#relay) return;
     this.#finished = true;
     clearTimeout(this.#idleTimer);
+    clearTimeout(this.#deadlineTimer);
     this.#login.abort();
     this.#upstream?.conn.close();
     this.#upstream = undefined;

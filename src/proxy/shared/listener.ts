@@ -7,6 +7,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { Server as TlsServer, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ListenerConfig } from '../../config/types.js';
+import { addressKey } from '../../credentials/login-limiter.js';
 import { createLocalSecureContext, localTlsOptions } from './tls-context.js';
 import type { ProxyServer, ProxySession, SessionFactory } from './types.js';
 
@@ -14,6 +15,18 @@ import type { ProxyServer, ProxySession, SessionFactory } from './types.js';
 const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
 /** How long close() waits for sessions to wind down before it stops waiting. */
 const CLOSE_GRACE_MS = 5_000;
+/** A refused client gets this long to read the "too busy" reply. */
+const REFUSAL_GRACE_MS = 2_000;
+
+/** Caps on concurrent connections; both optional (no cap). */
+export interface ListenerCaps {
+  /** All live sessions of this listener, logged in or not. */
+  maxConnections?: number;
+  /** Sessions not yet logged in from one address (IPv6 grouped by /64). */
+  maxConnectionsPerAddress?: number;
+  /** The protocol's short "too busy" reply (with CRLF), written before a refused socket is closed. */
+  busyReply?: string;
+}
 
 export class ProxyListener implements ProxyServer {
   readonly #config: ListenerConfig;
@@ -21,13 +34,17 @@ export class ProxyListener implements ProxyServer {
   readonly #logger: Logger;
   readonly #secureContext: SecureContext | undefined;
   readonly #sessions = new Set<ProxySession>();
+  readonly #caps: ListenerCaps;
+  /** Sessions not yet logged in, per addressKey. */
+  readonly #preAuth = new Map<string, number>();
   #server: Server | undefined;
   #closing = false;
 
-  constructor(config: ListenerConfig, factory: SessionFactory, logger: Logger) {
+  constructor(config: ListenerConfig, factory: SessionFactory, logger: Logger, caps: ListenerCaps = {}) {
     this.#config = config;
     this.#factory = factory;
     this.#logger = logger;
+    this.#caps = caps;
     // Build the TLS context up front so a bad cert fails at start, not at the first STARTTLS.
     this.#secureContext = config.tls === 'none' ? undefined : createLocalSecureContext(config);
   }
@@ -92,23 +109,57 @@ export class ProxyListener implements ProxyServer {
     }
     // An error before the session attaches its own handlers must not crash the process.
     socket.on('error', () => undefined);
+    const remoteAddress = socket.remoteAddress ?? 'unknown';
+    const key = addressKey(remoteAddress);
+    const { maxConnections, maxConnectionsPerAddress } = this.#caps;
+    if (maxConnections !== undefined && this.#sessions.size >= maxConnections) {
+      this.#refuse(socket, 'too many connections');
+      return;
+    }
+    const preAuth = this.#preAuth.get(key) ?? 0;
+    if (maxConnectionsPerAddress !== undefined && preAuth >= maxConnectionsPerAddress) {
+      this.#refuse(socket, 'too many connections not logged in from this address');
+      return;
+    }
+    this.#preAuth.set(key, preAuth + 1);
+    let counted = true;
+    const release = (): void => {
+      if (!counted) return;
+      counted = false;
+      const left = (this.#preAuth.get(key) ?? 1) - 1;
+      if (left > 0) this.#preAuth.set(key, left);
+      else this.#preAuth.delete(key);
+    };
     const context = {
       listener: this.#config,
       secure: this.#config.tls === 'implicit',
       secureContext: this.#secureContext,
-      remoteAddress: socket.remoteAddress ?? 'unknown',
+      remoteAddress,
       remotePort: socket.remotePort ?? 0,
       id: randomBytes(4).toString('hex'),
+      loggedIn: release,
     };
     let session: ProxySession;
     try {
       session = this.#factory(socket, context);
     } catch (err) {
       this.#logger.error({ err }, 'session factory failed');
+      release();
       socket.destroy();
       return;
     }
     this.#sessions.add(session);
-    void session.closed.finally(() => this.#sessions.delete(session));
+    void session.closed.finally(() => {
+      this.#sessions.delete(session);
+      release();
+    });
+  }
+
+  /** Says the protocol's "too busy" and closes, without a session (no greeting, no log line per client). */
+  #refuse(socket: Socket, why: string): void {
+    this.#logger.warn({ client: socket.remoteAddress, why }, 'connection refused');
+    if (this.#caps.busyReply) socket.end(this.#caps.busyReply);
+    else socket.end();
+    setTimeout(() => socket.destroy(), REFUSAL_GRACE_MS).unref();
   }
 }

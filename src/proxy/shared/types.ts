@@ -41,6 +41,11 @@ export interface ConnectionContext {
   remotePort: number;
   /** Short random id for log lines. */
   id: string;
+  /**
+   * The session calls this once its client has logged in (the relay starts): the connection no longer
+   * counts against the per-address cap for connections not logged in.
+   */
+  loggedIn?: () => void;
 }
 
 /** One client connection as seen by the listener: it only needs to be able to end it. */

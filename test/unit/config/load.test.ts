@@ -51,6 +51,9 @@ describe('loadConfig', () => {
         preAuthIdleTimeoutMs: 60_000,
         upstreamConnectTimeoutMs: 20_000,
         smtpMaxMessageSize: 35_000_000,
+        maxConnections: 10_000,
+        maxConnectionsPerAddress: 50,
+        loginDeadlineMs: 300_000,
       },
       loginLimiter: {
         freeFailures: 3,
