@@ -6,31 +6,14 @@
  */
 import { ProxyError } from '../errors.js';
 import { pop3UpstreamLogin } from '../proxy/pop3/upstream.js';
-import { performLogin, Secret, type UpstreamConnection } from '../proxy/shared/index.js';
+import { performLogin, Secret, timedOutAfter, type UpstreamConnection } from '../proxy/shared/index.js';
 import type { CheckEnv, CheckSuccess, Pop3Facts } from './types.js';
 
 /** `+OK nn mm` (RFC 1939 §5 STAT). */
 const STAT_REPLY = /^\+OK (\d+) (\d+)/;
 
-async function readWithDeadline(conn: UpstreamConnection, timeoutMs: number, what: string): Promise<string> {
-  const timer = setTimeout(
-    () =>
-      conn.fail(
-        new ProxyError(
-          'upstream-unavailable',
-          `upstream ${conn.label}: ${what} timed out after ${timeoutMs} ms`,
-          {
-            detail: `${what} timed out`,
-          },
-        ),
-      ),
-    timeoutMs,
-  );
-  try {
-    return await conn.readLine();
-  } finally {
-    clearTimeout(timer);
-  }
+function readWithDeadline(conn: UpstreamConnection, timeoutMs: number, what: string): Promise<string> {
+  return conn.withDeadline(timeoutMs, timedOutAfter(what, timeoutMs), () => conn.readLine());
 }
 
 export async function checkPop3(env: CheckEnv): Promise<CheckSuccess<Pop3Facts>> {

@@ -122,21 +122,6 @@ function dialect(): UpstreamDialect<Set<string> | undefined> {
   };
 }
 
-/** Runs `work` with a deadline that fails the connection (and so the pending read) when it passes. */
-async function withDeadline<T>(
-  conn: UpstreamConnection,
-  ms: number,
-  what: string,
-  work: () => Promise<T>,
-): Promise<T> {
-  const timer = setTimeout(() => conn.fail(upstreamError(conn, `timed out during ${what}`)), ms);
-  try {
-    return await work();
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function fetchCapabilities(up: ImapUpstream): Promise<string | undefined> {
   const tag = up.nextTag();
   up.conn.write(`${tag} CAPABILITY\r\n`);
@@ -258,13 +243,17 @@ export function imapUpstreamLogin(timeoutMs: number): UpstreamLogin<ImapUpstream
         nextTag: () => `xp${++n}`,
       };
       if (!up.capabilities) {
-        const list = await withDeadline(conn, timeoutMs, 'CAPABILITY', () => fetchCapabilities(up));
+        const list = await conn.withDeadline(timeoutMs, { reason: 'timed out during CAPABILITY' }, () =>
+          fetchCapabilities(up),
+        );
         up.capabilities = list ? parseCapabilities(list) : new Set();
       }
       return up;
     },
     authenticate(up, account, token) {
-      return withDeadline(up.conn, timeoutMs, 'login', () => authenticateOnce(up, account, token));
+      return up.conn.withDeadline(timeoutMs, { reason: 'timed out during login' }, () =>
+        authenticateOnce(up, account, token),
+      );
     },
     close(up) {
       up.conn.close();

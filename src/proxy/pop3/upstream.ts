@@ -64,21 +64,6 @@ function dialect(): UpstreamDialect<string> {
   };
 }
 
-/** Runs `work` with a deadline that fails the connection (and so the pending read) when it passes. */
-async function withDeadline<T>(
-  conn: UpstreamConnection,
-  ms: number,
-  what: string,
-  work: () => Promise<T>,
-): Promise<T> {
-  const timer = setTimeout(() => upstreamError(conn, `timed out during ${what}`), ms);
-  try {
-    return await work();
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** What a `-ERR` after our token means: retry with a fresh token, wait, or give up. */
 function refused(conn: UpstreamConnection, line: string): UpstreamAuthOutcome {
   // The client's own reply already starts with -ERR: pass on only the server's words.
@@ -154,7 +139,9 @@ export function pop3UpstreamLogin(timeoutMs: number): UpstreamLogin<Pop3Upstream
       return { conn, server, greeting };
     },
     authenticate(up, account, token) {
-      return withDeadline(up.conn, timeoutMs, 'login', () => authenticateOnce(up, account, token));
+      return up.conn.withDeadline(timeoutMs, { reason: 'timed out during login' }, () =>
+        authenticateOnce(up, account, token),
+      );
     },
     close(up) {
       up.conn.close();

@@ -9,6 +9,7 @@ export {
   connectUpstream,
   UpstreamConnection,
   KEEPALIVE_DELAY_MS,
+  timedOutAfter,
   type ConnectUpstreamOptions,
   type UpstreamDialect,
 } from './upstream.js';

@@ -185,6 +185,34 @@ export class UpstreamConnection {
   close(): void {
     this.fail(this.#unavailable('closed'));
   }
+
+  /**
+   * Runs `work` with a deadline: when it passes, the connection fails (and so the pending read) with
+   * ProxyError 'upstream-unavailable' `upstream <label>: <reason>`, whose detail is `detail` (default:
+   * the reason).
+   */
+  async withDeadline<T>(
+    ms: number,
+    timeout: { reason: string; detail?: string },
+    work: () => Promise<T>,
+  ): Promise<T> {
+    const { reason, detail = reason } = timeout;
+    const timer = setTimeout(
+      () =>
+        this.fail(new ProxyError('upstream-unavailable', `upstream ${this.#label}: ${reason}`, { detail })),
+      ms,
+    );
+    try {
+      return await work();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** A step's deadline worded `<what> timed out after <ms> ms` (detail `<what> timed out`), for `withDeadline`. */
+export function timedOutAfter(what: string, ms: number): { reason: string; detail: string } {
+  return { reason: `${what} timed out after ${ms} ms`, detail: `${what} timed out` };
 }
 
 export interface ConnectUpstreamOptions {

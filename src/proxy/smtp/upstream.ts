@@ -23,7 +23,12 @@ import {
   xoauth2Payload,
   type OAuthMechanism,
 } from '../shared/sasl.js';
-import { connectUpstream, type UpstreamConnection, type UpstreamDialect } from '../shared/upstream.js';
+import {
+  connectUpstream,
+  timedOutAfter,
+  type UpstreamConnection,
+  type UpstreamDialect,
+} from '../shared/upstream.js';
 
 /** A complete SMTP reply: one code, one or more text lines (RFC 5321 §4.2.1). */
 export interface SmtpReply {
@@ -116,33 +121,6 @@ function dialect(heloName: string): UpstreamDialect<SmtpReply> {
   };
 }
 
-/** Runs `work` with a deadline that fails the connection (and so the pending read) when it passes. */
-async function withDeadline<T>(
-  conn: UpstreamConnection,
-  timeoutMs: number,
-  what: string,
-  work: () => Promise<T>,
-): Promise<T> {
-  const timer = setTimeout(
-    () =>
-      conn.fail(
-        new ProxyError(
-          'upstream-unavailable',
-          `upstream ${conn.label}: ${what} timed out after ${timeoutMs} ms`,
-          {
-            detail: `${what} timed out`,
-          },
-        ),
-      ),
-    timeoutMs,
-  );
-  try {
-    return await work();
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Enhanced status codes (RFC 3463) that mean "this token is no good", worth one forced refresh. */
 function isTokenRejection(reply: SmtpReply): boolean {
   if (reply.code !== 535 && reply.code !== 530 && reply.code !== 534) return false;
@@ -163,7 +141,9 @@ export function smtpUpstreamLogin(options: SmtpUpstreamOptions): UpstreamLogin<S
         dialect(options.heloName),
       );
       // RFC 3207 §4.2: after TLS the client must EHLO again; with implicit TLS this is the first one.
-      const reply = await withDeadline(conn, options.timeoutMs, 'EHLO', () => ehlo(conn, options.heloName));
+      const reply = await conn.withDeadline(options.timeoutMs, timedOutAfter('EHLO', options.timeoutMs), () =>
+        ehlo(conn, options.heloName),
+      );
       return { conn, server, extensions: reply.lines.slice(1) };
     },
 
@@ -178,7 +158,7 @@ export function smtpUpstreamLogin(options: SmtpUpstreamOptions): UpstreamLogin<S
         mechanism === 'xoauth2'
           ? xoauth2Payload(account.email, accessToken)
           : oauthBearerPayload(account.email, accessToken, server.host, server.port);
-      return withDeadline(conn, options.timeoutMs, 'AUTH', async () => {
+      return conn.withDeadline(options.timeoutMs, timedOutAfter('AUTH', options.timeoutMs), async () => {
         conn.write(`AUTH ${mechanismName(mechanism)}\r\n`);
         const go = await readReply(conn);
         if (go.code !== 334) return refused(conn, go);
