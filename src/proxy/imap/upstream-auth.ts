@@ -11,7 +11,7 @@ import type { ResolvedAccount, UpstreamServer } from '../../config/types.js';
 import { ProxyError } from '../../errors.js';
 import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
 import { errorChallengeResponse, mechanismName, oauthBearerPayload, xoauth2Payload } from '../shared/sasl.js';
-import { connectUpstream, type UpstreamConnection, type UpstreamDialect } from '../shared/upstream.js';
+import { connectAccountUpstream, type UpstreamConnection, type UpstreamDialect } from '../shared/upstream.js';
 
 /** An error continuation more than this many times in one exchange means the server is confused. */
 const MAX_CHALLENGES = 2;
@@ -220,18 +220,10 @@ function refused(
 export function imapUpstreamLogin(timeoutMs: number): UpstreamLogin<ImapUpstream> {
   return {
     async connect(account, signal) {
-      const server = account.connection.imap;
-      if (!server) {
-        throw new ProxyError(
-          'upstream-unavailable',
-          `connection ${account.connection.name} has no IMAP server`,
-          {
-            detail: 'no IMAP server configured',
-          },
-        );
-      }
-      const { conn, greeting } = await connectUpstream(
-        { server, ...(account.connection.ca ? { ca: account.connection.ca } : {}), timeoutMs, signal },
+      const { conn, greeting, server } = await connectAccountUpstream(
+        account,
+        'imap',
+        { timeoutMs, signal },
         dialect(),
       );
       let n = 0;

@@ -16,7 +16,7 @@ import type { ResolvedAccount, UpstreamServer } from '../../config/types.js';
 import { ProxyError } from '../../errors.js';
 import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
 import { errorChallengeResponse, mechanismName, oauthBearerPayload, xoauth2Payload } from '../shared/sasl.js';
-import { connectUpstream, type UpstreamConnection, type UpstreamDialect } from '../shared/upstream.js';
+import { connectAccountUpstream, type UpstreamConnection, type UpstreamDialect } from '../shared/upstream.js';
 
 /** A greeted, TLS-protected upstream POP3 connection in the AUTHORIZATION state. */
 export interface Pop3Upstream {
@@ -122,18 +122,10 @@ async function authenticateOnce(
 export function pop3UpstreamLogin(timeoutMs: number): UpstreamLogin<Pop3Upstream> {
   return {
     async connect(account, signal) {
-      const server = account.connection.pop3;
-      if (!server) {
-        throw new ProxyError(
-          'upstream-unavailable',
-          `connection ${account.connection.name} has no POP3 server`,
-          {
-            detail: 'no POP3 server configured',
-          },
-        );
-      }
-      const { conn, greeting } = await connectUpstream(
-        { server, ...(account.connection.ca ? { ca: account.connection.ca } : {}), timeoutMs, signal },
+      const { conn, greeting, server } = await connectAccountUpstream(
+        account,
+        'pop3',
+        { timeoutMs, signal },
         dialect(),
       );
       return { conn, server, greeting };

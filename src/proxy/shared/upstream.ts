@@ -5,7 +5,7 @@
  */
 import { Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import type { UpstreamServer } from '../../config/types.js';
+import type { ResolvedAccount, UpstreamServer } from '../../config/types.js';
 import { ProxyError } from '../../errors.js';
 import { upstreamTlsOptions } from './tls-context.js';
 
@@ -280,4 +280,37 @@ export async function connectUpstream<G>(
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * Connects to the account's IMAP or POP3 server with the connection's CA. A connection without a
+ * server for `protocol` throws ProxyError 'upstream-unavailable' (SMTP has its own check: 'config').
+ */
+export async function connectAccountUpstream<G>(
+  account: ResolvedAccount,
+  protocol: 'imap' | 'pop3',
+  options: { timeoutMs: number; signal: AbortSignal },
+  dialect: UpstreamDialect<G>,
+): Promise<{ conn: UpstreamConnection; greeting: G; server: UpstreamServer }> {
+  const server = account.connection[protocol];
+  if (!server) {
+    const name = protocol.toUpperCase();
+    throw new ProxyError(
+      'upstream-unavailable',
+      `connection ${account.connection.name} has no ${name} server`,
+      {
+        detail: `no ${name} server configured`,
+      },
+    );
+  }
+  const { conn, greeting } = await connectUpstream(
+    {
+      server,
+      ...(account.connection.ca ? { ca: account.connection.ca } : {}),
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+    },
+    dialect,
+  );
+  return { conn, greeting, server };
 }
