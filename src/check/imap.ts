@@ -10,7 +10,7 @@
 import { ImapFlow } from 'imapflow';
 import type { UpstreamServer } from '../config/types.js';
 import { ProxyError } from '../errors.js';
-import { upstreamTlsOptions } from '../proxy/shared/index.js';
+import { upstreamTlsOptionsForLibrary } from '../proxy/shared/index.js';
 import { loginWithTokenRetry, withDeadline, type LoginAttempt } from './token-retry.js';
 import type { CheckEnv, CheckSuccess, ImapFacts } from './types.js';
 
@@ -23,11 +23,7 @@ interface ImapError extends Error {
 function clientFor(env: CheckEnv, server: UpstreamServer, accessToken: string): ImapFlow {
   // Verified TLS, the connection's own CA added to (never instead of) the system CAs. imapflow sets
   // SNI and the host it checks the certificate against itself.
-  const {
-    host: _host,
-    servername: _servername,
-    ...tls
-  } = upstreamTlsOptions(server.host, env.account.connection.ca);
+  const tls = upstreamTlsOptionsForLibrary(server.host, env.account.connection.ca);
   return new ImapFlow({
     host: server.host,
     port: server.port,

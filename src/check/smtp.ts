@@ -13,7 +13,7 @@ import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { UpstreamServer } from '../config/types.js';
 import { ProxyError } from '../errors.js';
-import { upstreamTlsOptions } from '../proxy/shared/index.js';
+import { upstreamTlsOptionsForLibrary } from '../proxy/shared/index.js';
 import { withDeadline } from './token-retry.js';
 import type { CheckEnv, CheckSuccess, SmtpFacts } from './types.js';
 
@@ -36,11 +36,7 @@ type Outcome =
   | { ok: false; tokenError: unknown };
 
 function openConnection(env: CheckEnv, server: UpstreamServer): SMTPConnection {
-  const {
-    host: _host,
-    servername: _servername,
-    ...tls
-  } = upstreamTlsOptions(server.host, env.account.connection.ca);
+  const tls = upstreamTlsOptionsForLibrary(server.host, env.account.connection.ca);
   return new SMTPConnection({
     host: server.host,
     port: server.port,

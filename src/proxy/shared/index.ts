@@ -4,7 +4,12 @@
  */
 export { ProxyListener } from './listener.js';
 export { upgradeToTls, type StartTlsResult } from './starttls.js';
-export { createLocalSecureContext, localTlsOptions, upstreamTlsOptions } from './tls-context.js';
+export {
+  createLocalSecureContext,
+  localTlsOptions,
+  upstreamTlsOptions,
+  upstreamTlsOptionsForLibrary,
+} from './tls-context.js';
 export {
   connectUpstream,
   UpstreamConnection,

@@ -71,3 +71,12 @@ export function upstreamTlsOptions(host: string, ca: string | undefined): Connec
     rejectUnauthorized: true,
   };
 }
+
+/**
+ * `upstreamTlsOptions` for a client library (imapflow, nodemailer) that sets the host and SNI itself
+ * from its own `host` option: everything but `host` and `servername`.
+ */
+export function upstreamTlsOptionsForLibrary(host: string, ca: string | undefined): ConnectionOptions {
+  const { host: _host, servername: _servername, ...tls } = upstreamTlsOptions(host, ca);
+  return tls;
+}
