@@ -2,40 +2,10 @@
  * Limits before login over real sockets: the listener's connection caps and the absolute login
  * deadline (the idle timer restarts on every byte; a trickling client must still be dropped).
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  PASSWORD,
-  USER,
-  eventually,
-  sessionLines,
-  startImapEnv,
-  type EnvOptions,
-  type ImapEnv,
-} from './env.js';
-import { RawImap } from './raw-client.js';
+import { describe, expect, it } from 'vitest';
+import { eventually, sessionLines, literalLogin as login, rawImapHarness } from './env.js';
 
-let env: ImapEnv | undefined;
-const clients: RawImap[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await env?.close();
-  env = undefined;
-});
-
-async function setup(options: Partial<EnvOptions> = {}): Promise<ImapEnv> {
-  env = await startImapEnv({ listenerTls: 'none', upstreamTls: 'implicit', ...options });
-  return env;
-}
-
-async function open(e: ImapEnv): Promise<RawImap> {
-  const c = await RawImap.connect(e.port);
-  clients.push(c);
-  await c.waitFor('\r\n');
-  return c;
-}
-
-const login = (tag: string): string =>
-  `${tag} LOGIN ${USER} {${Buffer.byteLength(PASSWORD)}+}\r\n${PASSWORD}\r\n`;
+const { setup, open } = rawImapHarness();
 const BUSY = '* BYE [UNAVAILABLE] Too many connections, try again later\r\n';
 
 describe('IMAP connection limits', () => {

@@ -2,6 +2,7 @@
  * Test environment for the IMAP proxy: the shared proxy environment (test/helpers/proxy-env.ts) with
  * a fake Gmail IMAP server as the upstream and a grant seeded as consent would store it.
  */
+import { afterEach } from 'vitest';
 import type { SaslMechanism, Settings, TlsMode, UpstreamServer } from '../../../src/config/types.js';
 import { createImapServer } from '../../../src/proxy/imap/server.js';
 import { fakeConnection } from '../../helpers/fake-auth-server.js';
@@ -11,6 +12,7 @@ import {
   type FakeImapServer,
 } from '../../helpers/fake-imap-server.js';
 import { seedConsentGrant, startProxyEnv, type ProxyEnv } from '../../helpers/proxy-env.js';
+import { RawImap } from './raw-client.js';
 
 export { eventually, makeMessage, sessionLines } from '../../helpers/proxy-env.js';
 
@@ -60,4 +62,38 @@ export function startImapEnv(options: EnvOptions): Promise<ImapEnv> {
     listenerTls: options.listenerTls,
     createServer: createImapServer,
   });
+}
+
+/** `LOGIN` with the password as a non-synchronizing literal (RFC 7888), as many clients send it. */
+export const literalLogin = (tag: string): string =>
+  `${tag} LOGIN ${USER} {${Buffer.byteLength(PASSWORD)}+}\r\n${PASSWORD}\r\n`;
+
+/**
+ * For raw-socket test files: `setup()` starts an environment (plain local listener, implicit-TLS
+ * upstream unless told otherwise), `open()` connects a raw client and reads the greeting; both are
+ * closed after each test (this registers the afterEach hook, so call it at the top of the file).
+ */
+export function rawImapHarness(): {
+  setup(options?: Partial<EnvOptions>): Promise<ImapEnv>;
+  open(env: ImapEnv, tls?: boolean): Promise<RawImap>;
+} {
+  let env: ImapEnv | undefined;
+  const clients: RawImap[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    await env?.close();
+    env = undefined;
+  });
+  return {
+    async setup(options = {}) {
+      env = await startImapEnv({ listenerTls: 'none', upstreamTls: 'implicit', ...options });
+      return env;
+    },
+    async open(e, tls = false) {
+      const c = await RawImap.connect(e.port, tls);
+      clients.push(c);
+      await c.waitFor('\r\n');
+      return c;
+    },
+  };
 }

@@ -3,7 +3,7 @@
  * the fake authorization server: every error the client can see, token refresh, relay behaviour.
  */
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   CONSENT_HINT,
   EMAIL,
@@ -12,31 +12,10 @@ import {
   eventually,
   makeMessage,
   sessionLines,
-  startImapEnv,
-  type ImapEnv,
-  type EnvOptions,
+  rawImapHarness,
 } from './env.js';
-import { RawImap } from './raw-client.js';
 
-let env: ImapEnv | undefined;
-const clients: RawImap[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await env?.close();
-  env = undefined;
-});
-
-async function setup(options: Partial<EnvOptions> = {}): Promise<ImapEnv> {
-  env = await startImapEnv({ listenerTls: 'none', upstreamTls: 'implicit', ...options });
-  return env;
-}
-
-async function open(e: ImapEnv, tls = false): Promise<RawImap> {
-  const c = await RawImap.connect(e.port, tls);
-  clients.push(c);
-  await c.waitFor('\r\n');
-  return c;
-}
+const { setup, open } = rawImapHarness();
 
 /** LOGIN with the password as a literal (it has quotes and a backslash). */
 function login(tag: string, pass = PASSWORD): string {

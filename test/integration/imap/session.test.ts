@@ -3,41 +3,10 @@
  * (no SASL-IR, capabilities not volunteered, untrusted certificate), shutdown, and the log line.
  */
 import { connect as netConnect } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  EMAIL,
-  PASSWORD,
-  USER,
-  eventually,
-  sessionLines,
-  startImapEnv,
-  type EnvOptions,
-  type ImapEnv,
-} from './env.js';
-import { RawImap } from './raw-client.js';
+import { describe, expect, it } from 'vitest';
+import { EMAIL, PASSWORD, eventually, sessionLines, literalLogin as login, rawImapHarness } from './env.js';
 
-let env: ImapEnv | undefined;
-const clients: RawImap[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await env?.close();
-  env = undefined;
-});
-
-async function setup(options: Partial<EnvOptions> = {}): Promise<ImapEnv> {
-  env = await startImapEnv({ listenerTls: 'none', upstreamTls: 'implicit', ...options });
-  return env;
-}
-
-async function open(e: ImapEnv): Promise<RawImap> {
-  const c = await RawImap.connect(e.port);
-  clients.push(c);
-  await c.waitFor('\r\n');
-  return c;
-}
-
-const login = (tag: string): string =>
-  `${tag} LOGIN ${USER} {${Buffer.byteLength(PASSWORD)}+}\r\n${PASSWORD}\r\n`;
+const { setup, open } = rawImapHarness();
 
 describe('IMAP session', () => {
   it('drops a client idle before login, with a BYE, and logs the timeout', async () => {

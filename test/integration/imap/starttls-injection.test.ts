@@ -3,7 +3,7 @@
  * in the middle) sends in clear text after `STARTTLS` may be executed as if it had come over TLS.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { PASSWORD, USER, startImapEnv, type ImapEnv } from './env.js';
+import { literalLogin as login, startImapEnv, type ImapEnv } from './env.js';
 import { RawImap } from './raw-client.js';
 
 let env: ImapEnv | undefined;
@@ -13,9 +13,6 @@ afterEach(async () => {
   await env?.close();
   env = undefined;
 });
-
-const login = (tag: string): string =>
-  `${tag} LOGIN ${USER} {${Buffer.byteLength(PASSWORD)}+}\r\n${PASSWORD}\r\n`;
 
 describe('STARTTLS command injection', () => {
   it('discards commands pipelined in the same packet as STARTTLS', async () => {
