@@ -19,6 +19,7 @@ import {
   testMessage,
   waitUntil,
   worldLogs,
+  worldSecrets,
   xoauth2,
   type World,
 } from './support.js';
@@ -317,20 +318,7 @@ describe.runIf(requireDovecot(['curl'], { pop3: true }))('POP3 clients through t
   });
 
   it('after all of the above, the proxy log holds no password, access token or refresh token', async () => {
-    const secrets = new Set<string>([PW, ALICE.password, BOB.password]);
-    for (const grant of world.grants.values()) {
-      secrets.add(grant.refreshToken);
-      secrets.add(grant.accessToken);
-    }
-    const store = await world.proxy.openStore();
-    try {
-      for (const record of store.listTokens()) {
-        if (record.refreshToken) secrets.add(record.refreshToken);
-        if (record.accessToken) secrets.add(record.accessToken);
-      }
-    } finally {
-      store.close();
-    }
+    const secrets = await worldSecrets(world, [PW, ALICE.password, BOB.password]);
     const log = world.proxy.output();
     expect(log).toContain('"protocol":"pop3"');
     expect(log).toContain(RAW);

@@ -407,3 +407,25 @@ export async function waitUntil(at: number): Promise<void> {
   const left = at - Date.now();
   if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
 }
+
+/**
+ * Every secret the proxy of this world has handled: the given passwords, the seeded grants, and the
+ * tokens in its store now (refreshed and rotated ones included). For "no secret in the log" checks.
+ */
+export async function worldSecrets(world: World, passwords: string[]): Promise<Set<string>> {
+  const secrets = new Set<string>(passwords);
+  for (const grant of world.grants.values()) {
+    secrets.add(grant.refreshToken);
+    secrets.add(grant.accessToken);
+  }
+  const store = await world.proxy.openStore();
+  try {
+    for (const record of store.listTokens()) {
+      if (record.refreshToken) secrets.add(record.refreshToken);
+      if (record.accessToken) secrets.add(record.accessToken);
+    }
+  } finally {
+    store.close();
+  }
+  return secrets;
+}

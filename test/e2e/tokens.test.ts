@@ -12,6 +12,7 @@ import {
   startWorld,
   waitUntil,
   worldLogs,
+  worldSecrets,
   type World,
 } from './support.js';
 
@@ -191,20 +192,7 @@ describe.runIf(requireDovecot())('tokens through the proxy binary, validated by 
   });
 
   it('after all of the above, the proxy log holds no password, access token or refresh token', async () => {
-    const secrets = new Set<string>([PW]);
-    for (const grant of world.grants.values()) {
-      secrets.add(grant.refreshToken);
-      secrets.add(grant.accessToken);
-    }
-    const store = await world.proxy.openStore();
-    try {
-      for (const record of store.listTokens()) {
-        if (record.refreshToken) secrets.add(record.refreshToken);
-        if (record.accessToken) secrets.add(record.accessToken);
-      }
-    } finally {
-      store.close();
-    }
+    const secrets = await worldSecrets(world, [PW]);
     const log = world.proxy.output();
     expect(log.length).toBeGreaterThan(0);
     expect(log).toContain(EXPIRY);
