@@ -12,7 +12,7 @@ import type { LoginMetricResult, SessionMetrics, SessionRecord } from '../proxy/
 export const METRICS_PREFIX = 'xoauth_proxy_';
 
 const PROTOCOLS: readonly SessionRecord['protocol'][] = ['imap', 'smtp', 'pop3'];
-const GRANTS: readonly TokenRequestGrant[] = ['refresh_token', 'client_credentials'];
+const GRANTS: readonly TokenRequestGrant[] = ['refresh_token', 'client_credentials', 'service_account'];
 const TOKEN_RESULTS: readonly TokenRequestResult[] = ['ok', 'transient', 'permanent'];
 /** Every state `xoauth-proxy status` knows; each is exported (0 when none), so alerts need no `or`. */
 export const ACCOUNT_STATES: readonly AccountStatusState[] = [
@@ -21,6 +21,7 @@ export const ACCOUNT_STATES: readonly AccountStatusState[] = [
   'needs-consent',
   'no-grant',
   'app-only',
+  'service-account',
 ];
 /** Seconds; a login is two or three network round trips, a slow token endpoint can take many. */
 const LOGIN_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

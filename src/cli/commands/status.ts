@@ -23,6 +23,7 @@ const HINT: Record<AccountStatus['state'], string> = {
   'needs-consent': 'run: xoauth-proxy consent <account>',
   'no-grant': 'no consent yet: xoauth-proxy consent <account>',
   'app-only': 'client credentials: no consent needed',
+  'service-account': 'Google service account (domain-wide delegation): no consent needed',
 };
 
 export function formatStatusTable(rows: AccountStatus[], now: number): string {
