@@ -17,6 +17,13 @@ export interface KeyProblem {
 export const CERTIFICATE_WARN_MS = 30 * 24 * 60 * 60_000;
 
 function rsaKey(pem: string, passphrase: string | undefined): KeyObject | string {
+  // Without a passphrase OpenSSL only says "interrupted or cancelled"; the PEM label is clearer.
+  if (
+    passphrase === undefined &&
+    /-----BEGIN (ENCRYPTED PRIVATE KEY|[A-Z ]+-----\s*Proc-Type: 4,ENCRYPTED)/.test(pem)
+  ) {
+    return 'the key is encrypted and no passphrase is configured';
+  }
   try {
     const key = createPrivateKey(passphrase === undefined ? { key: pem } : { key: pem, passphrase });
     if (key.asymmetricKeyType !== 'rsa') {

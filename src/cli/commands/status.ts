@@ -69,6 +69,13 @@ export default defineCommand((ctx) =>
           ctx.out(`${JSON.stringify(rows, null, 2)}\n`);
         } else {
           ctx.out(formatStatusTable(rows, Date.now()));
+          for (const c of config.connections.values()) {
+            if (c.clientCertificate) {
+              ctx.out(
+                `Connection ${c.name}: client certificate expires ${when(c.clientCertificate.notAfter, Date.now())}\n`,
+              );
+            }
+          }
         }
       } finally {
         store.close();
