@@ -45,6 +45,11 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     ...(metrics ? { metrics } : {}),
   });
   metrics?.trackAccounts(() => tokens.status());
+  metrics?.trackCertificates(
+    [...config.connections.values()].flatMap((c) =>
+      c.clientCertificate ? [{ connection: c.name, notAfter: c.clientCertificate.notAfter }] : [],
+    ),
+  );
   const deps: ProxyDeps = {
     config,
     authenticator: new LocalAuthenticator({ config, store, logger: logger.child({ component: 'auth' }) }),

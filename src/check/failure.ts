@@ -3,6 +3,7 @@
  * TLS or socket error from imapflow or nodemailer) into one sentence that says what to do. The only
  * place that knows the codes; the protocol checks just throw.
  */
+import { grantHasNoConsent } from '../config/accounts.js';
 import type { ResolvedAccount } from '../config/types.js';
 import { isProxyError } from '../errors.js';
 import type { CheckFailure, CheckProtocol } from './types.js';
@@ -77,8 +78,7 @@ export function describeFailure(
   const { protocol, account, server } = where;
   const connection = account.connection.name;
   if (isProxyError(err, 'needs-consent')) {
-    if (account.connection.grant === 'client_credentials')
-      return { kind: 'oauth-client', message: err.message };
+    if (grantHasNoConsent(account.connection)) return { kind: 'oauth-client', message: err.message };
     return {
       kind: 'needs-consent',
       message: `needs consent: run xoauth-proxy consent-link ${account.username} (${err.detail ?? 'no usable grant'})`,

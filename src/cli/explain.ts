@@ -3,6 +3,7 @@
  * account uses which connection, where the proxy listens, plus warnings about risky but valid choices.
  */
 import { isIP } from 'node:net';
+import { CERTIFICATE_WARN_MS } from '../config/key-material.js';
 import type {
   Config,
   ConnectionConfig,
@@ -42,11 +43,25 @@ function describeConnection(c: ConnectionConfig): string[] {
   const servers = [server('IMAP', c.imap), server('SMTP', c.smtp), server('POP3', c.pop3)]
     .filter(Boolean)
     .join(', ');
-  return [
-    `  ${c.name}: ${who}, grant ${c.grant}, ${c.clientSecret === undefined ? 'public client' : 'with client secret'}`,
+  const auth = c.serviceAccount
+    ? `service account ${c.serviceAccount.clientEmail} (domain-wide delegation)`
+    : c.clientCertificate
+      ? 'with client certificate'
+      : c.clientSecret === undefined
+        ? 'public client'
+        : 'with client secret';
+  const lines = [
+    `  ${c.name}: ${who}, grant ${c.grant}, ${auth}`,
     `    token endpoint ${c.tokenUrl}`,
     `    servers: ${servers || 'none'}`,
   ];
+  if (c.clientCertificate) {
+    const cert = c.clientCertificate;
+    lines.push(
+      `    certificate ${cert.subject} (${cert.algorithm}), valid until ${new Date(cert.notAfter).toISOString()}`,
+    );
+  }
+  return lines;
 }
 
 export function listenerLine(protocol: Protocol, l: Pick<ListenerConfig, 'host' | 'port' | 'tls'>): string {
@@ -54,9 +69,22 @@ export function listenerLine(protocol: Protocol, l: Pick<ListenerConfig, 'host' 
   return `${PROTOCOL_LABEL[protocol].padEnd(4)}  ${host}:${l.port}  (${TLS_LABEL[l.tls]})`;
 }
 
-export function explainConfig(config: Config): { lines: string[]; warnings: string[] } {
+export function explainConfig(
+  config: Config,
+  now: number = Date.now(),
+): { lines: string[]; warnings: string[] } {
   const lines: string[] = [];
   const warnings: string[] = [];
+  for (const c of config.connections.values()) {
+    const cert = c.clientCertificate;
+    if (cert && cert.notAfter - now < CERTIFICATE_WARN_MS) {
+      const days = Math.max(0, Math.floor((cert.notAfter - now) / 86_400_000));
+      warnings.push(
+        `The client certificate of connection ${c.name} (${cert.certFile}) expires in ${days} days, on ` +
+          `${new Date(cert.notAfter).toISOString()}: upload a new one to the app registration and point certFile/keyFile at it.`,
+      );
+    }
+  }
 
   lines.push(`Connections (${config.connections.size}):`);
   for (const c of config.connections.values()) lines.push(...describeConnection(c));

@@ -2,7 +2,7 @@
  * Username -> account. An exact entry (case-insensitive) wins over a domain pattern; among patterns the
  * most specific (longest domain) wins, so `*@eu.example.com` beats `*@example.com`.
  */
-import type { AccountConfig, Config, ResolvedAccount } from './types.js';
+import type { AccountConfig, Config, ConnectionConfig, ResolvedAccount } from './types.js';
 
 function patternDomain(entry: string): string | undefined {
   return entry.startsWith('*@') ? entry.slice(2).toLowerCase() : undefined;
@@ -52,4 +52,12 @@ export function resolveAccount(config: Config, username: string): ResolvedAccoun
   };
   if (entry.password !== undefined) resolved.passwordHash = entry.password;
   return resolved;
+}
+
+/**
+ * Grants where nobody signs in: app-only client credentials, and a Google service account acting for
+ * each mailbox. They have no refresh token, no consent link and no welcome page.
+ */
+export function grantHasNoConsent(connection: Pick<ConnectionConfig, 'grant'>): boolean {
+  return connection.grant === 'client_credentials' || connection.grant === 'service_account';
 }

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import {
+  GOOGLE_MAIL_SCOPE,
   MICROSOFT_MULTI_TENANTS,
   googlePreset,
   microsoftPreset,
@@ -16,6 +17,7 @@ import {
 import { isPasswordHash } from '../credentials/password.js';
 import { DEFAULTS, DEFAULT_LISTEN_HOST } from './defaults.js';
 import { formatPath } from './errors.js';
+import { loadClientCertificate, parseServiceAccountKey } from './key-material.js';
 import type { RawConfig, RawConnection } from './schema.js';
 import type {
   AccountConfig,
@@ -241,7 +243,7 @@ function buildConnections(
     const provider: ProviderKind = c.provider === 'azure' ? 'microsoft' : c.provider;
     const name = PROVIDER_NAME[provider];
     const grant = c.grant ?? 'authorization_code';
-    const delegated = grant !== 'client_credentials';
+    const delegated = grant !== 'client_credentials' && grant !== 'service_account';
 
     const prev = firstIndex.get(c.name);
     if (prev !== undefined) {
@@ -285,6 +287,41 @@ function buildConnections(
         at('grant'),
         'Google has no client_credentials grant for Gmail',
         'Use grant: authorization_code (the default) and let each mailbox owner consent.',
+      );
+    }
+    if (grant === 'service_account' && provider === 'microsoft') {
+      report(
+        at('grant'),
+        'grant service_account is Google domain-wide delegation; Microsoft has no such grant',
+        'Use grant: client_credentials (app-only access) on a Microsoft connection.',
+      );
+    }
+    if (grant !== 'service_account') {
+      for (const key of ['serviceAccountKeyFile', 'serviceAccountKey'] as const) {
+        if (c[key] !== undefined) {
+          report(
+            at(key),
+            `${key} is only used with grant: service_account`,
+            `Remove ${key}, or set grant: service_account.`,
+          );
+        }
+      }
+    }
+    if (c.clientCertificate !== undefined && provider === 'google') {
+      report(
+        at('clientCertificate'),
+        'Google does not accept certificate credentials for OAuth clients',
+        'Remove clientCertificate; use clientSecret, or grant: service_account.',
+      );
+    }
+    if (
+      c.clientCertificate !== undefined &&
+      (c.clientSecret !== undefined || c.clientSecretFile !== undefined)
+    ) {
+      report(
+        at('clientCertificate'),
+        'clientCertificate and a client secret are both set',
+        'Keep only one way of authenticating the client.',
       );
     }
     if (c.clientSecret !== undefined && c.clientSecretFile !== undefined) {
@@ -338,10 +375,18 @@ function buildConnections(
     if (
       grant === 'client_credentials' &&
       (clientSecret === undefined || clientSecret === '') &&
-      c.clientSecretFile === undefined
+      c.clientSecretFile === undefined &&
+      c.clientCertificate === undefined
     ) {
-      report(path, 'grant client_credentials needs a client secret', 'Set clientSecret or clientSecretFile.');
+      report(
+        path,
+        'grant client_credentials needs a client secret or a certificate',
+        'Set clientSecret, clientSecretFile or clientCertificate.',
+      );
     }
+    const serviceAccount =
+      grant === 'service_account' ? buildServiceAccount(c, at, report, readFile) : undefined;
+    const clientCertificate = buildClientCertificate(c, at, report, readFile);
     let ca = c.ca;
     if (c.caFile !== undefined) ca = readFile(at('caFile'), c.caFile, 'CA certificate');
 
@@ -404,13 +449,16 @@ function buildConnections(
       grant,
       authorizeUrl: c.authorizeUrl ?? preset.authorizeUrl ?? '',
       tokenUrl: c.tokenUrl ?? preset.tokenUrl ?? '',
-      scopes: c.scopes ?? preset.scopes ?? [],
+      // A service account asks for the mail scope only: openid/email make no sense without a user.
+      scopes: c.scopes ?? (grant === 'service_account' ? [GOOGLE_MAIL_SCOPE] : (preset.scopes ?? [])),
       authorizeParams: { ...preset.authorizeParams, ...c.authorizeParams },
       sasl: c.sasl ?? preset.sasl ?? 'xoauth2',
       allowedIdentities: (c.allowedIdentities ?? []).map((id) => id.toLowerCase()),
     };
     // An empty secret (e.g. ${SECRET:-}) means a public client: send no client_secret at all.
     if (clientSecret !== undefined && clientSecret !== '') conn.clientSecret = clientSecret;
+    if (serviceAccount) conn.serviceAccount = serviceAccount;
+    if (clientCertificate) conn.clientCertificate = clientCertificate;
     if (c.projectId !== undefined) conn.projectId = c.projectId;
     if (tenantId !== undefined) conn.tenantId = tenantId;
     const deviceCodeUrl = c.deviceCodeUrl ?? preset.deviceCodeUrl;
@@ -425,6 +473,87 @@ function buildConnections(
     out.set(c.name, conn);
   });
   return out;
+}
+
+function buildServiceAccount(
+  c: RawConnection,
+  at: (key: string) => Path,
+  report: Report,
+  readFile: ReadFile,
+): ConnectionConfig['serviceAccount'] {
+  if (c.serviceAccountKeyFile !== undefined && c.serviceAccountKey !== undefined) {
+    report(
+      at('serviceAccountKey'),
+      'serviceAccountKey and serviceAccountKeyFile are both set',
+      'Keep only one of them.',
+    );
+    return undefined;
+  }
+  if (c.clientSecret !== undefined || c.clientSecretFile !== undefined) {
+    report(
+      at(c.clientSecret !== undefined ? 'clientSecret' : 'clientSecretFile'),
+      'a service account signs with its key; a client secret is not used',
+      'Remove the client secret.',
+    );
+  }
+  let text = c.serviceAccountKey;
+  let where = at('serviceAccountKey');
+  if (c.serviceAccountKeyFile !== undefined) {
+    where = at('serviceAccountKeyFile');
+    text = readFile(where, c.serviceAccountKeyFile, 'service account key');
+    if (text === undefined) return undefined;
+  }
+  if (text === undefined) {
+    report(
+      at('grant'),
+      'grant service_account needs the service account key',
+      'Set serviceAccountKeyFile to the JSON key file (or serviceAccountKey to its contents).',
+    );
+    return undefined;
+  }
+  const parsed = parseServiceAccountKey(text, c.clientId);
+  if ('problem' in parsed) {
+    report(where, parsed.problem, parsed.fix);
+    return undefined;
+  }
+  return parsed.key;
+}
+
+function buildClientCertificate(
+  c: RawConnection,
+  at: (key: string) => Path,
+  report: Report,
+  readFile: ReadFile,
+): ConnectionConfig['clientCertificate'] {
+  const cc = c.clientCertificate;
+  if (cc === undefined) return undefined;
+  const base = at('clientCertificate');
+  const sub = (key: string): Path => [...base, key];
+  if (cc.keyPassphrase !== undefined && cc.keyPassphraseFile !== undefined) {
+    report(
+      sub('keyPassphraseFile'),
+      'keyPassphrase and keyPassphraseFile are both set',
+      'Keep only one of them.',
+    );
+  }
+  const certPem = readFile(sub('certFile'), cc.certFile, 'certificate');
+  const keyPem = readFile(sub('keyFile'), cc.keyFile, 'private key');
+  let passphrase = cc.keyPassphrase;
+  if (cc.keyPassphraseFile !== undefined) {
+    const text = readFile(sub('keyPassphraseFile'), cc.keyPassphraseFile, 'key passphrase');
+    if (text === undefined) return undefined;
+    passphrase = text.replace(/\r?\n$/, '');
+  }
+  if (certPem === undefined || keyPem === undefined) return undefined;
+  const loaded = loadClientCertificate(
+    { certPem, certFile: cc.certFile, keyPem, passphrase, algorithm: cc.algorithm ?? 'PS256' },
+    Date.now(),
+  );
+  if ('problem' in loaded) {
+    report(sub(loaded.key), loaded.problem, loaded.fix);
+    return undefined;
+  }
+  return loaded.certificate;
 }
 
 function mergeServer(

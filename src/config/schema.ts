@@ -112,9 +112,37 @@ export const connectionSchema = z.strictObject({
     description: 'Microsoft tenant: GUID, domain, common, organizations or consumers. Default common.',
   }),
   grant: z
-    .enum(['authorization_code', 'device_code', 'client_credentials'])
+    .enum(['authorization_code', 'device_code', 'client_credentials', 'service_account'])
     .optional()
-    .meta({ description: 'OAuth grant.', default: 'authorization_code' }),
+    .meta({
+      description: 'OAuth grant (service_account: Google domain-wide delegation).',
+      default: 'authorization_code',
+    }),
+  serviceAccountKeyFile: z.string().optional().meta({
+    description: 'grant service_account: the JSON key file of the Google service account.',
+  }),
+  serviceAccountKey: z.string().optional().meta({
+    description: 'grant service_account: the JSON key itself (e.g. "${GOOGLE_SA_KEY}").',
+  }),
+  clientCertificate: z
+    .strictObject({
+      certFile: nonEmpty('a file name').meta({ description: 'PEM certificate registered with the app.' }),
+      keyFile: nonEmpty('a file name').meta({ description: 'PEM private key of the certificate.' }),
+      keyPassphraseFile: z
+        .string()
+        .optional()
+        .meta({ description: 'File holding the passphrase of an encrypted key.' }),
+      keyPassphrase: z
+        .string()
+        .optional()
+        .meta({ description: 'Passphrase of an encrypted key (e.g. "${KEY_PASSPHRASE}").' }),
+      algorithm: z
+        .enum(['PS256', 'RS256'])
+        .optional()
+        .meta({ description: 'Signature algorithm of the client assertion.', default: 'PS256' }),
+    })
+    .optional()
+    .meta({ description: 'Certificate credential instead of a client secret (Microsoft).' }),
   cloud: z
     .enum(['global', 'usgov', 'china'])
     .optional()

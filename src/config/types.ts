@@ -2,6 +2,7 @@
  * The configuration as the rest of the program sees it: validated, env/file secrets expanded, provider
  * defaults merged in. Only `src/config/` knows the raw YAML shape.
  */
+import type { KeyObject } from 'node:crypto';
 import type { SecureVersion } from 'node:tls';
 
 export type TlsMode = 'none' | 'starttls' | 'implicit';
@@ -26,7 +27,30 @@ export interface UpstreamServer {
 }
 
 export type ProviderKind = 'google' | 'microsoft' | 'custom';
-export type GrantType = 'authorization_code' | 'device_code' | 'client_credentials';
+export type GrantType = 'authorization_code' | 'device_code' | 'client_credentials' | 'service_account';
+
+/** A Google service account key (the JSON file Google issues), parsed and checked at load time. */
+export interface ServiceAccountKey {
+  /** The service account's address: the `iss` of every assertion. */
+  clientEmail: string;
+  privateKey: KeyObject;
+  /** The key's id (`kid`), so Google knows which of the account's keys signed. */
+  privateKeyId?: string;
+}
+
+/** A certificate credential: the token endpoint gets a signed client assertion instead of a secret. */
+export interface ClientCertificate {
+  privateKey: KeyObject;
+  /** base64url SHA-256 of the certificate's DER: the assertion's `x5t#S256` header. */
+  thumbprintS256: string;
+  algorithm: 'RS256' | 'PS256';
+  /** Epoch ms of the certificate's validity. */
+  notBefore: number;
+  notAfter: number;
+  subject: string;
+  /** The certificate file as configured, for messages. */
+  certFile: string;
+}
 export type SaslMechanism = 'xoauth2' | 'oauthbearer';
 
 export interface ConnectionConfig {
@@ -35,6 +59,10 @@ export interface ConnectionConfig {
   clientId: string;
   /** Absent for public clients: then no client_secret is sent at all. */
   clientSecret?: string;
+  /** Instead of a client secret (Microsoft): a signed client assertion authenticates the client. */
+  clientCertificate?: ClientCertificate;
+  /** grant service_account (Google domain-wide delegation). */
+  serviceAccount?: ServiceAccountKey;
   projectId?: string;
   tenantId?: string;
   grant: GrantType;

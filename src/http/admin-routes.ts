@@ -2,6 +2,7 @@
  * /admin: status of every connection and account, and the buttons that start consent. Only exists when
  * http.adminPassword is set. Every POST carries a CSRF token bound to the admin's browser.
  */
+import { grantHasNoConsent } from '../config/accounts.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config, ResolvedAccount } from '../config/types.js';
@@ -128,7 +129,7 @@ export class AdminRoutes {
           : {}),
         appPasswords: passwords.filter((p) => p.accountId === account.id),
         hasAdminPassword: Boolean(account.passwordHash),
-        appOnly: account.connection.grant === 'client_credentials',
+        appOnly: grantHasNoConsent(account.connection),
       };
     };
     for (const entry of config.accounts) {
@@ -170,13 +171,17 @@ export class AdminRoutes {
         todo: 'Go back and check the address.',
       });
     }
-    if (account.connection.grant === 'client_credentials') {
+    if (grantHasNoConsent(account.connection)) {
       return sendMessage(res, {
         status: 400,
         title: 'No consent needed',
         tone: 'warn',
-        what: html`${account.username} uses an app-only connection (client credentials): nobody signs in for
-        it.`,
+        what:
+          account.connection.grant === 'service_account'
+            ? html`${account.username} uses a Google service account (domain-wide delegation): nobody signs in
+              for it.`
+            : html`${account.username} uses an app-only connection (client credentials): nobody signs in for
+              it.`,
         todo: 'Check the app permissions and admin consent in the provider’s portal instead.',
       });
     }

@@ -3,6 +3,7 @@
  * Everything secret stays server-side: the PKCE verifier lives in a pending record keyed by `state`,
  * bound to the browser's cookie; the link is spent only when tokens are about to be stored.
  */
+import { grantHasNoConsent } from '../config/accounts.js';
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -118,7 +119,7 @@ export class ConsentFlow {
       return { page: pages.accountGone(link.record.username) };
     }
     // A link for an account that moved to an app-only connection has nothing left to consent to.
-    if (account.connection.grant === 'client_credentials') {
+    if (grantHasNoConsent(account.connection)) {
       return { page: pages.noConsentNeeded(account.username) };
     }
     return { record: link.record, account };

@@ -2,6 +2,7 @@
  * What the consent pages need from the OAuth core, as one small interface: the pages orchestrate
  * (state, cookies, links, pages), the OAuth core talks to the provider and stores tokens.
  */
+import { grantHasNoConsent } from '../config/accounts.js';
 import type { ResolvedAccount } from '../config/types.js';
 
 export interface AuthorizationStart {
@@ -53,5 +54,5 @@ export interface ConsentGrants {
  */
 export function deviceFlowAvailable(account: ResolvedAccount): boolean {
   const c = account.connection;
-  return c.provider === 'microsoft' && c.grant !== 'client_credentials' && Boolean(c.deviceCodeUrl);
+  return c.provider === 'microsoft' && !grantHasNoConsent(c) && Boolean(c.deviceCodeUrl);
 }

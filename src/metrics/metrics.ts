@@ -12,7 +12,7 @@ import type { LoginMetricResult, SessionMetrics, SessionRecord } from '../proxy/
 export const METRICS_PREFIX = 'xoauth_proxy_';
 
 const PROTOCOLS: readonly SessionRecord['protocol'][] = ['imap', 'smtp', 'pop3'];
-const GRANTS: readonly TokenRequestGrant[] = ['refresh_token', 'client_credentials'];
+const GRANTS: readonly TokenRequestGrant[] = ['refresh_token', 'client_credentials', 'service_account'];
 const TOKEN_RESULTS: readonly TokenRequestResult[] = ['ok', 'transient', 'permanent'];
 /** Every state `xoauth-proxy status` knows; each is exported (0 when none), so alerts need no `or`. */
 export const ACCOUNT_STATES: readonly AccountStatusState[] = [
@@ -21,6 +21,7 @@ export const ACCOUNT_STATES: readonly AccountStatusState[] = [
   'needs-consent',
   'no-grant',
   'app-only',
+  'service-account',
 ];
 /** Seconds; a login is two or three network round trips, a slow token endpoint can take many. */
 const LOGIN_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -40,6 +41,7 @@ export class Metrics implements SessionMetrics, TokenMetrics {
   readonly #active: Gauge<'protocol'>;
   readonly #logins: Histogram<'protocol' | 'result'>;
   readonly #tokenRequests: Counter<'grant' | 'result'>;
+  readonly #certificateExpiry: Gauge<'connection'>;
   #accountSource: AccountStateSource | undefined;
 
   constructor(options: MetricsOptions = {}) {
@@ -98,6 +100,13 @@ export class Metrics implements SessionMetrics, TokenMetrics {
       },
     });
 
+    this.#certificateExpiry = new Gauge({
+      name: `${METRICS_PREFIX}client_certificate_expiry_timestamp_seconds`,
+      help: 'When the client certificate of a connection expires (Unix time), per connection name.',
+      labelNames: ['connection'],
+      registers,
+    });
+
     // Zero series up front, so rate() and alerts work before the first event.
     for (const protocol of PROTOCOLS) {
       this.#active.set({ protocol }, 0);
@@ -113,6 +122,14 @@ export class Metrics implements SessionMetrics, TokenMetrics {
   /** Where the accounts gauge reads the states (the daemon passes `() => tokens.status()`). */
   trackAccounts(source: AccountStateSource): void {
     this.#accountSource = source;
+  }
+
+  /** Connections that authenticate with a certificate: its expiry, for an alert well before the day. */
+  trackCertificates(certificates: ReadonlyArray<{ connection: string; notAfter: number }>): void {
+    this.#certificateExpiry.reset();
+    for (const { connection, notAfter } of certificates) {
+      this.#certificateExpiry.set({ connection }, Math.floor(notAfter / 1000));
+    }
   }
 
   /** The Content-Type of `scrape()` (Prometheus text format 0.0.4). */

@@ -6,7 +6,7 @@ import { findAccountEntry } from '../config/accounts.js';
 import type { AccountConfig, Config } from '../config/types.js';
 import type { AccountState, TokenRecord, TokenStore, TokenSummary } from './types.js';
 
-export type AccountStatusState = AccountState | 'no-grant' | 'app-only';
+export type AccountStatusState = AccountState | 'no-grant' | 'app-only' | 'service-account';
 
 export interface AccountStatus {
   accountId: string;
@@ -79,7 +79,13 @@ export function collectAccountStatus(
   const out: AccountStatus[] = [];
   for (const entry of config.accounts) {
     const connection = config.connections.get(entry.connection);
-    const appOnly = connection?.grant === 'client_credentials';
+    // Nothing is stored per mailbox for these: the state says which kind of grant serves them.
+    const noConsent: AccountStatusState | undefined =
+      connection?.grant === 'client_credentials'
+        ? 'app-only'
+        : connection?.grant === 'service_account'
+          ? 'service-account'
+          : undefined;
     const id = fixedId(entry);
     const ids =
       id !== undefined
@@ -95,12 +101,12 @@ export function collectAccountStatus(
       if (seen.has(accountId)) continue;
       seen.add(accountId);
       const record = records.get(accountId);
-      if (appOnly) {
+      if (noConsent) {
         out.push({
           accountId,
           entry: entry.username,
           connection: entry.connection,
-          state: 'app-only',
+          state: noConsent,
           hasRefreshToken: false,
         });
       } else if (record) {
@@ -115,13 +121,13 @@ export function collectAccountStatus(
         });
       }
     }
-    if (ids.length === 0 && appOnly) {
-      // A pattern on an app-only connection: nothing stored per mailbox, show the entry itself.
+    if (ids.length === 0 && noConsent) {
+      // A pattern on an app-only or service account connection: nothing stored per mailbox.
       out.push({
         accountId: entry.username,
         entry: entry.username,
         connection: entry.connection,
-        state: 'app-only',
+        state: noConsent,
         hasRefreshToken: false,
       });
     }

@@ -18,11 +18,13 @@
  * of "the stored token changed under us"; a Map keeps all three explicit).
  */
 import type { Logger } from 'pino';
-import type { Config, ConnectionConfig, ResolvedAccount } from '../config/types.js';
+import { grantHasNoConsent } from '../config/accounts.js';
+import type { Config, ResolvedAccount } from '../config/types.js';
 import { isProxyError, ProxyError } from '../errors.js';
 import { collectAccountStatus, entryForStoredAccount, type AccountStatus } from './account-status.js';
 import { storeGrant } from './grant-record.js';
 import { clientCredentialsToken } from './grants/client-credentials.js';
+import { serviceAccountAdvice, serviceAccountToken } from './grants/service-account.js';
 import { refreshAccessToken } from './grants/refresh.js';
 import { classifyTokenError, isClientError, type TokenEndpointError } from './grants/token-errors.js';
 import type {
@@ -144,8 +146,8 @@ export class TokenManager implements TokenProvider {
     if (running) return running;
     const force = options.forceRefresh === true;
     const promise = (
-      account.connection.grant === 'client_credentials'
-        ? this.#appOnly(account.connection, key, force)
+      grantHasNoConsent(account.connection)
+        ? this.#appOnly(account, key, force)
         : this.#refresh(account, force)
     ).finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, promise);
@@ -227,7 +229,7 @@ export class TokenManager implements TokenProvider {
         this.#backoff.has(record.accountId);
       if (!due) continue;
       const connection = this.#config.connections.get(record.connection);
-      if (!connection || connection.grant === 'client_credentials') continue;
+      if (!connection || grantHasNoConsent(connection)) continue;
       // A grant no config entry serves any more is left alone (status lists it as "not in config").
       if (!entryForStoredAccount(this.#config.accounts, record.accountId, record.connection)) continue;
       const backoff = this.#backoff.get(record.accountId);
@@ -557,7 +559,14 @@ export class TokenManager implements TokenProvider {
     return throwUnavailable(id, error, until - now, cause);
   }
 
-  async #appOnly(connection: ConnectionConfig, key: string, force: boolean): Promise<AccessToken> {
+  /**
+   * Grants without a refresh token (client credentials; a service account, per mailbox): ask the
+   * token endpoint again when the cached token nears expiry.
+   */
+  async #appOnly(account: ResolvedAccount, key: string, force: boolean): Promise<AccessToken> {
+    const connection = account.connection;
+    const delegation = connection.grant === 'service_account';
+    const grant: TokenRequestGrant = delegation ? 'service_account' : 'client_credentials';
     const now = this.#now();
     const backoff = this.#backoff.get(key);
     if (backoff && backoff.until > now) {
@@ -566,20 +575,34 @@ export class TokenManager implements TokenProvider {
       return throwUnavailable(key, backoff.error, backoff.until - now);
     }
     try {
-      const set = await clientCredentialsToken(connection, {
-        timeoutMs: this.#config.settings.tokenRequestTimeoutMs,
-        now: this.#now,
-      });
-      this.#count('client_credentials', 'ok');
+      const options = { timeoutMs: this.#config.settings.tokenRequestTimeoutMs, now: this.#now };
+      const set = delegation
+        ? await serviceAccountToken(connection, account.email, options)
+        : await clientCredentialsToken(connection, options);
+      this.#count(grant, 'ok');
       this.#backoff.delete(key);
       this.#rejected.delete(key);
-      this.#log.info({ connection: connection.name }, 'app-only access token obtained');
+      this.#log.info(
+        delegation ? { connection: connection.name, account: account.id } : { connection: connection.name },
+        delegation ? 'service account access token obtained' : 'app-only access token obtained',
+      );
       return this.#remember(key, set.accessToken, set.expiresAt);
     } catch (err) {
       // A ProxyError here is our own refusal before any request (the connection lacks a secret).
       if (isProxyError(err)) throw err;
       const failure = classifyTokenError(err);
-      this.#count('client_credentials', failure.kind);
+      this.#count(grant, failure.kind);
+      if (failure.kind === 'permanent' && delegation) {
+        const advice = serviceAccountAdvice(connection, account.email, failure);
+        this.#log.warn(
+          { connection: connection.name, account: account.id, error: advice },
+          'service account refused',
+        );
+        throw new ProxyError('needs-consent', `Service account token for ${account.id} refused: ${advice}.`, {
+          cause: failure,
+          detail: advice,
+        });
+      }
       if (failure.kind === 'permanent') {
         throw new ProxyError(
           'needs-consent',

@@ -129,7 +129,7 @@ export interface TokenEvent {
 }
 
 /** Which token-endpoint grant a request used (the token manager only refreshes or asks app-only). */
-export type TokenRequestGrant = 'refresh_token' | 'client_credentials';
+export type TokenRequestGrant = 'refresh_token' | 'client_credentials' | 'service_account';
 
 /** How one token-endpoint request ended: 'ok', or its failure's classification (grants/token-errors.ts). */
 export type TokenRequestResult = 'ok' | 'transient' | 'permanent';

@@ -8,9 +8,10 @@
  * invalidates the old one (stricter than Microsoft, so a lost rotation shows up at once), and an empty
  * `client_secret` is refused like Microsoft refuses secrets from public clients (AADSTS700025).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import type { ConnectionConfig } from '../../src/config/types.js';
 
 export interface FakeAuthOptions {
@@ -28,6 +29,14 @@ export interface FakeAuthOptions {
   deviceIntervalSeconds?: number;
   /** `expires_in` (seconds) announced by /devicecode (default 900). */
   deviceExpiresSeconds?: number;
+  /**
+   * Google-like service accounts for grant_type=jwt-bearer, by client_email: the public key that
+   * must have signed, whether the domain admin delegated the mail scope (default true), and the known
+   * mailboxes (default: any address).
+   */
+  serviceAccounts?: Record<string, { publicKey: KeyObject; delegated?: boolean; users?: string[] }>;
+  /** Certificate credentials by client id: the public key of a client assertion and its x5t#S256. */
+  clientCertificates?: Record<string, { publicKey: KeyObject; thumbprintS256?: string }>;
 }
 
 export type DeviceOutcome = 'approve' | 'declined' | 'expired' | 'slow_down-then-approve';
@@ -51,11 +60,15 @@ export interface FakeAuthCounts {
   authorize: number;
   /** GET /userinfo requests. */
   userinfo: number;
+  /** grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer requests (service accounts). */
+  jwtBearer: number;
+  /** Requests that authenticated with a client assertion (accepted or not). */
+  clientAssertion: number;
 }
 
 export interface FakeClientAuth {
   /** How the client authenticated at /token. */
-  method: 'basic' | 'body' | 'none';
+  method: 'basic' | 'body' | 'assertion' | 'none';
   clientId: string | undefined;
   clientSecret: string | undefined;
 }
@@ -91,6 +104,8 @@ export interface FakeAuthServer {
   readonly lastClientAuth: FakeClientAuth | undefined;
   /** Query of the last GET /authorize. */
   readonly lastAuthorizeRequest: URLSearchParams | undefined;
+  /** Header and claims of the last JWT (assertion or client assertion) that verified. */
+  readonly lastAssertion: { header: Record<string, unknown>; claims: JWTPayload } | undefined;
   close(): Promise<void>;
 }
 
@@ -137,7 +152,12 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
     deviceAuthorization: 0,
     authorize: 0,
     userinfo: 0,
+    jwtBearer: 0,
+    clientAssertion: 0,
   };
+  /** jti values seen, so a replayed assertion is refused (RFC 7523 §3, item 7). */
+  const seenJti = new Set<string>();
+  let lastAssertion: { header: Record<string, unknown>; claims: JWTPayload } | undefined;
   let lastTokenRequest: URLSearchParams | undefined;
   let lastClientAuth: FakeClientAuth | undefined;
   let lastAuthorizeRequest: URLSearchParams | undefined;
@@ -234,6 +254,122 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
     return { method: 'none', clientId: body.get('client_id') ?? undefined, clientSecret: undefined };
   }
 
+  /**
+   * Verifies an RFC 7523 JWT: signature with the configured public key (only the given algorithms),
+   * aud = our token URL, exp/nbf (no leeway), a bounded lifetime, and a jti not seen before. Returns
+   * the claims, or the reason it was refused.
+   */
+  async function verifyAssertion(
+    jwt: string,
+    publicKey: KeyObject,
+    expect: { issuer: string; subject?: string; algorithms: string[]; maxLifetimeS: number },
+  ): Promise<{ claims: JWTPayload; header: Record<string, unknown> } | { reason: string }> {
+    let verified;
+    try {
+      verified = await jwtVerify(jwt, publicKey, {
+        audience: `${url}/token`,
+        issuer: expect.issuer,
+        algorithms: expect.algorithms,
+        ...(expect.subject === undefined ? {} : { subject: expect.subject }),
+        requiredClaims: ['exp', 'iat', 'jti'],
+      });
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? '';
+      if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') return { reason: 'Invalid JWT Signature.' };
+      if (code === 'ERR_JWT_EXPIRED') return { reason: 'Invalid JWT: Token has expired.' };
+      return { reason: `Invalid JWT: ${(err as Error).message}` };
+    }
+    const { payload, protectedHeader } = verified;
+    if ((payload.exp ?? 0) - (payload.iat ?? 0) > expect.maxLifetimeS) {
+      return { reason: 'Invalid JWT: Token must be a short-lived token.' };
+    }
+    const jti = payload.jti ?? '';
+    if (seenJti.has(jti)) return { reason: `Invalid JWT: jti ${jti} was already used (replay).` };
+    seenJti.add(jti);
+    const header = protectedHeader as Record<string, unknown>;
+    lastAssertion = { header, claims: payload };
+    return { claims: payload, header };
+  }
+
+  /** private_key_jwt: a client assertion instead of a secret; undefined when none was sent. */
+  async function checkClientAssertion(body: URLSearchParams): Promise<string | undefined | true> {
+    const assertion = body.get('client_assertion');
+    if (assertion === null) return undefined;
+    counts.clientAssertion++;
+    if (body.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer') {
+      return 'client_assertion_type is missing or wrong.';
+    }
+    const clientId = body.get('client_id') ?? '';
+    const registered = options.clientCertificates?.[clientId];
+    if (!registered) return `AADSTS700027: no certificate is registered for client ${clientId}.`;
+    let header: Record<string, unknown>;
+    try {
+      header = decodeProtectedHeader(assertion) as Record<string, unknown>;
+    } catch {
+      return 'client_assertion is not a JWT.';
+    }
+    if (registered.thumbprintS256 !== undefined && header['x5t#S256'] !== registered.thumbprintS256) {
+      return 'AADSTS700027: the x5t#S256 thumbprint names no registered certificate.';
+    }
+    const result = await verifyAssertion(assertion, registered.publicKey, {
+      issuer: clientId,
+      subject: clientId,
+      algorithms: ['RS256', 'PS256'],
+      maxLifetimeS: 600,
+    });
+    return 'reason' in result ? `AADSTS700027: ${result.reason}` : true;
+  }
+
+  async function handleJwtBearer(body: URLSearchParams, res: ServerResponse): Promise<void> {
+    const assertion = body.get('assertion') ?? '';
+    let issuer: unknown;
+    try {
+      issuer = JSON.parse(Buffer.from(assertion.split('.')[1] ?? '', 'base64url').toString('utf8')).iss;
+    } catch {
+      issuer = undefined;
+    }
+    const account = typeof issuer === 'string' ? options.serviceAccounts?.[issuer] : undefined;
+    if (!account) {
+      oauthError(res, 400, 'invalid_grant', 'Invalid grant: account not found');
+      return;
+    }
+    const result = await verifyAssertion(assertion, account.publicKey, {
+      issuer: issuer as string,
+      algorithms: ['RS256'],
+      maxLifetimeS: 3600,
+    });
+    if ('reason' in result) {
+      oauthError(res, 400, 'invalid_grant', result.reason);
+      return;
+    }
+    const sub = result.claims.sub;
+    const claimedScope = result.claims.scope;
+    if (typeof claimedScope !== 'string' || !claimedScope.split(' ').includes(scope())) {
+      oauthError(res, 400, 'invalid_scope', 'Invalid OAuth scope or ID token audience provided.');
+      return;
+    }
+    if (account.delegated === false) {
+      oauthError(
+        res,
+        401,
+        'unauthorized_client',
+        'Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.',
+      );
+      return;
+    }
+    if (typeof sub !== 'string' || (account.users !== undefined && !account.users.includes(sub))) {
+      oauthError(res, 400, 'invalid_grant', 'Invalid email or User ID');
+      return;
+    }
+    const { accessToken, expiresIn } = mintAccess(sub);
+    json(res, 200, {
+      token_type: 'Bearer',
+      access_token: accessToken,
+      expires_in: expiresIn,
+      scope: scope(),
+    });
+  }
+
   function handleAuthorize(reqUrl: URL, res: ServerResponse): void {
     counts.authorize++;
     const q = reqUrl.searchParams;
@@ -309,15 +445,30 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
     else if (grantType === 'authorization_code') counts.authorizationCode++;
     else if (grantType === 'urn:ietf:params:oauth:grant-type:device_code') counts.deviceCode++;
     else if (grantType === 'client_credentials') counts.clientCredentials++;
+    else if (grantType === 'urn:ietf:params:oauth:grant-type:jwt-bearer') counts.jwtBearer++;
     if (failure !== undefined) {
       const status = failure.status as number;
       const extra: Record<string, string> = status === 429 || status === 503 ? { 'retry-after': '1' } : {};
       json(res, status, { error: failure.error, error_description: `fake failure ${status}` }, extra);
       return;
     }
+    if (grantType === 'urn:ietf:params:oauth:grant-type:jwt-bearer') {
+      // The assertion is the whole credential (Google): no client id or secret.
+      await handleJwtBearer(body, res);
+      return;
+    }
     if (!auth.clientId) {
       oauthError(res, 401, 'invalid_client', 'client_id missing');
       return;
+    }
+    const assertion = await checkClientAssertion(body);
+    if (typeof assertion === 'string') {
+      oauthError(res, 401, 'invalid_client', assertion);
+      return;
+    }
+    if (assertion === true) {
+      auth.method = 'assertion';
+      lastClientAuth = auth;
     }
     if (auth.method === 'body' && auth.clientSecret === '') {
       oauthError(
@@ -413,7 +564,7 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
         return;
       }
       case 'client_credentials': {
-        if (!auth.clientSecret) {
+        if (!auth.clientSecret && auth.method !== 'assertion') {
           oauthError(res, 401, 'invalid_client', 'client_credentials needs a confidential client.');
           return;
         }
@@ -592,6 +743,9 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
     },
     get lastAuthorizeRequest() {
       return lastAuthorizeRequest;
+    },
+    get lastAssertion() {
+      return lastAssertion;
     },
     close() {
       for (const res of hungResponses) res.destroy();

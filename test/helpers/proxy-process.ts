@@ -84,6 +84,8 @@ export interface ProxyUpstream {
   imap?: { port: number; tls: 'implicit' | 'starttls' };
   smtp?: { port: number; tls: 'implicit' | 'starttls' };
   pop3?: { port: number; tls: 'implicit' | 'starttls' };
+  /** Raw connection keys merged over the defaults (null removes one, e.g. `clientSecret: null`). */
+  extra?: Record<string, unknown>;
 }
 
 export interface StartProxyOptions {
@@ -236,22 +238,25 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
   const config = {
     listen,
     store: { path: './data/tokens.db', keyFile: './data/key' },
-    connections: Object.entries({ e2e: options.upstream, ...options.moreConnections }).map(([name, up]) => ({
-      name,
-      provider: 'custom',
-      clientId: 'e2e-client',
-      clientSecret: 'e2e-secret',
-      authorizeUrl: options.auth.authorizeUrl,
-      tokenUrl: options.auth.tokenUrl,
-      ...(options.auth.userinfoUrl ? { userinfoUrl: options.auth.userinfoUrl } : {}),
-      ...(options.auth.deviceCodeUrl ? { deviceCodeUrl: options.auth.deviceCodeUrl } : {}),
-      scopes: ['https://mail.google.com/'],
-      ...(up.imap ? { imap: { host: up.host, ...up.imap } } : {}),
-      ...(up.smtp ? { smtp: { host: up.host, ...up.smtp } } : {}),
-      ...(up.pop3 ? { pop3: { host: up.host, ...up.pop3 } } : {}),
-      ca: up.ca,
-      ...(up.sasl ? { sasl: up.sasl } : {}),
-    })),
+    connections: Object.entries({ e2e: options.upstream, ...options.moreConnections })
+      .map(([name, up]) => ({
+        name,
+        provider: 'custom',
+        clientId: 'e2e-client',
+        clientSecret: 'e2e-secret',
+        authorizeUrl: options.auth.authorizeUrl,
+        tokenUrl: options.auth.tokenUrl,
+        ...(options.auth.userinfoUrl ? { userinfoUrl: options.auth.userinfoUrl } : {}),
+        ...(options.auth.deviceCodeUrl ? { deviceCodeUrl: options.auth.deviceCodeUrl } : {}),
+        scopes: ['https://mail.google.com/'],
+        ...(up.imap ? { imap: { host: up.host, ...up.imap } } : {}),
+        ...(up.smtp ? { smtp: { host: up.host, ...up.smtp } } : {}),
+        ...(up.pop3 ? { pop3: { host: up.host, ...up.pop3 } } : {}),
+        ca: up.ca,
+        ...(up.sasl ? { sasl: up.sasl } : {}),
+        ...up.extra,
+      }))
+      .map((c) => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== null))),
     accounts,
     settings: {
       refreshMargin: '1s',

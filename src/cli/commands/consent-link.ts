@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { resolveAccount } from '../../config/accounts.js';
+import { grantHasNoConsent, resolveAccount } from '../../config/accounts.js';
 import { formatDuration, parseDuration } from '../../config/duration.js';
 import { publicBaseUrl } from '../../http/public-url.js';
 import { createConsentLink, DEFAULT_CONSENT_LINK_TTL_MS } from '../../oauth/consent-links.js';
@@ -27,9 +27,9 @@ export default defineCommand((ctx) =>
       if (!account) {
         throw new UsageError(`no account in ${config.file} matches "${username}" (see accounts:)`);
       }
-      if (account.connection.grant === 'client_credentials') {
+      if (grantHasNoConsent(account.connection)) {
         throw new UsageError(
-          `${account.username} uses connection ${account.connection.name} (client credentials): there is no consent to give`,
+          `${account.username} uses connection ${account.connection.name} (${account.connection.grant}): there is no consent to give`,
         );
       }
       const store = openTokenStore(config.store, { env: ctx.io.env });

@@ -23,6 +23,7 @@ const HINT: Record<AccountStatus['state'], string> = {
   'needs-consent': 'run: xoauth-proxy consent <account>',
   'no-grant': 'no consent yet: xoauth-proxy consent <account>',
   'app-only': 'client credentials: no consent needed',
+  'service-account': 'Google service account (domain-wide delegation): no consent needed',
 };
 
 export function formatStatusTable(rows: AccountStatus[], now: number): string {
@@ -68,6 +69,13 @@ export default defineCommand((ctx) =>
           ctx.out(`${JSON.stringify(rows, null, 2)}\n`);
         } else {
           ctx.out(formatStatusTable(rows, Date.now()));
+          for (const c of config.connections.values()) {
+            if (c.clientCertificate) {
+              ctx.out(
+                `Connection ${c.name}: client certificate expires ${when(c.clientCertificate.notAfter, Date.now())}\n`,
+              );
+            }
+          }
         }
       } finally {
         store.close();

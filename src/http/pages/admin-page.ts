@@ -64,7 +64,8 @@ function hidden(csrf: string, username: string): SafeHtml {
 }
 
 function accountActions(row: AdminAccountRow, csrf: string): SafeHtml {
-  if (row.appOnly) return html`<span class="muted small">app-only: no consent needed</span>`;
+  if (row.appOnly)
+    return html`<span class="muted small">no consent needed (app-only or service account)</span>`;
   if (row.username) {
     return html`<div class="stack">
       <form

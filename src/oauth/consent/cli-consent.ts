@@ -2,6 +2,7 @@
  * `xoauth-proxy consent <account>`: get a grant for one account from the terminal and store it. The
  * daemon needs no restart: it re-reads the store before every refresh.
  */
+import { grantHasNoConsent } from '../../config/accounts.js';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { ResolvedAccount, Settings } from '../../config/types.js';
@@ -47,10 +48,14 @@ export type CliConsentResult =
 export async function runCliConsent(options: CliConsentOptions): Promise<CliConsentResult> {
   const { account, out } = options;
   const connection = account.connection;
-  if (connection.grant === 'client_credentials') {
+  if (grantHasNoConsent(connection)) {
     out(
-      `${account.id} uses connection ${connection.name} with app-only access (client credentials): no user ` +
-        `consent is needed. An administrator grants the app access to the mailboxes instead (see docs/oauth.md).\n`,
+      connection.grant === 'service_account'
+        ? `${account.id} uses connection ${connection.name} with a Google service account (domain-wide ` +
+            `delegation): no user consent is needed. A Workspace admin grants the client id the scope in the ` +
+            `Admin console instead (see docs/oauth.md).\n`
+        : `${account.id} uses connection ${connection.name} with app-only access (client credentials): no user ` +
+            `consent is needed. An administrator grants the app access to the mailboxes instead (see docs/oauth.md).\n`,
     );
     return { kind: 'not-needed' };
   }

@@ -10,7 +10,7 @@ import { authorizationCodeClient } from './simple-oauth2-client.js';
 import { classifyTokenError } from './token-errors.js';
 import {
   DEFAULT_TOKEN_REQUEST_TIMEOUT_MS,
-  isPublicClient,
+  hasClientSecret,
   postForm,
   toTokenSet,
   type RequestOptions,
@@ -68,7 +68,7 @@ export async function exchangeAuthorizationCode(
   const timeoutMs = options.timeoutMs ?? DEFAULT_TOKEN_REQUEST_TIMEOUT_MS;
   const now = options.now ?? Date.now;
   const params = { code: grant.code, redirect_uri: grant.redirectUri, code_verifier: grant.codeVerifier };
-  if (isPublicClient(connection)) {
+  if (!hasClientSecret(connection)) {
     const raw = await postForm(
       connection.tokenUrl,
       connection,

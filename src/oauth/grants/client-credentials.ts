@@ -10,6 +10,7 @@ import { classifyTokenError } from './token-errors.js';
 import {
   DEFAULT_TOKEN_REQUEST_TIMEOUT_MS,
   isPublicClient,
+  postForm,
   toTokenSet,
   type RequestOptions,
 } from './token-response.js';
@@ -21,15 +22,22 @@ export async function clientCredentialsToken(
   if (isPublicClient(connection)) {
     throw new ProxyError(
       'config',
-      `Connection ${connection.name} uses client_credentials but has no clientSecret; app-only access ` +
-        `needs a confidential client.`,
+      `Connection ${connection.name} uses client_credentials but has no clientSecret or clientCertificate; ` +
+        `app-only access needs a confidential client.`,
     );
   }
   const timeoutMs = options.timeoutMs ?? DEFAULT_TOKEN_REQUEST_TIMEOUT_MS;
   const now = options.now ?? Date.now;
   try {
-    const token = await clientCredentialsClient(connection, timeoutMs).getToken({ scope: connection.scopes });
-    const set = toTokenSet(token.token, connection.scopes, now());
+    const raw = connection.clientCertificate
+      ? await postForm(
+          connection.tokenUrl,
+          connection,
+          { grant_type: 'client_credentials', scope: connection.scopes.join(' ') },
+          { timeoutMs, now },
+        )
+      : (await clientCredentialsClient(connection, timeoutMs).getToken({ scope: connection.scopes })).token;
+    const set = toTokenSet(raw, connection.scopes, now());
     // Some servers send one anyway; an app-only grant has nothing to refresh.
     delete set.refreshToken;
     return set;

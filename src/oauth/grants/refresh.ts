@@ -11,7 +11,7 @@ import { authorizationCodeClient } from './simple-oauth2-client.js';
 import { classifyTokenError } from './token-errors.js';
 import {
   DEFAULT_TOKEN_REQUEST_TIMEOUT_MS,
-  isPublicClient,
+  hasClientSecret,
   postForm,
   toTokenSet,
   type RequestOptions,
@@ -34,7 +34,7 @@ export async function refreshAccessToken(
   const now = options.now ?? Date.now;
   const scope = refreshScope(connection);
   let set: TokenSet;
-  if (isPublicClient(connection)) {
+  if (!hasClientSecret(connection)) {
     const params: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
     if (scope) params.scope = scope.join(' ');
     set = toTokenSet(

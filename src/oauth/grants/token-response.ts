@@ -6,6 +6,7 @@
  */
 import type { ConnectionConfig } from '../../config/types.js';
 import type { TokenSet } from '../types.js';
+import { CLIENT_ASSERTION_TYPE, signClientAssertion } from './assertions.js';
 import { classifyResponse, classifyTokenError, TokenEndpointError } from './token-errors.js';
 
 /** Used when a request gives no timeout (the token manager passes settings.tokenRequestTimeoutMs). */
@@ -42,7 +43,8 @@ export function toTokenSet(raw: Record<string, unknown>, requestedScopes: string
 /**
  * POSTs a form to a token-like endpoint and returns the JSON body, or throws a classified
  * TokenEndpointError. Client authentication goes in the body (client_secret_post), and
- * `client_secret` is only sent when the connection has one.
+ * `client_secret` is only sent when the connection has one; a connection with a certificate sends a
+ * signed client assertion to its token endpoint instead (private_key_jwt).
  */
 export async function postForm(
   url: string,
@@ -53,7 +55,20 @@ export async function postForm(
   const body = new URLSearchParams({ ...params, client_id: connection.clientId });
   if (connection.clientSecret !== undefined && connection.clientSecret !== '') {
     body.set('client_secret', connection.clientSecret);
+  } else if (connection.clientCertificate && url === connection.tokenUrl) {
+    // Signed per request: each assertion has its own jti and lives only minutes.
+    body.set('client_assertion_type', CLIENT_ASSERTION_TYPE);
+    body.set('client_assertion', await signClientAssertion(connection, (options.now ?? Date.now)()));
   }
+  return postTokenForm(url, body, options);
+}
+
+/** POSTs an already complete form (client authentication included, or none) and parses the answer. */
+export async function postTokenForm(
+  url: string,
+  body: URLSearchParams,
+  options: RequestOptions = {},
+): Promise<Record<string, unknown>> {
   let res: Response;
   let text: string;
   try {
@@ -90,6 +105,12 @@ export async function postForm(
   return json as Record<string, unknown>;
 }
 
+/** Neither a secret nor a certificate: nothing authenticates the client. */
 export function isPublicClient(connection: ConnectionConfig): boolean {
-  return connection.clientSecret === undefined || connection.clientSecret === '';
+  return !hasClientSecret(connection) && connection.clientCertificate === undefined;
+}
+
+/** simple-oauth2 is used only with a secret; every other client goes through postForm. */
+export function hasClientSecret(connection: ConnectionConfig): boolean {
+  return connection.clientSecret !== undefined && connection.clientSecret !== '';
 }

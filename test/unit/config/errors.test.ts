@@ -64,7 +64,7 @@ describe('config errors name file:line:col, the key, the problem and the fix', (
   });
   it('bad enum value', () => {
     expect(errorOf(yaml('connections:', ...GOOGLE, '    grant: implicit'))).toMatchInlineSnapshot(
-      `"cfg.yaml:6:5: connections[0].grant: must be one of: authorization_code, device_code, client_credentials."`,
+      `"cfg.yaml:6:5: connections[0].grant: must be one of: authorization_code, device_code, client_credentials, service_account."`,
     );
   });
   it('bad duration', () => {

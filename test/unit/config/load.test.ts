@@ -371,7 +371,7 @@ describe('provider presets and overrides', () => {
         ),
       ),
     ).toBe(
-      'cfg.yaml:2:5: connections[0]: grant client_credentials needs a client secret. Set clientSecret or clientSecretFile.',
+      'cfg.yaml:2:5: connections[0]: grant client_credentials needs a client secret or a certificate. Set clientSecret, clientSecretFile or clientCertificate.',
     );
   });
 
