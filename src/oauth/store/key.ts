@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
+  fsyncSync,
   linkSync,
   mkdirSync,
   openSync,
@@ -110,6 +111,22 @@ export function loadStoreKey(
   return { key: theirs, source: keyFile, created: false };
 }
 
+/** Makes a new directory entry (the linked key file) durable; the file's own fsync does not. */
+function syncDirectory(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(dir, 'r');
+    fsyncSync(fd);
+  } catch (err) {
+    // Some filesystems refuse fsync on a directory (EINVAL, EISDIR on a few platforms); the file
+    // itself is synced, which is the part that matters most.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw err;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 function readKeyFile(keyFile: string): Buffer | undefined {
   let text: string;
   try {
@@ -121,6 +138,14 @@ function readKeyFile(keyFile: string): Buffer | undefined {
       `Cannot read the key file ${keyFile}: ${(err as Error).message}. ` +
         `Fix its permissions (it must be readable by the proxy's user, mode 0600), or set ${KEY_ENV}.`,
       { cause: err },
+    );
+  }
+  if (text.trim() === '') {
+    throw new ProxyError(
+      'store',
+      `The key file ${keyFile} is empty (a crash while it was first written?). No new key was made: ` +
+        `if the token store has never held data, delete both the key file and the store and start ` +
+        `again; otherwise restore the key from a backup, or set ${KEY_ENV} to it.`,
     );
   }
   return parseKey(text, `the key file ${keyFile}`);
@@ -137,12 +162,16 @@ function createKeyFile(keyFile: string): Buffer | undefined {
   const fd = openSync(tmp, 'wx', 0o600);
   try {
     writeSync(fd, `${key.toString('base64')}\n`);
+    // On disk before anything is encrypted with it: a crash right after first start must not leave
+    // an empty key file next to a store written with a key that is gone.
+    fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   try {
     chmodSync(tmp, 0o600); // the umask may have narrowed it further, never widened; be explicit
     linkSync(tmp, keyFile);
+    syncDirectory(dirname(keyFile));
     return key;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
