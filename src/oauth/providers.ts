@@ -1,8 +1,8 @@
 /**
  * Built-in provider presets: endpoints, scopes and mail servers for Google and Microsoft, so that a
  * connection needs little more than a client id. Every value here can be overridden per connection.
- * Sources: ../shared/PROVIDER-FACTS.md (Google OAuth and Gmail IMAP docs, Microsoft identity platform and
- * Exchange Online OAuth docs).
+ * The values follow Google's OAuth and Gmail IMAP documentation and Microsoft's identity platform and
+ * Exchange Online OAuth documentation.
  */
 import type { GrantType, SaslMechanism, UpstreamServer } from '../config/types.js';
 

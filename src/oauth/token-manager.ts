@@ -13,9 +13,9 @@
  *   notifies) only when it keeps failing: FAILING_AFTER_FAILURES in a row, or for FAILING_AFTER_MS;
  *   permanent ones mark it `needs-consent` and the refresh token is kept for diagnosis but not used again.
  *
- * A Map of in-flight promises gives the single flight (the lru-cache `fetch` recipe of
- * LIBRARY-NOTES §5 does the same, but swallows errors on a cold key and has no notion of backoff or
- * of "the stored token changed under us"; a Map keeps all three explicit).
+ * A Map of in-flight promises gives the single flight (lru-cache's `fetch` could too, but it swallows
+ * errors on a cold key and has no notion of backoff or of "the stored token changed under us"; a Map
+ * keeps all three explicit).
  */
 import type { Logger } from 'pino';
 import { grantHasNoConsent } from '../config/accounts.js';

@@ -1,7 +1,7 @@
 /**
  * An in-process fake OAuth2 authorization server (real HTTP on 127.0.0.1, port 0), Google-like by
- * default, Microsoft-like with `rotateRefreshTokens`. The contract is /tmp/team/FAKE-AUTH-API.md;
- * every other helper's tests depend on it, so only add to it.
+ * default, Microsoft-like with `rotateRefreshTokens`. Most integration and e2e suites depend on its
+ * behaviour, so add to it rather than change it.
  *
  * It is strict where real providers are strict and where being lax would hide our bugs:
  * PKCE S256 is verified, codes are single-use and bound to their redirect_uri, a rotated refresh token

@@ -60,7 +60,8 @@ export default defineCommand((ctx) =>
         destination: ctx.io.stderr,
       });
       const store = openCheckStore(config, ctx.io.env);
-      const tokens = new RecordingTokens(new TokenManager({ config, store, logger }));
+      const manager = new TokenManager({ config, store, logger });
+      const tokens = new RecordingTokens(manager);
       let report;
       try {
         const checks = await runChecks({
@@ -71,6 +72,9 @@ export default defineCommand((ctx) =>
         });
         report = buildReport(account, checks);
       } finally {
+        // Stopping retries saving a rotated refresh token the store refused during the check: closing
+        // the store without it would drop the only live grant.
+        await manager.stop();
         store.close();
       }
       const text = opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report);

@@ -2,8 +2,9 @@
  * `xoauth-proxy check` in-process against the fakes: real TLS, a real TokenManager over a SQLite
  * store, imapflow and nodemailer as the upstream clients, the proxy's own POP3 login.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CheckReport } from '../../../src/check/index.js';
+import { SqliteTokenStore } from '../../../src/oauth/store/sqlite-store.js';
 import { TENANT_DISABLED_TEXT } from '../../helpers/fake-smtp-upstream.js';
 import { secretsOf, startCheckEnv, type CheckTestEnv } from './env.js';
 
@@ -141,6 +142,27 @@ describe('xoauth-proxy check', () => {
     expect(after.accessToken).not.toBe(before.accessToken);
     expect(after.lastRefreshAt).toBeGreaterThan(before.updatedAt - 1);
     noSecrets(env, r.stdout);
+  });
+
+  it('a rotated refresh token the store could not take at once is saved before check exits', async () => {
+    env = await startCheckEnv({ grant: 'expired' });
+    env.auth.options.rotateRefreshTokens = true;
+    const seeded = env.seeded!.refreshToken;
+    // The first write fails as a locked database would; the token manager keeps the rotated token in
+    // memory, and only stopping it before the store closes writes it.
+    const write = vi.spyOn(SqliteTokenStore.prototype, 'updateToken').mockImplementationOnce(() => {
+      throw new Error('database is locked');
+    });
+    try {
+      const r = await env.check('alice@example.com', '--imap');
+      expect(r.stdout).toMatch(/token store problem: Cannot save the refreshed grant/);
+    } finally {
+      write.mockRestore();
+    }
+    const stored = env.record()!.refreshToken!;
+    expect(stored).not.toBe(seeded);
+    expect(env.auth.isRefreshTokenValid(stored)).toBe(true);
+    expect(env.auth.isRefreshTokenValid(seeded)).toBe(false);
   });
 
   it('an upstream that refuses the token once: forced refresh, then OK (IMAP and SMTP)', async () => {
