@@ -170,7 +170,11 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
     sendMessage(res, pages.notFound());
   }
 
+  // Over https, browsers are told to keep using https for this host: a later plain-http link (a typo,
+  // an old bookmark) must not send the consent cookie or an app password page in clear.
+  const hsts = listener.tls === 'implicit';
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    if (hsts) res.setHeader('Strict-Transport-Security', 'max-age=31536000');
     route(req, res).catch((err: unknown) => {
       if (err instanceof BodyTooLarge) {
         if (!res.headersSent)

@@ -61,13 +61,19 @@ accounts:
     expect(server.baseUrl).toBe(`https://localhost:${port}`);
     const link = server.createConsentLink(resolveAccount(config, 'alice@example.com') as ResolvedAccount);
     expect(link.url.startsWith(`https://localhost:${port}/consent/`)).toBe(true);
-    const res = await new Promise<{ status: number; cookie: string[] }>((resolve, reject) => {
+    const res = await new Promise<{ status: number; cookie: string[]; hsts: unknown }>((resolve, reject) => {
       get(link.url, { ca: certs.caPem }, (r) => {
         r.resume();
-        resolve({ status: r.statusCode ?? 0, cookie: r.headers['set-cookie'] ?? [] });
+        resolve({
+          status: r.statusCode ?? 0,
+          cookie: r.headers['set-cookie'] ?? [],
+          hsts: r.headers['strict-transport-security'],
+        });
       }).on('error', reject);
     });
     expect(res.status).toBe(200);
     expect(res.cookie[0]).toMatch(/; HttpOnly; SameSite=Lax; Max-Age=86400; Secure$/);
+    // Browsers keep to https for this host from now on (a year).
+    expect(res.hsts).toBe('max-age=31536000');
   });
 });
