@@ -111,6 +111,32 @@ export function explainConfig(
     }
   }
   if (config.http.publicUrl !== undefined) lines.push(`Consent and admin pages: ${config.http.publicUrl}`);
+  // Consent links, welcome pages with app passwords, and notifications that carry consent links are
+  // worth as much as the mailbox: over plain http to another host anyone on the path can use them.
+  const plain = (url: string | undefined): string | undefined => {
+    if (url === undefined) return undefined;
+    try {
+      const u = new URL(url);
+      return u.protocol === 'http:' && !isLoopback(u.hostname.replace(/^\[|\]$/g, '')) ? u.host : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const publicHost = plain(config.http.publicUrl);
+  if (publicHost !== undefined) {
+    warnings.push(
+      `http.publicUrl ${config.http.publicUrl} is plain http on ${publicHost}: consent links and the app ` +
+        `passwords on the welcome page would cross the network in clear text. Use https (a TLS http ` +
+        `listener or a reverse proxy that terminates TLS).`,
+    );
+  }
+  const webhookHost = plain(config.notify.webhook);
+  if (webhookHost !== undefined) {
+    warnings.push(
+      `notify.webhook is plain http on ${webhookHost}: notifications carry consent links, which would ` +
+        `cross the network in clear text. Use an https webhook.`,
+    );
+  }
   lines.push(`Token store: ${config.store.path}`);
 
   const used = new Set(config.accounts.map((a) => a.connection));

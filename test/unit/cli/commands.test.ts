@@ -101,6 +101,35 @@ describe('check-config', () => {
     );
   });
 
+  it('warns when consent links or notifications would travel over plain http to another host', async () => {
+    const config = (publicUrl: string, webhook: string): string =>
+      yaml(
+        'http:',
+        `  publicUrl: ${publicUrl}`,
+        'notify:',
+        `  webhook: ${webhook}`,
+        'connections:',
+        '  - name: g',
+        '    provider: google',
+        '    clientId: x',
+        'accounts:',
+        '  - username: a@example.com',
+        '    connection: g',
+      );
+    const dir = tempDir({
+      'open.yaml': config('http://mail.example.com:8080', 'http://hooks.example.com/x'),
+      'fine.yaml': config('https://mail.example.com', 'http://127.0.0.1:9000/hook'),
+    });
+    const open = await runCli(['check-config', join(dir, 'open.yaml')]);
+    expect(open.code).toBe(0);
+    expect(open.stdout).toContain(
+      '  - http.publicUrl http://mail.example.com:8080 is plain http on mail.example.com:8080: consent links',
+    );
+    expect(open.stdout).toContain('  - notify.webhook is plain http on hooks.example.com: notifications carry');
+    const fine = await runCli(['check-config', join(dir, 'fine.yaml')]);
+    expect(fine.stdout).not.toMatch(/plain http/);
+  });
+
   it('a broken config exits 2 with file:line:col', async () => {
     const dir = tempDir({
       'c.yaml': yaml('connections:', '  - name: g', '    provider: gogle', '    clientId: x'),
