@@ -39,18 +39,22 @@ export const STDERR_WARNINGS: StoreWarnings = {
  * may have reasons (a group-readable backup setup), but it should be a choice.
  */
 export function warnIfOpenMode(file: string, what: string, warnings: StoreWarnings = STDERR_WARNINGS): void {
-  let mode: number;
+  let stat;
   try {
-    mode = statSync(file).mode & 0o777;
+    stat = statSync(file);
   } catch {
     return;
   }
+  const mode = stat.mode & 0o777;
   if ((mode & 0o077) === 0) return;
   const octal = `0${mode.toString(8).padStart(3, '0')}`;
+  // A directory open to others lets them list, and if writable replace, the store and key files.
+  const [risk, wanted] = stat.isDirectory()
+    ? ['other users on this machine may list or change the files in it', '700']
+    : ['other users on this machine may read it', '600'];
   warnings.warn(
     { file, mode: octal },
-    `The ${what} ${file} has mode ${octal}: other users on this machine may read it. ` +
-      `Run \`chmod 600 ${file}\` unless that is intended.`,
+    `The ${what} ${file} has mode ${octal}: ${risk}. Run \`chmod ${wanted} ${file}\` unless that is intended.`,
   );
 }
 

@@ -131,6 +131,7 @@ export class SqliteTokenStore implements TokenStore {
     });
     if (storeExists) warnIfOpenMode(path, 'token store', options.logger);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    warnIfOpenMode(dirname(path), 'data directory', options.logger);
     if (!existsSync(path)) {
       // Create it ourselves with 0600; SQLite gives its -wal/-shm files the main file's mode.
       try {

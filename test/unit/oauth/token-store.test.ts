@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isProxyError } from '../../../src/errors.js';
@@ -224,6 +224,23 @@ describe('token store', () => {
     );
     // Nothing was changed behind the admin's back.
     expect(statSync(settings.keyFile).mode & 0o777).toBe(0o644);
+  });
+
+  it('warns (naming `chmod 700`) about a data directory open to group or others', () => {
+    openTokenStore(settings, { env: noEnv }).close();
+    const dir = dirname(settings.path);
+    chmodSync(dir, 0o755);
+    const warnings: string[] = [];
+    try {
+      openTokenStore(settings, {
+        env: noEnv,
+        logger: { warn: (_o: object, m: string) => warnings.push(m) },
+      }).close();
+    } finally {
+      chmodSync(dir, 0o700);
+    }
+    expect(warnings.join('\n')).toContain(`The data directory ${dir} has mode 0755`);
+    expect(warnings.join('\n')).toContain(`chmod 700 ${dir}`);
   });
 
   it('lists account summaries without decrypting: works even when a token cannot be decrypted', () => {
