@@ -14,6 +14,9 @@ import type { AddressInfo } from 'node:net';
 import { decodeProtectedHeader, jwtVerify, type JWTPayload } from 'jose';
 import type { ConnectionConfig } from '../../src/config/types.js';
 
+/** The tenant the fake's id_tokens come from, as the test configs' Microsoft tenantId. */
+export const FAKE_TENANT_ID = '11111111-2222-3333-4444-555555555555';
+
 export interface FakeAuthOptions {
   /** Default 3600. */
   accessTokenTtlSeconds?: number;
@@ -21,6 +24,8 @@ export interface FakeAuthOptions {
   rotateRefreshTokens?: boolean;
   /** Scope string put in tokens / tokeninfo (default 'https://mail.google.com/'). */
   scope?: string;
+  /** The `tid` claim of id_tokens, like a Microsoft tenant (default FAKE_TENANT_ID). */
+  tenantId?: string;
   /** Who "signs in" at /authorize (default: login_hint, else 'user@example.com'). */
   autoConsentEmail?: string;
   /** /authorize redirects with ?error=access_denied (the user clicked "cancel"). */
@@ -188,6 +193,7 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
       sub: createHash('sha256').update(email).digest('hex').slice(0, 20),
       email,
       preferred_username: email,
+      tid: options.tenantId ?? FAKE_TENANT_ID,
       name: displayName(email),
       iat: now,
       exp: now + 3600,

@@ -3,10 +3,11 @@
  * it came straight from the token endpoint over TLS in answer to our own code, which OpenID Connect
  * Core §3.1.3.7 (6) accepts in place of a signature check.
  *
- * Claim order matters for Microsoft: its `email` claim is an optional, admin- or user-settable
- * attribute and not verified ("nOAuth"), while `preferred_username` is the sign-in name (UPN), so
- * Microsoft uses preferred_username, then upn, then email. Google's `email` is verified (and we refuse
- * it when `email_verified` is false).
+ * Which claim names the person matters for Microsoft: its `email` claim is an optional, admin- or
+ * user-settable attribute and not verified ("nOAuth"), so it is never used there; `preferred_username`
+ * (the sign-in name, UPN) and `upn` are. Google's `email` is verified (and refused when
+ * `email_verified` is false). A Microsoft connection bound to one tenant by GUID also checks `tid`: a
+ * multi-tenant app registration would otherwise accept a look-alike UPN from any other tenant.
  */
 import type { ConnectionConfig, ResolvedAccount } from '../../config/types.js';
 import { ProxyError } from '../../errors.js';
@@ -25,10 +26,12 @@ export function decodeJwtClaims(jwt: string): Record<string, unknown> | undefine
   }
 }
 
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 function pick(claims: Record<string, unknown>, connection: ConnectionConfig): string | undefined {
   const order =
     connection.provider === 'microsoft'
-      ? ['preferred_username', 'upn', 'email']
+      ? ['preferred_username', 'upn']
       : ['email', 'preferred_username', 'upn'];
   for (const name of order) {
     if (name === 'email' && claims.email_verified === false) continue;
@@ -49,6 +52,7 @@ export async function identityFromTokenSet(
   options: RequestOptions = {},
 ): Promise<ConsentIdentity> {
   const claims = tokenSet.idToken ? decodeJwtClaims(tokenSet.idToken) : undefined;
+  checkTenant(connection, claims);
   const fromIdToken = claims ? pick(claims, connection) : undefined;
   if (fromIdToken && claims) return identity(fromIdToken, claims);
 
@@ -75,11 +79,26 @@ export async function identityFromTokenSet(
   throw new ProxyError(
     'needs-consent',
     `Cannot tell who signed in: the token response of connection ${connection.name} has no id_token with an ` +
-      `email/preferred_username/upn claim` +
+      `${connection.provider === 'microsoft' ? 'preferred_username/upn' : 'email/preferred_username/upn'} claim` +
       (connection.userinfoUrl
         ? ' and the userinfo endpoint named none'
         : ' and the connection has no userinfoUrl') +
       `. Add the scopes "openid email" (or set userinfoUrl) for this connection.`,
+  );
+}
+
+/** A Microsoft connection whose tenantId is a GUID accepts only sign-ins that the id_token puts in it. */
+function checkTenant(connection: ConnectionConfig, claims: Record<string, unknown> | undefined): void {
+  const tenant = connection.tenantId;
+  if (connection.provider !== 'microsoft' || tenant === undefined || !GUID.test(tenant)) return;
+  const tid = claims?.tid;
+  if (typeof tid === 'string' && tid.toLowerCase() === tenant.toLowerCase()) return;
+  const got = typeof tid === 'string' ? `tenant ${tid}` : 'no tenant id (tid)';
+  throw new ProxyError(
+    'needs-consent',
+    `The sign-in came from ${got}, but connection ${connection.name} is for tenant ${tenant}. Nothing was ` +
+      `stored. Sign in with an account of tenant ${tenant}.`,
+    { detail: `id_token tid ${typeof tid === 'string' ? tid : 'missing'}, expected ${tenant}` },
   );
 }
 
