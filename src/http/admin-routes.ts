@@ -129,7 +129,9 @@ export class AdminRoutes {
           : {}),
         appPasswords: passwords.filter((p) => p.accountId === account.id),
         hasAdminPassword: Boolean(account.passwordHash),
-        appOnly: grantHasNoConsent(account.connection),
+        ...(grantHasNoConsent(account.connection)
+          ? { noConsent: account.connection.grant === 'service_account' ? 'service account' : 'app-only' }
+          : {}),
       };
     };
     for (const entry of config.accounts) {

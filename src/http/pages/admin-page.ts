@@ -17,8 +17,8 @@ export interface AdminAccountRow {
   lastError?: string;
   appPasswords: AppPasswordRecord[];
   hasAdminPassword: boolean;
-  /** Client-credentials connection: nobody consents, so there are no consent buttons. */
-  appOnly?: boolean;
+  /** Client-credentials or service-account connection: nobody consents, so no consent buttons. */
+  noConsent?: 'app-only' | 'service account';
 }
 
 export interface AdminPageModel {
@@ -64,8 +64,7 @@ function hidden(csrf: string, username: string): SafeHtml {
 }
 
 function accountActions(row: AdminAccountRow, csrf: string): SafeHtml {
-  if (row.appOnly)
-    return html`<span class="muted small">no consent needed (app-only or service account)</span>`;
+  if (row.noConsent) return html`<span class="muted small">${row.noConsent}: no consent needed</span>`;
   if (row.username) {
     return html`<div class="stack">
       <form
