@@ -243,13 +243,24 @@ export class ConsentFlow {
       this.deps.logger.warn({ account: account.id, err: errorText(err) }, 'code exchange failed');
       return sendMessage(res, pages.exchangeFailed(provider, errorText(err)));
     }
-    await this.finish(res, { state, account, linkHash: p.linkHash, grant });
+    await this.finish(res, { state, account, linkHash: p.linkHash, grant, sameBrowser: true });
   }
 
-  /** Identity check, spend the link, store, app password, notify, welcome page. */
+  /**
+   * Identity check, spend the link, store, app password, notify, welcome page.
+   * `sameBrowser`: the sign-in came back to the browser that started it (the authorization-code
+   * redirect, matched by state and cookie). A device code proves no such thing: whoever pressed the
+   * button may have phished the owner into entering the code elsewhere, so that page gets no password.
+   */
   private async finish(
     res: ServerResponse,
-    f: { state: string; account: ResolvedAccount; linkHash: string; grant: PendingGrant },
+    f: {
+      state: string;
+      account: ResolvedAccount;
+      linkHash: string;
+      grant: PendingGrant;
+      sameBrowser: boolean;
+    },
   ): Promise<void> {
     const { account, grant } = f;
     const provider = providerName(account.connection);
@@ -277,12 +288,16 @@ export class ConsentFlow {
     // With a token manager that records consents itself, it has the fresh token and sends the event.
     if (!this.deps.tokensRecordConsent) this.deps.tokens.invalidate(account.id);
     let appPassword: { password: string; label: string } | undefined;
-    if (!account.passwordHash) {
+    const withheld = !account.passwordHash && !f.sameBrowser;
+    if (!account.passwordHash && f.sameBrowser) {
       const created = await createAppPassword(this.deps.store, account.id, webConsentLabel(now), { now });
       appPassword = { password: created.password, label: created.record.label };
     }
     this.completed.set(f.state, { accountId: account.id, email: account.email, expiresAt: now + 3600_000 });
-    this.deps.logger.info({ account: account.id, appPassword: Boolean(appPassword) }, 'consent complete');
+    this.deps.logger.info(
+      { account: account.id, appPassword: Boolean(appPassword), device: !f.sameBrowser },
+      'consent complete',
+    );
     if (!this.deps.tokensRecordConsent) {
       void this.deps.notifier?.notify({
         kind: 'consent-complete',
@@ -295,11 +310,13 @@ export class ConsentFlow {
       res,
       200,
       welcomePage({
-        ...(grant.identity.name ? { name: grant.identity.name } : {}),
+        // The owner's name only greets the browser that signed in itself.
+        ...(grant.identity.name && f.sameBrowser ? { name: grant.identity.name } : {}),
         mailbox: account.email,
         username: account.username,
         provider,
         ...(appPassword ? { appPassword: appPassword.password, appPasswordLabel: appPassword.label } : {}),
+        ...(withheld ? { appPasswordWithheld: true } : {}),
         listen: this.deps.config.listen,
         publicHost,
       }),
@@ -409,7 +426,13 @@ export class ConsentFlow {
       case 'approved': {
         const grant = session.grant;
         Object.assign(session, { status: 'done' });
-        return this.finish(res, { state: `device:${id}`, account, linkHash: session.linkHash, grant });
+        return this.finish(res, {
+          state: `device:${id}`,
+          account,
+          linkHash: session.linkHash,
+          grant,
+          sameBrowser: false,
+        });
       }
     }
   }

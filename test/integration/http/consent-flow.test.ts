@@ -429,6 +429,25 @@ describe('device-code consent (Microsoft)', () => {
     expect(h.store.getToken('carol@contoso.com')?.state).toBe('active');
   });
 
+  it('shows no app password after a device-code consent: the browser may not be the owner', async () => {
+    // The phishing case: whoever pressed the button sends the code to the owner, who signs in
+    // elsewhere. The page this browser sees must not hand it a password for the owner's mailbox.
+    h.fake.deviceScript(1, 'approve', 'carol@contoso.com');
+    const attacker = new TestBrowser();
+    const done = await waitForOutcome(attacker, await startDevice(attacker));
+    expect(done.status).toBe(200);
+    const html = await done.text();
+    const t = text(html);
+    expect(t).toContain('carol@contoso.com is now connected');
+    expect(html).not.toContain('id="app-password"');
+    expect(t).toContain('Ask your administrator for an app password');
+    expect(t).toContain('xoauth-proxy app-password create carol@contoso.com');
+    expect(t).not.toMatch(/Welcome, \S/);
+    // None was made either: a password nobody saw would only be one more to guess.
+    expect(h.store.listAppPasswords('carol@contoso.com')).toEqual([]);
+    expect(h.store.getToken('carol@contoso.com')?.state).toBe('active');
+  });
+
   it('explains a declined sign-in', async () => {
     h.fake.deviceScript(0, 'declined', 'carol@contoso.com');
     const browser = new TestBrowser();
