@@ -1,7 +1,7 @@
 /**
  * The consent pages: link page -> provider -> callback -> welcome page (or the device-code variant).
  * Everything secret stays server-side: the PKCE verifier lives in a pending record keyed by `state`,
- * bound to the browser's cookie; the link is spent only when tokens are about to be stored.
+ * bound to the browser's cookie; the link is spent only once the tokens are stored.
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -55,8 +55,13 @@ type DeviceSession = {
   | { status: 'approved'; grant: PendingGrant }
   | { status: 'mismatch'; identity: string }
   | { status: 'failed'; reason: string }
+  /** Approved at the provider, but the link was used or expired by then: this page, nothing stored. */
+  | { status: 'refused'; page: MessagePage }
   | { status: 'done' }
 );
+
+/** Consents in progress one link may hold (see makeRoomForLink). */
+export const MAX_PENDING_PER_LINK = 3;
 
 /** Device sessions kept at most; each one may hold a poller at the provider. */
 const MAX_DEVICE_SESSIONS = 200;
@@ -183,6 +188,7 @@ export class ConsentFlow {
     const { record, account, browser } = checked;
     const callback = redirectUri(this.deps.baseUrl());
     const auth = this.deps.grants.startAuthorization(account, callback);
+    this.makeRoomForLink(record.tokenHash);
     this.pending.set(auth.state, {
       state: auth.state,
       linkHash: record.tokenHash,
@@ -197,23 +203,54 @@ export class ConsentFlow {
     redirect(res, auth.url);
   }
 
+  /**
+   * Keeps at most MAX_PENDING_PER_LINK consents in progress for one link, dropping that link's oldest:
+   * pressing the button over and over (or a leaked link) then fills only its own few places, never the
+   * global table where other owners' consents wait. The newest press always works, so the owner who
+   * pressed last is never locked out; refusing new presses instead would let three presses shut the
+   * owner out for the full 15 minutes.
+   */
+  private makeRoomForLink(linkHash: string): void {
+    const mine: string[] = [];
+    for (const [state, p] of this.pending.live()) if (p.linkHash === linkHash) mine.push(state);
+    // Oldest first (insertion order); leave room for the one about to be added.
+    for (const state of mine.slice(0, Math.max(0, mine.length - MAX_PENDING_PER_LINK + 1))) {
+      this.pending.delete(state);
+    }
+  }
+
+  /** The link behind a consent in progress, if it may still be used now; else the page saying why. */
+  private linkStillUsable(linkHash: string): { record: ConsentLinkRecord } | { page: MessagePage } {
+    const record = this.deps.store.getConsentLink(linkHash);
+    if (!record) return { page: pages.badLink() };
+    if (record.usedAt !== undefined) return { page: pages.usedLink(record.usedAt) };
+    // The owner may have spent longer at the provider than the link had left.
+    if (this.deps.now() >= record.expiresAt) return { page: pages.expiredLink(record.expiresAt) };
+    return { record };
+  }
+
   /** GET /oauth/callback?code=..&state=.. (or ?error=..) */
   async callback(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<void> {
     const state = query.get('state') ?? '';
-    const p = state ? this.pending.take(state) : undefined;
-    if (!p) {
+    const found = state ? this.pending.get(state) : undefined;
+    if (!found) {
       const done = state ? this.completed.get(state) : undefined;
       if (done) return sendMessage(res, pages.alreadyDone(done.email));
       this.deps.logger.warn('consent callback with an unknown or expired state');
       return sendMessage(res, pages.stateMismatch());
     }
-    if (browserId(req).id !== p.browser) {
-      this.deps.logger.warn({ account: p.accountId }, 'consent callback from another browser');
+    // Checked before the state is spent: a callback from another browser (someone who got hold of the
+    // redirect URL) must not destroy the owner's consent in progress.
+    if (browserId(req).id !== found.browser) {
+      this.deps.logger.warn({ account: found.accountId }, 'consent callback from another browser');
       return sendMessage(res, pages.stateMismatch());
     }
-    const record = this.deps.store.getConsentLink(p.linkHash);
-    if (!record) return sendMessage(res, pages.badLink());
-    if (record.usedAt !== undefined) return sendMessage(res, pages.usedLink(record.usedAt));
+    // Spent now, before any await: a state is good for one callback only.
+    const p = this.pending.take(state);
+    if (!p) return sendMessage(res, pages.stateMismatch());
+    const usable = this.linkStillUsable(p.linkHash);
+    if ('page' in usable) return sendMessage(res, usable.page);
+    const { record } = usable;
     const account = this.deps.resolveAccount(p.username);
     if (!account || account.id !== p.accountId) return sendMessage(res, pages.accountGone(p.username));
     const provider = providerName(account.connection);
@@ -222,10 +259,7 @@ export class ConsentFlow {
     if (error !== null) {
       const code = safeCode(error);
       this.deps.logger.warn({ account: account.id, error: code }, 'provider refused consent');
-      if (code === 'access_denied') {
-        const stillValid = record.expiresAt > this.deps.now() ? record.expiresAt : undefined;
-        return sendMessage(res, pages.accessDenied(provider, stillValid));
-      }
+      if (code === 'access_denied') return sendMessage(res, pages.accessDenied(provider, record.expiresAt));
       if (code === 'invalid_scope') return sendMessage(res, pages.invalidScope(provider));
       return sendMessage(res, pages.providerError(provider, code));
     }
@@ -270,6 +304,12 @@ export class ConsentFlow {
         'consent refused: signed in as someone else',
       );
       return sendMessage(res, pages.identityMismatch(provider, grant.identity.email, account.email));
+    }
+    // Again here: the code exchange took time, and a device code may be entered long after the press.
+    const usable = this.linkStillUsable(f.linkHash);
+    if ('page' in usable) {
+      this.deps.logger.warn({ account: account.id }, 'consent refused: link used or expired meanwhile');
+      return sendMessage(res, usable.page);
     }
     const now = this.deps.now();
     // Store first: if the provider sent no usable grant the link must stay valid for another try.
@@ -423,8 +463,15 @@ export class ConsentFlow {
         return sendMessage(res, pages.identityMismatch(provider, session.identity, account.email));
       case 'done':
         return sendMessage(res, pages.alreadyDone(account.email));
+      case 'refused':
+        return sendMessage(res, session.page);
       case 'approved': {
         const grant = session.grant;
+        const usable = this.linkStillUsable(session.linkHash);
+        if ('page' in usable) {
+          Object.assign(session, { status: 'refused', page: usable.page });
+          return sendMessage(res, usable.page);
+        }
         Object.assign(session, { status: 'done' });
         return this.finish(res, {
           state: `device:${id}`,
