@@ -1,7 +1,7 @@
 /**
  * The consent pages: link page -> provider -> callback -> welcome page (or the device-code variant).
  * Everything secret stays server-side: the PKCE verifier lives in a pending record keyed by `state`,
- * bound to the browser's cookie; the link is spent only when tokens are about to be stored.
+ * bound to the browser's cookie; the link is spent only once the tokens are stored.
  */
 import { grantHasNoConsent } from '../config/accounts.js';
 import { randomBytes } from 'node:crypto';
@@ -56,8 +56,13 @@ type DeviceSession = {
   | { status: 'approved'; grant: PendingGrant }
   | { status: 'mismatch'; identity: string }
   | { status: 'failed'; reason: string }
+  /** Approved at the provider, but the link was used or expired by then: this page, nothing stored. */
+  | { status: 'refused'; page: MessagePage }
   | { status: 'done' }
 );
+
+/** Consents in progress one link may hold (see makeRoomForLink). */
+export const MAX_PENDING_PER_LINK = 3;
 
 /** Device sessions kept at most; each one may hold a poller at the provider. */
 const MAX_DEVICE_SESSIONS = 200;
@@ -184,6 +189,7 @@ export class ConsentFlow {
     const { record, account, browser } = checked;
     const callback = redirectUri(this.deps.baseUrl());
     const auth = this.deps.grants.startAuthorization(account, callback);
+    this.makeRoomForLink(record.tokenHash);
     this.pending.set(auth.state, {
       state: auth.state,
       linkHash: record.tokenHash,
@@ -198,23 +204,54 @@ export class ConsentFlow {
     redirect(res, auth.url);
   }
 
+  /**
+   * Keeps at most MAX_PENDING_PER_LINK consents in progress for one link, dropping that link's oldest:
+   * pressing the button over and over (or a leaked link) then fills only its own few places, never the
+   * global table where other owners' consents wait. The newest press always works, so the owner who
+   * pressed last is never locked out; refusing new presses instead would let three presses shut the
+   * owner out for the full 15 minutes.
+   */
+  private makeRoomForLink(linkHash: string): void {
+    const mine: string[] = [];
+    for (const [state, p] of this.pending.live()) if (p.linkHash === linkHash) mine.push(state);
+    // Oldest first (insertion order); leave room for the one about to be added.
+    for (const state of mine.slice(0, Math.max(0, mine.length - MAX_PENDING_PER_LINK + 1))) {
+      this.pending.delete(state);
+    }
+  }
+
+  /** The link behind a consent in progress, if it may still be used now; else the page saying why. */
+  private linkStillUsable(linkHash: string): { record: ConsentLinkRecord } | { page: MessagePage } {
+    const record = this.deps.store.getConsentLink(linkHash);
+    if (!record) return { page: pages.badLink() };
+    if (record.usedAt !== undefined) return { page: pages.usedLink(record.usedAt) };
+    // The owner may have spent longer at the provider than the link had left.
+    if (this.deps.now() >= record.expiresAt) return { page: pages.expiredLink(record.expiresAt) };
+    return { record };
+  }
+
   /** GET /oauth/callback?code=..&state=.. (or ?error=..) */
   async callback(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<void> {
     const state = query.get('state') ?? '';
-    const p = state ? this.pending.take(state) : undefined;
-    if (!p) {
+    const found = state ? this.pending.get(state) : undefined;
+    if (!found) {
       const done = state ? this.completed.get(state) : undefined;
       if (done) return sendMessage(res, pages.alreadyDone(done.email));
       this.deps.logger.warn('consent callback with an unknown or expired state');
       return sendMessage(res, pages.stateMismatch());
     }
-    if (browserId(req).id !== p.browser) {
-      this.deps.logger.warn({ account: p.accountId }, 'consent callback from another browser');
+    // Checked before the state is spent: a callback from another browser (someone who got hold of the
+    // redirect URL) must not destroy the owner's consent in progress.
+    if (browserId(req).id !== found.browser) {
+      this.deps.logger.warn({ account: found.accountId }, 'consent callback from another browser');
       return sendMessage(res, pages.stateMismatch());
     }
-    const record = this.deps.store.getConsentLink(p.linkHash);
-    if (!record) return sendMessage(res, pages.badLink());
-    if (record.usedAt !== undefined) return sendMessage(res, pages.usedLink(record.usedAt));
+    // Spent now, before any await: a state is good for one callback only.
+    const p = this.pending.take(state);
+    if (!p) return sendMessage(res, pages.stateMismatch());
+    const usable = this.linkStillUsable(p.linkHash);
+    if ('page' in usable) return sendMessage(res, usable.page);
+    const { record } = usable;
     const account = this.deps.resolveAccount(p.username);
     if (!account || account.id !== p.accountId) return sendMessage(res, pages.accountGone(p.username));
     const provider = providerName(account.connection);
@@ -223,10 +260,7 @@ export class ConsentFlow {
     if (error !== null) {
       const code = safeCode(error);
       this.deps.logger.warn({ account: account.id, error: code }, 'provider refused consent');
-      if (code === 'access_denied') {
-        const stillValid = record.expiresAt > this.deps.now() ? record.expiresAt : undefined;
-        return sendMessage(res, pages.accessDenied(provider, stillValid));
-      }
+      if (code === 'access_denied') return sendMessage(res, pages.accessDenied(provider, record.expiresAt));
       if (code === 'invalid_scope') return sendMessage(res, pages.invalidScope(provider));
       return sendMessage(res, pages.providerError(provider, code));
     }
@@ -244,13 +278,24 @@ export class ConsentFlow {
       this.deps.logger.warn({ account: account.id, err: errorText(err) }, 'code exchange failed');
       return sendMessage(res, pages.exchangeFailed(provider, errorText(err)));
     }
-    await this.finish(res, { state, account, linkHash: p.linkHash, grant });
+    await this.finish(res, { state, account, linkHash: p.linkHash, grant, sameBrowser: true });
   }
 
-  /** Identity check, spend the link, store, app password, notify, welcome page. */
+  /**
+   * Identity check, spend the link, store, app password, notify, welcome page.
+   * `sameBrowser`: the sign-in came back to the browser that started it (the authorization-code
+   * redirect, matched by state and cookie). A device code proves no such thing: whoever pressed the
+   * button may have phished the owner into entering the code elsewhere, so that page gets no password.
+   */
   private async finish(
     res: ServerResponse,
-    f: { state: string; account: ResolvedAccount; linkHash: string; grant: PendingGrant },
+    f: {
+      state: string;
+      account: ResolvedAccount;
+      linkHash: string;
+      grant: PendingGrant;
+      sameBrowser: boolean;
+    },
   ): Promise<void> {
     const { account, grant } = f;
     const provider = providerName(account.connection);
@@ -260,6 +305,12 @@ export class ConsentFlow {
         'consent refused: signed in as someone else',
       );
       return sendMessage(res, pages.identityMismatch(provider, grant.identity.email, account.email));
+    }
+    // Again here: the code exchange took time, and a device code may be entered long after the press.
+    const usable = this.linkStillUsable(f.linkHash);
+    if ('page' in usable) {
+      this.deps.logger.warn({ account: account.id }, 'consent refused: link used or expired meanwhile');
+      return sendMessage(res, usable.page);
     }
     const now = this.deps.now();
     // Store first: if the provider sent no usable grant the link must stay valid for another try.
@@ -278,12 +329,16 @@ export class ConsentFlow {
     // With a token manager that records consents itself, it has the fresh token and sends the event.
     if (!this.deps.tokensRecordConsent) this.deps.tokens.invalidate(account.id);
     let appPassword: { password: string; label: string } | undefined;
-    if (!account.passwordHash) {
+    const withheld = !account.passwordHash && !f.sameBrowser;
+    if (!account.passwordHash && f.sameBrowser) {
       const created = await createAppPassword(this.deps.store, account.id, webConsentLabel(now), { now });
       appPassword = { password: created.password, label: created.record.label };
     }
     this.completed.set(f.state, { accountId: account.id, email: account.email, expiresAt: now + 3600_000 });
-    this.deps.logger.info({ account: account.id, appPassword: Boolean(appPassword) }, 'consent complete');
+    this.deps.logger.info(
+      { account: account.id, appPassword: Boolean(appPassword), device: !f.sameBrowser },
+      'consent complete',
+    );
     if (!this.deps.tokensRecordConsent) {
       void this.deps.notifier?.notify({
         kind: 'consent-complete',
@@ -296,11 +351,13 @@ export class ConsentFlow {
       res,
       200,
       welcomePage({
-        ...(grant.identity.name ? { name: grant.identity.name } : {}),
+        // The owner's name only greets the browser that signed in itself.
+        ...(grant.identity.name && f.sameBrowser ? { name: grant.identity.name } : {}),
         mailbox: account.email,
         username: account.username,
         provider,
         ...(appPassword ? { appPassword: appPassword.password, appPasswordLabel: appPassword.label } : {}),
+        ...(withheld ? { appPasswordWithheld: true } : {}),
         listen: this.deps.config.listen,
         publicHost,
       }),
@@ -407,10 +464,23 @@ export class ConsentFlow {
         return sendMessage(res, pages.identityMismatch(provider, session.identity, account.email));
       case 'done':
         return sendMessage(res, pages.alreadyDone(account.email));
+      case 'refused':
+        return sendMessage(res, session.page);
       case 'approved': {
         const grant = session.grant;
+        const usable = this.linkStillUsable(session.linkHash);
+        if ('page' in usable) {
+          Object.assign(session, { status: 'refused', page: usable.page });
+          return sendMessage(res, usable.page);
+        }
         Object.assign(session, { status: 'done' });
-        return this.finish(res, { state: `device:${id}`, account, linkHash: session.linkHash, grant });
+        return this.finish(res, {
+          state: `device:${id}`,
+          account,
+          linkHash: session.linkHash,
+          grant,
+          sameBrowser: false,
+        });
       }
     }
   }

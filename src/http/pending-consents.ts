@@ -70,6 +70,12 @@ export class ExpiringMap<V extends { expiresAt: number }> {
     return this.entries.delete(key);
   }
 
+  /** Live entries as a snapshot, oldest first (expired ones are dropped on the way). */
+  live(): Array<[string, V]> {
+    this.prune();
+    return [...this.entries];
+  }
+
   values(): IterableIterator<V> {
     return this.entries.values();
   }

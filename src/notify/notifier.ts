@@ -24,7 +24,7 @@ export interface NotificationPayload {
   account: string;
   username: string;
   reason: string;
-  /** A fresh one-off consent link, for needs-consent and failing. */
+  /** A fresh one-off consent link, for needs-consent only. */
   consentUrl?: string;
   at: string;
   message: string;
@@ -104,7 +104,10 @@ export function createNotifier(options: NotifierOptions): Notifier {
       lastSent.set(key, t);
 
       let consentUrl: string | undefined;
-      if (event.kind !== 'consent-complete' && options.consentLinkFor) {
+      // Only a refused grant needs the owner. A `failing` account is a provider outage with its
+      // tokens kept: a link there would send owners to consent for nothing, and every such link is one
+      // more live credential in a mailbox or chat channel.
+      if (event.kind === 'needs-consent' && options.consentLinkFor) {
         try {
           consentUrl = options.consentLinkFor(event.accountId, event.username);
         } catch (err) {

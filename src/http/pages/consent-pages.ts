@@ -65,6 +65,11 @@ export interface WelcomePageModel {
   /** Shown once, never stored. */
   appPassword?: string;
   appPasswordLabel?: string;
+  /**
+   * The consent was finished with a code on another device, so the browser reading this page may not
+   * be the owner's: no app password here, only how to get one.
+   */
+  appPasswordWithheld?: boolean;
   listen: Record<Protocol, ListenerConfig[]>;
   publicHost: string;
 }
@@ -117,7 +122,16 @@ export function welcomePage(m: WelcomePageModel): SafeHtml {
                   or make another one.
                 </p>
               </div>`
-            : html`<p>Use the password your administrator gave you for this mailbox.</p>`
+            : m.appPasswordWithheld
+              ? html`<div class="notice" id="app-password-elsewhere">
+                  <h2>Getting an app password</h2>
+                  <p>
+                    You signed in with a code, maybe on another device, so no password is shown on this page.
+                    Ask your administrator for an app password for this mailbox; they make one with
+                    <code>xoauth-proxy app-password create ${m.username} --label "your device"</code>.
+                  </p>
+                </div>`
+              : html`<p>Use the password your administrator gave you for this mailbox.</p>`
         }
       </div>
       <div class="card">
@@ -126,7 +140,15 @@ export function welcomePage(m: WelcomePageModel): SafeHtml {
           <dt>Username</dt>
           <dd><code>${m.username}</code></dd>
           <dt>Password</dt>
-          <dd>${m.appPassword ? 'the app password above' : 'the one from your administrator'}</dd>
+          <dd>
+            ${
+              m.appPassword
+                ? 'the app password above'
+                : m.appPasswordWithheld
+                  ? 'an app password from your administrator'
+                  : 'the one from your administrator'
+            }
+          </dd>
         </dl>
         ${
           rows.length > 0

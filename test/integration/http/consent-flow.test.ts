@@ -197,18 +197,86 @@ describe('consent pages', () => {
 
     const link = h.server.createConsentLink(account(h, 'alice@example.com'));
     const browser = new TestBrowser();
-    const callback = await authorize(await pressStart(h, browser, link.url));
-    const stranger = await new TestBrowser().get(callback);
-    expect(stranger.status).toBe(400);
-    // The state is spent by the failed attempt: the right browser cannot replay it either.
-    expect((await browser.get(callback)).status).toBe(400);
-    expect(h.store.getToken('alice@example.com')).toBeUndefined();
-
     const late = await authorize(await pressStart(h, browser, link.url));
     h.clock.now += 15 * 60_000;
     expect((await browser.get(late)).status).toBe(400);
     expect(h.store.getToken('alice@example.com')).toBeUndefined();
   });
+
+  it("a callback from another browser is refused and leaves the owner's consent in progress intact", async () => {
+    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const owner = new TestBrowser();
+    const callback = await authorize(await pressStart(h, owner, link.url));
+    // Someone who got hold of the redirect URL (code and state), without the owner's cookie.
+    for (const stranger of [new TestBrowser(), new TestBrowser()]) {
+      const res = await stranger.get(callback);
+      expect(res.status).toBe(400);
+      expect(text(await res.text())).toContain('could not be matched');
+    }
+    expect(h.fake.counts.authorizationCode).toBe(0);
+    expect(h.store.getToken('alice@example.com')).toBeUndefined();
+    // The owner's browser still finishes with the very same callback...
+    const welcome = await owner.get(callback);
+    expect(welcome.status).toBe(200);
+    expect(text(await welcome.text())).toContain('alice@example.com is now connected');
+    expect(h.store.getToken('alice@example.com')?.state).toBe('active');
+    // ...and only once: the state was spent by the matching callback (no second exchange, no password).
+    expect(await (await owner.get(callback)).text()).not.toContain('app-password');
+    expect(h.fake.counts.authorizationCode).toBe(1);
+    expect(h.store.listAppPasswords('alice@example.com')).toHaveLength(1);
+  });
+
+  it('refuses a callback when the link expired while the owner was at the provider; nothing is stored', async () => {
+    const link = h.server.createConsentLink(account(h, 'alice@example.com'), { expiresMs: 5 * 60_000 });
+    const browser = new TestBrowser();
+    const callback = await authorize(await pressStart(h, browser, link.url));
+    // Within the 15 minutes a consent may stay in progress, but past the link's own deadline.
+    h.clock.now += 5 * 60_000;
+    const res = await browser.get(callback);
+    expect(res.status).toBe(410);
+    expect(text(await res.text())).toContain('This link has expired');
+    expect(h.fake.counts.authorizationCode).toBe(0);
+    expect(h.store.getToken('alice@example.com')).toBeUndefined();
+    expect(h.store.listAppPasswords('alice@example.com')).toEqual([]);
+    expect(
+      h.store.getConsentLink(hashConsentToken(link.url.split('/').pop() as string))?.usedAt,
+    ).toBeUndefined();
+  });
+
+  it('one link holds at most 3 consents in progress: its oldest is dropped, the newest works', async () => {
+    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const browsers = [1, 2, 3, 4].map(() => new TestBrowser());
+    const callbacks: string[] = [];
+    for (const b of browsers) callbacks.push(await authorize(await pressStart(h, b, link.url)));
+    // The first press was pushed out by the fourth.
+    expect(text(await (await (browsers[0] as TestBrowser).get(callbacks[0] as string)).text())).toContain(
+      'could not be matched',
+    );
+    // The newest press finishes.
+    const welcome = await (browsers[3] as TestBrowser).get(callbacks[3] as string);
+    expect(welcome.status).toBe(200);
+    expect(h.store.getToken('alice@example.com')?.state).toBe('active');
+  });
+
+  it("pressing one link over and over never evicts another owner's consent in progress", async () => {
+    const bobLink = h.server.createConsentLink(account(h, 'bob@example.org'));
+    const bob = new TestBrowser();
+    const bobCallback = await authorize(await pressStart(h, bob, bobLink.url));
+
+    // More presses than the whole table holds (1000), all with one link, in one browser.
+    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const flood = new TestBrowser();
+    const page = await (await flood.get(link.url)).text();
+    const action = new URL(formAction(page), h.base).toString();
+    const csrf = formField(page, 'csrf');
+    for (let i = 0; i < 1010; i++) {
+      const res = await flood.post(action, { csrf });
+      expect(res.status).toBe(303);
+    }
+    const welcome = await bob.get(bobCallback);
+    expect(welcome.status).toBe(200);
+    expect(text(await welcome.text())).toContain('bob@example.org is now connected');
+  }, 60_000);
 
   it('explains access_denied and keeps the link usable', async () => {
     const link = h.server.createConsentLink(account(h, 'alice@example.com'));
@@ -426,6 +494,25 @@ describe('device-code consent (Microsoft)', () => {
     const done = await waitForOutcome(browser, url);
     expect(done.status).toBe(200);
     expect(text(await done.text())).toContain('carol@contoso.com is now connected');
+    expect(h.store.getToken('carol@contoso.com')?.state).toBe('active');
+  });
+
+  it('shows no app password after a device-code consent: the browser may not be the owner', async () => {
+    // The phishing case: whoever pressed the button sends the code to the owner, who signs in
+    // elsewhere. The page this browser sees must not hand it a password for the owner's mailbox.
+    h.fake.deviceScript(1, 'approve', 'carol@contoso.com');
+    const attacker = new TestBrowser();
+    const done = await waitForOutcome(attacker, await startDevice(attacker));
+    expect(done.status).toBe(200);
+    const html = await done.text();
+    const t = text(html);
+    expect(t).toContain('carol@contoso.com is now connected');
+    expect(html).not.toContain('id="app-password"');
+    expect(t).toContain('Ask your administrator for an app password');
+    expect(t).toContain('xoauth-proxy app-password create carol@contoso.com');
+    expect(t).not.toMatch(/Welcome, \S/);
+    // None was made either: a password nobody saw would only be one more to guess.
+    expect(h.store.listAppPasswords('carol@contoso.com')).toEqual([]);
     expect(h.store.getToken('carol@contoso.com')?.state).toBe('active');
   });
 

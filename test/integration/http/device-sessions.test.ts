@@ -13,6 +13,8 @@ const CODE_LIFETIME_MS = 15 * 60_000;
 interface FakeDevice {
   userCode: string;
   cancelled: number;
+  /** Times its grant was stored. */
+  saved: number;
   approve(): void;
 }
 
@@ -36,7 +38,14 @@ function deviceGrants(now: () => number) {
       const device: FakeDevice = {
         userCode: `CODE-${started.length + 1}`,
         cancelled: 0,
-        approve: () => approve({ identity: { email: account.email }, save: () => undefined }),
+        saved: 0,
+        approve: () =>
+          approve({
+            identity: { email: account.email },
+            save: () => {
+              device.saved += 1;
+            },
+          }),
       };
       started.push(device);
       return Promise.resolve({
@@ -70,10 +79,10 @@ describe('device-code sessions', () => {
     await h.close();
   });
 
-  function newLink(): string {
+  function newLink(expiresMs?: number): string {
     const carol = resolveAccount(h.config, 'carol@contoso.com');
     if (!carol) throw new Error('no account carol');
-    return h.server.createConsentLink(carol).url;
+    return h.server.createConsentLink(carol, expiresMs === undefined ? {} : { expiresMs }).url;
   }
 
   /** Opens the link and presses "Sign in with a code"; returns the device page URL. */
@@ -138,6 +147,22 @@ describe('device-code sessions', () => {
     expect(fake.started).toHaveLength(201);
     expect(fake.started[0]?.cancelled).toBe(1);
     expect(fake.live()).toHaveLength(200);
+  });
+
+  it('a code approved after the link expired stores nothing and says the link expired', async () => {
+    const browser = new TestBrowser();
+    const url = await pressDevice(browser, newLink(5 * 60_000));
+    // The code itself is still good (15 minutes), the link is not.
+    h.clock.now += 5 * 60_000;
+    fake.started[0]?.approve();
+    await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 2; i++) {
+      const res = await browser.get(url);
+      expect(res.status).toBe(410);
+      expect(text(await res.text())).toContain('This link has expired');
+    }
+    expect(fake.started[0]?.saved).toBe(0);
+    expect(h.store.listAppPasswords('carol@contoso.com')).toEqual([]);
   });
 
   it('an expired session stops its poller', async () => {

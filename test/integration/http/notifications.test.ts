@@ -78,6 +78,25 @@ describe('notifications', () => {
     expect((await new TestBrowser().get(h.base + token)).status).toBe(200);
   });
 
+  it('a failing account (provider outage, grant kept) gets no consent link; needs-consent does', async () => {
+    const notifier = createConfiguredNotifier(h.config, h.store, silentLogger(), { now: () => h.clock.now });
+    const onEvent = notifyOnTokenEvent(notifier);
+    const failing = hook.next();
+    onEvent({ kind: 'failing', accountId: 'alice@example.com', at: h.clock.now, error: 'http 503' });
+    const payload = await failing;
+    expect(payload).toMatchObject({ event: 'failing', account: 'alice@example.com', reason: 'http 503' });
+    expect(payload.consentUrl).toBeUndefined();
+    expect(JSON.stringify(payload)).not.toContain('/consent/');
+    const needs = hook.next();
+    onEvent({
+      kind: 'needs-consent',
+      accountId: 'alice@example.com',
+      at: h.clock.now,
+      error: 'invalid_grant',
+    });
+    expect((await needs).consentUrl).toMatch(/\/consent\/[A-Za-z0-9_-]{43}$/);
+  });
+
   it('rate limits per account and event kind', async () => {
     const notifier = createConfiguredNotifier(h.config, h.store, silentLogger(), { now: () => h.clock.now });
     const alice = { accountId: 'alice@example.com' };
