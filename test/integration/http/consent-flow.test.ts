@@ -78,7 +78,7 @@ describe('consent pages', () => {
     expect(t).toContain('1143');
     expect(t).toContain('1587');
     const password = /<output class="secret" id="app-password"[^>]*>([^<]+)<\/output>/.exec(html)?.[1];
-    expect(password).toMatch(/^[a-z2-9]{4}(-[a-z2-9]{4}){3}$/);
+    expect(password).toMatch(/^[a-z2-9]{4}(-[a-z2-9]{4}){4}$/);
 
     const record = h.store.getToken('alice@example.com');
     expect(record?.state).toBe('active');
