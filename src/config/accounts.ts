@@ -73,6 +73,10 @@ export function resolveAccount(config: Config, username: string): ResolvedAccoun
     connection,
     entry: entry.username,
   };
-  if (entry.password !== undefined) resolved.passwordHash = entry.password;
+  // A pattern never has a shared password (the config refuses one); should one reach here anyway, it
+  // must not let one password open every mailbox of the domain.
+  if (entry.password !== undefined && patternDomain(entry.username) === undefined) {
+    resolved.passwordHash = entry.password;
+  }
   return resolved;
 }
