@@ -92,7 +92,7 @@ export function explainConfig(
   lines.push(`Accounts (${config.accounts.length}):`);
   for (const a of config.accounts) {
     const target = a.username.startsWith('*@')
-      ? `each address at ${a.username.slice(2)} (and its subdomains) logs in to its own mailbox`
+      ? `any address at ${a.username.slice(2)} (and its subdomains), each with its own consent`
       : `mailbox ${a.email ?? a.username}`;
     const password = a.password !== undefined ? 'password + app passwords' : 'app passwords only';
     lines.push(`  ${a.username} -> ${a.connection}: ${target}; ${password}`);

@@ -34,12 +34,35 @@ export function findAccountEntry(
   return best?.entry;
 }
 
+/**
+ * A plain mailbox address, `local@domain`: a dot-atom local part (RFC 5321 atext without `*`, or
+ * letters and digits of any script for internationalized addresses) and a domain of dot-separated
+ * labels. Nothing else may reach a pattern account: the typed name becomes the upstream mailbox and
+ * goes into the XOAUTH2 payload, where a control character (the ^A separator), a space or a quote
+ * could change what the provider reads.
+ */
+const LOCAL_ATOM = "[\\p{L}\\p{M}\\p{N}!#$%&'+\\-/=?^_`{|}~]+";
+const DOMAIN_LABEL = '[\\p{L}\\p{M}\\p{N}](?:[\\p{L}\\p{M}\\p{N}-]{0,61}[\\p{L}\\p{M}\\p{N}])?';
+const MAILBOX = new RegExp(
+  `^${LOCAL_ATOM}(?:\\.${LOCAL_ATOM})*@${DOMAIN_LABEL}(?:\\.${DOMAIN_LABEL})+$`,
+  'u',
+);
+
+export function isPlainMailboxAddress(address: string): boolean {
+  if (address.length > 254) return false;
+  const at = address.lastIndexOf('@');
+  return at > 0 && at <= 64 && MAILBOX.test(address);
+}
+
 /** The account a typed username logs in to, or undefined when no entry (or its connection) exists. */
 export function resolveAccount(config: Config, username: string): ResolvedAccount | undefined {
   const typed = username.trim();
   if (typed === '' || typed.includes('*')) return undefined;
   const entry = findAccountEntry(config.accounts, typed);
   if (!entry) return undefined;
+  // An exact entry is a name the admin wrote; a pattern takes whatever the client typed, so only a
+  // plain address may pass (anything else is an unknown user).
+  if (patternDomain(entry.username) !== undefined && !isPlainMailboxAddress(typed)) return undefined;
   const connection = config.connections.get(entry.connection);
   if (!connection) return undefined;
   const email = entry.email ?? typed;
@@ -50,7 +73,11 @@ export function resolveAccount(config: Config, username: string): ResolvedAccoun
     connection,
     entry: entry.username,
   };
-  if (entry.password !== undefined) resolved.passwordHash = entry.password;
+  // A pattern never has a shared password (the config refuses one); should one reach here anyway, it
+  // must not let one password open every mailbox of the domain.
+  if (entry.password !== undefined && patternDomain(entry.username) === undefined) {
+    resolved.passwordHash = entry.password;
+  }
   return resolved;
 }
 

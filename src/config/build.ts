@@ -635,7 +635,13 @@ function buildAccounts(
     } else {
       seen.set(key, at('username'));
     }
-    if (a.password !== undefined && !isPasswordHash(a.password)) {
+    if (isPattern && a.password !== undefined) {
+      report(
+        at('password'),
+        `password is not allowed on a pattern account: one password for every address at ${a.username.slice(2)} would let whoever knows it open every mailbox of the domain`,
+        "Remove it; a pattern account's users log in with their own app passwords, made after their consent.",
+      );
+    } else if (a.password !== undefined && !isPasswordHash(a.password)) {
       report(
         at('password'),
         'password is not a scrypt hash (plain-text passwords are not allowed)',
@@ -644,7 +650,7 @@ function buildAccounts(
     }
     const account: AccountConfig = { username: a.username, connection: a.connection };
     if (a.email !== undefined) account.email = a.email;
-    if (a.password !== undefined) account.password = a.password;
+    if (a.password !== undefined && !isPattern) account.password = a.password;
     out.push(account);
   });
   return out;

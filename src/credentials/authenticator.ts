@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { resolveAccount } from '../config/accounts.js';
 import type { Config, ResolvedAccount } from '../config/types.js';
 import { ProxyError, isProxyError } from '../errors.js';
+import { appPasswordIdOf, isNamedAppPasswordId } from '../oauth/app-passwords.js';
 import type { TokenStore } from '../oauth/types.js';
 import { CredentialCache } from './credential-cache.js';
 import { LoginLimiter } from './login-limiter.js';
@@ -105,14 +106,29 @@ export class LocalAuthenticator implements Authenticator {
    * costs no SQLite read. App passwords are always read from the store, even when their check is
    * cached: `app-password revoke` runs in another process, and a revoked password must stop working
    * at the next login, not when the cache entry expires.
+   *
+   * One scrypt per attempt, whatever the account holds: a password that names one of the account's
+   * app passwords (its first group is the record id) is checked against that hash only; any other
+   * password against the config password, or a dummy hash when there is none. So a wrong password
+   * takes as long for an account with many app passwords as for an unknown user. App passwords made
+   * before ids were part of the password cannot be named, and are still tried one by one.
    */
   private async check(account: ResolvedAccount, password: string): Promise<string | undefined> {
     if (account.passwordHash !== undefined && this.cache.has(account.id, password, account.passwordHash)) {
       return this.accept(undefined);
     }
+    const apps = this.appPasswords(account);
+    const namedId = appPasswordIdOf(password);
+    const named = namedId === undefined ? undefined : apps.find((a) => a.id === namedId);
     const candidates: { hash: string; appPasswordId?: string }[] = [];
-    if (account.passwordHash !== undefined) candidates.push({ hash: account.passwordHash });
-    for (const app of this.appPasswords(account)) candidates.push({ hash: app.hash, appPasswordId: app.id });
+    if (named) {
+      candidates.push({ hash: named.hash, appPasswordId: named.id });
+    } else {
+      if (account.passwordHash !== undefined) candidates.push({ hash: account.passwordHash });
+      for (const app of apps) {
+        if (!isNamedAppPasswordId(app.id)) candidates.push({ hash: app.hash, appPasswordId: app.id });
+      }
+    }
 
     for (const c of candidates) {
       if (this.cache.has(account.id, password, c.hash)) return this.accept(c.appPasswordId);

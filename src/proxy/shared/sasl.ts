@@ -5,10 +5,32 @@
  * Downstream (we are the server): PLAIN (RFC 4616) and the LOGIN prompts.
  */
 
+import { ProxyError } from '../../errors.js';
+
 const SOH = '\x01';
+
+/**
+ * Control characters (^A separates the fields), spaces in the user and the token, and DEL. A user or
+ * token carrying one could add or replace fields of the payload (a second `auth=`), so it is refused
+ * here even though usernames are checked long before: the payload must never say more than we mean.
+ */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\x00-\x20\x7f]/;
+
+function assertSafe(user: string, accessToken: string): void {
+  if (user === '' || UNSAFE.test(user)) {
+    throw new ProxyError('bad-credentials', 'mailbox address has control characters or spaces', {
+      detail: 'Invalid username or password',
+    });
+  }
+  if (accessToken === '' || UNSAFE.test(accessToken)) {
+    throw new ProxyError('token-unavailable', 'access token has control characters or spaces');
+  }
+}
 
 /** XOAUTH2 initial response, base64: `user=U^Aauth=Bearer T^A^A` (developers.google.com/gmail/imap/xoauth2-protocol). */
 export function xoauth2Payload(user: string, accessToken: string): string {
+  assertSafe(user, accessToken);
   return Buffer.from(`user=${user}${SOH}auth=Bearer ${accessToken}${SOH}${SOH}`, 'utf8').toString('base64');
 }
 
@@ -17,6 +39,7 @@ export function xoauth2Payload(user: string, accessToken: string): string {
  * key=value pairs. `,` and `=` in the authzid are escaped as `=2C` / `=3D` (RFC 5801 saslname).
  */
 export function oauthBearerPayload(user: string, accessToken: string, host: string, port: number): string {
+  assertSafe(user, accessToken);
   const authzid = user.replace(/=/g, '=3D').replace(/,/g, '=2C');
   const text = `n,a=${authzid},${SOH}host=${host}${SOH}port=${port}${SOH}auth=Bearer ${accessToken}${SOH}${SOH}`;
   return Buffer.from(text, 'utf8').toString('base64');

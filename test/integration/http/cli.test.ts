@@ -110,7 +110,7 @@ accounts:
     const a = await cli('app-password', 'create', 'alice@example.com', '--label', 'phone');
     expect(a.code).toBe(0);
     const password = a.stdout.trim();
-    expect(password).toMatch(/^[a-z2-9]{4}(-[a-z2-9]{4}){3}$/);
+    expect(password).toMatch(/^[a-z2-9]{4}(-[a-z2-9]{4}){4}$/);
     const b = await cli('app-password', 'create', 'alice@example.com', '--label', 'phone');
     expect(b.stderr).toContain('"phone (2)"');
 

@@ -71,7 +71,9 @@ describe('check-config', () => {
       '    servers: IMAP outlook.office365.com:993 (TLS), SMTP smtp.office365.com:587 (STARTTLS), POP3 outlook.office365.com:995 (TLS)',
     );
     expect(r.stdout).toContain('  alice@gmail.com -> google: mailbox alice@gmail.com; app passwords only');
-    expect(r.stdout).toContain('  *@example.com -> microsoft: each address at example.com');
+    expect(r.stdout).toContain(
+      '  *@example.com -> microsoft: any address at example.com (and its subdomains), each with its own consent; app passwords only',
+    );
     expect(r.stdout).toContain('  IMAP  127.0.0.1:1143  (no TLS)');
     expect(r.stdout).toContain('  HTTP  127.0.0.1:8080  (no TLS)');
   });
@@ -140,6 +142,28 @@ describe('check-config', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe(
       `${file}:3:5: connections[0].provider: must be one of: google, microsoft, azure, custom.\n`,
+    );
+  });
+
+  it('a password on a pattern account exits 2, naming the key and why', async () => {
+    const dir = tempDir({
+      'c.yaml': yaml(
+        'connections:',
+        '  - name: g',
+        '    provider: google',
+        '    clientId: x',
+        'accounts:',
+        "  - username: '*@example.com'",
+        '    connection: g',
+        "    password: '$scrypt$ln=15,r=8,p=1$Zm2Vf6Xc2JtGCgEeXlB6sA$mB3v7q4m0ZqHnD9c1rC8zJt3bVw2oV8q6Vb1pQGzY2E'",
+      ),
+    });
+    const file = join(dir, 'c.yaml');
+    const r = await runCli(['check-config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      `${file}:8:5: accounts[0].password: password is not allowed on a pattern account: one password for every address at example.com would let whoever knows it open every mailbox of the domain. Remove it; a pattern account's users log in with their own app passwords, made after their consent.\n`,
     );
   });
 

@@ -67,4 +67,34 @@ describe('resolveAccount', () => {
     expect(resolveAccount(config, '*@example.com')).toBeUndefined();
     expect(resolveAccount(config, '')).toBeUndefined();
   });
+
+  it('a pattern takes only a plain mailbox address: anything else is an unknown user', () => {
+    for (const typed of [
+      'x@example.com\x01auth=Bearer stolen\x01\x01user=y@example.com',
+      'x@example.com\x01auth=Bearer t@example.com',
+      'x\x01@example.com',
+      'x\u0000y@example.com',
+      'x\ty@example.com',
+      'x y@example.com',
+      '"x y"@example.com',
+      'x"@example.com',
+      'x\\y@example.com',
+      'x*y@example.com',
+      'x@y@example.com',
+      '.x@example.com',
+      'x..y@example.com',
+      'x@exa mple.com',
+      'x@example.com\r\nA1 LOGOUT',
+      'x\u200b@example.com',
+      `${'x'.repeat(65)}@example.com`,
+    ]) {
+      expect(resolveAccount(config, typed), JSON.stringify(typed)).toBeUndefined();
+    }
+  });
+
+  it('plain addresses of any script still match a pattern', () => {
+    for (const typed of ["o'brien+mail@example.com", 'first.last@eu.example.com', 'jörg@example.com']) {
+      expect(resolveAccount(config, typed)?.email, typed).toBe(typed);
+    }
+  });
 });

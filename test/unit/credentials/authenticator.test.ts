@@ -8,6 +8,7 @@ import { LoginLimiter } from '../../../src/credentials/login-limiter.js';
 import { hashPassword } from '../../../src/credentials/password.js';
 import { ProxyError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
+import { generateAppPassword } from '../../../src/oauth/app-passwords.js';
 import type { AppPasswordRecord } from '../../../src/oauth/types.js';
 import { GOOGLE, load, yaml } from '../config/helpers.js';
 
@@ -111,6 +112,44 @@ describe('LocalAuthenticator', () => {
     expect(store.touchAppPassword).toHaveBeenCalledWith('ap1', clock.now);
     // another account's app password does not work
     await failure(auth.verify(attempt('bob@example.org', 'carol-pw')));
+  });
+
+  it('a password naming its record is checked against that record; older records still work', async () => {
+    const named = generateAppPassword('bbbb');
+    const carols = generateAppPassword('cccc');
+    const { auth, store, clock } = await setup({
+      appPasswords: [
+        {
+          id: 'bbbb',
+          accountId: 'bob@example.org',
+          label: 'phone',
+          hash: await hashPassword(named, FAST),
+          createdAt: 1,
+        },
+        {
+          id: '0f6b3c2e-legacy',
+          accountId: 'bob@example.org',
+          label: 'old laptop',
+          hash: await hashPassword('legacy-app-pw', FAST),
+          createdAt: 1,
+        },
+        {
+          id: 'cccc',
+          accountId: 'carol@example.org',
+          label: 'x',
+          hash: await hashPassword(carols, FAST),
+          createdAt: 1,
+        },
+      ],
+    });
+    expect((await auth.verify(attempt('bob@example.org', named))).id).toBe('bob@example.org');
+    expect(store.touchAppPassword).toHaveBeenLastCalledWith('bbbb', clock.now);
+    expect((await auth.verify(attempt('bob@example.org', 'legacy-app-pw'))).id).toBe('bob@example.org');
+    // carol's password names a record bob does not have; bob's names one carol does not have
+    await failure(auth.verify(attempt('bob@example.org', carols, '192.0.2.7')));
+    await failure(auth.verify(attempt('carol@example.org', named, '192.0.2.8')));
+    // the right id with a wrong secret is refused
+    await failure(auth.verify(attempt('bob@example.org', `bbbb${named.slice(4, -1)}z`, '192.0.2.9')));
   });
 
   it('an account with neither password nor app passwords cannot log in', async () => {

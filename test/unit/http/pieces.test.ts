@@ -209,7 +209,7 @@ describe('consent links and app passwords on the real store', () => {
     const seen = new Set<string>();
     for (let i = 0; i < 200; i++) {
       const p = generateAppPassword();
-      expect(p).toMatch(/^[a-hjkmnp-z2-9]{4}(-[a-hjkmnp-z2-9]{4}){3}$/);
+      expect(p).toMatch(/^[a-hjkmnp-z2-9]{4}(-[a-hjkmnp-z2-9]{4}){4}$/);
       seen.add(p);
     }
     expect(seen.size).toBe(200);

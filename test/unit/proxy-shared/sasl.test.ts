@@ -1,5 +1,6 @@
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { ProxyError } from '../../../src/errors.js';
 import {
   decodeErrorChallenge,
   decodeLoginResponse,
@@ -34,6 +35,23 @@ describe('upstream SASL payloads', () => {
   it('escapes , and = in the OAUTHBEARER authzid (RFC 5801 saslname)', () => {
     const decoded = Buffer.from(oauthBearerPayload('a,b=c', 't', 'h', 1), 'base64').toString();
     expect(decoded.startsWith('n,a=a=2Cb=3Dc,\x01')).toBe(true);
+  });
+
+  it('refuses a user or token that could add fields to the payload (^A, other controls, spaces)', () => {
+    const injected = 'x@example.com\x01auth=Bearer stolen\x01\x01';
+    for (const build of [
+      (u: string, t: string) => xoauth2Payload(u, t),
+      (u: string, t: string) => oauthBearerPayload(u, t, 'h', 1),
+    ]) {
+      expect(() => build(injected, 'tok')).toThrow(expect.objectContaining({ code: 'bad-credentials' }));
+      expect(() => build('a b@example.com', 'tok')).toThrow(ProxyError);
+      expect(() => build('a\r\n@example.com', 'tok')).toThrow(ProxyError);
+      expect(() => build('', 'tok')).toThrow(ProxyError);
+      expect(() => build('a@example.com', 'tok\x01auth=Bearer other')).toThrow(
+        expect.objectContaining({ code: 'token-unavailable' }),
+      );
+      expect(() => build('a@example.com', 'tok\x7f')).toThrow(ProxyError);
+    }
   });
 
   it('answers an error challenge with an empty line (XOAUTH2) or ^A (OAUTHBEARER)', () => {
