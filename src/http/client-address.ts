@@ -8,7 +8,9 @@ import { BlockList, isIP } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 
 /** `address` or `address/prefix`, IPv4 or IPv6; undefined when it is neither. */
-export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+export function parseCidr(
+  text: string,
+): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
   const m = /^([^/\s]+)(?:\/(\d{1,3}))?$/.exec(text.trim());
   if (!m) return undefined;
   const address = m[1] as string;

@@ -52,6 +52,11 @@ describe('config errors name file:line:col, the key, the problem and the fix', (
       'cfg.yaml:3:5: settings.loginLimiter.lockTime: unknown key "lockTime". Remove it; allowed here: freeFailures, baseDelay, maxDelay, lockAfter, addressLockAfter, lockDuration, window.',
     );
   });
+  it('http.trustedProxies takes only addresses and CIDR ranges', () => {
+    expect(errorOf(yaml('http:', '  trustedProxies: [10.0.0.0/8, proxy.local]'))).toMatch(
+      /^cfg\.yaml:2:\d+: http\.trustedProxies\[1\]: "proxy\.local" is not an IP address or CIDR range\. Write an address or a network/,
+    );
+  });
   it('unknown top-level key', () => {
     expect(errorOf(yaml('listen: {}', 'acounts: []'))).toMatchInlineSnapshot(
       `"cfg.yaml:2:1: acounts: unknown key "acounts". Did you mean "accounts"?"`,
