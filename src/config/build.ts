@@ -15,6 +15,7 @@ import {
   type ProviderPreset,
 } from '../oauth/providers.js';
 import { isPasswordHash } from '../credentials/password.js';
+import { parseCidr } from '../http/client-address.js';
 import { DEFAULTS, DEFAULT_LISTEN_HOST } from './defaults.js';
 import { formatPath } from './errors.js';
 import { loadClientCertificate, parseServiceAccountKey } from './key-material.js';
@@ -125,6 +126,7 @@ export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config
         baseDelayMs: ll.baseDelay ?? dl.loginLimiter.baseDelayMs,
         maxDelayMs: ll.maxDelay ?? dl.loginLimiter.maxDelayMs,
         lockAfter: ll.lockAfter ?? dl.loginLimiter.lockAfter,
+        addressLockAfter: ll.addressLockAfter ?? dl.loginLimiter.addressLockAfter,
         lockMs: ll.lockDuration ?? dl.loginLimiter.lockMs,
         windowMs: ll.window ?? dl.loginLimiter.windowMs,
       },
@@ -676,5 +678,15 @@ function buildHttp(raw: RawConfig, report: Report, readFile: ReadFile): Config['
   };
   if (h.publicUrl !== undefined) out.publicUrl = h.publicUrl.replace(/\/+$/, '');
   if (adminPassword !== undefined && adminPassword !== '') out.adminPassword = adminPassword;
+  const trusted = h.trustedProxies ?? [];
+  trusted.forEach((entry, i) => {
+    if (!parseCidr(entry))
+      report(
+        ['http', 'trustedProxies', i],
+        `"${entry}" is not an IP address or CIDR range`,
+        'Write an address or a network such as 10.0.0.5, 10.0.0.0/8 or fd00::/8.',
+      );
+  });
+  if (trusted.length > 0) out.trustedProxies = trusted.map((e) => e.trim());
   return out;
 }

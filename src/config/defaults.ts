@@ -38,9 +38,12 @@ export const DEFAULTS: {
     },
     loginLimiter: {
       freeFailures: 3,
-      baseDelayMs: 1_000,
-      maxDelayMs: 30_000,
+      baseDelayMs: 500,
+      // Like Dovecot's 2 s: longer, and mail clients report a dead server instead of a wrong password.
+      maxDelayMs: 2_000,
       lockAfter: 10,
+      // Above lockAfter so one device with a stale password behind an office NAT locks only itself.
+      addressLockAfter: 30,
       lockMs: 15 * 60_000,
       windowMs: 15 * 60_000,
     },

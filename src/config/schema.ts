@@ -247,7 +247,7 @@ export const settingsSchema = z.strictObject({
   loginLimiter: z
     .strictObject({
       freeFailures: z.number().int().nonnegative().optional().meta({
-        description: 'Failures (per address or username) before delays start.',
+        description: 'Failures (per address, username, or both) before delays start.',
         default: d.settings.loginLimiter.freeFailures,
       }),
       baseDelay: duration(
@@ -256,8 +256,12 @@ export const settingsSchema = z.strictObject({
       ),
       maxDelay: duration('Longest delay.', d.settings.loginLimiter.maxDelayMs),
       lockAfter: count(
-        'Failures within the window after which the key is locked.',
+        'Failures of one username from one address within the window after which that pair is locked.',
         d.settings.loginLimiter.lockAfter,
+      ),
+      addressLockAfter: count(
+        'Failures from one address (any usernames) within the window after which the address is locked.',
+        d.settings.loginLimiter.addressLockAfter,
       ),
       lockDuration: duration('How long a lock lasts.', d.settings.loginLimiter.lockMs),
       window: duration('Failures older than this are forgotten.', d.settings.loginLimiter.windowMs),
@@ -279,6 +283,11 @@ export const httpSchema = z.strictObject({
     .enum(['admin', 'command'])
     .optional()
     .meta({ description: 'What a client needing consent is told; default admin when adminPassword is set.' }),
+  trustedProxies: z.array(z.string()).optional().meta({
+    description:
+      'Reverse proxies (CIDR, IPv4 or IPv6) whose X-Forwarded-For names the client address; from other peers the header is ignored.',
+    default: [],
+  }),
   metrics: z.boolean().optional().meta({
     description: 'Serve Prometheus metrics at GET /metrics on the HTTP listener (no account names in it).',
     default: d.http.metrics,

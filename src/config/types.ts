@@ -125,12 +125,14 @@ export interface LimitSettings {
 }
 
 export interface LoginLimiterSettings {
-  /** Failures (per address or per username) before delays start. */
+  /** Failures (per address, username, or both) before delays start; a username is never locked. */
   freeFailures: number;
   baseDelayMs: number;
   maxDelayMs: number;
-  /** Failures within `windowMs` after which the key is locked for `lockMs`. */
+  /** Failures of one username from one address within `windowMs` after which that pair is locked. */
   lockAfter: number;
+  /** Failures from one address (any usernames) within `windowMs` after which the address is locked. */
+  addressLockAfter: number;
   lockMs: number;
   windowMs: number;
 }
@@ -153,6 +155,8 @@ export interface HttpSettings {
   adminPassword?: string;
   /** What a client that needs consent is told: the admin page or a consent-link command. */
   consentHint: 'admin' | 'command';
+  /** CIDRs of reverse proxies whose X-Forwarded-For is believed; absent or empty: none. */
+  trustedProxies?: string[];
   /** GET /metrics (Prometheus) on the HTTP listener; absent means true. */
   metrics?: boolean;
 }

@@ -1,9 +1,15 @@
 /**
- * Slows down password guessing: failures are counted per client address and per username. After
- * `freeFailures` each further failure is answered after a delay that doubles up to `maxDelayMs`; after
- * `lockAfter` failures within `windowMs` the key is locked for `lockMs` and attempts fail without the
- * password even being checked. A success resets the username's counter (not the address's, so one good
- * account does not launder guesses at others). Memory is bounded: least recently seen keys are dropped.
+ * Slows down and stops password guessing without letting anyone lock a user out. Failures are counted
+ * for three keys: the client address, the username, and the pair of both. After `freeFailures` each
+ * further failure on any key is answered after a delay that doubles up to `maxDelayMs` (a few seconds:
+ * a mail client that waits longer reports a dead server, not a wrong password). Only the pair
+ * (after `lockAfter` failures within `windowMs`) and the address (after `addressLockAfter`) are
+ * locked for `lockMs`; a locked attempt fails without the password being checked. The username alone
+ * is never locked: that would let anyone keep a user's mail programs out by guessing from elsewhere,
+ * and a right password is never delayed, so the user logs in at once from an address without locks.
+ * A success resets the counters of the username and of the pair, not the address's (one good account
+ * must not launder guesses at others).
+ * Memory is bounded: least recently seen keys are dropped.
  */
 import { isIPv6 } from 'node:net';
 import { LRUCache } from 'lru-cache';
@@ -15,10 +21,12 @@ export interface LimiterKeys {
 }
 
 interface KeyState {
-  /** Failure times within the window, oldest first (at most lockAfter entries). */
+  /** Failure times within the window, oldest first (bounded, see `fail`). */
   failures: number[];
   lockedUntil: number;
 }
+
+type KeyKind = 'address' | 'username' | 'pair';
 
 export interface LockStatus {
   locked: boolean;
@@ -59,30 +67,46 @@ export class LoginLimiter {
     this.states = new LRUCache<string, KeyState>({ max: options.maxKeys ?? 50_000 });
   }
 
-  private keysOf(keys: LimiterKeys): string[] {
-    return [addressKey(keys.remoteAddress), `user:${keys.username.trim().toLowerCase()}`];
+  private keysOf(keys: LimiterKeys): Record<KeyKind, string> {
+    const address = addressKey(keys.remoteAddress);
+    const username = `user:${keys.username.trim().toLowerCase()}`;
+    // JSON keeps the two parts apart whatever characters the username holds.
+    return { address, username, pair: `pair:${JSON.stringify([address, username])}` };
   }
 
-  /** Is the address or the username locked right now? */
+  /** Failures after which a key is locked; the username alone never is. */
+  private lockAfter(kind: KeyKind): number {
+    if (kind === 'pair') return this.settings.lockAfter;
+    if (kind === 'address') return this.settings.addressLockAfter;
+    return Number.POSITIVE_INFINITY;
+  }
+
+  /** Is the address, or this username from this address, locked right now? */
   status(keys: LimiterKeys): LockStatus {
     const now = this.now();
+    const k = this.keysOf(keys);
     let retryAfterMs = 0;
-    for (const key of this.keysOf(keys)) {
+    for (const key of [k.address, k.pair]) {
       const state = this.states.get(key);
       if (state && state.lockedUntil > now) retryAfterMs = Math.max(retryAfterMs, state.lockedUntil - now);
     }
     return { locked: retryAfterMs > 0, retryAfterMs };
   }
 
-  /** Records a failure; returns how long to wait before answering. */
+  /** Records a failure; returns how long to wait before answering (at most maxDelayMs). */
   fail(keys: LimiterKeys): number {
     const now = this.now();
     const s = this.settings;
     let delay = 0;
-    for (const key of this.keysOf(keys)) {
+    for (const [kind, key] of Object.entries(this.keysOf(keys)) as [KeyKind, string][]) {
       const state = this.states.get(key) ?? { failures: [], lockedUntil: 0 };
       state.failures = state.failures.filter((t) => t > now - s.windowMs);
       state.failures.push(now);
+      // The username is never locked, so nothing empties its list: past the point where the delay stops
+      // growing, older failures change nothing and are dropped (locked keys empty theirs at the lock).
+      const keep = s.freeFailures + 32;
+      if (kind === 'username' && state.failures.length > keep)
+        state.failures.splice(0, state.failures.length - keep);
       const count = state.failures.length;
       if (count > s.freeFailures) {
         delay = Math.max(
@@ -90,7 +114,7 @@ export class LoginLimiter {
           Math.min(s.maxDelayMs, s.baseDelayMs * 2 ** Math.min(30, count - s.freeFailures - 1)),
         );
       }
-      if (count >= s.lockAfter) {
+      if (count >= this.lockAfter(kind)) {
         state.lockedUntil = now + s.lockMs;
         state.failures = [];
       }
@@ -99,18 +123,19 @@ export class LoginLimiter {
     return delay;
   }
 
-  /** A successful login: forget the username's failures. */
+  /** A successful login: forget the username's failures (from everywhere and from this address). */
   succeed(keys: LimiterKeys): void {
-    const [, userKey] = this.keysOf(keys);
-    if (userKey !== undefined) this.states.delete(userKey);
+    const k = this.keysOf(keys);
+    this.states.delete(k.username);
+    this.states.delete(k.pair);
   }
 
-  /** Number of failures currently counted for a key (for tests and status pages). */
-  failures(keys: LimiterKeys): { address: number; username: number } {
+  /** Number of failures currently counted for each key (for tests and status pages). */
+  failures(keys: LimiterKeys): { address: number; username: number; pair: number } {
     const now = this.now();
-    const [a, u] = this.keysOf(keys).map(
-      (k) => this.states.get(k)?.failures.filter((t) => t > now - this.settings.windowMs).length ?? 0,
-    );
-    return { address: a ?? 0, username: u ?? 0 };
+    const k = this.keysOf(keys);
+    const count = (key: string): number =>
+      this.states.get(key)?.failures.filter((t) => t > now - this.settings.windowMs).length ?? 0;
+    return { address: count(k.address), username: count(k.username), pair: count(k.pair) };
   }
 }

@@ -17,7 +17,13 @@ import { html } from './html.js';
 import { adminPage, consentLinkCreatedPage, type AdminAccountRow } from './pages/admin-page.js';
 import { messagePage } from './pages/messages.js';
 import { redirect, readForm, sendHtml, sendMessage } from './respond.js';
-import { browserId, securityHeaders, setBrowserCookie, type CsrfTokens } from './security.js';
+import {
+  appendSetCookie,
+  browserId,
+  securityHeaders,
+  setBrowserCookie,
+  type CsrfTokens,
+} from './security.js';
 import { pages } from './pages/messages.js';
 
 export interface AdminDeps {
@@ -28,6 +34,8 @@ export interface AdminDeps {
   now: () => number;
   csrf: CsrfTokens;
   baseUrl: () => string;
+  /** The listener speaks https: cookies get Secure (also when publicUrl is https). */
+  https?: boolean;
 }
 
 const CSRF_PURPOSE = 'admin';
@@ -39,14 +47,25 @@ export class AdminRoutes {
     private readonly deps: AdminDeps,
     secret: string,
   ) {
-    this.auth = new AdminAuth(secret, deps.now);
+    this.auth = new AdminAuth(secret, deps.now, {
+      ...(deps.config.http?.trustedProxies ? { trustedProxies: deps.config.http.trustedProxies } : {}),
+    });
+  }
+
+  private secureCookies(): boolean {
+    return Boolean(this.deps.https) || this.deps.baseUrl().startsWith('https:');
   }
 
   /** True when the request may go on; otherwise the response is already sent. */
   private async authorize(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const result = await this.auth.check(req);
-    if (result === 'ok') return true;
-    if (result === 'wrong') this.deps.logger.warn({ client: req.socket.remoteAddress }, 'admin login failed');
+    if (result === 'session') return true;
+    if (result === 'ok') {
+      appendSetCookie(res, this.auth.sessionCookie(this.secureCookies()));
+      return true;
+    }
+    if (result === 'wrong')
+      this.deps.logger.warn({ client: this.auth.clientAddress(req) }, 'admin login failed');
     if (result === 'busy') this.deps.logger.warn('admin login refused: too many attempts from all addresses');
     const refused = result === 'locked' || result === 'busy';
     const body = messagePage({
@@ -92,7 +111,7 @@ export class AdminRoutes {
 
   private showStatus(req: IncomingMessage, res: ServerResponse): void {
     const browser = browserId(req);
-    if (browser.isNew) setBrowserCookie(res, browser.id, this.deps.baseUrl().startsWith('https:'));
+    if (browser.isNew) setBrowserCookie(res, browser.id, this.secureCookies());
     sendHtml(
       res,
       200,

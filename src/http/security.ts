@@ -50,7 +50,14 @@ export function setBrowserCookie(res: ServerResponse, id: string, secure: boolea
   // which must still carry the cookie; cross-site POSTs do not.
   const attrs = ['Path=/', 'HttpOnly', 'SameSite=Lax', 'Max-Age=86400'];
   if (secure) attrs.push('Secure');
-  res.setHeader('Set-Cookie', `${BROWSER_COOKIE}=${id}; ${attrs.join('; ')}`);
+  appendSetCookie(res, `${BROWSER_COOKIE}=${id}; ${attrs.join('; ')}`);
+}
+
+/** Adds a Set-Cookie header without replacing one set earlier for the same response. */
+export function appendSetCookie(res: ServerResponse, cookie: string): void {
+  const prev = res.getHeader('Set-Cookie');
+  const list = prev === undefined ? [] : Array.isArray(prev) ? prev : [String(prev)];
+  res.setHeader('Set-Cookie', [...list, cookie]);
 }
 
 /** Keyed HMACs with a per-process secret: a CSRF token is bound to a browser and a purpose. */

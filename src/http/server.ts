@@ -109,6 +109,7 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
           now,
           csrf,
           baseUrl,
+          https: listener.tls === 'implicit',
         },
         adminSecret,
       )

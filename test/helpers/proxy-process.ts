@@ -262,7 +262,7 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
       refreshMargin: '1s',
       tokenRequestTimeout: '3s',
       credentialCache: '5m',
-      loginLimiter: { freeFailures: 1000, lockAfter: 10000 },
+      loginLimiter: { freeFailures: 1000, lockAfter: 10000, addressLockAfter: 10000 },
       ...options.settings,
     },
   };

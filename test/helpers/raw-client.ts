@@ -7,15 +7,20 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { getTestCerts } from './certs.js';
 
-/** Opens a connection to the proxy on 127.0.0.1 (implicit TLS when `tls`). */
+/**
+ * Opens a connection to the proxy on 127.0.0.1 (implicit TLS when `tls`), from `localAddress` when
+ * given (another address of 127.0.0.0/8, to play a second client host).
+ */
 export async function openRawSocket(
   port: number,
   tls: boolean,
   tlsOptions: ConnectionOptions = {},
+  localAddress?: string,
 ): Promise<Socket> {
+  const from = localAddress ? { localAddress } : {};
   const socket = tls
-    ? tlsConnect({ host: '127.0.0.1', port, ca: getTestCerts().caPem, ...tlsOptions })
-    : netConnect({ host: '127.0.0.1', port });
+    ? tlsConnect({ host: '127.0.0.1', port, ca: getTestCerts().caPem, ...from, ...tlsOptions })
+    : netConnect({ host: '127.0.0.1', port, ...from });
   await new Promise<void>((resolve, reject) => {
     socket.once(tls ? 'secureConnect' : 'connect', () => resolve());
     socket.once('error', reject);

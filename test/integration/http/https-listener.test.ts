@@ -33,6 +33,7 @@ connections:
   - { name: g, provider: google, clientId: id, clientSecret: s }
 accounts:
   - { username: alice@example.com, connection: g }
+http: { adminPassword: tok-0123456789abcdef }
 `,
       { file: join(dir, 'config.yaml'), env: {} },
     );
@@ -75,5 +76,25 @@ accounts:
     expect(res.cookie[0]).toMatch(/; HttpOnly; SameSite=Lax; Max-Age=86400; Secure$/);
     // Browsers keep to https for this host from now on (a year).
     expect(res.hsts).toBe('max-age=31536000');
+  });
+
+  it('the admin session cookie is Secure on an https listener', async () => {
+    const certs = getTestCerts();
+    const cookies = await new Promise<string[]>((resolve, reject) => {
+      get(
+        `https://localhost:${port}/admin`,
+        {
+          ca: certs.caPem,
+          headers: { authorization: `Basic ${Buffer.from('admin:tok-0123456789abcdef').toString('base64')}` },
+        },
+        (r) => {
+          r.resume();
+          resolve(r.headers['set-cookie'] ?? []);
+        },
+      ).on('error', reject);
+    });
+    const admin = cookies.find((c) => c.startsWith('xoauth_proxy_admin='));
+    expect(admin).toMatch(/; HttpOnly; SameSite=Strict; Max-Age=3600; Secure$/);
+    expect(admin).toContain('; Path=/admin;');
   });
 });

@@ -2,8 +2,8 @@
 import { RawClient, openRawSocket } from '../../helpers/raw-client.js';
 
 export class RawImap extends RawClient {
-  static async connect(port: number, tls = false): Promise<RawImap> {
-    return new RawImap(await openRawSocket(port, tls));
+  static async connect(port: number, tls = false, localAddress?: string): Promise<RawImap> {
+    return new RawImap(await openRawSocket(port, tls, {}, localAddress));
   }
 
   /** Everything received so far. */

@@ -49,7 +49,12 @@ describe('config errors name file:line:col, the key, the problem and the fix', (
       'cfg.yaml:4:7: listen.imap[0].address: unknown key "address". Remove it; allowed here: host, port, tls, cert, key, minVersion.',
     );
     expect(errorOf(yaml('settings:', '  loginLimiter:', '    lockTime: 1m'))).toBe(
-      'cfg.yaml:3:5: settings.loginLimiter.lockTime: unknown key "lockTime". Remove it; allowed here: freeFailures, baseDelay, maxDelay, lockAfter, lockDuration, window.',
+      'cfg.yaml:3:5: settings.loginLimiter.lockTime: unknown key "lockTime". Remove it; allowed here: freeFailures, baseDelay, maxDelay, lockAfter, addressLockAfter, lockDuration, window.',
+    );
+  });
+  it('http.trustedProxies takes only addresses and CIDR ranges', () => {
+    expect(errorOf(yaml('http:', '  trustedProxies: [10.0.0.0/8, proxy.local]'))).toMatch(
+      /^cfg\.yaml:2:\d+: http\.trustedProxies\[1\]: "proxy\.local" is not an IP address or CIDR range\. Write an address or a network/,
     );
   });
   it('unknown top-level key', () => {

@@ -57,9 +57,10 @@ describe('loadConfig', () => {
       },
       loginLimiter: {
         freeFailures: 3,
-        baseDelayMs: 1000,
-        maxDelayMs: 30_000,
+        baseDelayMs: 500,
+        maxDelayMs: 2_000,
         lockAfter: 10,
+        addressLockAfter: 30,
         lockMs: 900_000,
         windowMs: 900_000,
       },

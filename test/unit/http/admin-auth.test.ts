@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { hashPassword } from '../../../src/credentials/password.js';
 import { AdminAuth } from '../../../src/http/admin-auth.js';
 import { AdminRoutes } from '../../../src/http/admin-routes.js';
+import { TrustedProxies, parseCidr } from '../../../src/http/client-address.js';
 import { CsrfTokens } from '../../../src/http/security.js';
 import { silentLogger } from '../../../src/log.js';
 import type { Config } from '../../../src/config/types.js';
@@ -132,5 +133,41 @@ describe('AdminRoutes and the global cap', () => {
     expect(busy?.headers['Retry-After']).toBe('60');
     expect(busy?.headers['WWW-Authenticate']).toBeUndefined();
     expect(busy?.body).toContain('Too many sign-in attempts');
+  });
+});
+
+describe('TrustedProxies', () => {
+  const req = (remoteAddress: string, xff?: string | string[]): IncomingMessage =>
+    ({
+      socket: { remoteAddress },
+      headers: xff === undefined ? {} : { 'x-forwarded-for': xff },
+    }) as unknown as IncomingMessage;
+
+  it('ignores X-Forwarded-For unless the peer is a trusted proxy', () => {
+    const none = new TrustedProxies([]);
+    expect(none.clientOf(req('192.0.2.1', '203.0.113.5'))).toBe('192.0.2.1');
+    const t = new TrustedProxies(['10.0.0.0/8', 'fd00::/8', '192.0.2.7']);
+    expect(t.clientOf(req('198.51.100.1', '203.0.113.5'))).toBe('198.51.100.1');
+    expect(t.clientOf(req('192.0.2.8', '203.0.113.5'))).toBe('192.0.2.8');
+  });
+
+  it('takes the right-most untrusted hop, over several headers, IPv6 and mapped addresses', () => {
+    const t = new TrustedProxies(['10.0.0.0/8', 'fd00::/8']);
+    expect(t.clientOf(req('10.1.2.3', 'forged, 203.0.113.5'))).toBe('203.0.113.5');
+    expect(t.clientOf(req('::ffff:10.1.2.3', '198.51.100.9, 203.0.113.5, 10.9.9.9'))).toBe('203.0.113.5');
+    expect(t.clientOf(req('fd00::1', ['2001:db8::1', 'fd12::2']))).toBe('2001:db8::1');
+    // only trusted hops, or none at all: the last trusted one is all that is known
+    expect(t.clientOf(req('10.1.2.3', '10.4.4.4'))).toBe('10.4.4.4');
+    expect(t.clientOf(req('10.1.2.3'))).toBe('10.1.2.3');
+    // garbage written by a trusted hop: stop at the address that hop was reached from
+    expect(t.clientOf(req('10.1.2.3', '203.0.113.5, junk'))).toBe('10.1.2.3');
+  });
+
+  it('parses addresses and CIDR ranges, refuses anything else', () => {
+    expect(parseCidr('10.0.0.0/8')).toEqual({ address: '10.0.0.0', prefix: 8, family: 'ipv4' });
+    expect(parseCidr('::1')).toEqual({ address: '::1', prefix: 128, family: 'ipv6' });
+    for (const bad of ['10.0.0.0/33', 'fd00::/129', 'proxy.example.com', '10.0.0/8', '', '10.0.0.1/']) {
+      expect(parseCidr(bad)).toBeUndefined();
+    }
   });
 });
