@@ -25,9 +25,15 @@ WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json config.example.yaml config.schema.json ./
-RUN mkdir -p /data /config && chown node:node /data && chmod 700 /data
-USER node
+# The image's `node` user, by number: Kubernetes' runAsNonRoot can only check a numeric USER.
+RUN mkdir -p /data /config && chown 1000:1000 /data && chmod 700 /data
+USER 1000:1000
 VOLUME ["/data"]
+# The HTTP listener's /healthz (see docs/operations.md); node itself asks, the slim image has no curl.
+# Point XOAUTH_PROXY_HEALTH_URL elsewhere when the HTTP listener is not on port 8080.
+ENV XOAUTH_PROXY_HEALTH_URL=http://127.0.0.1:8080/healthz
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch(process.env.XOAUTH_PROXY_HEALTH_URL).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Listeners must bind 0.0.0.0 inside the container to be reachable (config `listen.*.host`);
 # publish them on the host's loopback only: docker run -p 127.0.0.1:1143:1143 ...
 EXPOSE 1143 1587 1110 8080

@@ -14,7 +14,7 @@ import { openTokenStore } from './oauth/store/index.js';
 import { TokenManager } from './oauth/token-manager.js';
 import { createImapServer } from './proxy/imap/server.js';
 import { createPop3Server } from './proxy/pop3/server.js';
-import type { ProxyDeps, ProxyServer } from './proxy/shared/types.js';
+import type { CloseOptions, ProxyDeps, ProxyServer } from './proxy/shared/types.js';
 import { createSmtpServer } from './proxy/smtp/server.js';
 
 export interface RunningListener {
@@ -28,7 +28,11 @@ export interface Daemon {
   listeners: RunningListener[];
   /** Base URL of the consent/admin web pages, when an HTTP listener runs. */
   httpUrl?: string;
-  close(): Promise<void>;
+  /**
+   * Stops every listener at once and ends sessions not logged in; relayed sessions may go on for
+   * `graceMs` (default 0); then the token manager saves what it holds and the store closes.
+   */
+  close(options?: CloseOptions): Promise<void>;
 }
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
@@ -69,6 +73,16 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   for (const listener of config.listen.pop3) {
     planned.push({ protocol: 'pop3', listener, server: createPop3Server(listener, deps) });
   }
+  let stopping = false;
+  const started: Array<{ protocol: Protocol; listener: ListenerConfig; server: ProxyServer }> = [];
+  // What /readyz checks besides the store: a listener that did not bind is a proxy that cannot serve.
+  const notReady = (): string | undefined => {
+    if (stopping) return 'shutting down';
+    const unbound = planned.find((entry) => !started.includes(entry));
+    return unbound
+      ? `${unbound.protocol} listener ${unbound.listener.host}:${unbound.listener.port} is not bound`
+      : undefined;
+  };
   for (const listener of config.listen.http) {
     const server = createHttpServer(listener, {
       config,
@@ -76,15 +90,20 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       tokens,
       logger: logger.child({ protocol: 'http' }),
       notifier,
+      readiness: notReady,
       ...(metrics ? { metrics } : {}),
     });
     planned.push({ protocol: 'http', listener, server });
   }
 
-  const started: typeof planned = [];
   const listeners: RunningListener[] = [];
-  const shutdown = async (): Promise<void> => {
-    await Promise.allSettled(started.map((s) => s.server.close()));
+  const shutdown = async (options: CloseOptions = {}): Promise<void> => {
+    stopping = true;
+    // Every listener stops accepting at the same moment; only the mail fronts have sessions worth waiting for.
+    await Promise.allSettled(
+      started.map((s) => (s.protocol === 'http' ? s.server.close() : s.server.close(options))),
+    );
+    // After the sessions: a refresh still in flight is awaited and a rotated refresh token saved first.
     await tokens.stop();
     store.close();
   };
@@ -110,6 +129,6 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   return {
     listeners,
     ...(http ? { httpUrl: publicBaseUrl(config, http.port) } : {}),
-    close: () => (closing ??= shutdown()),
+    close: (options) => (closing ??= shutdown(options)),
   };
 }

@@ -37,10 +37,10 @@ export interface CliIO {
 
 export interface CliDeps {
   startDaemon: typeof startDaemon;
-  /** Where SIGINT/SIGTERM come from (process, or an EventEmitter in tests). */
+  /** Where SIGINT/SIGTERM/SIGHUP come from (process, or an EventEmitter in tests). */
   signals: {
-    on(event: 'SIGINT' | 'SIGTERM', listener: () => void): unknown;
-    off(event: 'SIGINT' | 'SIGTERM', listener: () => void): unknown;
+    on(event: 'SIGINT' | 'SIGTERM' | 'SIGHUP', listener: () => void): unknown;
+    off(event: 'SIGINT' | 'SIGTERM' | 'SIGHUP', listener: () => void): unknown;
   };
   logger?: (ctx: CliContext) => Logger;
   /** Ends the process at once (second Ctrl+C during shutdown). */

@@ -108,6 +108,7 @@ export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config
       keepAliveIntervalMs: s.keepAliveInterval ?? dl.keepAliveIntervalMs,
       tokenRequestTimeoutMs: s.tokenRequestTimeout ?? dl.tokenRequestTimeoutMs,
       credentialCacheMs: s.credentialCache ?? dl.credentialCacheMs,
+      shutdownGraceMs: s.shutdownGrace ?? dl.shutdownGraceMs,
       limits: {
         maxLineLength: lim.maxLineLength ?? dl.limits.maxLineLength,
         maxLiteralSize: lim.maxLiteralSize ?? dl.limits.maxLiteralSize,

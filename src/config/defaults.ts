@@ -19,6 +19,9 @@ export const DEFAULTS: {
     keepAliveIntervalMs: 24 * 3_600_000,
     tokenRequestTimeoutMs: 30_000,
     credentialCacheMs: 5 * 60_000,
+    // Long enough for a client to finish sending a message; short of systemd's and Docker's kill timeouts
+    // once those are raised to match (the unit and compose file allow 45s).
+    shutdownGraceMs: 30_000,
     limits: {
       // RFC 7162 asks servers to accept command lines of at least 8000 octets.
       maxLineLength: 8192,

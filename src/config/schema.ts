@@ -203,6 +203,10 @@ export const settingsSchema = z.strictObject({
     'How long a verified local password is remembered (0 disables the cache).',
     d.settings.credentialCacheMs,
   ),
+  shutdownGrace: duration(
+    'On SIGTERM/SIGINT, how long relayed sessions may go on before they are closed (0 closes them at once).',
+    d.settings.shutdownGraceMs,
+  ),
   limits: z
     .strictObject({
       maxLineLength: count(

@@ -144,6 +144,8 @@ export interface Settings {
   keepAliveIntervalMs: number;
   tokenRequestTimeoutMs: number;
   credentialCacheMs: number;
+  /** On SIGTERM/SIGINT, how long relayed sessions may continue before they are closed. */
+  shutdownGraceMs: number;
   limits: LimitSettings;
   loginLimiter: LoginLimiterSettings;
 }

@@ -1,6 +1,6 @@
 /**
- * The HTTP listener: consent pages, the OAuth callback, (with an admin password) /admin and, unless
- * `http.metrics` is false, the Prometheus /metrics.
+ * The HTTP listener: consent pages, the OAuth callback, (with an admin password) /admin, the probes
+ * /healthz and /readyz and, unless `http.metrics` is false, the Prometheus /metrics.
  * Server-rendered HTML, no scripts, one stylesheet; every response carries the security headers.
  */
 import {
@@ -52,6 +52,11 @@ export interface HttpServerDeps {
   now?: () => number;
   /** Served at GET /metrics unless `http.metrics` is false (src/metrics/metrics.ts). */
   metrics?: MetricsSource;
+  /**
+   * What /readyz asks besides the store: a short reason why the process cannot serve yet (a listener
+   * not bound, a shutdown under way), or undefined when it can. The daemon passes its own.
+   */
+  readiness?: () => string | undefined;
 }
 
 /** What GET /metrics serves: Prometheus text from the daemon's Metrics object. */
@@ -129,6 +134,13 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
       });
       res.end(STYLE_CSS);
       return;
+    }
+    if (path === '/healthz' || path === '/readyz') {
+      if (!isGet) return sendMessage(res, pages.methodNotAllowed());
+      // No authentication and no account data: a load balancer or `docker` asks, not a person.
+      const reason =
+        path === '/healthz' ? undefined : (deps.readiness?.() ?? storeUnreadable(deps.store, deps.logger));
+      return sendPlain(res, reason === undefined ? 200 : 503, reason ?? 'ok', method === 'HEAD');
     }
     if (path === '/metrics' && metrics) {
       if (!isGet) return sendMessage(res, pages.methodNotAllowed());
@@ -244,6 +256,36 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
       });
     },
   };
+}
+
+/** A readiness probe's answer: one line of text that is never cached. */
+function sendPlain(res: ServerResponse, status: number, text: string, headOnly: boolean): void {
+  const body = `${text}\n`;
+  res.writeHead(status, {
+    ...securityHeaders(),
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Cache-Control': 'no-store',
+    'Content-Length': String(Buffer.byteLength(body)),
+  });
+  res.end(headOnly ? undefined : body);
+}
+
+/**
+ * Whether the token store answers a read (one indexed lookup of an id no account has, so no secret
+ * is decrypted and nothing about an account is learned). The error's details go to the log only: the
+ * reason is for an unauthenticated caller.
+ */
+function storeUnreadable(store: TokenStore, logger: Logger): string | undefined {
+  try {
+    store.getToken('\u0000readyz');
+    return undefined;
+  } catch (err) {
+    logger.warn(
+      { err: err instanceof Error ? err.message : String(err) },
+      'readyz: the token store cannot be read',
+    );
+    return 'token store cannot be read';
+  }
 }
 
 /** The path without query and without the secret parts (consent-link token, device session id). */

@@ -125,6 +125,10 @@ export interface ProxyProcess {
   status(): Promise<unknown>;
   /** Opens the proxy's token store (same key), for assertions; close it after use. */
   openStore(): Promise<TokenStore>;
+  /** Sends a signal to the proxy process (SIGTERM, SIGHUP, ...). */
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves with how the process ended, or rejects after `timeoutMs` if it is still running. */
+  waitExit(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
 }
 
@@ -295,6 +299,7 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
 
   let output = '';
   let exitInfo: string | undefined;
+  let exitStatus: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   const child: ChildProcess = spawn(process.execPath, cliArgs(['start', '--config', configFile]), {
     cwd: REPO_ROOT,
     env,
@@ -311,6 +316,7 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
     child.once('exit', (code, signal) => {
       process.off('exit', killOnExit);
       exitInfo = `xoauth-proxy exited (code ${code}, signal ${signal}):\n${output}`;
+      exitStatus = { code, signal };
       resolve();
     });
   });
@@ -343,6 +349,24 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
       }
     },
     openStore,
+    kill(signal) {
+      if (exitInfo === undefined) child.kill(signal);
+    },
+    async waitExit(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`xoauth-proxy still running after ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+      });
+      try {
+        await Promise.race([exited, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+      return exitStatus!;
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -18,9 +18,10 @@ type Signal = 'SIGINT' | 'SIGTERM';
 
 /**
  * Listens for SIGINT/SIGTERM from before the daemon starts (a signal during startup must not kill the
- * process half-way); the first one resolves `first`, a second one calls `onSecond`.
+ * process half-way); the first one resolves `first`, a second one calls `onSecond`. SIGHUP (systemd's
+ * reload, a closed terminal) calls `onHangup`: Node's default for it is to die without a word.
  */
-function watchSignals(ctx: CliContext, onSecond: (signal: Signal) => void) {
+function watchSignals(ctx: CliContext, onSecond: (signal: Signal) => void, onHangup: () => void) {
   const { signals } = ctx.deps;
   let count = 0;
   let resolveFirst: (signal: Signal) => void = () => {};
@@ -34,11 +35,13 @@ function watchSignals(ctx: CliContext, onSecond: (signal: Signal) => void) {
   const onTerm = handler('SIGTERM');
   signals.on('SIGINT', onInt);
   signals.on('SIGTERM', onTerm);
+  signals.on('SIGHUP', onHangup);
   return {
     first,
     dispose() {
       signals.off('SIGINT', onInt);
       signals.off('SIGTERM', onTerm);
+      signals.off('SIGHUP', onHangup);
     },
   };
 }
@@ -57,11 +60,16 @@ export default defineCommand((ctx) =>
         );
       }
       const logger = ctx.logger();
-      const watch = watchSignals(ctx, (signal) => {
-        // A second Ctrl+C while closing: the person wants out now.
-        logger.warn({ signal }, 'second signal while shutting down; exiting at once');
-        ctx.deps.forceExit?.(1);
-      });
+      const watch = watchSignals(
+        ctx,
+        (signal) => {
+          // A second Ctrl+C while closing: the person wants out now.
+          logger.warn({ signal }, 'second signal while shutting down; exiting at once');
+          ctx.deps.forceExit?.(1);
+        },
+        () =>
+          logger.warn({ signal: 'SIGHUP' }, 'reload is not supported yet; restart to apply config changes'),
+      );
       try {
         const daemon = await ctx.deps.startDaemon(config, logger);
         // The banner goes to stderr so that stdout stays a clean stream of JSON log lines.
@@ -71,14 +79,16 @@ export default defineCommand((ctx) =>
           'xoauth-proxy started',
         );
         const signal = await watch.first;
-        logger.info({ signal }, 'shutting down');
+        const graceMs = config.settings.shutdownGraceMs;
+        const began = Date.now();
+        logger.info({ signal, graceMs }, 'shutting down: no new connections; relayed sessions may finish');
         try {
-          await daemon.close();
+          await daemon.close({ graceMs });
         } catch (err) {
           logger.error({ err }, 'error while shutting down');
           throw err;
         }
-        logger.info('stopped');
+        logger.info({ durationMs: Date.now() - began }, 'stopped');
       } finally {
         watch.dispose();
       }

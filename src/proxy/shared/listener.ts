@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { ListenerConfig } from '../../config/types.js';
 import { addressKey } from '../../credentials/login-limiter.js';
 import { createLocalSecureContext, localTlsOptions } from './tls-context.js';
-import type { ProxyServer, ProxySession, SessionFactory } from './types.js';
+import type { CloseOptions, ProxyServer, ProxySession, SessionFactory } from './types.js';
 
 /** An implicit-TLS client that has not finished its handshake by then is dropped. */
 const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -34,6 +34,8 @@ export class ProxyListener implements ProxyServer {
   readonly #logger: Logger;
   readonly #secureContext: SecureContext | undefined;
   readonly #sessions = new Set<ProxySession>();
+  /** The subset of #sessions that logged in and relay: a graceful close lets these run on. */
+  readonly #relaying = new Set<ProxySession>();
   readonly #caps: ListenerCaps;
   /** Sessions not yet logged in, per addressKey. */
   readonly #preAuth = new Map<string, number>();
@@ -84,22 +86,29 @@ export class ProxyListener implements ProxyServer {
     });
   }
 
-  async close(): Promise<void> {
+  async close(options: CloseOptions = {}): Promise<void> {
     this.#closing = true;
     const server = this.#server;
     const stopped = new Promise<void>((resolve) => {
       if (!server || !server.listening) resolve();
       else server.close(() => resolve());
     });
+    const graceMs = options.graceMs ?? 0;
+    // Nobody is relaying through a session that has not logged in yet: it ends now, with its goodbye.
+    for (const session of [...this.#sessions]) {
+      if (graceMs <= 0 || !this.#relaying.has(session)) session.close('shutdown');
+    }
+    if (graceMs > 0 && this.#relaying.size > 0) {
+      const relaying = [...this.#relaying];
+      this.#logger.info({ sessions: relaying.length, graceMs }, 'waiting for relayed sessions to end');
+      await raceTimeout(Promise.all(relaying.map((s) => s.closed)), graceMs);
+      const left = [...this.#sessions];
+      if (left.length > 0)
+        this.#logger.info({ sessions: left.length }, 'shutdown grace over; closing sessions');
+    }
     const sessions = [...this.#sessions];
     for (const session of sessions) session.close('shutdown');
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, CLOSE_GRACE_MS);
-      timer.unref();
-    });
-    await Promise.race([Promise.all([stopped, ...sessions.map((s) => s.closed)]), grace]);
-    clearTimeout(timer);
+    await raceTimeout(Promise.all([stopped, ...sessions.map((s) => s.closed)]), CLOSE_GRACE_MS);
   }
 
   #accept(socket: Socket): void {
@@ -137,9 +146,12 @@ export class ProxyListener implements ProxyServer {
       remoteAddress,
       remotePort: socket.remotePort ?? 0,
       id: randomBytes(4).toString('hex'),
-      loggedIn: release,
+      loggedIn: () => {
+        release();
+        if (session && this.#sessions.has(session)) this.#relaying.add(session);
+      },
     };
-    let session: ProxySession;
+    let session: ProxySession | undefined;
     try {
       session = this.#factory(socket, context);
     } catch (err) {
@@ -148,9 +160,11 @@ export class ProxyListener implements ProxyServer {
       socket.destroy();
       return;
     }
-    this.#sessions.add(session);
-    void session.closed.finally(() => {
-      this.#sessions.delete(session);
+    const live = session;
+    this.#sessions.add(live);
+    void live.closed.finally(() => {
+      this.#sessions.delete(live);
+      this.#relaying.delete(live);
       release();
     });
   }
@@ -162,4 +176,15 @@ export class ProxyListener implements ProxyServer {
     else socket.end();
     setTimeout(() => socket.destroy(), REFUSAL_GRACE_MS).unref();
   }
+}
+
+/** Waits for `promise`, or for `ms` at most; never rejects (session `closed` promises never do). */
+async function raceTimeout(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  await Promise.race([promise.then(() => undefined), timeout]);
+  clearTimeout(timer);
 }

@@ -22,8 +22,16 @@ export interface ProxyDeps {
 export interface ProxyServer {
   /** Starts listening on the configured host/port (port 0 picks a free one). */
   listen(): Promise<{ host: string; port: number }>;
-  /** Stops accepting; closes pre-auth sessions; relayed sessions are ended too. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting and closes sessions that have not logged in. Relayed sessions are ended too, at
+   * once or, with `graceMs`, once that time has passed (those that end by themselves first just end).
+   */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+export interface CloseOptions {
+  /** How long relayed sessions may go on after the listener stopped accepting (default 0). */
+  graceMs?: number;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ function manager(connections: ConnectionConfig[]): TokenManager {
     keepAliveIntervalMs: 6 * 3600_000,
     tokenRequestTimeoutMs: 5_000,
     credentialCacheMs: 60_000,
+    shutdownGraceMs: 30_000,
     limits: {} as Settings['limits'],
     loginLimiter: {} as Settings['loginLimiter'],
   };

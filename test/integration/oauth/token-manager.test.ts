@@ -37,6 +37,7 @@ function settings(overrides: Partial<Settings> = {}): Settings {
     keepAliveIntervalMs: 6 * 3600_000,
     tokenRequestTimeoutMs: 5_000,
     credentialCacheMs: 60_000,
+    shutdownGraceMs: 30_000,
     limits: {} as Settings['limits'],
     loginLimiter: {} as Settings['loginLimiter'],
     ...overrides,

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { COMMANDS } from '../../../src/cli/commands/index.js';
 import { configJsonSchema } from '../../../src/config/schema.js';
@@ -275,6 +276,31 @@ describe('start', () => {
     );
     expect(signals.listenerCount('SIGINT')).toBe(0);
     expect(signals.listenerCount('SIGTERM')).toBe(0);
+  });
+
+  it('SIGHUP keeps the daemon running and says that reload is not supported; SIGTERM passes the grace', async () => {
+    const signals = new EventEmitter();
+    const daemon = fakeDaemon();
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    const done = runCli(['start', '--config', EXAMPLE], {
+      deps: { startDaemon: () => Promise.resolve(daemon), signals, logger: () => logger },
+    });
+    await vi.waitFor(() => expect(signals.listenerCount('SIGHUP')).toBe(1), WAIT);
+    signals.emit('SIGHUP');
+    signals.emit('SIGHUP');
+    expect(daemon.close).not.toHaveBeenCalled();
+    expect(
+      lines.filter((l) => l.includes('reload is not supported yet; restart to apply config changes')),
+    ).toHaveLength(2);
+    signals.emit('SIGTERM');
+    const r = await done;
+    expect(r.code).toBe(0);
+    // The example config's settings.shutdownGrace: 30s.
+    expect(daemon.close).toHaveBeenCalledWith({ graceMs: 30_000 });
+    expect(lines.some((l) => l.includes('"graceMs":30000') && l.includes('shutting down'))).toBe(true);
+    expect(lines.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
+    expect(signals.listenerCount('SIGHUP')).toBe(0);
   });
 
   it('a second signal during shutdown forces the exit', async () => {

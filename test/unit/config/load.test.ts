@@ -43,6 +43,7 @@ describe('loadConfig', () => {
       keepAliveIntervalMs: 86_400_000,
       tokenRequestTimeoutMs: 30_000,
       credentialCacheMs: 300_000,
+      shutdownGraceMs: 30_000,
       limits: {
         maxLineLength: 8192,
         maxLiteralSize: 8192,
