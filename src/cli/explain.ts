@@ -104,9 +104,10 @@ export function explainConfig(
   lines.push(`Listeners (${listeners.length}):`);
   for (const { protocol, l } of listeners) {
     lines.push(`  ${listenerLine(protocol, l)}`);
-    if (l.tls === 'none' && !isLoopback(l.host)) {
+    if (l.allowFrom) lines.push(`    only from ${l.allowFrom.join(', ')}`);
+    if (l.tls === 'none' && !isLoopback(l.host) && !l.allowFrom) {
       warnings.push(
-        `${PROTOCOL_LABEL[protocol]} listener ${l.host}:${l.port} is reachable from the network without TLS: passwords cross it in clear text.`,
+        `${PROTOCOL_LABEL[protocol]} listener ${l.host}:${l.port} is reachable from the network without TLS: passwords cross it in clear text. Add TLS, or allowFrom with the networks that may connect.`,
       );
     }
   }

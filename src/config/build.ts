@@ -15,7 +15,7 @@ import {
   type ProviderPreset,
 } from '../oauth/providers.js';
 import { isPasswordHash } from '../credentials/password.js';
-import { parseCidr } from '../http/client-address.js';
+import { parseCidr } from './address-list.js';
 import { DEFAULTS, DEFAULT_LISTEN_HOST } from './defaults.js';
 import { formatPath } from './errors.js';
 import { loadClientCertificate, parseServiceAccountKey } from './key-material.js';
@@ -165,6 +165,24 @@ function buildListeners(
       const path: Path = ['listen', protocol, i];
       const listener: ListenerConfig = { host: l.host ?? DEFAULT_LISTEN_HOST, port: l.port, tls: l.tls };
       if (l.minVersion !== undefined) listener.minVersion = l.minVersion;
+      if (l.allowFrom !== undefined) {
+        l.allowFrom.forEach((entry, j) => {
+          if (!parseCidr(entry))
+            report(
+              [...path, 'allowFrom', j],
+              `"${entry}" is not an IP address or CIDR range`,
+              'Write an address or a network such as 192.168.1.20, 192.168.0.0/16 or fd00::/8.',
+            );
+        });
+        if (l.allowFrom.length === 0) {
+          report(
+            [...path, 'allowFrom'],
+            'an empty allowFrom would refuse every client',
+            'List the networks that may connect, or leave allowFrom out to allow anyone who can reach the port.',
+          );
+        }
+        listener.allowFrom = l.allowFrom.map((e) => e.trim());
+      }
       if (protocol === 'http' && l.tls === 'starttls') {
         report([...path, 'tls'], 'HTTP has no STARTTLS', 'Use tls: implicit (HTTPS) or tls: none.');
       }

@@ -64,6 +64,13 @@ export const listenerSchema = z
       .enum(['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'])
       .optional()
       .meta({ description: 'Lowest TLS version accepted from clients; TLSv1 allows old devices.' }),
+    allowFrom: z
+      .array(z.string({ error: 'must be an IP address or CIDR range, as text' }))
+      .optional()
+      .meta({
+        description:
+          'Client addresses or CIDR ranges (IPv4 and IPv6) that may connect; others are closed before the greeting. Default: anyone.',
+      }),
   })
   .meta({ description: 'One listening socket.' });
 

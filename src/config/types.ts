@@ -17,6 +17,8 @@ export interface ListenerConfig {
   key?: string;
   /** Lowest TLS version for the local (client-facing) side; 'TLSv1' allows old devices. */
   minVersion?: SecureVersion;
+  /** Who may connect (addresses and CIDR ranges); absent: anyone who can reach the port. */
+  allowFrom?: string[];
 }
 
 export interface UpstreamServer {

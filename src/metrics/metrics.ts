@@ -7,7 +7,12 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AccountStatusState } from '../oauth/account-status.js';
 import type { TokenMetrics, TokenRequestGrant, TokenRequestResult } from '../oauth/types.js';
-import type { LoginMetricResult, SessionMetrics, SessionRecord } from '../proxy/shared/types.js';
+import type {
+  LoginMetricResult,
+  RefusalReason,
+  SessionMetrics,
+  SessionRecord,
+} from '../proxy/shared/types.js';
 
 export const METRICS_PREFIX = 'xoauth_proxy_';
 
@@ -42,6 +47,7 @@ export class Metrics implements SessionMetrics, TokenMetrics {
   readonly #logins: Histogram<'protocol' | 'result'>;
   readonly #tokenRequests: Counter<'grant' | 'result'>;
   readonly #certificateExpiry: Gauge<'connection'>;
+  readonly #refused: Counter<'protocol' | 'reason'>;
   #accountSource: AccountStateSource | undefined;
 
   constructor(options: MetricsOptions = {}) {
@@ -56,6 +62,12 @@ export class Metrics implements SessionMetrics, TokenMetrics {
       name: `${METRICS_PREFIX}relayed_bytes_total`,
       help: 'Bytes received from (from_client) and sent to (to_client) clients, counted when a session ends.',
       labelNames: ['protocol', 'direction'],
+      registers,
+    });
+    this.#refused = new Counter({
+      name: `${METRICS_PREFIX}connections_refused_total`,
+      help: 'Connections closed before a greeting: not_allowed (outside the listener allowFrom) or busy (a connection cap).',
+      labelNames: ['protocol', 'reason'],
       registers,
     });
     this.#active = new Gauge({
@@ -112,6 +124,7 @@ export class Metrics implements SessionMetrics, TokenMetrics {
       this.#active.set({ protocol }, 0);
       this.#bytes.inc({ protocol, direction: 'from_client' }, 0);
       this.#bytes.inc({ protocol, direction: 'to_client' }, 0);
+      for (const reason of ['not_allowed', 'busy']) this.#refused.inc({ protocol, reason }, 0);
     }
     for (const grant of GRANTS) {
       for (const result of TOKEN_RESULTS) this.#tokenRequests.inc({ grant, result }, 0);
@@ -152,6 +165,10 @@ export class Metrics implements SessionMetrics, TokenMetrics {
     this.#sessions.inc({ protocol, outcome: record.outcome });
     this.#bytes.inc({ protocol, direction: 'from_client' }, nonNegative(record.bytesFromClient));
     this.#bytes.inc({ protocol, direction: 'to_client' }, nonNegative(record.bytesToClient));
+  }
+
+  connectionRefused(protocol: SessionRecord['protocol'], reason: RefusalReason): void {
+    this.#refused.inc({ protocol, reason: reason === 'not-allowed' ? 'not_allowed' : 'busy' });
   }
 
   loginFinished(protocol: SessionRecord['protocol'], result: LoginMetricResult, seconds: number): void {

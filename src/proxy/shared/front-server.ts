@@ -27,6 +27,7 @@ export function createFrontServer(
         ? { maxConnectionsPerAddress: limits.maxConnectionsPerAddress }
         : {}),
       busyReply: BUSY_REPLY[protocol],
+      onRefused: (reason) => deps.metrics?.connectionRefused?.(protocol, reason),
     },
   );
 }

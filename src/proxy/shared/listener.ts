@@ -6,10 +6,11 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Server as TlsServer, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
+import { AddressList } from '../../config/address-list.js';
 import type { ListenerConfig } from '../../config/types.js';
 import { addressKey } from '../../credentials/login-limiter.js';
 import { createLocalSecureContext, localTlsOptions } from './tls-context.js';
-import type { CloseOptions, ProxyServer, ProxySession, SessionFactory } from './types.js';
+import type { CloseOptions, ProxyServer, ProxySession, RefusalReason, SessionFactory } from './types.js';
 
 /** An implicit-TLS client that has not finished its handshake by then is dropped. */
 const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
@@ -17,6 +18,10 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 30_000;
 const CLOSE_GRACE_MS = 5_000;
 /** A refused client gets this long to read the "too busy" reply. */
 const REFUSAL_GRACE_MS = 2_000;
+/** A client outside allowFrom is logged once per address in this time, however often it retries. */
+const NOT_ALLOWED_LOG_EVERY_MS = 60_000;
+/** Addresses remembered for that; beyond it the oldest is forgotten (a scan must not grow memory). */
+const NOT_ALLOWED_LOG_MAX = 1_000;
 
 /** Caps on concurrent connections; both optional (no cap). */
 export interface ListenerCaps {
@@ -26,6 +31,8 @@ export interface ListenerCaps {
   maxConnectionsPerAddress?: number;
   /** The protocol's short "too busy" reply (with CRLF), written before a refused socket is closed. */
   busyReply?: string;
+  /** Told of every connection closed before a session (for the metrics). */
+  onRefused?: (reason: RefusalReason) => void;
 }
 
 export class ProxyListener implements ProxyServer {
@@ -41,12 +48,16 @@ export class ProxyListener implements ProxyServer {
   readonly #preAuth = new Map<string, number>();
   #server: Server | undefined;
   #closing = false;
+  readonly #allowFrom: AddressList | undefined;
+  /** When each refused address was last logged. */
+  readonly #notAllowedLogged = new Map<string, number>();
 
   constructor(config: ListenerConfig, factory: SessionFactory, logger: Logger, caps: ListenerCaps = {}) {
     this.#config = config;
     this.#factory = factory;
     this.#logger = logger;
     this.#caps = caps;
+    this.#allowFrom = config.allowFrom ? new AddressList(config.allowFrom) : undefined;
     // Build the TLS context up front so a bad cert fails at start, not at the first STARTTLS.
     this.#secureContext = config.tls === 'none' ? undefined : createLocalSecureContext(config);
   }
@@ -62,9 +73,11 @@ export class ProxyListener implements ProxyServer {
       this.#config.tls === 'implicit'
         ? new TlsServer({ ...localTlsOptions(this.#config), handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS })
         : createServer();
-    server.on(this.#config.tls === 'implicit' ? 'secureConnection' : 'connection', (socket: Socket) =>
-      this.#accept(socket),
-    );
+    // allowFrom is checked on the bare TCP connection: a stranger gets no TLS handshake and no greeting.
+    if (this.#allowFrom) server.on('connection', (socket: Socket) => this.#screen(socket));
+    server.on(this.#config.tls === 'implicit' ? 'secureConnection' : 'connection', (socket: Socket) => {
+      if (!socket.destroyed) this.#accept(socket);
+    });
     // A failed client handshake is the client's problem; log it quietly and carry on.
     server.on('tlsClientError', (err: Error) =>
       this.#logger.debug({ err: err.message }, 'client TLS handshake failed'),
@@ -169,8 +182,31 @@ export class ProxyListener implements ProxyServer {
     });
   }
 
+  /** Closes a connection from outside allowFrom at once, before anything is written or read. */
+  #screen(socket: Socket): void {
+    const address = socket.remoteAddress ?? '';
+    if (this.#allowFrom?.has(address)) return;
+    socket.on('error', () => undefined);
+    socket.destroy();
+    this.#caps.onRefused?.('not-allowed');
+    const now = Date.now();
+    const last = this.#notAllowedLogged.get(address);
+    if (last !== undefined && now - last < NOT_ALLOWED_LOG_EVERY_MS) return;
+    this.#notAllowedLogged.delete(address);
+    this.#notAllowedLogged.set(address, now);
+    if (this.#notAllowedLogged.size > NOT_ALLOWED_LOG_MAX) {
+      const oldest = this.#notAllowedLogged.keys().next().value;
+      if (oldest !== undefined) this.#notAllowedLogged.delete(oldest);
+    }
+    this.#logger.warn(
+      { client: address },
+      'connection refused: address not in allowFrom (logged once a minute per address)',
+    );
+  }
+
   /** Says the protocol's "too busy" and closes, without a session (no greeting, no log line per client). */
   #refuse(socket: Socket, why: string): void {
+    this.#caps.onRefused?.('busy');
     this.#logger.warn({ client: socket.remoteAddress, why }, 'connection refused');
     if (this.#caps.busyReply) socket.end(this.#caps.busyReply);
     else socket.end();

@@ -110,4 +110,8 @@ export interface SessionMetrics {
   sessionEnded(record: SessionRecord): void;
   /** One whole login (credentials, token, upstream auth and its retry) took `seconds`. */
   loginFinished(protocol: SessionRecord['protocol'], result: LoginMetricResult, seconds: number): void;
+  /** A connection closed before any session: not in the listener's allowFrom, or over a cap. */
+  connectionRefused?(protocol: SessionRecord['protocol'], reason: RefusalReason): void;
 }
+
+export type RefusalReason = 'not-allowed' | 'busy';

@@ -100,7 +100,7 @@ describe('check-config', () => {
     const r = await runCli(['check-config', join(dir, 'c.yaml')]);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(
-      'Warnings:\n  - IMAP listener 0.0.0.0:1143 is reachable from the network without TLS: passwords cross it in clear text.\n  - Connection g is not used by any account.',
+      'Warnings:\n  - IMAP listener 0.0.0.0:1143 is reachable from the network without TLS: passwords cross it in clear text. Add TLS, or allowFrom with the networks that may connect.\n  - Connection g is not used by any account.',
     );
   });
 
