@@ -33,6 +33,8 @@ export const REPLY = {
   idleTimeout: '-ERR Disconnected for inactivity',
   http: '-ERR HTTP requests are not accepted here, closing connection',
   shutdown: '-ERR [SYS/TEMP] Server shutting down',
+  /** For a client refused by the connection caps. */
+  busy: '-ERR [SYS/TEMP] Too many connections, try again later',
 } as const;
 
 /** A STARTTLS listener refuses every login until TLS is on; a plain listener is loopback-only by design. */
@@ -98,9 +100,4 @@ export function loginFailureReply(error: ProxyError, consentHint?: string): stri
     default:
       return '-ERR [SYS/TEMP] Internal error, try again later';
   }
-}
-
-/** Whether a failure reply is temporary (does not count against the client's failed attempts). */
-export function isTemporary(reply: string): boolean {
-  return reply.startsWith('-ERR [SYS/TEMP]');
 }

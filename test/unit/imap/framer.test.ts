@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ImapFramer, type FramerEvent } from '../../../src/proxy/imap/framer.js';
 
-const limits = { maxLineLength: 20, maxLiteralSize: 10, maxLiteralsPerCommand: 3 };
+const limits = {
+  maxLineLength: 20,
+  maxLiteralSize: 10,
+  maxLiteralsPerCommand: 3,
+  maxLiteralBytesPerCommand: 1000,
+};
 
 function run(input: (string | Buffer)[], l = limits): { events: FramerEvent[]; framer: ImapFramer } {
   const framer = new ImapFramer(l);

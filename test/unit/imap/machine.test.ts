@@ -233,7 +233,7 @@ describe('IMAP machine: limits', () => {
     const { state } = initialState(config, false);
     const r = step(config, state, { type: 'idle-timeout' });
     expect(r.actions).toEqual([
-      { type: 'send', text: '* BYE Idle for too long before login\r\n' },
+      { type: 'send', reply: '* BYE Idle for too long before login' },
       { type: 'close', outcome: 'timeout' },
     ]);
   });
@@ -242,9 +242,9 @@ describe('IMAP machine: limits', () => {
     const config = { tls: 'none' as const, maxCommandsBeforeLogin: 10, maxFailedLogins: 3 };
     const { state } = initialState(config, false);
     const down = step(config, state, { type: 'shutdown' });
-    expect(down.actions[0]).toEqual({ type: 'send', text: '* BYE Server shutting down\r\n' });
+    expect(down.actions[0]).toEqual({ type: 'send', reply: '* BYE Server shutting down' });
     const late = step(config, down.state, {
-      type: 'login-failed',
+      type: 'auth-failed',
       error: new ProxyError('bad-credentials', 'x'),
     });
     expect(late.actions).toEqual([]);
@@ -253,8 +253,8 @@ describe('IMAP machine: limits', () => {
   it('a shutdown in the middle of a TLS handshake closes without a clear-text BYE', () => {
     const config = { tls: 'starttls' as const, maxCommandsBeforeLogin: 10, maxFailedLogins: 3 };
     const { state } = initialState(config, false);
-    const down = step(config, { ...state, phase: { kind: 'starting-tls' } }, { type: 'shutdown' });
+    const down = step(config, { ...state, phase: { name: 'starting-tls' } }, { type: 'shutdown' });
     expect(down.actions).toEqual([{ type: 'close', outcome: 'shutdown' }]);
-    expect(down.state.phase).toEqual({ kind: 'closed' });
+    expect(down.state.phase).toEqual({ name: 'closed' });
   });
 });
