@@ -88,6 +88,25 @@ describe('ImapFramer', () => {
     });
   });
 
+  it('limits the literal bytes of one command in total (at the cap passes, one over fails)', () => {
+    const l = { ...limits, maxLiteralBytesPerCommand: 20 };
+    expect(show(run([`a {10+}\r\n${'x'.repeat(10)} {10+}\r\n${'y'.repeat(10)}\r\n`], l).events)).toEqual([
+      `a {10+}<${'x'.repeat(10)}>| {10+}<${'y'.repeat(10)}>|`,
+    ]);
+    expect(show(run([`a {10+}\r\n${'x'.repeat(10)} {10+}\r\n${'y'.repeat(10)} {1}\r\n`], l).events)).toEqual([
+      '!command-too-large',
+    ]);
+    // The total is per command: the next command starts again from zero.
+    expect(
+      show(
+        run(
+          [`a {10+}\r\n${'x'.repeat(10)}\r\nb {10+}\r\n${'x'.repeat(10)} {10+}\r\n${'y'.repeat(10)}\r\n`],
+          l,
+        ).events,
+      ),
+    ).toHaveLength(2);
+  });
+
   it('limits literals per command (at the cap passes, one over fails)', () => {
     expect(show(run(['a {0+}\r\n {0+}\r\n {0+}\r\n\r\n']).events)).toEqual(['a {0+}<>| {0+}<>| {0+}<>|']);
     expect(show(run(['a {0+}\r\n {0+}\r\n {0+}\r\n {0+}\r\n']).events)).toEqual(['!too-many-literals']);

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/errors.js';
 import { initialState, step } from '../../../src/proxy/imap/machine.js';
+import { frontLimits } from '../../../src/proxy/shared/limits.js';
 import { encodePlain } from '../../../src/proxy/shared/sasl.js';
 import { replay } from './harness.js';
 
@@ -214,6 +215,29 @@ describe('IMAP machine: limits', () => {
     ).toBe(true);
     expect(at.output).not.toContain('b OK');
     expect(at.closed).toBe(true);
+  });
+
+  it('temporary failures (token endpoint or mail server down) do not count against the client', () => {
+    const down = () => ({ ok: false as const, code: 'upstream-unavailable' as const });
+    const r = replay(['a LOGIN x y\r\n'.repeat(3), 'b NOOP\r\n'], {
+      limits: { maxFailedLogins: 3 },
+      login: down,
+    });
+    expect(r.output).toContain('a NO [UNAVAILABLE]');
+    expect(r.output).not.toContain('* BYE');
+    expect(r.output.endsWith('b OK NOOP completed\r\n')).toBe(true);
+    expect(r.closed).toBe(false);
+  });
+
+  it('the literals of one command are capped in total with the production limits', () => {
+    // Each literal is within the per-literal cap; together they pass the per-command one.
+    const size = frontLimits().maxLiteralSize;
+    const count = Math.floor(frontLimits().maxLiteralBytesPerCommand / size) + 1;
+    const fields = Array.from({ length: count }, () => `{${size}+}\r\n${'v'.repeat(size)}`).join(' ');
+    const r = replay([`a ID (${fields})\r\n`]);
+    expect(r.output.endsWith('* BYE Literals too large in one command\r\n')).toBe(true);
+    expect(r.closed).toBe(true);
+    expect(r.actions.at(-1)).toEqual({ type: 'close', outcome: 'limit', reason: 'command-too-large' });
   });
 
   it('line too long ends the connection with a clear reply', () => {
