@@ -6,6 +6,7 @@
 import type { TlsMode } from '../../config/types.js';
 import {
   countFailure,
+  loginAllowed,
   TOO_MANY_COMMANDS,
   TOO_MANY_FAILURES,
   type FrontAction,
@@ -23,14 +24,7 @@ import { Secret } from '../shared/secret.js';
 import type { SessionOutcome } from '../shared/types.js';
 import type { Frame, FramingErrorKind } from './framer.js';
 import { astring, parseCommand, saslResponse, type Command } from './parser.js';
-import {
-  greeting,
-  loginDisabled,
-  loginFailureReply,
-  preAuthCapabilities,
-  safeText,
-  SERVER_NAME,
-} from './replies.js';
+import { greeting, loginFailureReply, preAuthCapabilities, safeText, SERVER_NAME } from './replies.js';
 
 export interface MachineConfig {
   tls: TlsMode;
@@ -217,7 +211,7 @@ function onCommand(config: MachineConfig, state: State, command: Command): Step 
       };
     }
     case 'LOGIN': {
-      if (loginDisabled(config.tls, state.secure))
+      if (!loginAllowed(config.tls, state.secure))
         return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
       const username = astring(args[0]);
       const password = astring(args[1]);
@@ -250,7 +244,7 @@ function login(state: State, tag: string, username: string, password: string): S
 function onAuthenticate(config: MachineConfig, state: State, command: Command): Step {
   const { tag, args } = command;
   const reply = (text: string): Step => ({ state, actions: [send(text)] });
-  if (loginDisabled(config.tls, state.secure)) return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
+  if (!loginAllowed(config.tls, state.secure)) return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
   const mechanism = args[0]?.kind === 'atom' ? args[0].value.toUpperCase() : undefined;
   if (mechanism === undefined || args.length > 2 || (args[1] !== undefined && args[1].kind !== 'atom')) {
     return reply(`${tag} BAD AUTHENTICATE needs a mechanism and at most one initial response`);

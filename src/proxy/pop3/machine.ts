@@ -9,6 +9,7 @@
 import type { TlsMode } from '../../config/types.js';
 import {
   countFailure,
+  loginAllowed,
   HTTP_REQUEST,
   TOO_MANY_COMMANDS,
   TOO_MANY_FAILURES,
@@ -21,7 +22,7 @@ import { decodePlain } from '../shared/sasl.js';
 import { Secret } from '../shared/secret.js';
 import type { SessionOutcome } from '../shared/types.js';
 import { parseCommand } from './parser.js';
-import { REPLY, capaReply, loginAllowed, loginFailureReply, loginSucceededReply } from './replies.js';
+import { REPLY, capaReply, loginFailureReply, loginSucceededReply } from './replies.js';
 
 export interface Pop3FrontConfig {
   /** The listener's TLS mode: 'starttls' offers STLS and refuses logins until it is done. */

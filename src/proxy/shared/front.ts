@@ -7,6 +7,7 @@
  * login is under way the rest stays buffered: that keeps commands pipelined after a login in order
  * for the upstream, and lets the TLS upgrade throw away what was sent in clear text before it.
  */
+import type { TlsMode } from '../../config/types.js';
 import type { ProxyError } from '../../errors.js';
 import type { Secret } from './secret.js';
 import type { SessionOutcome } from './types.js';
@@ -161,4 +162,17 @@ export const HTTP_REQUEST = 'HTTP request';
  */
 export function countFailure(failures: number, error: ProxyError): number {
   return error.transient ? failures : failures + 1;
+}
+
+/**
+ * Whether a login is accepted (and offered) now: a STARTTLS listener refuses every login until the
+ * client has upgraded; a plain (`none`) listener is loopback-only by design.
+ */
+export function loginAllowed(tls: TlsMode, secure: boolean): boolean {
+  return tls !== 'starttls' || secure;
+}
+
+/** Whether the client may still ask for TLS (STARTTLS, STLS). */
+export function tlsOffered(tls: TlsMode, secure: boolean): boolean {
+  return tls === 'starttls' && !secure;
 }

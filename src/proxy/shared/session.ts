@@ -96,7 +96,10 @@ export function createProtocolServer<U extends AuthenticatedUpstream, Auth exten
   );
 }
 
-export class Session<U extends AuthenticatedUpstream, Auth extends AuthenticateAction> implements ProxySession {
+export class Session<
+  U extends AuthenticatedUpstream,
+  Auth extends AuthenticateAction,
+> implements ProxySession {
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
   #socket: Socket;

@@ -8,6 +8,8 @@
 import type { TlsMode } from '../../config/types.js';
 import {
   countFailure,
+  loginAllowed,
+  tlsOffered,
   HTTP_REQUEST,
   TOO_MANY_COMMANDS,
   TOO_MANY_FAILURES,
@@ -75,15 +77,6 @@ export function initialState(config: SmtpFrontConfig): SmtpState {
     commands: 0,
     failures: 0,
   };
-}
-
-/** Whether AUTH is offered and accepted now: never in clear text on a STARTTLS listener. */
-export function authAllowed(config: SmtpFrontConfig, state: SmtpState): boolean {
-  return config.tls !== 'starttls' || state.secure;
-}
-
-function offerStartTls(config: SmtpFrontConfig, state: SmtpState): boolean {
-  return config.tls === 'starttls' && !state.secure;
 }
 
 /** The machine with its configuration, as the shared front drives it. */
@@ -217,21 +210,21 @@ function onCommand(config: SmtpFrontConfig, state0: SmtpState, line: string): Tr
         { ...state, heloName: command.name },
         ehloReply(config.serverName, {
           maxMessageSize: config.maxMessageSize,
-          offerStartTls: offerStartTls(config, state),
-          offerAuth: authAllowed(config, state),
+          offerStartTls: tlsOffered(config.tls, state.secure),
+          offerAuth: loginAllowed(config.tls, state.secure),
         }),
       );
     case 'helo':
       return reply({ ...state, heloName: command.name }, heloReply(config.serverName));
     case 'starttls':
       if (state.secure) return reply(state, REPLY.tlsActive);
-      if (!offerStartTls(config, state)) return reply(state, REPLY.startTlsUnavailable);
+      if (!tlsOffered(config.tls, state.secure)) return reply(state, REPLY.startTlsUnavailable);
       return {
         state: { ...state, phase: { name: 'starting-tls' } },
         actions: [send(REPLY.readyForTls), { type: 'start-tls' }],
       };
     case 'auth': {
-      if (!authAllowed(config, state)) return reply(state, REPLY.tlsRequired);
+      if (!loginAllowed(config.tls, state.secure)) return reply(state, REPLY.tlsRequired);
       if (state.heloName === undefined) return reply(state, REPLY.heloFirst);
       const ir = command.initialResponse;
       if (command.mechanism === 'PLAIN') {
@@ -252,7 +245,7 @@ function onCommand(config: SmtpFrontConfig, state0: SmtpState, line: string): Tr
     case 'quit':
       return closeWith(state, REPLY.bye, 'client-quit');
     case 'mail-transaction':
-      return reply(state, authAllowed(config, state) ? REPLY.authRequired : REPLY.tlsRequired);
+      return reply(state, loginAllowed(config.tls, state.secure) ? REPLY.authRequired : REPLY.tlsRequired);
     case 'not-implemented':
       return reply(state, REPLY.notImplemented);
     case 'http':
