@@ -3,6 +3,7 @@
  * replies are collected as wire text, actions in order. Shared by the SMTP and POP3 unit tests.
  */
 import { ProxyError } from '../../src/errors.js';
+import { Secret } from '../../src/proxy/shared/secret.js';
 
 /** What the harness needs from a front. */
 export interface LineFront<A, E> {
@@ -51,7 +52,9 @@ export class FrontHarness<A extends AnyAction, E, F extends LineFront<A, E>> {
 
   #record(actions: A[]): void {
     for (const a of actions) {
-      this.actions.push(a);
+      // The password travels as a Secret; tests compare it as text.
+      const password = 'password' in a && a.password instanceof Secret ? a.password.reveal() : undefined;
+      this.actions.push(password === undefined ? a : ({ ...a, password } as A));
       if (a.type === 'send' && 'reply' in a) this.wire += `${a.reply}\r\n`;
     }
   }

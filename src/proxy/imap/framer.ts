@@ -8,6 +8,7 @@
  * returns undefined; stop calling it when the session changes hands (STARTTLS, login) and take
  * `takeRemainder()`, which returns every byte not yet handed out as part of a complete command.
  */
+import type { FrontLimits } from '../shared/limits.js';
 
 export interface FramePart {
   /** The line's bytes without CRLF (ends with the `{n}` marker when a literal follows). */
@@ -19,7 +20,8 @@ export interface Frame {
   parts: FramePart[];
 }
 
-export type FramingErrorKind = 'line-too-long' | 'literal-too-large' | 'too-many-literals';
+export type FramingErrorKind =
+  'line-too-long' | 'literal-too-large' | 'too-many-literals' | 'command-too-large';
 
 export type FramerEvent =
   | { type: 'frame'; frame: Frame }
@@ -28,11 +30,10 @@ export type FramerEvent =
   /** A limit was broken; the framer is dead from here on. */
   | { type: 'error'; kind: FramingErrorKind };
 
-export interface FramerLimits {
-  maxLineLength: number;
-  maxLiteralSize: number;
-  maxLiteralsPerCommand: number;
-}
+export type FramerLimits = Pick<
+  FrontLimits,
+  'maxLineLength' | 'maxLiteralSize' | 'maxLiteralsPerCommand' | 'maxLiteralBytesPerCommand'
+>;
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -46,6 +47,8 @@ export class ImapFramer {
   #raw: Buffer[] = [];
   #parts: FramePart[] = [];
   #literal: { line: Buffer; size: number } | undefined;
+  /** Literal bytes announced so far in the command being assembled. */
+  #literalBytes = 0;
   #dead = false;
 
   constructor(limits: FramerLimits) {
@@ -92,11 +95,14 @@ export class ImapFramer {
         const frame: Frame = { parts: [...this.#parts, { line }] };
         this.#parts = [];
         this.#raw = [];
+        this.#literalBytes = 0;
         return { type: 'frame', frame };
       }
       const size = Number(marker[1]);
       if (size > this.#limits.maxLiteralSize) return this.#fail('literal-too-large');
       if (this.#parts.length + 1 > this.#limits.maxLiteralsPerCommand) return this.#fail('too-many-literals');
+      this.#literalBytes += size;
+      if (this.#literalBytes > this.#limits.maxLiteralBytesPerCommand) return this.#fail('command-too-large');
       this.#literal = { line, size };
       if (marker[2] !== '+') return { type: 'continue', size };
     }
@@ -108,6 +114,7 @@ export class ImapFramer {
     this.#raw = [];
     this.#parts = [];
     this.#literal = undefined;
+    this.#literalBytes = 0;
     this.#buffer = Buffer.alloc(0);
     return out;
   }

@@ -4,7 +4,16 @@
  * as events. A whole conversation can be replayed in a unit test without a socket.
  */
 import type { TlsMode } from '../../config/types.js';
-import type { ProxyError } from '../../errors.js';
+import {
+  countFailure,
+  loginAllowed,
+  TOO_MANY_COMMANDS,
+  TOO_MANY_FAILURES,
+  type FrontAction,
+  type FrontEvent,
+  type Machine,
+  type Transition,
+} from '../shared/front.js';
 import {
   decodeLoginResponse,
   decodePlain,
@@ -15,14 +24,7 @@ import { Secret } from '../shared/secret.js';
 import type { SessionOutcome } from '../shared/types.js';
 import type { Frame, FramingErrorKind } from './framer.js';
 import { astring, parseCommand, saslResponse, type Command } from './parser.js';
-import {
-  greeting,
-  loginDisabled,
-  loginFailureReply,
-  preAuthCapabilities,
-  safeText,
-  SERVER_NAME,
-} from './replies.js';
+import { greeting, loginFailureReply, preAuthCapabilities, safeText, SERVER_NAME } from './replies.js';
 
 export interface MachineConfig {
   tls: TlsMode;
@@ -31,17 +33,17 @@ export interface MachineConfig {
 }
 
 export type Phase =
-  | { kind: 'ready' }
+  | { name: 'ready' }
   /** AUTHENTICATE PLAIN without initial response: waiting for the client's base64 line. */
-  | { kind: 'sasl-plain'; tag: string }
-  | { kind: 'sasl-login-user'; tag: string }
-  | { kind: 'sasl-login-pass'; tag: string; username: string }
+  | { name: 'sasl-plain'; tag: string }
+  | { name: 'sasl-login-user'; tag: string }
+  | { name: 'sasl-login-pass'; tag: string; username: string }
   /** Waiting for the login to finish (local check, token, upstream). */
-  | { kind: 'authenticating'; tag: string }
+  | { name: 'authenticating'; tag: string }
   /** `OK Begin TLS` sent; waiting for the handshake. */
-  | { kind: 'starting-tls' }
-  | { kind: 'relaying' }
-  | { kind: 'closed' };
+  | { name: 'starting-tls' }
+  | { name: 'relay' }
+  | { name: 'closed' };
 
 export interface State {
   phase: Phase;
@@ -55,41 +57,36 @@ export type Event =
   | { type: 'frame'; frame: Frame }
   | { type: 'continue-literal' }
   | { type: 'framing-error'; kind: FramingErrorKind }
-  | { type: 'tls-started' }
-  | { type: 'tls-failed' }
-  /** `capabilities`: the upstream's post-login capability list (without the word CAPABILITY). */
-  | { type: 'login-succeeded'; capabilities?: string; text?: string }
-  | { type: 'login-failed'; error: ProxyError; consentHint?: string }
-  | { type: 'idle-timeout' }
-  | { type: 'shutdown' };
+  | FrontEvent;
 
-export type Action =
-  | { type: 'send'; text: string }
-  | { type: 'start-tls' }
-  | { type: 'login'; username: string; password: Secret }
-  | { type: 'start-relay' }
-  | { type: 'close'; outcome: SessionOutcome; reason?: string };
+export type Action = FrontAction;
 
-export interface Step {
-  state: State;
-  actions: Action[];
-}
+export type Step = Transition<State, Action>;
 
 export function initialState(config: MachineConfig, secure: boolean): Step {
   return {
-    state: { phase: { kind: 'ready' }, secure, commands: 0, failures: 0 },
-    actions: [{ type: 'send', text: greeting(config.tls, secure) }],
+    state: { phase: { name: 'ready' }, secure, commands: 0, failures: 0 },
+    actions: [send(greeting(config.tls, secure))],
+  };
+}
+
+/** The machine with its configuration, as the shared front drives it. */
+export function imapMachine(config: MachineConfig, secure: boolean): Machine<State, Event, Action> {
+  return {
+    initial: () => initialState(config, secure),
+    step: (state, event) => step(config, state, event),
+    reading: (state) => isReading(state.phase),
   };
 }
 
 /** The session reads client bytes only in these phases (otherwise they wait, unparsed, in order). */
 export function isReading(phase: Phase): boolean {
-  return phase.kind === 'ready' || phase.kind.startsWith('sasl-');
+  return phase.name === 'ready' || phase.name.startsWith('sasl-');
 }
 
-const send = (text: string): Action => ({ type: 'send', text: `${text}\r\n` });
+const send = (reply: string): Action => ({ type: 'send', reply });
 const bye = (state: State, text: string, outcome: SessionOutcome, reason?: string): Step => ({
-  state: { ...state, phase: { kind: 'closed' } },
+  state: { ...state, phase: { name: 'closed' } },
   actions: [send(`* BYE ${text}`), { type: 'close', outcome, ...(reason ? { reason } : {}) }],
 });
 
@@ -97,18 +94,19 @@ const FRAMING_MESSAGES: Record<FramingErrorKind, string> = {
   'line-too-long': 'Command line too long',
   'literal-too-large': 'Literal too large',
   'too-many-literals': 'Too many literals in one command',
+  'command-too-large': 'Literals too large in one command',
 };
 
 export function step(config: MachineConfig, state: State, event: Event): Step {
   const phase = state.phase;
-  if (phase.kind === 'closed') return { state, actions: [] };
+  if (phase.name === 'closed') return { state, actions: [] };
   switch (event.type) {
     case 'shutdown':
-      if (phase.kind === 'relaying') return { state: { ...state, phase: { kind: 'closed' } }, actions: [] };
+      if (phase.name === 'relay') return { state: { ...state, phase: { name: 'closed' } }, actions: [] };
       // Mid-handshake the socket carries TLS records; a clear-text BYE would only garble them.
-      if (phase.kind === 'starting-tls') {
+      if (phase.name === 'starting-tls') {
         return {
-          state: { ...state, phase: { kind: 'closed' } },
+          state: { ...state, phase: { name: 'closed' } },
           actions: [{ type: 'close', outcome: 'shutdown' }],
         };
       }
@@ -120,29 +118,25 @@ export function step(config: MachineConfig, state: State, event: Event): Step {
       return bye(state, FRAMING_MESSAGES[event.kind], 'limit', event.kind);
     case 'continue-literal':
       return { state, actions: [send('+ Ready for literal data')] };
-    case 'tls-started':
-      return { state: { ...state, secure: true, phase: { kind: 'ready' } }, actions: [] };
-    case 'tls-failed':
-      return {
-        state: { ...state, phase: { kind: 'closed' } },
-        actions: [{ type: 'close', outcome: 'protocol-error', reason: 'TLS handshake failed' }],
-      };
-    case 'login-succeeded': {
-      if (phase.kind !== 'authenticating') return { state, actions: [] };
+    case 'tls-ready':
+      if (phase.name !== 'starting-tls') return { state, actions: [] };
+      return { state: { ...state, secure: true, phase: { name: 'ready' } }, actions: [] };
+    case 'auth-succeeded': {
+      if (phase.name !== 'authenticating') return { state, actions: [] };
       const code = event.capabilities ? `[CAPABILITY ${event.capabilities}] ` : '';
       const text = safeText(event.text ?? 'Logged in') || 'Logged in';
       return {
-        state: { ...state, phase: { kind: 'relaying' } },
+        state: { ...state, phase: { name: 'relay' } },
         actions: [send(`${phase.tag} OK ${code}${text}`), { type: 'start-relay' }],
       };
     }
-    case 'login-failed': {
-      if (phase.kind !== 'authenticating') return { state, actions: [] };
-      const failures = state.failures + 1;
-      const next: State = { ...state, failures, phase: { kind: 'ready' } };
+    case 'auth-failed': {
+      if (phase.name !== 'authenticating') return { state, actions: [] };
+      const failures = countFailure(state.failures, event.error);
+      const next: State = { ...state, failures, phase: { name: 'ready' } };
       const reply = send(`${phase.tag} ${loginFailureReply(event.error, event.consentHint)}`);
       if (failures >= config.maxFailedLogins) {
-        const closed = bye(next, 'Too many failed login attempts', event.error.code, event.error.code);
+        const closed = bye(next, 'Too many failed login attempts', event.error.code, TOO_MANY_FAILURES);
         return { state: closed.state, actions: [reply, ...closed.actions] };
       }
       return { state: next, actions: [reply] };
@@ -156,10 +150,10 @@ function onFrame(config: MachineConfig, state: State, frame: Frame): Step {
   if (!isReading(state.phase)) return { state, actions: [] };
   const counted: State = { ...state, commands: state.commands + 1 };
   if (counted.commands > config.maxCommandsBeforeLogin) {
-    return bye(counted, 'Too many commands before login', 'limit', 'commands before login');
+    return bye(counted, 'Too many commands before login', 'limit', TOO_MANY_COMMANDS);
   }
   const phase = state.phase;
-  switch (phase.kind) {
+  switch (phase.name) {
     case 'sasl-plain':
     case 'sasl-login-user':
     case 'sasl-login-pass':
@@ -194,7 +188,7 @@ function onCommand(config: MachineConfig, state: State, command: Command): Step 
       const bad = noArgs();
       if (bad) return bad;
       return {
-        state: { ...state, phase: { kind: 'closed' } },
+        state: { ...state, phase: { name: 'closed' } },
         actions: [
           send('* BYE Logging out'),
           send(`${tag} OK LOGOUT completed`),
@@ -212,12 +206,12 @@ function onCommand(config: MachineConfig, state: State, command: Command): Step 
       if (state.secure) return reply(`${tag} BAD TLS is already active`);
       if (config.tls !== 'starttls') return reply(`${tag} BAD STARTTLS is not available here`);
       return {
-        state: { ...state, phase: { kind: 'starting-tls' } },
+        state: { ...state, phase: { name: 'starting-tls' } },
         actions: [send(`${tag} OK Begin TLS negotiation now`), { type: 'start-tls' }],
       };
     }
     case 'LOGIN': {
-      if (loginDisabled(config.tls, state.secure))
+      if (!loginAllowed(config.tls, state.secure))
         return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
       const username = astring(args[0]);
       const password = astring(args[1]);
@@ -237,20 +231,20 @@ function onCommand(config: MachineConfig, state: State, command: Command): Step 
 function login(state: State, tag: string, username: string, password: string): Step {
   if (username === '' || password === '') {
     return {
-      state: { ...state, phase: { kind: 'ready' } },
+      state: { ...state, phase: { name: 'ready' } },
       actions: [send(`${tag} NO [AUTHENTICATIONFAILED] Authentication failed`)],
     };
   }
   return {
-    state: { ...state, phase: { kind: 'authenticating', tag } },
-    actions: [{ type: 'login', username, password: new Secret(password) }],
+    state: { ...state, phase: { name: 'authenticating', tag } },
+    actions: [{ type: 'authenticate', username, password: new Secret(password) }],
   };
 }
 
 function onAuthenticate(config: MachineConfig, state: State, command: Command): Step {
   const { tag, args } = command;
   const reply = (text: string): Step => ({ state, actions: [send(text)] });
-  if (loginDisabled(config.tls, state.secure)) return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
+  if (!loginAllowed(config.tls, state.secure)) return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
   const mechanism = args[0]?.kind === 'atom' ? args[0].value.toUpperCase() : undefined;
   if (mechanism === undefined || args.length > 2 || (args[1] !== undefined && args[1].kind !== 'atom')) {
     return reply(`${tag} BAD AUTHENTICATE needs a mechanism and at most one initial response`);
@@ -259,21 +253,21 @@ function onAuthenticate(config: MachineConfig, state: State, command: Command): 
   const initial = args[1]?.kind === 'atom' ? (args[1].value === '=' ? '' : args[1].value) : undefined;
   if (mechanism === 'PLAIN') {
     if (initial === undefined) {
-      return { state: { ...state, phase: { kind: 'sasl-plain', tag } }, actions: [send('+ ')] };
+      return { state: { ...state, phase: { name: 'sasl-plain', tag } }, actions: [send('+ ')] };
     }
     return plainResponse(state, tag, initial);
   }
   if (mechanism === 'LOGIN') {
     if (initial === undefined) {
       return {
-        state: { ...state, phase: { kind: 'sasl-login-user', tag } },
+        state: { ...state, phase: { name: 'sasl-login-user', tag } },
         actions: [send(`+ ${LOGIN_USERNAME_PROMPT}`)],
       };
     }
     const username = decodeLoginResponse(initial);
     if (username === undefined) return reply(`${tag} BAD Invalid base64 in initial response`);
     return {
-      state: { ...state, phase: { kind: 'sasl-login-pass', tag, username } },
+      state: { ...state, phase: { name: 'sasl-login-pass', tag, username } },
       actions: [send(`+ ${LOGIN_PASSWORD_PROMPT}`)],
     };
   }
@@ -283,30 +277,30 @@ function onAuthenticate(config: MachineConfig, state: State, command: Command): 
 function plainResponse(state: State, tag: string, base64: string): Step {
   const decoded = decodePlain(base64);
   if ('error' in decoded) {
-    return { state: { ...state, phase: { kind: 'ready' } }, actions: [send(`${tag} BAD ${decoded.error}`)] };
+    return { state: { ...state, phase: { name: 'ready' } }, actions: [send(`${tag} BAD ${decoded.error}`)] };
   }
   return login(state, tag, decoded.username, decoded.password);
 }
 
 function onSaslResponse(
   state: State,
-  phase: Extract<Phase, { kind: 'sasl-plain' | 'sasl-login-user' | 'sasl-login-pass' }>,
+  phase: Extract<Phase, { name: 'sasl-plain' | 'sasl-login-user' | 'sasl-login-pass' }>,
   frame: Frame,
 ): Step {
-  const ready: State = { ...state, phase: { kind: 'ready' } };
+  const ready: State = { ...state, phase: { name: 'ready' } };
   const response = saslResponse(frame);
   if (!response.ok) return { state: ready, actions: [send(`${phase.tag} BAD Invalid SASL response`)] };
   // RFC 9051 §6.2.2: a lone "*" cancels, answered with BAD.
   if (response.text === '*')
     return { state: ready, actions: [send(`${phase.tag} BAD Authentication cancelled`)] };
-  switch (phase.kind) {
+  switch (phase.name) {
     case 'sasl-plain':
       return plainResponse(state, phase.tag, response.text);
     case 'sasl-login-user': {
       const username = decodeLoginResponse(response.text);
       if (username === undefined) return { state: ready, actions: [send(`${phase.tag} BAD Invalid base64`)] };
       return {
-        state: { ...state, phase: { kind: 'sasl-login-pass', tag: phase.tag, username } },
+        state: { ...state, phase: { name: 'sasl-login-pass', tag: phase.tag, username } },
         actions: [send(`+ ${LOGIN_PASSWORD_PROMPT}`)],
       };
     }

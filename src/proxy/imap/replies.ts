@@ -4,32 +4,31 @@
  */
 import type { TlsMode } from '../../config/types.js';
 import type { ProxyError } from '../../errors.js';
+import { loginAllowed, tlsOffered } from '../shared/front.js';
 
 export const SERVER_NAME = 'xoauth-proxy';
 
-/** What the front handles itself before login (issue #4). */
+/** What the front handles itself before login; everything else is the upstream's to announce after it. */
 export function preAuthCapabilities(tls: TlsMode, secure: boolean): string[] {
   const caps = ['IMAP4rev1', 'LITERAL+', 'SASL-IR', 'ID'];
-  if (loginDisabled(tls, secure)) {
+  if (!loginAllowed(tls, secure)) {
     // RFC 9051 §6.2.3: no LOGIN until TLS; advertising AUTH= mechanisms would invite a cleartext try.
     caps.push('STARTTLS', 'LOGINDISABLED');
   } else {
     caps.push('AUTH=PLAIN', 'AUTH=LOGIN');
-    if (tls === 'starttls' && !secure) caps.push('STARTTLS');
+    if (tlsOffered(tls, secure)) caps.push('STARTTLS');
   }
   return caps;
 }
 
-/** A STARTTLS listener requires TLS before any login; a plain (`none`) listener is loopback-only by design. */
-export function loginDisabled(tls: TlsMode, secure: boolean): boolean {
-  return tls === 'starttls' && !secure;
-}
-
 export function greeting(tls: TlsMode, secure: boolean): string {
-  return `* OK [CAPABILITY ${preAuthCapabilities(tls, secure).join(' ')}] ${SERVER_NAME} ready\r\n`;
+  return `* OK [CAPABILITY ${preAuthCapabilities(tls, secure).join(' ')}] ${SERVER_NAME} ready`;
 }
 
 /** Text safe to put after a response code: one line, printable, bounded. */
+/** For a client refused by the connection caps. */
+export const BUSY = '* BYE [UNAVAILABLE] Too many connections, try again later';
+
 export function safeText(text: string, max = 300): string {
   // eslint-disable-next-line no-control-regex
   const flat = text.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();

@@ -7,17 +7,22 @@
  * accepted the token the machine hands the connection to the relay and stays out of the way.
  */
 import type { TlsMode } from '../../config/types.js';
-import { isProxyError, ProxyError } from '../../errors.js';
-import { decodePlain } from '../shared/sasl.js';
-import { parseCommand } from './parser.js';
 import {
-  REPLY,
-  capaReply,
-  isTemporary,
+  countFailure,
   loginAllowed,
-  loginFailureReply,
-  loginSucceededReply,
-} from './replies.js';
+  HTTP_REQUEST,
+  TOO_MANY_COMMANDS,
+  TOO_MANY_FAILURES,
+  type FrontAction,
+  type FrontEvent,
+  type Machine,
+  type Transition as Step,
+} from '../shared/front.js';
+import { decodePlain } from '../shared/sasl.js';
+import { Secret } from '../shared/secret.js';
+import type { SessionOutcome } from '../shared/types.js';
+import { parseCommand } from './parser.js';
+import { REPLY, capaReply, loginFailureReply, loginSucceededReply } from './replies.js';
 
 export interface Pop3FrontConfig {
   /** The listener's TLS mode: 'starttls' offers STLS and refuses logins until it is done. */
@@ -29,7 +34,6 @@ export interface Pop3FrontConfig {
 }
 
 export type Pop3Phase =
-  | { name: 'new' }
   /** Waiting for a command; `user` is the name from a USER that awaits its PASS. */
   | { name: 'command'; user?: string }
   /** `AUTH PLAIN` got `+ `; the next line is the response. */
@@ -47,43 +51,11 @@ export interface Pop3State {
   failures: number;
 }
 
-export type Pop3Event =
-  | { type: 'connected' }
-  | { type: 'line'; line: string }
-  | { type: 'line-too-long' }
-  | { type: 'tls-ready' }
-  /** `text`: the upstream's `+OK` text, passed on to the client. */
-  | { type: 'auth-succeeded'; text?: string }
-  | { type: 'auth-failed'; error: unknown; consentHint?: string }
-  | { type: 'idle-timeout' }
-  | { type: 'shutdown' }
-  /** The client went away. */
-  | { type: 'client-closed' };
+export type Pop3Event = { type: 'line'; line: string } | { type: 'line-too-long' } | FrontEvent;
 
-/** Why the session ended before the relay; the session log line's outcome. */
-export type CloseReason =
-  | 'quit'
-  | 'line-too-long'
-  | 'too-many-commands'
-  | 'too-many-failures'
-  | 'idle-timeout'
-  | 'http'
-  | 'shutdown'
-  | 'client-closed';
+export type Pop3Action = FrontAction;
 
-export type Pop3Action =
-  | { type: 'send'; reply: string }
-  /** Send nothing more; upgrade the socket, throwing away anything the client sent before the handshake. */
-  | { type: 'start-tls' }
-  | { type: 'authenticate'; username: string; password: string }
-  /** The `+OK` has been queued; from now on bytes flow untouched, starting with any pipelined ones. */
-  | { type: 'start-relay' }
-  | { type: 'close'; reason: CloseReason };
-
-export interface Transition {
-  state: Pop3State;
-  actions: Pop3Action[];
-}
+export type Transition = Step<Pop3State, Pop3Action>;
 
 /** Phases in which the machine reads client lines. */
 export function isReading(phase: Pop3Phase): boolean {
@@ -91,15 +63,29 @@ export function isReading(phase: Pop3Phase): boolean {
 }
 
 export function initialState(config: Pop3FrontConfig): Pop3State {
-  return { phase: { name: 'new' }, secure: config.tls === 'implicit', commands: 0, failures: 0 };
+  return { phase: { name: 'command' }, secure: config.tls === 'implicit', commands: 0, failures: 0 };
+}
+
+/** The machine with its configuration, as the shared front drives it. */
+export function pop3Machine(config: Pop3FrontConfig): Machine<Pop3State, Pop3Event, Pop3Action> {
+  return {
+    initial: () => reply(initialState(config), REPLY.greeting),
+    step: (state, event) => step(config, state, event),
+    reading: (state) => isReading(state.phase),
+  };
 }
 
 const send = (reply: string): Pop3Action => ({ type: 'send', reply });
 const COMMAND: Pop3Phase = { name: 'command' };
 
-function closeWith(state: Pop3State, reply: string | undefined, reason: CloseReason): Transition {
+function closeWith(
+  state: Pop3State,
+  reply: string | undefined,
+  outcome: SessionOutcome,
+  reason?: string,
+): Transition {
   const actions: Pop3Action[] = reply === undefined ? [] : [send(reply)];
-  actions.push({ type: 'close', reason });
+  actions.push({ type: 'close', outcome, ...(reason === undefined ? {} : { reason }) });
   return { state: { ...state, phase: { name: 'closed' } }, actions };
 }
 
@@ -112,20 +98,15 @@ export function step(config: Pop3FrontConfig, state: Pop3State, event: Pop3Event
   if (phase.name === 'closed' || phase.name === 'relay') return { state, actions: [] };
 
   switch (event.type) {
-    case 'connected':
-      if (phase.name !== 'new') return { state, actions: [] };
-      return reply(state, REPLY.greeting);
-    case 'client-closed':
-      return closeWith(state, undefined, 'client-closed');
     case 'shutdown':
       // Mid-handshake the socket belongs to TLS: a clear-text line there would only garble it.
       return closeWith(state, phase.name === 'starting-tls' ? undefined : REPLY.shutdown, 'shutdown');
     case 'idle-timeout':
       // A login in flight is not idleness; the session does not arm the timer then.
       if (!isReading(phase)) return { state, actions: [] };
-      return closeWith(state, REPLY.idleTimeout, 'idle-timeout');
+      return closeWith(state, REPLY.idleTimeout, 'timeout');
     case 'line-too-long':
-      return closeWith(state, REPLY.lineTooLong, 'line-too-long');
+      return closeWith(state, REPLY.lineTooLong, 'limit', 'line-too-long');
     case 'tls-ready':
       if (phase.name !== 'starting-tls') return { state, actions: [] };
       // RFC 2595 §4: everything learned before the handshake is forgotten (a pending USER too).
@@ -138,15 +119,13 @@ export function step(config: Pop3FrontConfig, state: Pop3State, event: Pop3Event
       };
     case 'auth-failed': {
       if (phase.name !== 'authenticating') return { state, actions: [] };
-      const error = isProxyError(event.error)
-        ? event.error
-        : new ProxyError('upstream-unavailable', 'login failed', { cause: event.error });
-      const text = loginFailureReply(error, event.consentHint);
-      // Temporary failures are not the client's fault and do not count against it.
-      const failures = state.failures + (isTemporary(text) ? 0 : 1);
+      const text = loginFailureReply(event.error, event.consentHint);
+      const failures = countFailure(state.failures, event.error);
       // RFC 1939 §7: after a failed PASS the client starts again with USER.
       const next: Pop3State = { ...state, failures, phase: COMMAND };
-      if (failures >= config.maxFailedLogins) return closeWith(next, text, 'too-many-failures');
+      if (failures >= config.maxFailedLogins) {
+        return closeWith(next, text, event.error.code, TOO_MANY_FAILURES);
+      }
       return { state: next, actions: [send(text)] };
     }
     case 'line':
@@ -159,7 +138,7 @@ function onLine(config: Pop3FrontConfig, state0: Pop3State, line: string): Trans
   // SASL responses count too: a client must not be able to loop on `AUTH PLAIN` / `*` for ever.
   const state = { ...state0, commands: state0.commands + 1 };
   if (state.commands > config.maxCommandsBeforeLogin) {
-    return closeWith(state, REPLY.tooManyCommands, 'too-many-commands');
+    return closeWith(state, REPLY.tooManyCommands, 'limit', TOO_MANY_COMMANDS);
   }
   if (state.phase.name === 'plain-response') {
     // RFC 5034 §4: a lone `*` cancels the exchange.
@@ -172,7 +151,7 @@ function onLine(config: Pop3FrontConfig, state0: Pop3State, line: string): Trans
 function authenticate(state: Pop3State, username: string, password: string): Transition {
   return {
     state: { ...state, phase: { name: 'authenticating', username } },
-    actions: [{ type: 'authenticate', username, password }],
+    actions: [{ type: 'authenticate', username, password: new Secret(password) }],
   };
 }
 
@@ -216,13 +195,13 @@ function onCommand(config: Pop3FrontConfig, state: Pop3State, line: string): Tra
         actions: [send(REPLY.beginTls), { type: 'start-tls' }],
       };
     case 'quit':
-      return closeWith(state, REPLY.bye, 'quit');
+      return closeWith(state, REPLY.bye, 'client-quit');
     case 'apop':
       return reply(state, REPLY.apop);
     case 'needs-login':
       return reply(state, allowed ? REPLY.needsLogin : REPLY.tlsRequired);
     case 'http':
-      return closeWith(state, REPLY.http, 'http');
+      return closeWith(state, REPLY.http, 'protocol-error', HTTP_REQUEST);
     case 'syntax-error':
       return reply(state, command.reply);
     case 'empty':

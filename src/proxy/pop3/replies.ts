@@ -5,6 +5,7 @@
  */
 import type { TlsMode } from '../../config/types.js';
 import type { ProxyError } from '../../errors.js';
+import { loginAllowed, tlsOffered } from '../shared/front.js';
 
 export const SERVER_NAME = 'xoauth-proxy';
 
@@ -33,12 +34,9 @@ export const REPLY = {
   idleTimeout: '-ERR Disconnected for inactivity',
   http: '-ERR HTTP requests are not accepted here, closing connection',
   shutdown: '-ERR [SYS/TEMP] Server shutting down',
+  /** For a client refused by the connection caps. */
+  busy: '-ERR [SYS/TEMP] Too many connections, try again later',
 } as const;
-
-/** A STARTTLS listener refuses every login until TLS is on; a plain listener is loopback-only by design. */
-export function loginAllowed(tls: TlsMode, secure: boolean): boolean {
-  return tls !== 'starttls' || secure;
-}
 
 /**
  * The CAPA reply (RFC 2449): only what is true before login. After login the client talks to the
@@ -49,7 +47,7 @@ export function capaReply(tls: TlsMode, secure: boolean): string {
   const lines = ['+OK Capability list follows'];
   if (loginAllowed(tls, secure)) lines.push('USER', 'SASL PLAIN');
   lines.push('RESP-CODES', 'AUTH-RESP-CODE');
-  if (tls === 'starttls' && !secure) lines.push('STLS');
+  if (tlsOffered(tls, secure)) lines.push('STLS');
   lines.push('.');
   return lines.join('\r\n');
 }
@@ -98,9 +96,4 @@ export function loginFailureReply(error: ProxyError, consentHint?: string): stri
     default:
       return '-ERR [SYS/TEMP] Internal error, try again later';
   }
-}
-
-/** Whether a failure reply is temporary (does not count against the client's failed attempts). */
-export function isTemporary(reply: string): boolean {
-  return reply.startsWith('-ERR [SYS/TEMP]');
 }

@@ -1,26 +1,35 @@
 /**
- * The POP3 front as a ProxyServer: a shared listener whose sessions speak POP3 before login and relay
- * bytes to the account's upstream (pop.gmail.com, outlook.office365.com, ...) after it.
+ * POP3 as a protocol for the shared session: our own AUTHORIZATION dialogue before login, the
+ * account's upstream (pop.gmail.com, outlook.office365.com, ...) after it.
  */
 import type { ListenerConfig } from '../../config/types.js';
-import { createFrontServer } from '../shared/front-server.js';
+import type { AuthenticateAction } from '../shared/front.js';
+import { createProtocolServer, type Protocol } from '../shared/session.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
-import { DEFAULT_POP3_LIMITS, pop3LimitsFrom, type Pop3Limits } from './limits.js';
-import { Pop3Session } from './session.js';
+import { Pop3Front } from './front.js';
+import { REPLY } from './replies.js';
+import { pop3UpstreamLogin, type Pop3Upstream } from './upstream.js';
 
-export function createPop3Server(
-  listener: ListenerConfig,
-  deps: ProxyDeps,
-  limits?: Partial<Pop3Limits>,
-): ProxyServer {
-  const base = deps.config.settings?.limits
-    ? pop3LimitsFrom(deps.config.settings.limits)
-    : DEFAULT_POP3_LIMITS;
-  const effective: Pop3Limits = { ...base, ...limits };
-  return createFrontServer(
-    'pop3',
-    listener,
-    deps,
-    (socket, context, d) => new Pop3Session(socket, context, d, effective),
-  );
+export const pop3Protocol: Protocol<Pop3Upstream, AuthenticateAction> = {
+  name: 'pop3',
+  tlsCommand: 'STLS',
+  closeGraceMs: 5_000,
+  // A POP3 client waits for the answer to PASS, so this is never reached by an honest one.
+  maxBufferDuringLogin: 64 * 1024,
+  failedLoginIsOutcome: true,
+  busyReply: REPLY.busy,
+  front: (context, limits) =>
+    new Pop3Front(
+      {
+        tls: context.listener.tls,
+        maxCommandsBeforeLogin: limits.maxCommandsBeforeLogin,
+        maxFailedLogins: limits.maxFailedLogins,
+      },
+      limits.maxLineLength,
+    ),
+  upstreamLogin: (_action, limits) => pop3UpstreamLogin(limits.upstreamTimeoutMs),
+};
+
+export function createPop3Server(listener: ListenerConfig, deps: ProxyDeps): ProxyServer {
+  return createProtocolServer(pop3Protocol, listener, deps);
 }

@@ -22,6 +22,7 @@ export interface RelayOptions {
   upstreamPending?: Buffer;
 }
 
+/** Byte counts are what the relay read from each socket; pending bytes were counted by their reader. */
 export interface RelayResult {
   bytesFromClient: number;
   bytesToClient: number;
@@ -59,14 +60,8 @@ export function startRelay(options: RelayOptions): Relay {
     socket.setNoDelay(true);
   }
 
-  if (options.clientPending && options.clientPending.length > 0) {
-    bytesFromClient += options.clientPending.length;
-    upstream.write(options.clientPending);
-  }
-  if (options.upstreamPending && options.upstreamPending.length > 0) {
-    bytesToClient += options.upstreamPending.length;
-    client.write(options.upstreamPending);
-  }
+  if (options.clientPending && options.clientPending.length > 0) upstream.write(options.clientPending);
+  if (options.upstreamPending && options.upstreamPending.length > 0) client.write(options.upstreamPending);
   client.on('data', (chunk: Buffer) => {
     bytesFromClient += chunk.length;
   });

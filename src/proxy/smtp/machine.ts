@@ -6,6 +6,21 @@
  * upstream accepted the token the machine hands the connection to the relay and stays out of the way.
  */
 import type { TlsMode } from '../../config/types.js';
+import {
+  countFailure,
+  loginAllowed,
+  tlsOffered,
+  HTTP_REQUEST,
+  TOO_MANY_COMMANDS,
+  TOO_MANY_FAILURES,
+  type AuthenticateAction,
+  type FrontAction,
+  type FrontEvent,
+  type Machine,
+  type Transition as Step,
+} from '../shared/front.js';
+import { Secret } from '../shared/secret.js';
+import type { SessionOutcome } from '../shared/types.js';
 import { parseCommand } from './parser.js';
 import { REPLY, ehloReply, greeting, heloReply, loginFailureReply } from './replies.js';
 import { decodeLoginField, decodePlain, type SaslFailure } from './sasl.js';
@@ -24,7 +39,6 @@ export interface SmtpFrontConfig {
 }
 
 export type SmtpPhase =
-  | { name: 'new' }
   | { name: 'command' }
   | { name: 'plain-response' }
   | { name: 'login-username' }
@@ -44,44 +58,20 @@ export interface SmtpState {
   failures: number;
 }
 
-export type SmtpEvent =
-  | { type: 'connected' }
-  | { type: 'line'; line: string }
-  | { type: 'line-too-long' }
-  | { type: 'tls-ready' }
-  | { type: 'auth-succeeded' }
-  | { type: 'auth-failed'; error: unknown; consentHint?: string }
-  | { type: 'idle-timeout' }
-  /** The client went away. */
-  | { type: 'client-closed' };
+export type SmtpEvent = { type: 'line'; line: string } | { type: 'line-too-long' } | FrontEvent;
 
-/** Why the session ended before the relay; the session log line's outcome. */
-export type CloseReason =
-  | 'quit'
-  | 'line-too-long'
-  | 'too-many-commands'
-  | 'too-many-failures'
-  | 'idle-timeout'
-  | 'http'
-  | 'client-closed';
-
-export type SmtpAction =
-  | { type: 'send'; reply: string }
-  /** Send nothing more; upgrade the socket, throwing away anything the client sent before the handshake. */
-  | { type: 'start-tls' }
-  | { type: 'authenticate'; username: string; password: string; heloName: string }
-  /** The `235` has been queued; from now on bytes flow untouched, starting with any pipelined ones. */
-  | { type: 'start-relay' }
-  | { type: 'close'; reason: CloseReason };
-
-export interface Transition {
-  state: SmtpState;
-  actions: SmtpAction[];
+/** SMTP's login also carries the client's EHLO name, which the upstream gets in our EHLO. */
+export interface SmtpAuthenticate extends AuthenticateAction {
+  heloName: string;
 }
+
+export type SmtpAction = FrontAction<SmtpAuthenticate>;
+
+export type Transition = Step<SmtpState, SmtpAction>;
 
 export function initialState(config: SmtpFrontConfig): SmtpState {
   return {
-    phase: { name: 'new' },
+    phase: { name: 'command' },
     secure: config.tls === 'implicit',
     heloName: undefined,
     commands: 0,
@@ -89,20 +79,27 @@ export function initialState(config: SmtpFrontConfig): SmtpState {
   };
 }
 
-/** Whether AUTH is offered and accepted now: never in clear text on a STARTTLS listener. */
-export function authAllowed(config: SmtpFrontConfig, state: SmtpState): boolean {
-  return config.tls !== 'starttls' || state.secure;
+/** The machine with its configuration, as the shared front drives it. */
+export function smtpMachine(config: SmtpFrontConfig): Machine<SmtpState, SmtpEvent, SmtpAction> {
+  return {
+    initial: () => reply(initialState(config), greeting(config.serverName)),
+    step: (state, event) => step(config, state, event),
+    reading: (state) => READING.has(state.phase.name),
+  };
 }
 
-function offerStartTls(config: SmtpFrontConfig, state: SmtpState): boolean {
-  return config.tls === 'starttls' && !state.secure;
-}
+const READING = new Set(['command', 'plain-response', 'login-username', 'login-password']);
 
 const send = (reply: string): SmtpAction => ({ type: 'send', reply });
 
-function closeWith(state: SmtpState, reply: string | undefined, reason: CloseReason): Transition {
+function closeWith(
+  state: SmtpState,
+  reply: string | undefined,
+  outcome: SessionOutcome,
+  reason?: string,
+): Transition {
   const actions: SmtpAction[] = reply === undefined ? [] : [send(reply)];
-  actions.push({ type: 'close', reason });
+  actions.push({ type: 'close', outcome, ...(reason === undefined ? {} : { reason }) });
   return { state: { ...state, phase: { name: 'closed' } }, actions };
 }
 
@@ -119,18 +116,13 @@ export function step(config: SmtpFrontConfig, state: SmtpState, event: SmtpEvent
   if (phase.name === 'closed' || phase.name === 'relay') return { state, actions: [] };
 
   switch (event.type) {
-    case 'connected':
-      if (phase.name !== 'new') return { state, actions: [] };
-      return reply(state, greeting(config.serverName));
-    case 'client-closed':
-      return {
-        state: { ...state, phase: { name: 'closed' } },
-        actions: [{ type: 'close', reason: 'client-closed' }],
-      };
+    case 'shutdown':
+      // Mid-handshake the socket carries TLS records; a clear-text reply would only garble them.
+      return closeWith(state, phase.name === 'starting-tls' ? undefined : REPLY.shutdown, 'shutdown');
     case 'idle-timeout':
-      return closeWith(state, REPLY.idleTimeout, 'idle-timeout');
+      return closeWith(state, REPLY.idleTimeout, 'timeout');
     case 'line-too-long':
-      return closeWith(state, REPLY.lineTooLong, 'line-too-long');
+      return closeWith(state, REPLY.lineTooLong, 'limit', 'line-too-long');
     case 'tls-ready':
       if (phase.name !== 'starting-tls') return { state, actions: [] };
       // RFC 3207 §4.2: forget everything learned before the handshake; the client must EHLO again.
@@ -147,15 +139,11 @@ export function step(config: SmtpFrontConfig, state: SmtpState, event: SmtpEvent
     case 'auth-failed': {
       if (phase.name !== 'authenticating') return { state, actions: [] };
       const text = loginFailureReply(event.error, event.consentHint);
-      // Temporary failures are not the client's fault and do not count against it.
-      const counts = !text.startsWith('4');
-      const failures = state.failures + (counts ? 1 : 0);
+      const failures = countFailure(state.failures, event.error);
       const next = { ...state, failures, phase: { name: 'command' } as SmtpPhase };
       if (failures >= config.maxFailedLogins) {
-        return {
-          state: { ...next, phase: { name: 'closed' } },
-          actions: [send(text), send(REPLY.tooManyFailures), { type: 'close', reason: 'too-many-failures' }],
-        };
+        const closed = closeWith(next, REPLY.tooManyFailures, event.error.code, TOO_MANY_FAILURES);
+        return { state: closed.state, actions: [send(text), ...closed.actions] };
       }
       return { state: next, actions: [send(text)] };
     }
@@ -185,7 +173,7 @@ function onLine(config: SmtpFrontConfig, state: SmtpState, line: string): Transi
       return authenticate(state, phase.username, password.value);
     }
     default:
-      // 'new', 'starting-tls', 'authenticating': the session does not read lines then; ignore defensively.
+      // 'starting-tls', 'authenticating': the session does not read lines then; ignore defensively.
       return { state, actions: [] };
   }
 }
@@ -194,7 +182,14 @@ function authenticate(state: SmtpState, username: string, password: string): Tra
   return {
     state: { ...state, phase: { name: 'authenticating', username } },
     // HELO/EHLO is checked before AUTH starts, so heloName is set here.
-    actions: [{ type: 'authenticate', username, password, heloName: state.heloName ?? 'localhost' }],
+    actions: [
+      {
+        type: 'authenticate',
+        username,
+        password: new Secret(password),
+        heloName: state.heloName ?? 'localhost',
+      },
+    ],
   };
 }
 
@@ -207,7 +202,7 @@ function authenticatePlain(state: SmtpState, response: string): Transition {
 function onCommand(config: SmtpFrontConfig, state0: SmtpState, line: string): Transition {
   const state = { ...state0, commands: state0.commands + 1 };
   if (state.commands > config.maxCommandsBeforeLogin)
-    return closeWith(state, REPLY.tooManyCommands, 'too-many-commands');
+    return closeWith(state, REPLY.tooManyCommands, 'limit', TOO_MANY_COMMANDS);
   const command = parseCommand(line);
   switch (command.kind) {
     case 'ehlo':
@@ -215,21 +210,21 @@ function onCommand(config: SmtpFrontConfig, state0: SmtpState, line: string): Tr
         { ...state, heloName: command.name },
         ehloReply(config.serverName, {
           maxMessageSize: config.maxMessageSize,
-          offerStartTls: offerStartTls(config, state),
-          offerAuth: authAllowed(config, state),
+          offerStartTls: tlsOffered(config.tls, state.secure),
+          offerAuth: loginAllowed(config.tls, state.secure),
         }),
       );
     case 'helo':
       return reply({ ...state, heloName: command.name }, heloReply(config.serverName));
     case 'starttls':
       if (state.secure) return reply(state, REPLY.tlsActive);
-      if (!offerStartTls(config, state)) return reply(state, REPLY.startTlsUnavailable);
+      if (!tlsOffered(config.tls, state.secure)) return reply(state, REPLY.startTlsUnavailable);
       return {
         state: { ...state, phase: { name: 'starting-tls' } },
         actions: [send(REPLY.readyForTls), { type: 'start-tls' }],
       };
     case 'auth': {
-      if (!authAllowed(config, state)) return reply(state, REPLY.tlsRequired);
+      if (!loginAllowed(config.tls, state.secure)) return reply(state, REPLY.tlsRequired);
       if (state.heloName === undefined) return reply(state, REPLY.heloFirst);
       const ir = command.initialResponse;
       if (command.mechanism === 'PLAIN') {
@@ -248,13 +243,13 @@ function onCommand(config: SmtpFrontConfig, state0: SmtpState, line: string): Tr
     case 'noop':
       return reply(state, REPLY.ok);
     case 'quit':
-      return closeWith(state, REPLY.bye, 'quit');
+      return closeWith(state, REPLY.bye, 'client-quit');
     case 'mail-transaction':
-      return reply(state, authAllowed(config, state) ? REPLY.authRequired : REPLY.tlsRequired);
+      return reply(state, loginAllowed(config.tls, state.secure) ? REPLY.authRequired : REPLY.tlsRequired);
     case 'not-implemented':
       return reply(state, REPLY.notImplemented);
     case 'http':
-      return closeWith(state, REPLY.http, 'http');
+      return closeWith(state, REPLY.http, 'protocol-error', HTTP_REQUEST);
     case 'syntax-error':
       return reply(state, command.reply);
     case 'empty':

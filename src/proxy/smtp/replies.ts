@@ -2,7 +2,7 @@
  * Every reply the SMTP front sends itself, and the one place where a login failure becomes a reply
  * (RFC 4954 §6 and RFC 3463 codes). Single-line replies are strings without CRLF; the session adds it.
  */
-import { isProxyError } from '../../errors.js';
+import type { ProxyError } from '../../errors.js';
 
 export const REPLY = {
   ok: '250 2.0.0 OK',
@@ -27,6 +27,9 @@ export const REPLY = {
   tooManyFailures: '421 4.7.0 Too many failed authentication attempts, closing connection',
   idleTimeout: '421 4.4.2 Idle timeout, closing connection',
   http: '421 4.7.0 HTTP requests are not accepted here, closing connection',
+  shutdown: '421 4.3.2 Service shutting down',
+  /** For a client refused by the connection caps. */
+  busy: '421 4.7.0 Too many connections, try again later',
   /** RFC 4954 AUTH LOGIN prompts: base64 "Username:" and "Password:". */
   loginUsername: '334 VXNlcm5hbWU6',
   loginPassword: '334 UGFzc3dvcmQ6',
@@ -82,8 +85,7 @@ function clean(text: string): string {
  * - upstream-rejected: the upstream's own 5xx reply when it gave one (Exchange's
  *   `535 5.7.139 ... SmtpClientAuthentication is disabled for the Tenant` tells the admin what to fix).
  */
-export function loginFailureReply(error: unknown, consentHint?: string): string {
-  if (!isProxyError(error)) return REPLY.temporaryFailure;
+export function loginFailureReply(error: ProxyError, consentHint?: string): string {
   switch (error.code) {
     case 'bad-credentials':
       return REPLY.badCredentials;

@@ -1,16 +1,44 @@
 /**
- * The SMTP proxy: a shared listener whose sessions speak our SMTP front before login and relay bytes
- * to the account's upstream (Gmail, Exchange Online, ...) after it.
+ * SMTP as a protocol for the shared session: our own dialogue before AUTH, the account's upstream
+ * (Gmail, Exchange Online, ...) after it.
  */
 import { hostname } from 'node:os';
 import type { ListenerConfig } from '../../config/types.js';
-import { createFrontServer } from '../shared/front-server.js';
+import { createProtocolServer, type Protocol } from '../shared/session.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
-import { SmtpSession } from './session.js';
+import { SmtpFront } from './front.js';
+import type { SmtpAuthenticate } from './machine.js';
+import { REPLY } from './replies.js';
+import { smtpUpstreamLogin, type SmtpUpstream } from './upstream.js';
 
 export interface SmtpServerOptions {
   /** Name in the greeting and EHLO reply; defaults to the host name. */
   serverName?: string;
+}
+
+export function smtpProtocol(serverName: string): Protocol<SmtpUpstream, SmtpAuthenticate> {
+  return {
+    name: 'smtp',
+    tlsCommand: 'STARTTLS',
+    closeGraceMs: 5_000,
+    // RFC 2920 clients stop at DATA and wait for 354, so this is never reached by an honest client.
+    maxBufferDuringLogin: 64 * 1024,
+    failedLoginIsOutcome: true,
+    busyReply: REPLY.busy,
+    front: (context, limits) =>
+      new SmtpFront(
+        {
+          serverName,
+          tls: context.listener.tls,
+          maxMessageSize: limits.maxMessageSize,
+          maxCommandsBeforeLogin: limits.maxCommandsBeforeLogin,
+          maxFailedLogins: limits.maxFailedLogins,
+        },
+        limits.maxLineLength,
+      ),
+    upstreamLogin: (action, limits) =>
+      smtpUpstreamLogin({ heloName: action.heloName, timeoutMs: limits.upstreamTimeoutMs }),
+  };
 }
 
 export function createSmtpServer(
@@ -18,11 +46,5 @@ export function createSmtpServer(
   deps: ProxyDeps,
   options: SmtpServerOptions = {},
 ): ProxyServer {
-  const serverName = options.serverName ?? hostname();
-  return createFrontServer(
-    'smtp',
-    listener,
-    deps,
-    (socket, context, d) => new SmtpSession(socket, context, d, { serverName }),
-  );
+  return createProtocolServer(smtpProtocol(options.serverName ?? hostname()), listener, deps);
 }

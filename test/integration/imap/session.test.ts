@@ -138,6 +138,23 @@ describe('IMAP session', () => {
     expect(sessionLines(e)[0]).toMatchObject({ outcome: 'shutdown' });
   });
 
+  it('counts every client byte once, also those pipelined behind the login, and every byte it sent', async () => {
+    const e = await setup();
+    const c = await open(e);
+    // a2 arrives with the login and reaches the upstream through the relay's pending bytes.
+    const sent = `${login('a1')}a2 NOOP\r\n`;
+    c.write(sent);
+    await c.waitFor('a2 OK');
+    c.write('a3 LOGOUT\r\n');
+    await c.waitClosed();
+    await eventually(() => sessionLines(e).length === 1);
+    expect(sessionLines(e)[0]).toMatchObject({
+      outcome: 'relayed',
+      bytesFromClient: Buffer.byteLength(sent) + 'a3 LOGOUT\r\n'.length,
+      bytesToClient: Buffer.byteLength(c.text),
+    });
+  });
+
   it('writes one log line per session without any secret', async () => {
     const e = await setup({ staleAccessToken: true });
     const c = await open(e);

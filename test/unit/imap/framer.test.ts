@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ImapFramer, type FramerEvent } from '../../../src/proxy/imap/framer.js';
 
-const limits = { maxLineLength: 20, maxLiteralSize: 10, maxLiteralsPerCommand: 3 };
+const limits = {
+  maxLineLength: 20,
+  maxLiteralSize: 10,
+  maxLiteralsPerCommand: 3,
+  maxLiteralBytesPerCommand: 1000,
+};
 
 function run(input: (string | Buffer)[], l = limits): { events: FramerEvent[]; framer: ImapFramer } {
   const framer = new ImapFramer(l);
@@ -81,6 +86,25 @@ describe('ImapFramer', () => {
       expect(show(run(['a {99999999999}\r\n']).events)).toEqual(['a {99999999999}']);
       expect(show(run(['a {9999999999}\r\n']).events)).toEqual(['!literal-too-large']);
     });
+  });
+
+  it('limits the literal bytes of one command in total (at the cap passes, one over fails)', () => {
+    const l = { ...limits, maxLiteralBytesPerCommand: 20 };
+    expect(show(run([`a {10+}\r\n${'x'.repeat(10)} {10+}\r\n${'y'.repeat(10)}\r\n`], l).events)).toEqual([
+      `a {10+}<${'x'.repeat(10)}>| {10+}<${'y'.repeat(10)}>|`,
+    ]);
+    expect(show(run([`a {10+}\r\n${'x'.repeat(10)} {10+}\r\n${'y'.repeat(10)} {1}\r\n`], l).events)).toEqual([
+      '!command-too-large',
+    ]);
+    // The total is per command: the next command starts again from zero.
+    expect(
+      show(
+        run(
+          [`a {10+}\r\n${'x'.repeat(10)}\r\nb {10+}\r\n${'x'.repeat(10)} {10+}\r\n${'y'.repeat(10)}\r\n`],
+          l,
+        ).events,
+      ),
+    ).toHaveLength(2);
   });
 
   it('limits literals per command (at the cap passes, one over fails)', () => {

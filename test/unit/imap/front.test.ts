@@ -4,10 +4,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ImapFront } from '../../../src/proxy/imap/front.js';
-import { DEFAULT_IMAP_LIMITS } from '../../../src/proxy/imap/limits.js';
+import { frontLimits, type FrontLimits } from '../../../src/proxy/shared/limits.js';
 
-function front(limits: Partial<typeof DEFAULT_IMAP_LIMITS> = {}): ImapFront {
-  const all = { ...DEFAULT_IMAP_LIMITS, ...limits };
+function front(limits: Partial<FrontLimits> = {}): ImapFront {
+  const all = { ...frontLimits(), ...limits };
   return new ImapFront(
     { tls: 'none', maxCommandsBeforeLogin: all.maxCommandsBeforeLogin, maxFailedLogins: all.maxFailedLogins },
     all,
@@ -23,7 +23,7 @@ describe('ImapFront once closed', () => {
     f.start();
     const actions = f.receive(Buffer.from('a LOGOUT\r\nb NOOP\r\nc NOOP'));
     expect(actions.map((a) => a.type)).toEqual(['send', 'send', 'close']);
-    expect(f.state.phase.kind).toBe('closed');
+    expect(f.state.phase.name).toBe('closed');
     expect(f.buffered).toBe(0);
     for (let i = 0; i < 8; i++) {
       expect(f.receive(MEGABYTE)).toEqual([]);
@@ -36,7 +36,7 @@ describe('ImapFront once closed', () => {
     f.start();
     const actions = f.receive(Buffer.from('a NOOP\r\nb NOOP\r\nc NOOP\r\n'));
     expect(actions.at(-1)).toMatchObject({ type: 'close' });
-    expect(f.state.phase.kind).toBe('closed');
+    expect(f.state.phase.name).toBe('closed');
     f.receive(MEGABYTE);
     expect(f.buffered).toBe(0);
   });

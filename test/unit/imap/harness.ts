@@ -1,20 +1,13 @@
 /**
- * Drives framer + machine exactly as the session does, without sockets: feed chunks, pump frames
- * while the machine reads, resolve `login` actions from a script, complete STARTTLS at once
- * (discarding buffered bytes, as the session does), and stop at `start-relay`.
+ * Drives the real ImapFront as the session does, without sockets: feed chunks, resolve
+ * `authenticate` actions from a script, complete STARTTLS at once, and stop at `start-relay`.
  */
 import type { TlsMode } from '../../../src/config/types.js';
 import { ProxyError, type ProxyErrorCode } from '../../../src/errors.js';
-import { ImapFramer } from '../../../src/proxy/imap/framer.js';
-import { DEFAULT_IMAP_LIMITS, type ImapLimits } from '../../../src/proxy/imap/limits.js';
-import {
-  initialState,
-  isReading,
-  step,
-  type Action,
-  type Event,
-  type State,
-} from '../../../src/proxy/imap/machine.js';
+import { ImapFront } from '../../../src/proxy/imap/front.js';
+import type { Action, State } from '../../../src/proxy/imap/machine.js';
+import type { FrontEvent } from '../../../src/proxy/shared/front.js';
+import { frontLimits, type FrontLimits } from '../../../src/proxy/shared/limits.js';
 
 export type LoginScript = (
   username: string,
@@ -23,7 +16,7 @@ export type LoginScript = (
   { ok: true; capabilities?: string } | { ok: false; code: ProxyErrorCode; detail?: string; hint?: string };
 
 export interface Replay {
-  /** Everything sent to the client, concatenated. */
+  /** Everything sent to the client, as on the wire. */
   output: string;
   logins: { username: string; password: string }[];
   actions: Action[];
@@ -36,47 +29,45 @@ export interface Replay {
 
 export function replay(
   chunks: (string | Buffer)[],
-  options: { tls?: TlsMode; secure?: boolean; limits?: Partial<ImapLimits>; login?: LoginScript } = {},
+  options: { tls?: TlsMode; secure?: boolean; limits?: Partial<FrontLimits>; login?: LoginScript } = {},
 ): Replay {
-  const limits = { ...DEFAULT_IMAP_LIMITS, ...options.limits };
+  const limits = { ...frontLimits(), ...options.limits };
   const config = {
     tls: options.tls ?? 'none',
     maxCommandsBeforeLogin: limits.maxCommandsBeforeLogin,
     maxFailedLogins: limits.maxFailedLogins,
   };
-  const framer = new ImapFramer(limits);
+  const front = new ImapFront(config, limits, options.secure ?? options.tls === 'implicit');
   const login: LoginScript = options.login ?? (() => ({ ok: true, capabilities: 'IMAP4rev1 IDLE' }));
   const result: Replay = {
     output: '',
     logins: [],
     actions: [],
-    state: undefined as unknown as State,
+    state: front.state,
     relayed: undefined,
     tlsStarted: 0,
     closed: false,
   };
-  const first = initialState(config, options.secure ?? options.tls === 'implicit');
-  let state = first.state;
-  const queue: Event[] = [];
+  const queue: FrontEvent[] = [];
   const perform = (actions: Action[]): void => {
     for (const a of actions) {
       result.actions.push(a);
       switch (a.type) {
         case 'send':
-          result.output += a.text;
+          result.output += `${a.reply}\r\n`;
           break;
-        case 'login': {
+        case 'authenticate': {
           const password = a.password.reveal();
           result.logins.push({ username: a.username, password });
           const outcome = login(a.username, password);
           queue.push(
             outcome.ok
               ? {
-                  type: 'login-succeeded',
+                  type: 'auth-succeeded',
                   ...(outcome.capabilities ? { capabilities: outcome.capabilities } : {}),
                 }
               : {
-                  type: 'login-failed',
+                  type: 'auth-failed',
                   error: new ProxyError(
                     outcome.code,
                     'scripted',
@@ -88,12 +79,11 @@ export function replay(
           break;
         }
         case 'start-tls':
-          framer.takeRemainder();
           result.tlsStarted += 1;
-          queue.push({ type: 'tls-started' });
+          queue.push({ type: 'tls-ready' });
           break;
         case 'start-relay':
-          result.relayed = framer.takeRemainder();
+          result.relayed = front.takeRemainder();
           break;
         case 'close':
           result.closed = true;
@@ -101,32 +91,15 @@ export function replay(
       }
     }
   };
-  const apply = (event: Event): void => {
-    const r = step(config, state, event);
-    state = r.state;
-    perform(r.actions);
-  };
-  perform(first.actions);
-  const pump = (): void => {
+  const settle = (): void => {
     for (let guard = 0; guard < 100_000; guard++) {
       const queued = queue.shift();
-      if (queued) {
-        apply(queued);
-        continue;
-      }
-      if (!isReading(state.phase)) return;
-      const ev = framer.next();
-      if (!ev) return;
-      apply(
-        ev.type === 'frame'
-          ? { type: 'frame', frame: ev.frame }
-          : ev.type === 'continue'
-            ? { type: 'continue-literal' }
-            : { type: 'framing-error', kind: ev.kind },
-      );
+      if (!queued) return;
+      perform(front.resolve(queued));
     }
-    throw new Error('pump did not settle');
+    throw new Error('front did not settle');
   };
+  perform(front.start());
   const later: Buffer[] = [];
   for (const chunk of chunks) {
     const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, 'utf8');
@@ -136,11 +109,11 @@ export function replay(
       later.push(bytes);
       continue;
     }
-    framer.push(bytes);
-    pump();
+    perform(front.receive(bytes));
+    settle();
   }
   if (result.relayed) result.relayed = Buffer.concat([result.relayed, ...later]);
-  result.state = state;
+  result.state = front.state;
   return result;
 }
 

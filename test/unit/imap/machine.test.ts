@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/errors.js';
 import { initialState, step } from '../../../src/proxy/imap/machine.js';
+import { frontLimits } from '../../../src/proxy/shared/limits.js';
 import { encodePlain } from '../../../src/proxy/shared/sasl.js';
 import { replay } from './harness.js';
 
@@ -216,6 +217,29 @@ describe('IMAP machine: limits', () => {
     expect(at.closed).toBe(true);
   });
 
+  it('temporary failures (token endpoint or mail server down) do not count against the client', () => {
+    const down = () => ({ ok: false as const, code: 'upstream-unavailable' as const });
+    const r = replay(['a LOGIN x y\r\n'.repeat(3), 'b NOOP\r\n'], {
+      limits: { maxFailedLogins: 3 },
+      login: down,
+    });
+    expect(r.output).toContain('a NO [UNAVAILABLE]');
+    expect(r.output).not.toContain('* BYE');
+    expect(r.output.endsWith('b OK NOOP completed\r\n')).toBe(true);
+    expect(r.closed).toBe(false);
+  });
+
+  it('the literals of one command are capped in total with the production limits', () => {
+    // Each literal is within the per-literal cap; together they pass the per-command one.
+    const size = frontLimits().maxLiteralSize;
+    const count = Math.floor(frontLimits().maxLiteralBytesPerCommand / size) + 1;
+    const fields = Array.from({ length: count }, () => `{${size}+}\r\n${'v'.repeat(size)}`).join(' ');
+    const r = replay([`a ID (${fields})\r\n`]);
+    expect(r.output.endsWith('* BYE Literals too large in one command\r\n')).toBe(true);
+    expect(r.closed).toBe(true);
+    expect(r.actions.at(-1)).toEqual({ type: 'close', outcome: 'limit', reason: 'command-too-large' });
+  });
+
   it('line too long ends the connection with a clear reply', () => {
     const r = replay([`a LOGIN ${'x'.repeat(100)}\r\n`], { limits: { maxLineLength: 50 } });
     expect(r.output.endsWith('* BYE Command line too long\r\n')).toBe(true);
@@ -233,7 +257,7 @@ describe('IMAP machine: limits', () => {
     const { state } = initialState(config, false);
     const r = step(config, state, { type: 'idle-timeout' });
     expect(r.actions).toEqual([
-      { type: 'send', text: '* BYE Idle for too long before login\r\n' },
+      { type: 'send', reply: '* BYE Idle for too long before login' },
       { type: 'close', outcome: 'timeout' },
     ]);
   });
@@ -242,9 +266,9 @@ describe('IMAP machine: limits', () => {
     const config = { tls: 'none' as const, maxCommandsBeforeLogin: 10, maxFailedLogins: 3 };
     const { state } = initialState(config, false);
     const down = step(config, state, { type: 'shutdown' });
-    expect(down.actions[0]).toEqual({ type: 'send', text: '* BYE Server shutting down\r\n' });
+    expect(down.actions[0]).toEqual({ type: 'send', reply: '* BYE Server shutting down' });
     const late = step(config, down.state, {
-      type: 'login-failed',
+      type: 'auth-failed',
       error: new ProxyError('bad-credentials', 'x'),
     });
     expect(late.actions).toEqual([]);
@@ -253,8 +277,8 @@ describe('IMAP machine: limits', () => {
   it('a shutdown in the middle of a TLS handshake closes without a clear-text BYE', () => {
     const config = { tls: 'starttls' as const, maxCommandsBeforeLogin: 10, maxFailedLogins: 3 };
     const { state } = initialState(config, false);
-    const down = step(config, { ...state, phase: { kind: 'starting-tls' } }, { type: 'shutdown' });
+    const down = step(config, { ...state, phase: { name: 'starting-tls' } }, { type: 'shutdown' });
     expect(down.actions).toEqual([{ type: 'close', outcome: 'shutdown' }]);
-    expect(down.state.phase).toEqual({ kind: 'closed' });
+    expect(down.state.phase).toEqual({ name: 'closed' });
   });
 });

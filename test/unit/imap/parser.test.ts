@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ImapFramer, type Frame } from '../../../src/proxy/imap/framer.js';
 import { parseCommand, saslResponse } from '../../../src/proxy/imap/parser.js';
+import { frontLimits } from '../../../src/proxy/shared/limits.js';
 
 function frame(input: string | Buffer): Frame {
-  const f = new ImapFramer({ maxLineLength: 8192, maxLiteralSize: 8192, maxLiteralsPerCommand: 8 });
+  const f = new ImapFramer(frontLimits());
   f.push(Buffer.isBuffer(input) ? input : Buffer.from(input, 'utf8'));
   for (let e = f.next(); e; e = f.next()) if (e.type === 'frame') return e.frame;
   throw new Error('no frame');

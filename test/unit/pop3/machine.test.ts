@@ -44,7 +44,7 @@ describe('POP3 front: greeting, CAPA, simple commands', () => {
   it('QUIT says goodbye and closes', () => {
     const h = new Harness();
     expect(h.send('QUIT\r\nCAPA\r\n')).toBe('+OK xoauth-proxy signing off\r\n');
-    expect(h.ofType('close')).toEqual([{ type: 'close', reason: 'quit' }]);
+    expect(h.ofType('close')).toEqual([{ type: 'close', outcome: 'client-quit' }]);
     expect(h.phase).toBe('closed');
   });
 
@@ -53,7 +53,7 @@ describe('POP3 front: greeting, CAPA, simple commands', () => {
     expect(h.send('GET / HTTP/1.1\r\nHost: x\r\n')).toBe(
       '-ERR HTTP requests are not accepted here, closing connection\r\n',
     );
-    expect(h.ofType('close')).toEqual([{ type: 'close', reason: 'http' }]);
+    expect(h.ofType('close')).toEqual([{ type: 'close', outcome: 'protocol-error', reason: 'HTTP request' }]);
   });
 });
 
@@ -193,7 +193,7 @@ describe('POP3 front: STLS listener', () => {
 });
 
 describe('POP3 front: login failures (RFC 2449 / RFC 3206 response codes)', () => {
-  const failWith = (error: unknown, consentHint?: string): string => {
+  const failWith = (error: ProxyError, consentHint?: string): string => {
     const h = new Harness();
     h.send('USER u\r\nPASS p\r\n');
     return h.resolve(
@@ -225,11 +225,7 @@ describe('POP3 front: login failures (RFC 2449 / RFC 3206 response codes)', () =
       undefined,
       '-ERR [AUTH] Mail server refused the login: Invalid credentials.',
     ],
-    [
-      new Error('unexpected'),
-      undefined,
-      '-ERR [SYS/TEMP] Mail server unavailable, try again later (connection failed)',
-    ],
+    [new ProxyError('store', 'unexpected'), undefined, '-ERR [SYS/TEMP] Internal error, try again later'],
   ])('%s', (error, hint, expected) => {
     expect(failWith(error, hint)).toBe(`${expected}\r\n`);
   });
@@ -252,7 +248,9 @@ describe('POP3 front: limits', () => {
     expect(h.phase).toBe('command');
     h.send(`AUTH PLAIN ${plain('u', 'p')}\r\n`);
     expect(h.resolve(bad)).toBe('-ERR [AUTH] Authentication failed\r\n');
-    expect(h.ofType('close')).toEqual([{ type: 'close', reason: 'too-many-failures' }]);
+    expect(h.ofType('close')).toEqual([
+      { type: 'close', outcome: 'bad-credentials', reason: 'too many failed logins' },
+    ]);
     expect(h.phase).toBe('closed');
   });
 
@@ -261,7 +259,7 @@ describe('POP3 front: limits', () => {
     expect(h.send('CAPA\r\nAUTH PLAIN\r\n*\r\nNOOP\r\n')).not.toContain('Too many');
     expect(h.phase).toBe('command');
     expect(h.send('CAPA\r\n')).toBe('-ERR Too many commands before login, closing connection\r\n');
-    expect(h.ofType('close')).toEqual([{ type: 'close', reason: 'too-many-commands' }]);
+    expect(h.ofType('close')).toEqual([{ type: 'close', outcome: 'limit', reason: 'commands before login' }]);
   });
 
   it('the command count holds across a chunk boundary inside the last line', () => {
@@ -280,7 +278,7 @@ describe('POP3 front: limits', () => {
     const bad = new Harness({}, 20);
     expect(bad.send(`PASS ${'x'.repeat(10)}`)).toBe('');
     expect(bad.send(`${'x'.repeat(6)}\r\n`)).toBe('-ERR Line too long, closing connection\r\n');
-    expect(bad.ofType('close')).toEqual([{ type: 'close', reason: 'line-too-long' }]);
+    expect(bad.ofType('close')).toEqual([{ type: 'close', outcome: 'limit', reason: 'line-too-long' }]);
   });
 
   it('idle timeout closes while reading, and is ignored during a login', () => {
@@ -289,7 +287,7 @@ describe('POP3 front: limits', () => {
     expect(h.resolve({ type: 'idle-timeout' })).toBe('');
     h.resolve({ type: 'auth-failed', error: new ProxyError('bad-credentials', 'x') });
     expect(h.resolve({ type: 'idle-timeout' })).toBe('-ERR Disconnected for inactivity\r\n');
-    expect(h.ofType('close')).toEqual([{ type: 'close', reason: 'idle-timeout' }]);
+    expect(h.ofType('close')).toEqual([{ type: 'close', outcome: 'timeout' }]);
   });
 
   it('shutdown says so, except in the middle of a TLS handshake', () => {
@@ -298,7 +296,7 @@ describe('POP3 front: limits', () => {
     const b = new Harness({ tls: 'starttls' });
     b.send('STLS\r\n');
     expect(b.resolve({ type: 'shutdown' })).toBe('');
-    expect(b.ofType('close')).toEqual([{ type: 'close', reason: 'shutdown' }]);
+    expect(b.ofType('close')).toEqual([{ type: 'close', outcome: 'shutdown' }]);
   });
 
   it('nothing happens after close or during the relay', () => {

@@ -100,13 +100,9 @@ describe('listener allowFrom', () => {
     );
     const handshake = (localAddress: string): Promise<string> =>
       new Promise((resolve) => {
-        const s = tlsConnect({
-          port,
-          host: '127.0.0.1',
-          localAddress,
-          ca: certs.caPem,
-          servername: 'localhost',
-        });
+        const raw = netConnect({ port, host: '127.0.0.1', localAddress });
+        raw.on('error', () => undefined);
+        const s = tlsConnect({ socket: raw, ca: certs.caPem, servername: 'localhost' });
         s.on('secureConnect', () => {
           s.destroy();
           resolve('secure');

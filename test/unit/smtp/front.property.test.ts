@@ -167,9 +167,9 @@ describe('SMTP front properties', () => {
         { type: 'auth-succeeded' } as const,
         { type: 'auth-failed', error: new ProxyError('bad-credentials', 'x') } as const,
         { type: 'auth-failed', error: new ProxyError('token-unavailable', 'x') } as const,
-        { type: 'auth-failed', error: 'not even an Error' } as const,
+        { type: 'auth-failed', error: new ProxyError('store', 'x') } as const,
         { type: 'idle-timeout' } as const,
-        { type: 'client-closed' } as const,
+        { type: 'shutdown' } as const,
       ),
     );
     fc.assert(

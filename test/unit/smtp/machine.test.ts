@@ -17,7 +17,7 @@ describe('SMTP front: greeting, EHLO, simple commands', () => {
     expect(h.send('HELO c\r\nNOOP\r\nRSET\r\nFOO bar\r\nVRFY root\r\n\r\nQUIT\r\nNOOP\r\n')).toBe(
       '250 proxy.test\r\n250 2.0.0 OK\r\n250 2.0.0 OK\r\n500 5.5.2 Command not recognized\r\n502 5.5.1 Command not implemented\r\n500 5.5.2 Command not recognized\r\n221 2.0.0 Bye\r\n',
     );
-    expect(h.ofType('close')).toEqual([{ type: 'close', reason: 'quit' }]);
+    expect(h.ofType('close')).toEqual([{ type: 'close', outcome: 'client-quit' }]);
   });
 
   it('MAIL/RCPT/DATA/BDAT before authentication get 530 5.7.0', () => {
@@ -235,7 +235,11 @@ describe('SMTP front: login failures and limits', () => {
       undefined,
       '535 5.7.8 Upstream server refused the login: invalid token',
     ],
-    [new Error('boom'), undefined, '454 4.7.0 Temporary authentication failure, try again later'],
+    [
+      new ProxyError('store', 'boom'),
+      undefined,
+      '454 4.7.0 Temporary authentication failure, try again later',
+    ],
   ])('%s -> reply', (error, consentHint, expected) => {
     const h = new Harness();
     h.send('EHLO c\r\n');
@@ -273,7 +277,9 @@ describe('SMTP front: login failures and limits', () => {
     expect(h.resolve({ type: 'auth-failed', error: new ProxyError('bad-credentials', 'x') })).toBe(
       '535 5.7.8 Authentication credentials invalid\r\n421 4.7.0 Too many failed authentication attempts, closing connection\r\n',
     );
-    expect(h.ofType('close')).toEqual([{ type: 'close', reason: 'too-many-failures' }]);
+    expect(h.ofType('close')).toEqual([
+      { type: 'close', outcome: 'bad-credentials', reason: 'too many failed logins' },
+    ]);
   });
 
   it('commands before login: at the cap passes, one over closes', () => {
@@ -282,14 +288,14 @@ describe('SMTP front: login failures and limits', () => {
     expect(h.send('NOOP\r\nNOOP\r\n')).toBe(
       '421 4.7.0 Too many commands before authentication, closing connection\r\n',
     );
-    expect(h.ofType('close')).toEqual([{ type: 'close', reason: 'too-many-commands' }]);
+    expect(h.ofType('close')).toEqual([{ type: 'close', outcome: 'limit', reason: 'commands before login' }]);
   });
 
   it('line too long closes with 500 5.5.6', () => {
     const h = new Harness({}, 20);
     expect(h.send(`EHLO ${'x'.repeat(15)}\r\n`)).toContain('250 AUTH PLAIN LOGIN');
     expect(h.send(`EHLO ${'x'.repeat(16)}`)).toBe('500 5.5.6 Line too long\r\n');
-    expect(h.ofType('close')).toEqual([{ type: 'close', reason: 'line-too-long' }]);
+    expect(h.ofType('close')).toEqual([{ type: 'close', outcome: 'limit', reason: 'line-too-long' }]);
   });
 
   it('idle timeout closes with 421 4.4.2', () => {

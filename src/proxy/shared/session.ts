@@ -1,47 +1,60 @@
 /**
- * The lifecycle every protocol front shares: the only code that touches the client socket, its timer
- * and the login. A protocol session (imap/smtp/pop3 `session.ts`) extends this class, plugs in its pure
- * front (framer + machine), runs the front's actions, and maps the events below onto its own machine's.
+ * One client connection of any protocol: the only code that touches the client socket, its timers
+ * and the login. It drives the protocol's pure front and performs the actions it returns:
  *
  *   bytes ─▶ front.receive ─▶ run(actions) ─▶ write / startTls / authenticate / startRelay / endWith
- *   TLS ready, login result, idle timeout, shutdown, hang-up ─▶ resolve(event) ─▶ run(actions)
+ *   TLS ready, login result, idle timeout, shutdown ─▶ front.resolve(event) ─▶ run(actions)
  *
  * It also keeps the bookkeeping for the session's one log line (bytes, user, account, upstream,
  * outcome, reason) and writes it once both legs are closed; the same record feeds the metrics.
+ * `createProtocolServer` puts a protocol behind the shared listener.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { ListenerConfig } from '../../config/types.js';
 import { isProxyError, ProxyError } from '../../errors.js';
+import type { AuthenticateAction, FrontAction, FrontEvent } from './front.js';
+import { frontLimits, type FrontLimits } from './limits.js';
+import { ProxyListener } from './listener.js';
 import { performLogin, type UpstreamLogin } from './login.js';
 import { startRelay, type Relay } from './relay.js';
-import type { Secret } from './secret.js';
 import { formatAddress, recordSessionEnd } from './session-log.js';
 import { upgradeToTls } from './starttls.js';
-import type { ConnectionContext, ProxyDeps, ProxySession, SessionOutcome, SessionRecord } from './types.js';
+import type {
+  ConnectionContext,
+  ProxyDeps,
+  ProxyServer,
+  ProxySession,
+  SessionOutcome,
+  SessionRecord,
+} from './types.js';
 import { KEEPALIVE_DELAY_MS, type UpstreamConnection } from './upstream.js';
 
 /** An authenticated upstream as a protocol's UpstreamLogin hands it back. */
 export interface AuthenticatedUpstream {
   conn: UpstreamConnection;
+  /** The upstream's post-login capability list as sent (IMAP), for the client's OK. */
+  postLoginCapabilities?: string;
+  /** The upstream's text after its success reply, passed on where the protocol allows. */
+  loginText?: string;
 }
 
-/** What happens to a session from outside its byte stream; each protocol maps these onto its machine. */
-export type SessionEvent<U extends AuthenticatedUpstream> =
-  | { type: 'tls-ready' }
-  | { type: 'auth-succeeded'; upstream: U }
-  | { type: 'auth-failed'; error: ProxyError; consentHint?: string }
-  | { type: 'idle-timeout' }
-  /** The proxy is stopping and the session is not relaying yet. */
-  | { type: 'shutdown' }
-  /** The client hung up before the relay. */
-  | { type: 'client-closed' };
+/** The pure front a session drives (framer + machine), see ./front.ts. */
+export interface SessionFront<A> {
+  readonly reading: boolean;
+  readonly authenticating: boolean;
+  readonly buffered: number;
+  start(): A[];
+  receive(chunk: Buffer): A[];
+  resolve(event: FrontEvent): A[];
+  takeRemainder(): Buffer;
+}
 
-/** The protocol differences the shared lifecycle needs to know about. */
-export interface FrontSessionSpec {
-  protocol: SessionRecord['protocol'];
+/** Everything that makes a protocol different, as data and two factories. */
+export interface Protocol<U extends AuthenticatedUpstream, Auth extends AuthenticateAction> {
+  name: SessionRecord['protocol'];
   /** The client's TLS upgrade command, for log reasons. */
   tlsCommand: 'STARTTLS' | 'STLS';
-  preAuthIdleTimeoutMs: number;
   /** After our last words, how long the client gets to read them before the socket is destroyed. */
   closeGraceMs: number;
   /**
@@ -49,35 +62,53 @@ export interface FrontSessionSpec {
    * many buffered bytes the socket is paused. 0: paused as soon as the login starts.
    */
   maxBufferDuringLogin: number;
-  /** A failed login stays the session's outcome even if the client then quits (SMTP, POP3). */
+  /** A failed login stays the session's outcome even if the client then quits. */
   failedLoginIsOutcome: boolean;
+  /** What a client refused by the connection caps reads. */
+  busyReply: string;
+  front(context: ConnectionContext, limits: FrontLimits): SessionFront<FrontAction<Auth>>;
+  upstreamLogin(action: Auth, limits: FrontLimits): UpstreamLogin<U>;
 }
 
-/** The pure front a session drives (framer + machine); `A` is the protocol's action type. */
-export interface SessionFront<A> {
-  /** True while the machine wants client commands (the idle timer runs only then). */
-  readonly reading: boolean;
-  /** True while the machine waits for a login's result. */
-  readonly authenticating: boolean;
-  /** Client bytes received but not yet consumed. */
-  readonly buffered: number;
-  /** The greeting. */
-  start(): A[];
-  receive(chunk: Buffer): A[];
-  /** Everything the client sent after the last command the machine read (for the relay). */
-  takeRemainder(): Buffer;
+/**
+ * A protocol as a ProxyServer: the shared listener, with one logger per listener whose binding
+ * (`listener: "imap 127.0.0.1:1143"`) names protocol and address once. Session records carry
+ * `protocol` and `session` themselves, so neither may be a binding (no key twice in a JSON line).
+ */
+export function createProtocolServer<U extends AuthenticatedUpstream, Auth extends AuthenticateAction>(
+  protocol: Protocol<U, Auth>,
+  listener: ListenerConfig,
+  deps: ProxyDeps,
+): ProxyServer {
+  const logger = deps.logger.child({ listener: `${protocol.name} ${listener.host}:${listener.port}` });
+  const sessionDeps: ProxyDeps = { ...deps, logger };
+  const settings = deps.config.settings?.limits;
+  const limits = frontLimits(settings);
+  return new ProxyListener(
+    listener,
+    (socket, context) => new Session(socket, context, sessionDeps, protocol, limits),
+    logger,
+    {
+      ...(settings ? { maxConnections: settings.maxConnections } : {}),
+      ...(settings ? { maxConnectionsPerAddress: settings.maxConnectionsPerAddress } : {}),
+      busyReply: `${protocol.busyReply}\r\n`,
+      onRefused: (reason) => deps.metrics?.connectionRefused?.(protocol.name, reason),
+    },
+  );
 }
 
-/** Without a config (tests): from connect to login at most this long. */
-const DEFAULT_LOGIN_DEADLINE_MS = 5 * 60_000;
-
-export abstract class FrontSession<U extends AuthenticatedUpstream, A> implements ProxySession {
+export class Session<
+  U extends AuthenticatedUpstream,
+  Auth extends AuthenticateAction,
+> implements ProxySession {
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
-  protected socket: Socket;
-  protected readonly context: ConnectionContext;
-  protected readonly deps: ProxyDeps;
-  readonly #spec: FrontSessionSpec;
+  #socket: Socket;
+  readonly #context: ConnectionContext;
+  readonly #deps: ProxyDeps;
+  readonly #protocol: Protocol<U, Auth>;
+  readonly #limits: FrontLimits;
+  readonly #front: SessionFront<FrontAction<Auth>>;
   /** Carries the session id; for lines other than the session's last. */
   readonly #logger: Logger;
   readonly #started = Date.now();
@@ -98,44 +129,66 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
   #account: string | undefined;
   #upstreamLabel: string | undefined;
 
-  constructor(socket: Socket, context: ConnectionContext, deps: ProxyDeps, spec: FrontSessionSpec) {
+  constructor(
+    socket: Socket,
+    context: ConnectionContext,
+    deps: ProxyDeps,
+    protocol: Protocol<U, Auth>,
+    limits: FrontLimits,
+  ) {
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
-    this.socket = socket;
-    this.context = context;
-    this.deps = deps;
-    this.#spec = spec;
+    this.#socket = socket;
+    this.#context = context;
+    this.#deps = deps;
+    this.#protocol = protocol;
+    this.#limits = limits;
     this.#logger = deps.logger.child({ session: context.id });
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     socket.setNoDelay(true);
-    deps.metrics?.sessionStarted(spec.protocol);
-  }
-
-  // ---- what a protocol plugs in --------------------------------------------------------------
-
-  protected abstract readonly front: SessionFront<A>;
-  /** Carries out the front's actions (with write, startTls, authenticate, startRelay, endWith). */
-  protected abstract run(actions: A[]): void;
-  /** Feeds an outside event to the front and runs its actions. */
-  protected abstract resolve(event: SessionEvent<U>): void;
-
-  /** Call once at the end of the subclass constructor, when the front exists. */
-  protected begin(): void {
-    this.#attach(this.socket);
-    this.run(this.front.start());
+    deps.metrics?.sessionStarted(protocol.name);
+    this.#front = protocol.front(context, limits);
+    this.#attach(socket);
+    this.#run(this.#front.start());
     this.#armIdleTimer();
-    const deadlineMs = this.deps.config.settings?.limits?.loginDeadlineMs ?? DEFAULT_LOGIN_DEADLINE_MS;
+    const deadlineMs = limits.loginDeadlineMs;
     this.#deadlineTimer = setTimeout(() => this.#onLoginDeadline(deadlineMs), deadlineMs);
     this.#deadlineTimer.unref();
+  }
+
+  #resolve(event: FrontEvent): void {
+    this.#run(this.#front.resolve(event));
+  }
+
+  #run(actions: FrontAction<Auth>[]): void {
+    for (const action of actions) {
+      switch (action.type) {
+        case 'send':
+          this.#write(`${action.reply}\r\n`);
+          break;
+        case 'start-tls':
+          this.#startTls();
+          break;
+        case 'authenticate':
+          this.#authenticate(action);
+          break;
+        case 'start-relay':
+          this.#startRelay();
+          break;
+        case 'close':
+          this.#endWith(action.outcome, action.reason);
+          break;
+      }
+    }
   }
 
   #onLoginDeadline(deadlineMs: number): void {
     if (this.#finished || this.#relay || this.#upstream) return;
     this.#reason ??= `not logged in within ${deadlineMs} ms`;
-    if (this.front.reading) {
+    if (this.#front.reading) {
       // The protocol's own goodbye for a client that took too long (IMAP BYE, SMTP 421, POP3 -ERR).
-      this.resolve({ type: 'idle-timeout' });
+      this.#resolve({ type: 'idle-timeout' });
       return;
     }
     // A TLS handshake or a login still under way: no reply fits, just end it.
@@ -155,36 +208,36 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
     }
     // A login in flight must not start a relay after shutdown.
     this.#login.abort();
-    this.resolve({ type: 'shutdown' });
+    this.#resolve({ type: 'shutdown' });
   }
 
   // ---- the actions a front asks for ----------------------------------------------------------
 
-  protected write(text: string): void {
-    if (this.socket.destroyed || this.socket.writableEnded) return;
+  #write(text: string): void {
+    if (this.#socket.destroyed || this.#socket.writableEnded) return;
     const data = Buffer.from(text, 'utf8');
     this.#bytesToClient += data.length;
-    this.socket.write(data);
+    this.#socket.write(data);
   }
 
   /** The front closed the session: records why, then ends the client connection gently. */
-  protected endWith(outcome: SessionOutcome, reason?: string): void {
+  #endWith(outcome: SessionOutcome, reason?: string): void {
     // A failed login says more about the session than how it ended afterwards.
-    const keepFailure = this.#spec.failedLoginIsOutcome && this.#loginFailed;
+    const keepFailure = this.#protocol.failedLoginIsOutcome && this.#loginFailed;
     if (outcome === 'shutdown' || (!keepFailure && outcome !== 'client-closed')) this.#outcome = outcome;
     if (reason !== undefined) this.#reason ??= reason;
     this.#end();
   }
 
   /** Call in the same tick as writing the "go ahead" reply (`OK Begin TLS`, `220`, `+OK`). */
-  protected startTls(): void {
+  #startTls(): void {
     clearTimeout(this.#idleTimer);
-    const plain = this.socket;
+    const plain = this.#socket;
     this.#detach(plain);
-    const secureContext = this.context.secureContext;
+    const secureContext = this.#context.secureContext;
     if (!secureContext) {
       // A front only offers the upgrade on a listener that has a certificate; this is a wiring bug.
-      this.#reason = `${this.#spec.tlsCommand} without a TLS context`;
+      this.#reason = `${this.#protocol.tlsCommand} without a TLS context`;
       this.#outcome = 'error';
       this.#finish();
       return;
@@ -195,37 +248,37 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
           socket.destroy();
           return;
         }
-        this.socket = socket;
+        this.#socket = socket;
         this.#attach(socket);
-        this.resolve({ type: 'tls-ready' });
+        this.#resolve({ type: 'tls-ready' });
         this.#armIdleTimer();
         socket.resume();
       },
       (err: Error) => {
         // A shutdown during the handshake closes the socket, which fails it: that is still a shutdown.
         if (this.#outcome !== 'shutdown') this.#outcome = 'protocol-error';
-        this.#reason = `${this.#spec.tlsCommand} failed: ${err.message}`;
+        this.#reason = `${this.#protocol.tlsCommand} failed: ${err.message}`;
         this.#finish();
       },
     );
   }
 
-  protected authenticate(username: string, password: Secret, upstreamLogin: UpstreamLogin<U>): void {
+  #authenticate(action: Auth): void {
     clearTimeout(this.#idleTimer);
-    this.#username = username;
-    if (this.#spec.maxBufferDuringLogin === 0) this.socket.pause();
-    this.#runLogin(username, password, upstreamLogin).catch((err: unknown) => {
+    this.#username = action.username;
+    if (this.#protocol.maxBufferDuringLogin === 0) this.#socket.pause();
+    this.#runLogin(action).catch((err: unknown) => {
       // performLogin never throws; this is for a bug past it (e.g. in a front's reply code).
       this.#reason = err instanceof Error ? err.message : String(err);
-      if (this.#finished || !this.front.authenticating) return;
-      this.socket.resume();
+      if (this.#finished || !this.#front.authenticating) return;
+      this.#socket.resume();
       const message = err instanceof Error ? err.message : String(err);
-      this.resolve({ type: 'auth-failed', error: new ProxyError('upstream-unavailable', message) });
+      this.#resolve({ type: 'auth-failed', error: new ProxyError('upstream-unavailable', message) });
       this.#armIdleTimer();
     });
   }
 
-  protected startRelay(): void {
+  #startRelay(): void {
     const upstream = this.#upstream;
     this.#upstream = undefined;
     if (!upstream) {
@@ -235,19 +288,20 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
     }
     clearTimeout(this.#idleTimer);
     clearTimeout(this.#deadlineTimer);
-    this.context.loggedIn?.();
+    this.#context.loggedIn?.();
     const { socket: upstreamSocket, pending } = upstream.conn.detach();
-    const client = this.socket;
+    const client = this.#socket;
     this.#detach(client);
     this.#outcome = 'relayed';
     this.#reason = undefined;
     // Whatever the client pipelined after its login command is the upstream's, in order.
-    const clientPending = this.front.takeRemainder();
+    const clientPending = this.#front.takeRemainder();
+    // #onData counted the client's pipelined bytes; the upstream's were read by the login dialogue.
+    this.#bytesToClient += pending.length;
     const relay = startRelay({ client, upstream: upstreamSocket, clientPending, upstreamPending: pending });
     this.#relay = relay;
     void relay.done.then((result) => {
-      // The relay counts the pipelined bytes it forwards first; #onData counted them already.
-      this.#bytesFromClient += result.bytesFromClient - clientPending.length;
+      this.#bytesFromClient += result.bytesFromClient;
       this.#bytesToClient += result.bytesToClient;
       if (result.error) this.#reason = `${result.endedBy}: ${result.error.message}`;
       else if (this.#outcome === 'relayed') this.#reason = `closed by ${result.endedBy}`;
@@ -274,38 +328,38 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
 
   readonly #onData = (chunk: Buffer): void => {
     this.#bytesFromClient += chunk.length;
-    if (this.front.reading) this.#armIdleTimer();
-    this.run(this.front.receive(chunk));
-    if (this.front.authenticating && this.front.buffered > this.#spec.maxBufferDuringLogin) {
-      this.socket.pause();
+    if (this.#front.reading) this.#armIdleTimer();
+    this.#run(this.#front.receive(chunk));
+    if (this.#front.authenticating && this.#front.buffered > this.#protocol.maxBufferDuringLogin) {
+      this.#socket.pause();
     }
   };
 
   readonly #onClose = (): void => {
-    this.#login.abort();
-    this.resolve({ type: 'client-closed' });
     this.#finish();
   };
 
   #armIdleTimer(): void {
     clearTimeout(this.#idleTimer);
-    if (!this.front.reading) return;
+    if (!this.#front.reading) return;
     this.#idleTimer = setTimeout(
-      () => this.resolve({ type: 'idle-timeout' }),
-      this.#spec.preAuthIdleTimeoutMs,
+      () => this.#resolve({ type: 'idle-timeout' }),
+      this.#limits.preAuthIdleTimeoutMs,
     );
     this.#idleTimer.unref();
   }
 
-  async #runLogin(username: string, password: Secret, upstreamLogin: UpstreamLogin<U>): Promise<void> {
+  async #runLogin(action: Auth): Promise<void> {
+    const { username, password } = action;
+    const upstreamLogin: UpstreamLogin<U> = this.#protocol.upstreamLogin(action, this.#limits);
     const result = await performLogin(
-      this.deps,
-      { username, password, remoteAddress: this.context.remoteAddress, protocol: this.#spec.protocol },
+      this.#deps,
+      { username, password, remoteAddress: this.#context.remoteAddress, protocol: this.#protocol.name },
       upstreamLogin,
       this.#login.signal,
     );
     if (result.account) this.#account = result.account.id;
-    if (this.#finished || this.#login.signal.aborted || !this.front.authenticating) {
+    if (this.#finished || this.#login.signal.aborted || !this.#front.authenticating) {
       if (result.ok) upstreamLogin.close(result.upstream);
       return;
     }
@@ -313,12 +367,17 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
       this.#loginFailed = false;
       this.#upstream = result.upstream;
       this.#upstreamLabel = result.upstream.conn.label;
-      this.resolve({ type: 'auth-succeeded', upstream: result.upstream });
+      const { postLoginCapabilities, loginText } = result.upstream;
+      this.#resolve({
+        type: 'auth-succeeded',
+        ...(postLoginCapabilities ? { capabilities: postLoginCapabilities } : {}),
+        ...(loginText ? { text: loginText } : {}),
+      });
       return;
     }
     const error = result.error;
     this.#loginFailed = true;
-    if (this.#spec.failedLoginIsOutcome) this.#outcome = error.code;
+    if (this.#protocol.failedLoginIsOutcome) this.#outcome = error.code;
     this.#reason = error.message;
     this.#logger.info(
       { username, account: this.#account, code: error.code, err: error.message },
@@ -327,14 +386,14 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
     let consentHint: string | undefined;
     if (isProxyError(error, 'needs-consent') && result.account) {
       try {
-        consentHint = this.deps.consentHint(result.account);
+        consentHint = this.#deps.consentHint(result.account);
       } catch {
         // The reply still says "needs consent", only without the pointer.
         consentHint = undefined;
       }
     }
-    this.socket.resume();
-    this.resolve(
+    this.#socket.resume();
+    this.#resolve(
       consentHint === undefined
         ? { type: 'auth-failed', error }
         : { type: 'auth-failed', error, consentHint },
@@ -345,7 +404,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
   /** Ends the client connection after what was written has been flushed. */
   #end(): void {
     clearTimeout(this.#idleTimer);
-    const socket = this.socket;
+    const socket = this.#socket;
     if (socket.destroyed) {
       this.#finish();
       return;
@@ -356,7 +415,7 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
     socket.resume();
     socket.end();
     // A client that never reads its last reply must not keep the session alive.
-    setTimeout(() => socket.destroy(), this.#spec.closeGraceMs).unref();
+    setTimeout(() => socket.destroy(), this.#protocol.closeGraceMs).unref();
   }
 
   #finish(): void {
@@ -367,12 +426,12 @@ export abstract class FrontSession<U extends AuthenticatedUpstream, A> implement
     this.#login.abort();
     this.#upstream?.conn.close();
     this.#upstream = undefined;
-    this.socket.destroy();
+    this.#socket.destroy();
     // Not the session child logger: the record carries `session` itself (no duplicate JSON keys).
-    recordSessionEnd(this.deps.logger, this.deps.metrics, {
-      protocol: this.#spec.protocol,
-      session: this.context.id,
-      client: formatAddress(this.context.remoteAddress, this.context.remotePort),
+    recordSessionEnd(this.#deps.logger, this.#deps.metrics, {
+      protocol: this.#protocol.name,
+      session: this.#context.id,
+      client: formatAddress(this.#context.remoteAddress, this.#context.remotePort),
       ...(this.#username !== undefined ? { username: this.#username } : {}),
       ...(this.#account !== undefined ? { account: this.#account } : {}),
       ...(this.#upstreamLabel !== undefined ? { upstream: this.#upstreamLabel } : {}),
