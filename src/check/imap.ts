@@ -4,7 +4,7 @@
  * server: INBOX is only looked at (STATUS, or a read-only EXAMINE for a server that refuses STATUS).
  *
  * imapflow picks the mechanism itself from the server's capabilities: OAUTHBEARER when offered,
- * else XOAUTH2 (LIBRARY-NOTES §3). The proxy uses the connection's `sasl:` instead; Gmail takes both
+ * else XOAUTH2. The proxy uses the connection's `sasl:` instead; Gmail takes both
  * and Exchange offers only XOAUTH2, so for the built-in providers the two agree on what matters.
  */
 import { ImapFlow } from 'imapflow';

@@ -2,7 +2,7 @@
  * SMTP check: nodemailer's SMTPConnection connects (implicit TLS or required STARTTLS, certificate
  * verified), logs in with AUTH XOAUTH2, and quits. No mail is sent.
  *
- * Tokens come through an XOAuth2 `provisionCallback` (LIBRARY-NOTES §2): `renew=true`, which
+ * Tokens come through nodemailer's XOAuth2 `provisionCallback`: `renew=true`, which
  * nodemailer asks for after Gmail's `334` error challenge, becomes a forced refresh in the
  * TokenManager. Exchange answers a bad token with a plain `535 5.7.3` instead, which nodemailer does
  * not retry; for that (the proxy's `isTokenRejection` set) we force the refresh ourselves and log in

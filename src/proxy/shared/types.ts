@@ -35,7 +35,7 @@ export interface CloseOptions {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Added by the IMAP proxy helper: the pieces shared by every protocol front (see ./index.ts).
+// The pieces shared by every protocol front (see ./index.ts).
 // ---------------------------------------------------------------------------------------------
 
 /** What a session factory learns about a freshly accepted connection. */
