@@ -128,7 +128,9 @@ describe('check-config', () => {
     expect(open.stdout).toContain(
       '  - http.publicUrl http://mail.example.com:8080 is plain http on mail.example.com:8080: consent links',
     );
-    expect(open.stdout).toContain('  - notify.webhook is plain http on hooks.example.com: notifications carry');
+    expect(open.stdout).toContain(
+      '  - notify.webhook is plain http on hooks.example.com: notifications carry',
+    );
     const fine = await runCli(['check-config', join(dir, 'fine.yaml')]);
     expect(fine.stdout).not.toMatch(/plain http/);
   });
