@@ -2,6 +2,8 @@
  * The running proxy: opens the token store, starts the token manager and one server per configured
  * listener, and closes them all on shutdown. Wiring only; every piece lives in its own module.
  */
+import { rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, ListenerConfig, Protocol, TlsMode } from './config/types.js';
 import { LocalAuthenticator } from './credentials/authenticator.js';
@@ -33,7 +35,28 @@ export interface Daemon {
    * `graceMs` (default 0); then the token manager saves what it holds and the store closes.
    */
   close(options?: CloseOptions): Promise<void>;
+  /**
+   * Puts a validated new config in force: new logins use it at once, relayed sessions are untouched,
+   * and listeners that were added, removed or changed are started or retired (a retired listener
+   * stops accepting and ends its sessions that have not logged in; relayed ones run on).
+   */
+  reload(next: Config): Promise<ReloadResult>;
 }
+
+export interface ReloadResult {
+  /** `protocol host:port` of listeners started, retired, and those that could not bind. */
+  started: string[];
+  retired: string[];
+  failed: Array<{ listener: string; error: string }>;
+}
+
+/** Where `xoauth-proxy reload` finds the running daemon: next to its token store. */
+export function pidFilePath(config: Pick<Config, 'store'>): string {
+  return join(dirname(config.store.path), 'xoauth-proxy.pid');
+}
+
+/** A retired listener's relayed sessions may run this long; a mail session rarely lasts a day. */
+const RETIRED_GRACE_MS = 24 * 3600_000;
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   // The store first: a store that cannot be opened or decrypted must stop the start, not the first login.
@@ -63,18 +86,30 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     ...(metrics ? { metrics } : {}),
   };
 
-  const planned: Array<{ protocol: Protocol; listener: ListenerConfig; server: ProxyServer }> = [];
-  for (const listener of config.listen.imap) {
-    planned.push({ protocol: 'imap', listener, server: createImapServer(listener, deps) });
-  }
-  for (const listener of config.listen.smtp) {
-    planned.push({ protocol: 'smtp', listener, server: createSmtpServer(listener, deps) });
-  }
-  for (const listener of config.listen.pop3) {
-    planned.push({ protocol: 'pop3', listener, server: createPop3Server(listener, deps) });
-  }
+  type Entry = { protocol: Protocol; listener: ListenerConfig; server: ProxyServer };
+  const createServer = (protocol: Protocol, listener: ListenerConfig): ProxyServer => {
+    switch (protocol) {
+      case 'imap':
+        return createImapServer(listener, deps);
+      case 'smtp':
+        return createSmtpServer(listener, deps);
+      case 'pop3':
+        return createPop3Server(listener, deps);
+      case 'http':
+        return createHttpServer(listener, {
+          config,
+          store,
+          tokens,
+          logger: logger.child({ protocol: 'http' }),
+          notifier,
+          readiness: notReady,
+          ...(metrics ? { metrics } : {}),
+        });
+    }
+  };
+  let planned: Entry[] = [];
   let stopping = false;
-  const started: Array<{ protocol: Protocol; listener: ListenerConfig; server: ProxyServer }> = [];
+  let started: Entry[] = [];
   // What /readyz checks besides the store: a listener that did not bind is a proxy that cannot serve.
   const notReady = (): string | undefined => {
     if (stopping) return 'shutting down';
@@ -83,17 +118,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       ? `${unbound.protocol} listener ${unbound.listener.host}:${unbound.listener.port} is not bound`
       : undefined;
   };
-  for (const listener of config.listen.http) {
-    const server = createHttpServer(listener, {
-      config,
-      store,
-      tokens,
-      logger: logger.child({ protocol: 'http' }),
-      notifier,
-      readiness: notReady,
-      ...(metrics ? { metrics } : {}),
-    });
-    planned.push({ protocol: 'http', listener, server });
+  for (const protocol of ['imap', 'smtp', 'pop3', 'http'] as const) {
+    for (const listener of config.listen[protocol]) {
+      planned.push({ protocol, listener, server: createServer(protocol, listener) });
+    }
   }
 
   const listeners: RunningListener[] = [];
@@ -106,7 +134,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     // After the sessions: a refresh still in flight is awaited and a rotated refresh token saved first.
     await tokens.stop();
     store.close();
+    rmSync(pidFile, { force: true });
   };
+  const pidFile = pidFilePath(config);
   try {
     for (const entry of planned) {
       const address = await entry.server.listen();
@@ -123,6 +153,92 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     throw err;
   }
   tokens.start();
+  try {
+    writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
+  } catch (err) {
+    logger.warn(
+      { err: (err as Error).message, pidFile },
+      'cannot write the pid file; `xoauth-proxy reload` will not find this process',
+    );
+  }
+
+  const label = (e: Pick<Entry, 'protocol' | 'listener'>): string =>
+    `${e.protocol} ${e.listener.host}:${e.listener.port}`;
+  // Listener settings as data (certificate and key contents included, so a renewed certificate
+  // counts as a change); the HTTP listener also depends on the http section.
+  const fingerprint = (protocol: Protocol, listener: ListenerConfig, c: Config): string =>
+    JSON.stringify(protocol === 'http' ? [listener, c.http] : [listener]);
+
+  const reload = async (next: Config): Promise<ReloadResult> => {
+    const result: ReloadResult = { started: [], retired: [], failed: [] };
+    const before = new Map(
+      started.map((e) => [`${label(e)}`, { entry: e, print: fingerprint(e.protocol, e.listener, config) }]),
+    );
+    const wanted = new Map<string, { protocol: Protocol; listener: ListenerConfig; print: string }>();
+    for (const protocol of ['imap', 'smtp', 'pop3', 'http'] as const) {
+      for (const listener of next.listen[protocol]) {
+        wanted.set(label({ protocol, listener }), {
+          protocol,
+          listener,
+          print: fingerprint(protocol, listener, next),
+        });
+      }
+    }
+    // Everything that reads the config per login or request sees the new one from here on. The open
+    // store and the notifier stay as they are: those need a restart, and the log says so.
+    if (JSON.stringify(next.store) !== JSON.stringify(config.store)) {
+      logger.warn({ store: next.store }, 'reload: store settings changed; they apply after a restart');
+    }
+    if (JSON.stringify(next.notify) !== JSON.stringify(config.notify)) {
+      logger.warn('reload: notify settings changed; they apply after a restart');
+    }
+    Object.assign(config, { ...next, store: config.store, notify: config.notify });
+    metrics?.trackCertificates(
+      [...config.connections.values()].flatMap((c) =>
+        c.clientCertificate ? [{ connection: c.name, notAfter: c.clientCertificate.notAfter }] : [],
+      ),
+    );
+    const keep: Entry[] = [];
+    for (const [key, { entry, print }] of before) {
+      const want = wanted.get(key);
+      if (want && want.print === print) {
+        keep.push(entry);
+        wanted.delete(key);
+        continue;
+      }
+      // Stops accepting now; its relayed sessions finish on their own.
+      void entry.server.close(entry.protocol === 'http' ? {} : { graceMs: RETIRED_GRACE_MS });
+      result.retired.push(key);
+    }
+    started = keep;
+    planned = [...keep];
+    for (const [key, want] of wanted) {
+      const entry: Entry = {
+        protocol: want.protocol,
+        listener: want.listener,
+        server: createServer(want.protocol, want.listener),
+      };
+      planned.push(entry);
+      try {
+        const address = await listenRetrying(entry.server);
+        started.push(entry);
+        result.started.push(`${want.protocol} ${address.host}:${address.port}`);
+      } catch (err) {
+        result.failed.push({ listener: key, error: (err as Error).message });
+      }
+    }
+    listeners.splice(
+      0,
+      listeners.length,
+      ...started.map((e) => ({
+        protocol: e.protocol,
+        host: e.listener.host,
+        port: e.listener.port,
+        tls: e.listener.tls,
+      })),
+    );
+    return result;
+  };
 
   const http = listeners.find((l) => l.protocol === 'http');
   let closing: Promise<void> | undefined;
@@ -130,5 +246,21 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     listeners,
     ...(http ? { httpUrl: publicBaseUrl(config, http.port) } : {}),
     close: (options) => (closing ??= shutdown(options)),
+    reload,
   };
+}
+
+/**
+ * A listener that replaces one on the same port binds as soon as the old one has let go of it; that
+ * can take a moment after close(), so a busy port is retried briefly before it counts as a failure.
+ */
+async function listenRetrying(server: ProxyServer): Promise<{ host: string; port: number }> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await server.listen();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }

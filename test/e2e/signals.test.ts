@@ -1,7 +1,7 @@
 /**
  * The real binary and its signals: SIGTERM stops accepting at once but lets a relayed IMAP session go
  * on until it ends (then the process exits 0 without waiting out the grace) or until
- * `settings.shutdownGrace` passes (then the proxy closes it); SIGHUP leaves the process running.
+ * `settings.shutdownGrace` passes (then the proxy closes it); SIGHUP reloads and leaves it running.
  * Fakes for the authorization server and the upstream, so no Dovecot is needed.
  */
 import { connect } from 'node:net';
@@ -107,11 +107,11 @@ describe('signals (the real binary)', () => {
     expect(p.output()).toMatch(/"outcome":"shutdown"/);
   });
 
-  it('SIGHUP: logged, and the process keeps running and serving', async () => {
+  it('SIGHUP: reloads (the same config), and the process keeps running and serving', async () => {
     const { proxy: p, port } = await start('30s');
     const before = await loggedIn(port);
     p.kill('SIGHUP');
-    await waitForOutput(p, 'reload is not supported yet; restart to apply config changes');
+    await waitForOutput(p, '"msg":"config reloaded"');
     before.write('a2 NOOP\r\n');
     await before.waitFor(/^a2 OK/m);
     const after = await loggedIn(port);

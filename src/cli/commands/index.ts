@@ -6,6 +6,7 @@ import type { CommandFactory } from '../context.js';
 
 export const COMMANDS: ReadonlyArray<() => Promise<{ default: CommandFactory }>> = [
   () => import('./start.js'),
+  () => import('./reload.js'),
   () => import('./check-config.js'),
   () => import('./consent.js'),
   () => import('./consent-link.js'),

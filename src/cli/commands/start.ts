@@ -1,4 +1,7 @@
 import { Command } from 'commander';
+import type { Logger } from 'pino';
+import { loadConfig } from '../../config/load.js';
+import type { Config } from '../../config/types.js';
 import type { Daemon } from '../../daemon.js';
 import { listenerLine } from '../explain.js';
 import { packageVersion } from '../version.js';
@@ -10,7 +13,7 @@ export function startupBanner(daemon: Daemon, configFile: string, version: strin
   if (daemon.listeners.length === 0) lines.push('  no listeners configured');
   for (const l of daemon.listeners) lines.push(`  ${listenerLine(l.protocol, l)}`);
   if (daemon.httpUrl !== undefined) lines.push(`Consent and admin pages: ${daemon.httpUrl}`);
-  lines.push('Stop with Ctrl+C.');
+  lines.push('Stop with Ctrl+C; reload the config with `kill -HUP` or `xoauth-proxy reload`.');
   return `${lines.join('\n')}\n`;
 }
 
@@ -46,6 +49,46 @@ function watchSignals(ctx: CliContext, onSecond: (signal: Signal) => void, onHan
   };
 }
 
+/**
+ * SIGHUP: the config file is read and validated again; a broken one is refused with the same
+ * file:line:col errors as at startup and the running config stays in force. Reloads run one at a
+ * time, so two quick SIGHUPs cannot interleave their listener changes.
+ */
+function reloader(ctx: CliContext, file: string, logger: Logger, daemon: () => Daemon | undefined) {
+  let chain: Promise<void> = Promise.resolve();
+  return (): void => {
+    chain = chain.then(async () => {
+      const running = daemon();
+      if (!running) {
+        logger.warn({ signal: 'SIGHUP' }, 'reload requested during startup; ignored');
+        return;
+      }
+      let next: Config;
+      try {
+        next = loadConfig(file, { env: ctx.io.env });
+      } catch (err) {
+        logger.error(
+          { signal: 'SIGHUP', config: file, errors: (err as Error).message },
+          'reload refused: the new config is invalid; the running config stays in force',
+        );
+        return;
+      }
+      try {
+        const result = await running.reload(next);
+        for (const f of result.failed) {
+          logger.error({ listener: f.listener, err: f.error }, 'reload: listener could not start');
+        }
+        logger.info(
+          { signal: 'SIGHUP', config: file, started: result.started, retired: result.retired },
+          'config reloaded',
+        );
+      } catch (err) {
+        logger.error({ err }, 'reload failed');
+      }
+    });
+  };
+}
+
 export default defineCommand((ctx) =>
   new Command('start')
     .description(
@@ -60,6 +103,8 @@ export default defineCommand((ctx) =>
         );
       }
       const logger = ctx.logger();
+      let running: Daemon | undefined;
+      const onReload = reloader(ctx, config.file, logger, () => running);
       const watch = watchSignals(
         ctx,
         (signal) => {
@@ -67,11 +112,11 @@ export default defineCommand((ctx) =>
           logger.warn({ signal }, 'second signal while shutting down; exiting at once');
           ctx.deps.forceExit?.(1);
         },
-        () =>
-          logger.warn({ signal: 'SIGHUP' }, 'reload is not supported yet; restart to apply config changes'),
+        onReload,
       );
       try {
         const daemon = await ctx.deps.startDaemon(config, logger);
+        running = daemon;
         // The banner goes to stderr so that stdout stays a clean stream of JSON log lines.
         ctx.err(startupBanner(daemon, config.file, packageVersion()));
         logger.info(

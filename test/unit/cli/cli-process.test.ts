@@ -109,7 +109,7 @@ describe('xoauth-proxy as a process', { timeout: 90_000 }, () => {
         const timer = setTimeout(() => reject(new Error(`no banner in time:\n${stderr}\n${stdout}`)), 45_000);
         child.stderr.on('data', (d: Buffer) => {
           stderr += d.toString();
-          if (stderr.includes('Stop with Ctrl+C.')) {
+          if (stderr.includes('Stop with Ctrl+C;')) {
             clearTimeout(timer);
             resolveBanner();
           }

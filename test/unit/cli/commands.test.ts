@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
@@ -24,6 +24,7 @@ describe('cli basics', () => {
 
   const ALL_COMMANDS = [
     'start',
+    'reload',
     'check-config',
     'consent',
     'consent-link',
@@ -250,6 +251,7 @@ describe('start', () => {
       ],
       httpUrl: 'http://localhost:8080',
       close: vi.fn(() => Promise.resolve()),
+      reload: vi.fn(() => Promise.resolve({ started: [], retired: [], failed: [] })),
     };
   }
 
@@ -272,7 +274,7 @@ describe('start', () => {
         '  SMTP  [::1]:1465  (TLS)',
         '  HTTP  127.0.0.1:8080  (no TLS)',
         'Consent and admin pages: http://localhost:8080',
-        'Stop with Ctrl+C.',
+        'Stop with Ctrl+C; reload the config with `kill -HUP` or `xoauth-proxy reload`.',
         '',
       ].join('\n'),
     );
@@ -280,21 +282,27 @@ describe('start', () => {
     expect(signals.listenerCount('SIGTERM')).toBe(0);
   });
 
-  it('SIGHUP keeps the daemon running and says that reload is not supported; SIGTERM passes the grace', async () => {
+  it('SIGHUP reloads a valid config, refuses a broken one and keeps running; SIGTERM passes the grace', async () => {
     const signals = new EventEmitter();
     const daemon = fakeDaemon();
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
-    const done = runCli(['start', '--config', EXAMPLE], {
+    const dir = tempDir({ 'c.yaml': readFileSync(EXAMPLE, 'utf8') });
+    const file = join(dir, 'c.yaml');
+    const done = runCli(['start', '--config', file], {
       deps: { startDaemon: () => Promise.resolve(daemon), signals, logger: () => logger },
     });
     await vi.waitFor(() => expect(signals.listenerCount('SIGHUP')).toBe(1), WAIT);
     signals.emit('SIGHUP');
+    await vi.waitFor(() => expect(daemon.reload).toHaveBeenCalledTimes(1), WAIT);
+    await vi.waitFor(() => expect(lines.some((l) => l.includes('config reloaded'))).toBe(true), WAIT);
+    writeFileSync(file, 'connections:\n  - name: g\n    provider: gogle\n    clientId: x\n');
     signals.emit('SIGHUP');
+    await vi.waitFor(() => expect(lines.some((l) => l.includes('reload refused'))).toBe(true), WAIT);
+    const refused = lines.find((l) => l.includes('reload refused')) ?? '';
+    expect(refused).toContain(`${file}:3:5: connections[0].provider: must be one of`);
+    expect(daemon.reload).toHaveBeenCalledTimes(1);
     expect(daemon.close).not.toHaveBeenCalled();
-    expect(
-      lines.filter((l) => l.includes('reload is not supported yet; restart to apply config changes')),
-    ).toHaveLength(2);
     signals.emit('SIGTERM');
     const r = await done;
     expect(r.code).toBe(0);
