@@ -11,6 +11,10 @@
  * - failures are classified once (grants/token-errors.ts): transient ones keep every token, record
  *   lastError and back off; the account stays `active` through a blip and becomes `failing` (which
  *   notifies) only when it keeps failing: FAILING_AFTER_FAILURES in a row, or for FAILING_AFTER_MS;
+ * - only the keep-alive backs off to minutes. A login may try again once LOGIN_RETRY_MS passed since
+ *   the account's last attempt (or a Retry-After the provider sent), so mail works again within
+ *   seconds of the provider's recovery, while a login storm still sends at most one request per
+ *   account per LOGIN_RETRY_MS. The error a client gets names the latest attempt: when and why;
  *   permanent ones mark it `needs-consent` and the refresh token is kept for diagnosis but not used again.
  *
  * A Map of in-flight promises gives the single flight (lru-cache's `fetch` could too, but it swallows
@@ -59,9 +63,11 @@ export const FAILING_AFTER_FAILURES = 3;
 /** ...or a failure this long after the first failure of the run. */
 export const FAILING_AFTER_MS = 15 * 60_000;
 
-/** After a transient failure, no new request before this (doubling per failure, capped). */
+/** After a transient failure, no keep-alive request before this (doubling per failure, capped). */
 export const BACKOFF_BASE_MS = 5_000;
 export const BACKOFF_MAX_MS = 5 * 60_000;
+/** After a failed attempt, a login may start the next one this much later (not the keep-alive's backoff). */
+export const LOGIN_RETRY_MS = 5_000;
 /** A Retry-After longer than this is not honoured in full. */
 const RETRY_AFTER_MAX_MS = 60 * 60_000;
 /** An old access token is still handed out during an outage only with at least this much left. */
@@ -82,7 +88,12 @@ interface Unsaved {
 }
 
 interface Backoff {
+  /** The keep-alive's next attempt, not before (exponential). */
   until: number;
+  /** A login's next attempt, not before: LOGIN_RETRY_MS after the last one, or a Retry-After. */
+  loginUntil: number;
+  /** Epoch ms of the latest failed attempt (what the error text tells the client). */
+  failedAt: number;
   failures: number;
   /** Epoch ms of the first failure of this run. */
   since: number;
@@ -287,9 +298,10 @@ export class TokenManager implements TokenProvider {
         // Another process refreshed, or we restarted: no request needed.
         return this.#remember(id, record.accessToken, record.accessTokenExpiresAt ?? 0);
       }
+      // The keep-alive checked its own (longer) backoff before calling; a login only waits this long.
       const backoff = this.#backoff.get(id);
-      if (backoff && backoff.until > now && backoff.refreshToken === record.refreshToken) {
-        return this.#duringOutage(id, record, force, backoff.error, backoff.until);
+      if (backoff && backoff.loginUntil > now && backoff.refreshToken === record.refreshToken) {
+        return this.#duringOutage(id, record, force, backoff);
       }
       if (pending && pending.set.expiresAt - now > this.#marginMs) {
         // Its access token is still fresh: another rotation would only add one more unsaved token.
@@ -511,7 +523,16 @@ export class TokenManager implements TokenProvider {
     const delay = Math.max(backoffDelay(failures, failure.retryAfterMs), options.minDelayMs ?? 0);
     const until = now + delay;
     const error = options.error ?? failure.summary;
-    this.#backoff.set(id, { until, failures, since, refreshToken: used, error });
+    const backoff: Backoff = {
+      until,
+      loginUntil: now + loginDelay(failure.retryAfterMs),
+      failedAt: now,
+      failures,
+      since,
+      refreshToken: used,
+      error,
+    };
+    this.#backoff.set(id, backoff);
     // One blip keeps the account `active`; only an account that keeps failing becomes `failing`.
     const keepsFailing =
       options.failingNow === true ||
@@ -533,7 +554,7 @@ export class TokenManager implements TokenProvider {
       'token refresh failed, will retry',
     );
     if (keepsFailing) this.#transition(id, 'failing', error);
-    return this.#duringOutage(id, record, force, error, until, failure);
+    return this.#duringOutage(id, record, force, backoff, failure);
   }
 
   /** During an outage: the old access token while it is still usable, else "temporarily unavailable". */
@@ -541,8 +562,7 @@ export class TokenManager implements TokenProvider {
     id: string,
     record: TokenRecord | undefined,
     force: boolean,
-    error: string,
-    until: number,
+    backoff: Backoff,
     cause?: unknown,
   ): AccessToken {
     const now = this.#now();
@@ -556,7 +576,7 @@ export class TokenManager implements TokenProvider {
     ) {
       return this.#remember(id, token, expiresAt);
     }
-    return throwUnavailable(id, error, until - now, cause);
+    return throwUnavailable(id, backoff, now, cause);
   }
 
   /**
@@ -568,11 +588,12 @@ export class TokenManager implements TokenProvider {
     const delegation = connection.grant === 'service_account';
     const grant: TokenRequestGrant = delegation ? 'service_account' : 'client_credentials';
     const now = this.#now();
+    // Only logins ask for app-only tokens (no keep-alive), so the login wait is the only one.
     const backoff = this.#backoff.get(key);
-    if (backoff && backoff.until > now) {
+    if (backoff && backoff.loginUntil > now) {
       const cached = this.#cache.get(key);
       if (!force && cached && cached.expiresAt - now > MIN_USABLE_MS) return { ...cached };
-      return throwUnavailable(key, backoff.error, backoff.until - now);
+      return throwUnavailable(key, backoff, now);
     }
     try {
       const options = { timeoutMs: this.#config.settings.tokenRequestTimeoutMs, now: this.#now };
@@ -612,17 +633,25 @@ export class TokenManager implements TokenProvider {
         );
       }
       const previous = this.#backoff.get(key);
+      const failedAt = this.#now();
       const failures = (previous?.failures ?? 0) + 1;
-      const until = this.#now() + backoffDelay(failures, failure.retryAfterMs);
-      const since = previous?.since ?? this.#now();
-      this.#backoff.set(key, { until, failures, since, refreshToken: undefined, error: failure.summary });
+      const backoff: Backoff = {
+        until: failedAt + backoffDelay(failures, failure.retryAfterMs),
+        loginUntil: failedAt + loginDelay(failure.retryAfterMs),
+        failedAt,
+        failures,
+        since: previous?.since ?? failedAt,
+        refreshToken: undefined,
+        error: failure.summary,
+      };
+      this.#backoff.set(key, backoff);
       this.#log.warn(
         { connection: connection.name, error: failure.summary },
         'app-only token request failed',
       );
       const cached = this.#cache.get(key);
-      if (!force && cached && cached.expiresAt - this.#now() > MIN_USABLE_MS) return { ...cached };
-      return throwUnavailable(key, failure.summary, until - this.#now(), failure);
+      if (!force && cached && cached.expiresAt - failedAt > MIN_USABLE_MS) return { ...cached };
+      return throwUnavailable(key, backoff, failedAt, failure);
     }
   }
 
@@ -683,6 +712,11 @@ function cacheKey(account: ResolvedAccount): string {
     : account.id;
 }
 
+/** A provider that asked for a pause (Retry-After) gets it from logins too; otherwise LOGIN_RETRY_MS. */
+function loginDelay(retryAfterMs: number | undefined): number {
+  return Math.max(LOGIN_RETRY_MS, Math.min(retryAfterMs ?? 0, RETRY_AFTER_MAX_MS));
+}
+
 function backoffDelay(failures: number, retryAfterMs: number | undefined): number {
   const exponential = Math.min(BACKOFF_BASE_MS * 2 ** Math.min(failures - 1, 20), BACKOFF_MAX_MS);
   return Math.max(exponential, Math.min(retryAfterMs ?? 0, RETRY_AFTER_MAX_MS));
@@ -697,13 +731,18 @@ function needsConsent(id: string, error: string | undefined, cause?: unknown): P
   );
 }
 
-function throwUnavailable(id: string, error: string, retryInMs: number, cause?: unknown): never {
+/**
+ * The temporary error of a login during an outage. Its detail (what the mail client shows) is the
+ * latest attempt's time and reason, so a client never reads a failure the provider has moved on from.
+ */
+function throwUnavailable(id: string, backoff: Backoff, now: number, cause?: unknown): never {
+  const ago = Math.max(0, Math.round((now - backoff.failedAt) / 1000));
+  const detail = `token endpoint failed ${ago} s ago: ${backoff.error}`;
+  const retryIn = Math.ceil(Math.max(backoff.loginUntil - now, 0) / 1000);
   throw new ProxyError(
     'token-unavailable',
-    `The token endpoint is temporarily unavailable for ${id} (${error}); next try in ${Math.ceil(
-      Math.max(retryInMs, 0) / 1000,
-    )} s. Every token was kept.`,
-    { cause, detail: error },
+    `The ${detail} (account ${id}); a login may try again in ${retryIn} s. Every token was kept.`,
+    { cause, detail },
   );
 }
 

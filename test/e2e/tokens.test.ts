@@ -3,7 +3,7 @@
  * authorization server about every token, so an expired or revoked token is really refused upstream.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BACKOFF_BASE_MS } from '../../src/oauth/token-manager.js';
+import { LOGIN_RETRY_MS } from '../../src/oauth/token-manager.js';
 import { requireDovecot } from '../helpers/dovecot.js';
 import {
   imapLogin,
@@ -172,7 +172,7 @@ describe.runIf(requireDovecot())('tokens through the proxy binary, validated by 
     }
     // The token manager makes no new request during its backoff after a failure (by design, so a down
     // endpoint is not hammered); "after recovery" is after the endpoint is back and that pause is over.
-    await waitUntil(failedAt + BACKOFF_BASE_MS + 200);
+    await waitUntil(failedAt + LOGIN_RETRY_MS + 200);
     expect(await imap(FLAKY)).toMatch(/^a1 OK/);
     expect(await smtp(FLAKY)).toMatch(/^235 /);
     expect(accountState(await world.proxy.status(), FLAKY)).toBe('active');
@@ -187,7 +187,7 @@ describe.runIf(requireDovecot())('tokens through the proxy binary, validated by 
     expect(Date.now() - started).toBeLessThan(20_000);
     const failedAt = Date.now();
     world.auth.setHanging(false);
-    await waitUntil(failedAt + BACKOFF_BASE_MS + 200);
+    await waitUntil(failedAt + LOGIN_RETRY_MS + 200);
     expect(await imap(HANGING)).toMatch(/^a1 OK/);
   });
 

@@ -100,7 +100,9 @@ export interface FakeAuthServer {
    * Make the next n /token requests fail with this HTTP status (default 500) or hang ('hang'). The body
    * is `{error}` with `error` (default 'temporarily_unavailable'), e.g. failNext(1, 401, 'invalid_client').
    */
-  failNext(n: number, status?: number | 'hang', error?: string): void;
+  failNext(n: number, status?: number | 'hang', error?: string, retryAfterSeconds?: number): void;
+  /** Drops the failures failNext queued and not yet served (the provider recovers). */
+  clearFailures(): void;
   setHanging(on: boolean): void;
   deviceScript(pendingPolls: number, outcome?: DeviceOutcome, email?: string): void;
   readonly counts: FakeAuthCounts;
@@ -144,7 +146,7 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
   const accessTokens = new Map<string, { owner: string; expiresAt: number }>();
   const deviceGrants = new Map<string, DeviceGrant>();
   let nextDeviceScript: { pendingPolls: number; outcome: DeviceOutcome; email?: string } | undefined;
-  const failures: Array<{ status: number | 'hang'; error: string }> = [];
+  const failures: Array<{ status: number | 'hang'; error: string; retryAfter?: number }> = [];
   let hanging = false;
   const hungResponses = new Set<ServerResponse>();
   const counts: FakeAuthCounts = {
@@ -454,7 +456,9 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
     else if (grantType === 'urn:ietf:params:oauth:grant-type:jwt-bearer') counts.jwtBearer++;
     if (failure !== undefined) {
       const status = failure.status as number;
-      const extra: Record<string, string> = status === 429 || status === 503 ? { 'retry-after': '1' } : {};
+      const retryAfter = failure.retryAfter ?? (status === 429 || status === 503 ? 1 : undefined);
+      const extra: Record<string, string> =
+        retryAfter === undefined ? {} : { 'retry-after': String(retryAfter) };
       json(res, status, { error: failure.error, error_description: `fake failure ${status}` }, extra);
       return;
     }
@@ -727,8 +731,16 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
       for (const [token, owner] of refreshTokens) if (owner === email) refreshTokens.delete(token);
       for (const [token, entry] of accessTokens) if (entry.owner === email) accessTokens.delete(token);
     },
-    failNext(n, status = 500, error = 'temporarily_unavailable') {
-      for (let i = 0; i < n; i++) failures.push({ status, error });
+    failNext(n, status = 500, error = 'temporarily_unavailable', retryAfterSeconds) {
+      for (let i = 0; i < n; i++)
+        failures.push(
+          retryAfterSeconds === undefined
+            ? { status, error }
+            : { status, error, retryAfter: retryAfterSeconds },
+        );
+    },
+    clearFailures() {
+      failures.length = 0;
     },
     setHanging(on) {
       hanging = on;

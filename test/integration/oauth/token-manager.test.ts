@@ -16,6 +16,7 @@ import {
   BACKOFF_BASE_MS,
   BACKOFF_MAX_MS,
   FAILING_AFTER_FAILURES,
+  LOGIN_RETRY_MS,
   FAILING_AFTER_MS,
   TokenManager,
 } from '../../../src/oauth/token-manager.js';
@@ -391,19 +392,96 @@ describe('TokenManager', () => {
     expect(store.getToken('t@example.com')!.lastError).toBeUndefined();
   });
 
-  it('backoff doubles with repeated failures', async () => {
-    seed('t@example.com', 0);
+  it("the keep-alive's backoff doubles with repeated failures", async () => {
+    seed('t@example.com', 3600);
     const tm = manager();
     fake.failNext(3, 503);
-    await rejection(tm.getAccessToken(account('t@example.com')));
+    await tm.runKeepAlive();
+    expect(fake.counts.token).toBe(0); // not due: refreshed just now
+    await tm.getAccessToken(account('t@example.com'), { forceRefresh: true }).catch(() => undefined);
+    expect(fake.counts.token).toBe(1);
     now += BACKOFF_BASE_MS + 1;
-    await rejection(tm.getAccessToken(account('t@example.com')));
+    await tm.runKeepAlive();
+    expect(fake.counts.token).toBe(2);
     now += BACKOFF_BASE_MS + 1; // not yet: the second backoff is twice as long
-    await rejection(tm.getAccessToken(account('t@example.com')));
+    await tm.runKeepAlive();
     expect(fake.counts.token).toBe(2);
     now += BACKOFF_BASE_MS;
-    await rejection(tm.getAccessToken(account('t@example.com')));
+    await tm.runKeepAlive();
     expect(fake.counts.token).toBe(3);
+  });
+
+  it(`logins retry the token endpoint ${LOGIN_RETRY_MS / 1000} s after the last attempt, not after the keep-alive's backoff`, async () => {
+    seed('t@example.com', 0);
+    const tm = manager();
+    fake.failNext(6, 503);
+    for (let i = 1; i <= 6; i++) {
+      await rejection(tm.getAccessToken(account('t@example.com')));
+      expect(fake.counts.token, `attempt ${i}`).toBe(i);
+      // Inside the login wait: no request, however many logins ask.
+      await Promise.all([1, 2, 3].map(() => rejection(tm.getAccessToken(account('t@example.com')))));
+      expect(fake.counts.token, `attempt ${i}`).toBe(i);
+      now += LOGIN_RETRY_MS;
+    }
+    // The keep-alive, by contrast, waits out its backoff (by now much longer than the login wait).
+    await tm.runKeepAlive();
+    expect(fake.counts.token).toBe(6);
+  });
+
+  it('after an outage of minutes, the first login within 5 s of recovery succeeds and errors name the latest failure', async () => {
+    seed('t@example.com', 0);
+    const tm = manager();
+    const start = now;
+    // A 90 s outage: the keep-alive and logins fail with one reason, then another.
+    fake.failNext(1_000, 500, 'server_error');
+    const errors: ProxyError[] = [];
+    for (let step = 0; now - start < 60_000 && step < 100; step++) {
+      await tm.runKeepAlive();
+      errors.push(await rejection(tm.getAccessToken(account('t@example.com'))));
+      now += 3_000;
+    }
+    expect(errors.at(-1)!.detail).toMatch(/^token endpoint failed \d+ s ago: server_error/);
+    // A different failure now: a login 4 s after it reports this one, with its age.
+    fake.clearFailures();
+    fake.failNext(1_000, 503, 'temporarily_unavailable');
+    now += LOGIN_RETRY_MS;
+    const fresh = await rejection(tm.getAccessToken(account('t@example.com')));
+    expect(fresh.detail).toMatch(/^token endpoint failed 0 s ago: temporarily_unavailable/);
+    now += 4_000;
+    const later = await rejection(tm.getAccessToken(account('t@example.com')));
+    expect(later.detail).toMatch(/^token endpoint failed 4 s ago: temporarily_unavailable/);
+    expect(later.detail).not.toContain('server_error');
+    expect(later.message).toContain('4 s ago');
+    while (now - start < 90_000) {
+      await tm.runKeepAlive();
+      await tm.getAccessToken(account('t@example.com')).catch(() => undefined);
+      now += 3_000;
+    }
+    const before = fake.counts.token;
+    // The provider recovers; the keep-alive's backoff has grown to minutes by now.
+    fake.clearFailures();
+    now += 1_000;
+    await tm.runKeepAlive();
+    expect(fake.counts.token).toBe(before);
+    now += LOGIN_RETRY_MS - 1_000;
+    const token = await tm.getAccessToken(account('t@example.com'));
+    expect(fake.checkAccessToken(token.token)).toBe('t@example.com');
+    expect(store.getToken('t@example.com')).toMatchObject({ state: 'active' });
+    expect(store.getToken('t@example.com')!.lastError).toBeUndefined();
+  });
+
+  it('a Retry-After from the provider holds logins back too', async () => {
+    seed('t@example.com', 0);
+    const tm = manager();
+    fake.failNext(1, 429, 'temporarily_unavailable', 60);
+    await rejection(tm.getAccessToken(account('t@example.com')));
+    now += 30_000;
+    const err = await rejection(tm.getAccessToken(account('t@example.com')));
+    expect(err.message).toContain('try again in 30 s');
+    expect(fake.counts.token).toBe(1);
+    now += 30_000;
+    await tm.getAccessToken(account('t@example.com'));
+    expect(fake.counts.token).toBe(2);
   });
 
   it('a timeout keeps every token and the account active', async () => {
@@ -481,11 +559,11 @@ describe('TokenManager', () => {
     expect(stored).toMatchObject({ state: 'failing', refreshToken });
     expect(stored.lastError).toContain('invalid_client');
     expect(stored.lastError).toContain('clientSecret');
-    // Backs off for the longest step, then the same refresh token works (the admin fixed the config).
+    // The keep-alive backs off for the longest step; a login tries again after the short login wait,
+    // and the same refresh token works (the admin fixed the app registration).
     now += BACKOFF_BASE_MS * 4;
-    await rejection(tm.getAccessToken(account('x@example.com')));
+    await tm.runKeepAlive();
     expect(fake.counts.token).toBe(1);
-    now += BACKOFF_MAX_MS;
     expect(fake.checkAccessToken((await tm.getAccessToken(account('x@example.com'))).token)).toBe(
       'x@example.com',
     );

@@ -4,7 +4,7 @@
  */
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import nodemailer from 'nodemailer';
-import { BACKOFF_BASE_MS } from '../../../src/oauth/token-manager.js';
+import { LOGIN_RETRY_MS } from '../../../src/oauth/token-manager.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   CONSENT_HINT,
@@ -155,7 +155,7 @@ describe('SMTP proxy failures', () => {
     env.auth.failNext(1, 503);
     expect(await login(env)).toBe('454 4.7.0 Temporary authentication failure, try again later');
     expect(env.upstream.authAttempts).toEqual([]);
-    env.advanceClock(BACKOFF_BASE_MS + 1_000);
+    env.advanceClock(LOGIN_RETRY_MS + 1_000);
     expect(await client!.command(`AUTH PLAIN ${plainIr(USER, PASSWORD)}`)).toBe(
       '235 2.7.0 Authentication successful',
     );
