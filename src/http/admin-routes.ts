@@ -11,6 +11,7 @@ import {
   DEFAULT_CONSENT_LINK_TTL_MS,
   createConsentLink,
 } from '../oauth/consent-links.js';
+import { displayState, tokenSummaries } from '../oauth/account-status.js';
 import type { TokenStore } from '../oauth/types.js';
 import { ADMIN_ATTEMPT_WINDOW_MS, AdminAuth } from './admin-auth.js';
 import { html } from './html.js';
@@ -126,7 +127,9 @@ export class AdminRoutes {
 
   private rows(): AdminAccountRow[] {
     const { config, store } = this.deps;
-    const tokens = store.listTokens();
+    // Summaries (no secret) that mark a row which cannot be decrypted, so one damaged row shows as
+    // `unreadable` for its account and every other account renders.
+    const tokens = tokenSummaries(store);
     const passwords = store.listAppPasswords();
     const seen = new Set<string>();
     const rows: AdminAccountRow[] = [];
@@ -140,10 +143,14 @@ export class AdminRoutes {
         connection: account.connection.name,
         ...(t
           ? {
-              state: t.state,
+              state: displayState(t),
               ...(t.accessTokenExpiresAt !== undefined ? { expiresAt: t.accessTokenExpiresAt } : {}),
               ...(t.lastRefreshAt !== undefined ? { lastRefreshAt: t.lastRefreshAt } : {}),
-              ...(t.lastError !== undefined ? { lastError: t.lastError } : {}),
+              ...(t.unreadable !== undefined
+                ? { lastError: `${t.unreadable}: create a consent link to replace it` }
+                : t.lastError !== undefined
+                  ? { lastError: t.lastError }
+                  : {}),
             }
           : {}),
         appPasswords: passwords.filter((p) => p.accountId === account.id),

@@ -82,6 +82,7 @@ th { color: var(--muted); font-weight: 600; white-space: nowrap; }
 .badge.active { background: var(--ok-bg); color: var(--ok); }
 .badge.needs-consent { background: var(--bad-bg); color: var(--bad); }
 .badge.failing { background: var(--warn-bg); color: var(--warn); }
+.badge.unreadable { background: var(--bad-bg); color: var(--bad); }
 .badge.none { background: var(--code-bg); color: var(--muted); }
 form.inline { display: inline; margin: 0; }
 label { display: block; font-weight: 600; margin: .5rem 0 .25rem; }

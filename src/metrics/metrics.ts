@@ -27,6 +27,7 @@ export const ACCOUNT_STATES: readonly AccountStatusState[] = [
   'no-grant',
   'app-only',
   'service-account',
+  'unreadable',
 ];
 /** Seconds; a login is two or three network round trips, a slow token endpoint can take many. */
 const LOGIN_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

@@ -6,7 +6,8 @@ import { findAccountEntry } from '../config/accounts.js';
 import type { AccountConfig, Config } from '../config/types.js';
 import type { AccountState, TokenRecord, TokenStore, TokenSummary } from './types.js';
 
-export type AccountStatusState = AccountState | 'no-grant' | 'app-only' | 'service-account';
+/** `unreadable`: the stored row cannot be decrypted; consent again (or restore the store) to fix it. */
+export type AccountStatusState = AccountState | 'no-grant' | 'app-only' | 'service-account' | 'unreadable';
 
 export interface AccountStatus {
   accountId: string;
@@ -34,12 +35,38 @@ function summarise(record: TokenRecord): TokenSummary {
   return { ...rest, hasRefreshToken: refreshToken !== undefined };
 }
 
+/**
+ * Every stored account without its secrets, an unreadable row included and marked (a store without
+ * summaries is read with listTokens, which reports such rows aside).
+ */
+export function tokenSummaries(store: Pick<TokenStore, 'listTokens' | 'listTokenSummaries'>): TokenSummary[] {
+  if (store.listTokenSummaries) return store.listTokenSummaries();
+  const unreadable: TokenSummary[] = [];
+  const readable = store.listTokens((row) =>
+    unreadable.push({
+      accountId: row.accountId,
+      connection: row.connection,
+      scopes: [],
+      state: 'active',
+      updatedAt: 0,
+      hasRefreshToken: false,
+      unreadable: row.reason,
+    }),
+  );
+  return [...readable.map(summarise), ...unreadable];
+}
+
+/** The state to show: `unreadable` wins over whatever state the damaged row still names. */
+export function displayState(record: TokenSummary): AccountState | 'unreadable' {
+  return record.unreadable !== undefined ? 'unreadable' : record.state;
+}
+
 function fromRecord(entry: string | undefined, record: TokenSummary): AccountStatus {
   const status: AccountStatus = {
     accountId: record.accountId,
     entry,
     connection: record.connection,
-    state: record.state,
+    state: displayState(record),
     hasRefreshToken: record.hasRefreshToken,
     scopes: record.scopes,
   };
@@ -48,6 +75,11 @@ function fromRecord(entry: string | undefined, record: TokenSummary): AccountSta
   if (record.accessTokenExpiresAt !== undefined) status.accessTokenExpiresAt = record.accessTokenExpiresAt;
   if (record.lastRefreshAt !== undefined) status.lastRefreshAt = record.lastRefreshAt;
   if (record.lastError !== undefined) status.lastError = record.lastError;
+  if (record.unreadable !== undefined) {
+    status.lastError =
+      `${record.unreadable}: consent again (xoauth-proxy consent ${record.accountId}, or a consent ` +
+      'link) or restore the store from a backup';
+  }
   return status;
 }
 
@@ -72,8 +104,8 @@ export function collectAccountStatus(
   config: Pick<Config, 'accounts' | 'connections'>,
   store: Pick<TokenStore, 'listTokens' | 'listTokenSummaries'>,
 ): AccountStatus[] {
-  // Summaries when the store has them: no token is decrypted for a status list or a metrics scrape.
-  const summaries = store.listTokenSummaries ? store.listTokenSummaries() : store.listTokens().map(summarise);
+  // Summaries: no token leaves the store for a status list or a metrics scrape.
+  const summaries = tokenSummaries(store);
   const records = new Map(summaries.map((r) => [r.accountId, r]));
   const seen = new Set<string>();
   const out: AccountStatus[] = [];

@@ -120,6 +120,8 @@ export class TokenManager implements TokenProvider {
   readonly #states = new Map<string, AccountState>();
   /** Account id -> the app-only cache key it used (for invalidate). */
   readonly #appKeys = new Map<string, string>();
+  /** Accounts whose stored row could not be read, each logged once until it reads again. */
+  readonly #unreadable = new Set<string>();
   readonly #failingAfterFailures: number;
   readonly #failingAfterMs: number;
   #timer: NodeJS.Timeout | undefined;
@@ -225,12 +227,24 @@ export class TokenManager implements TokenProvider {
     const interval = this.#config.settings.keepAliveIntervalMs;
     this.#flushAllUnsaved();
     let records: TokenRecord[];
+    const unreadable = new Set<string>();
     try {
-      records = this.#store.listTokens();
+      // A row that cannot be read is reported for its account; every other account is refreshed.
+      records = this.#store.listTokens((row) => {
+        unreadable.add(row.accountId);
+        if (this.#unreadable.has(row.accountId)) return;
+        this.#unreadable.add(row.accountId);
+        this.#log.error(
+          { account: row.accountId, connection: row.connection, reason: row.reason },
+          'keep-alive: the stored grant of this account cannot be read (status shows it as unreadable); ' +
+            'consent again or restore the store from a backup',
+        );
+      });
     } catch (err) {
       this.#log.error({ err: errorText(err) }, 'keep-alive: cannot read the token store');
       return;
     }
+    for (const id of this.#unreadable) if (!unreadable.has(id)) this.#unreadable.delete(id);
     for (const record of records) {
       if (!record.refreshToken || record.state === 'needs-consent') continue;
       // A run of transient failures (still `active`) is retried here too, so it ends unattended.

@@ -41,10 +41,20 @@ export interface TokenRecord {
   updatedAt: number;
 }
 
-/** A token record without its secrets (what `status` and the metrics need); nothing is decrypted. */
+/** A token record without its secrets (what `status` and the metrics need). */
 export type TokenSummary = Omit<TokenRecord, 'refreshToken' | 'accessToken'> & {
   hasRefreshToken: boolean;
+  /** Set when the row's secrets cannot be decrypted (tampered or damaged): why, never a secret. */
+  unreadable?: string;
 };
+
+/** A stored row that cannot be read (its secrets do not decrypt, or a column is damaged). */
+export interface UnreadableToken {
+  accountId: string;
+  connection: string;
+  /** Why, safe to log and show (never a secret). */
+  reason: string;
+}
 
 export interface AppPasswordRecord {
   id: string;
@@ -68,16 +78,24 @@ export interface ConsentLinkRecord {
 }
 
 export interface TokenStore {
+  /** Throws ProxyError 'store' when the account's row cannot be read. */
   getToken(accountId: string): TokenRecord | undefined;
-  listTokens(): TokenRecord[];
   /**
-   * Every account's record without its tokens, and without decrypting them (optional: a store
-   * without it is read with listTokens).
+   * Every readable record. A row that cannot be read is left out and passed to `onUnreadable`
+   * (never thrown), so one damaged row does not hide the others.
+   */
+  listTokens(onUnreadable?: (row: UnreadableToken) => void): TokenRecord[];
+  /**
+   * Every account's record without its tokens, an unreadable row marked `unreadable` (optional: a
+   * store without it is read with listTokens).
    */
   listTokenSummaries?(): TokenSummary[];
   /** Insert or replace; secrets are encrypted by the store. */
   putToken(record: TokenRecord): void;
-  /** Read-modify-write in one transaction (safe across processes). */
+  /**
+   * Read-modify-write in one transaction (safe across processes). A row that cannot be read is passed
+   * as undefined, so that a new consent can replace it.
+   */
   updateToken(
     accountId: string,
     update: (current: TokenRecord | undefined) => TokenRecord | undefined,

@@ -24,6 +24,7 @@ const HINT: Record<AccountStatus['state'], string> = {
   'no-grant': 'no consent yet: xoauth-proxy consent <account>',
   'app-only': 'client credentials: no consent needed',
   'service-account': 'Google service account (domain-wide delegation): no consent needed',
+  unreadable: 'the stored grant cannot be decrypted: xoauth-proxy consent <account>',
 };
 
 export function formatStatusTable(rows: AccountStatus[], now: number): string {

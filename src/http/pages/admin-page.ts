@@ -1,5 +1,8 @@
 import type { ConnectionConfig } from '../../config/types.js';
 import type { AccountState, AppPasswordRecord } from '../../oauth/types.js';
+
+/** A stored grant's state, or `unreadable` when its row cannot be decrypted. */
+export type AdminAccountState = AccountState | 'unreadable';
 import { html, type SafeHtml } from '../html.js';
 import { layout } from '../layout.js';
 import { formatTime, maskSecret, providerName } from './format.js';
@@ -11,7 +14,7 @@ export interface AdminAccountRow {
   label: string;
   mailbox?: string;
   connection: string;
-  state?: AccountState;
+  state?: AdminAccountState;
   expiresAt?: number;
   lastRefreshAt?: number;
   lastError?: string;
@@ -28,13 +31,14 @@ export interface AdminPageModel {
   now: number;
 }
 
-const STATE_LABELS: Record<AccountState, string> = {
+const STATE_LABELS: Record<AdminAccountState, string> = {
   active: 'Active',
   'needs-consent': 'Needs consent',
   failing: 'Failing',
+  unreadable: 'Unreadable',
 };
 
-function stateBadge(state: AccountState | undefined): SafeHtml {
+function stateBadge(state: AdminAccountState | undefined): SafeHtml {
   if (!state) return html`<span class="badge none">Not connected</span>`;
   return html`<span class="badge ${state}">${STATE_LABELS[state]}</span>`;
 }

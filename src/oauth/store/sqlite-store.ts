@@ -6,6 +6,8 @@
  * the user has to consent again, and writes here are rare.
  *
  * A file we cannot read or decrypt is reported and left exactly as it is: we never recreate it.
+ * One row that cannot be decrypted (damaged, tampered) is reported for its account only: lists skip
+ * it (listTokens) or mark it (listTokenSummaries), and a consent may replace it (updateToken).
  */
 import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -19,6 +21,7 @@ import type {
   TokenRecord,
   TokenStore,
   TokenSummary,
+  UnreadableToken,
 } from '../types.js';
 import { decryptSecret, DecryptError, encryptSecret } from './cipher.js';
 import { loadStoreKey, warnIfOpenMode, type StoreWarnings } from './key.js';
@@ -216,6 +219,7 @@ export class SqliteTokenStore implements TokenStore {
           'store',
           `The ${field} token of ${accountId} in ${this.path} cannot be decrypted (${err.message}). ` +
             `Run \`xoauth-proxy consent ${accountId}\` to replace it; the rest of the store is unaffected.`,
+          { detail: `the stored ${field} token cannot be decrypted (${err.message})` },
         );
       }
       throw err;
@@ -242,6 +246,23 @@ export class SqliteTokenStore implements TokenStore {
     return record;
   }
 
+  /**
+   * The record of one row, or why it cannot be read. Anything but a database error is the row's own
+   * problem (a secret that does not decrypt, a damaged scopes column), so it stays with that row.
+   */
+  #readRow(row: TokenRow): TokenRecord | UnreadableToken {
+    try {
+      return this.#toRecord(row);
+    } catch (err) {
+      if ((err as { code?: string }).code?.startsWith('SQLITE_')) throw err;
+      const reason =
+        err instanceof ProxyError
+          ? (err.detail ?? err.message)
+          : `the stored row is damaged (${err instanceof Error ? err.message : String(err)})`;
+      return { accountId: row.account_id, connection: row.connection, reason };
+    }
+  }
+
   #guard<T>(what: string, fn: () => T): T {
     try {
       return fn();
@@ -260,35 +281,34 @@ export class SqliteTokenStore implements TokenStore {
     });
   }
 
-  listTokens(): TokenRecord[] {
-    return this.#guard('cannot read it', () =>
-      (this.#db.prepare('SELECT * FROM tokens ORDER BY account_id').all() as TokenRow[]).map((r) =>
-        this.#toRecord(r),
-      ),
-    );
+  listTokens(onUnreadable?: (row: UnreadableToken) => void): TokenRecord[] {
+    return this.#guard('cannot read it', () => {
+      const records: TokenRecord[] = [];
+      for (const row of this.#db.prepare('SELECT * FROM tokens ORDER BY account_id').all() as TokenRow[]) {
+        const read = this.#readRow(row);
+        if ('reason' in read) onUnreadable?.(read);
+        else records.push(read);
+      }
+      return records;
+    });
   }
 
   listTokenSummaries(): TokenSummary[] {
-    // The secret columns are not even selected: a scrape or `status` never touches a token.
+    // Each row's secrets are opened only to learn whether they still can be (a row that cannot is
+    // `unreadable` in status, on /admin and in the metrics), and dropped at once: a summary holds none.
     return this.#guard('cannot read it', () =>
-      (
-        this.#db
-          .prepare(
-            `SELECT account_id, connection, refresh_token IS NOT NULL AS has_refresh, access_expires_at,
-               scopes, identity, display_name, state, last_refresh_at, last_error, updated_at
-             FROM tokens ORDER BY account_id`,
-          )
-          .all() as Array<Omit<TokenRow, 'refresh_token' | 'access_token'> & { has_refresh: number }>
-      ).map((row) => {
+      (this.#db.prepare('SELECT * FROM tokens ORDER BY account_id').all() as TokenRow[]).map((row) => {
+        const read = this.#readRow(row);
         const summary: TokenSummary = {
           accountId: row.account_id,
           connection: row.connection,
-          scopes: JSON.parse(row.scopes) as string[],
+          scopes: 'reason' in read ? [] : read.scopes,
           state: (STATES.has(row.state) ? row.state : 'needs-consent') as AccountState,
           updatedAt: row.updated_at,
-          hasRefreshToken: row.has_refresh === 1,
+          hasRefreshToken: row.refresh_token !== null,
         };
         copyClearFields(row, summary);
+        if ('reason' in read) summary.unreadable = read.reason;
         return summary;
       }),
     );
@@ -331,7 +351,10 @@ export class SqliteTokenStore implements TokenStore {
         .transaction(() => {
           const row = this.#db.prepare('SELECT * FROM tokens WHERE account_id = ?').get(accountId) as
             TokenRow | undefined;
-          const current = row ? this.#toRecord(row) : undefined;
+          const read = row ? this.#readRow(row) : undefined;
+          // An unreadable row is no grant any more: a consent's update may replace it, every other
+          // update (which needs the current grant) leaves it as it is.
+          const current = read === undefined || 'reason' in read ? undefined : read;
           const next = update(current);
           if (next === undefined) return current;
           if (next.accountId !== accountId)

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { resolveAccount } from '../../../src/config/accounts.js';
 import { hashPassword } from '../../../src/credentials/password.js';
+import { corruptRefreshToken } from '../../helpers/corrupt-store.js';
 import { formField, location, startHarness, text, TestBrowser, type Harness } from './harness.js';
 
 const basic = (secret: string): Record<string, string> => ({
@@ -103,6 +104,28 @@ describe('admin page', () => {
     });
     expect(unknown.status).toBe(400);
     expect(text(await unknown.text())).toContain('does not match any account');
+  });
+
+  it('an account whose stored row cannot be decrypted shows as unreadable; the page still renders', async () => {
+    const h = await withHash();
+    h.store.putToken({
+      accountId: 'alice@example.com',
+      connection: 'fake',
+      refreshToken: 'rt-secret-value',
+      accessToken: 'at-secret-value',
+      accessTokenExpiresAt: Date.UTC(2030, 0, 2, 3, 4),
+      scopes: [],
+      state: 'active',
+      updatedAt: Date.now(),
+    });
+    corruptRefreshToken(h.config.store.path, 'alice@example.com');
+    const res = await fetch(`${h.base}/admin`, { headers: basic('correct horse battery') });
+    expect(res.status).toBe(200);
+    const page = text(await res.text());
+    expect(page).toContain('alice@example.com');
+    expect(page).toMatch(/Unreadable/);
+    expect(page).toMatch(/cannot be decrypted.*create a consent link to replace it/);
+    expect(page).not.toContain('rt-secret-value');
   });
 
   it('app-only accounts get no consent buttons and no consent links', async () => {

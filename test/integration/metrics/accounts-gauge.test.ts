@@ -8,6 +8,7 @@ import { Metrics } from '../../../src/metrics/metrics.js';
 import { openTokenStore } from '../../../src/oauth/store/index.js';
 import { TokenManager } from '../../../src/oauth/token-manager.js';
 import type { TokenRecord, TokenStore } from '../../../src/oauth/types.js';
+import { corruptRefreshToken } from '../../helpers/corrupt-store.js';
 
 let dir: string;
 let store: TokenStore;
@@ -46,7 +47,7 @@ afterEach(() => {
 });
 
 describe('accounts gauge', () => {
-  it('counts account states at scrape time without decrypting any token', async () => {
+  it('counts account states at scrape time without handing out any token', async () => {
     store.putToken(grant('a@example.com', 'active'));
     store.putToken(grant('b@example.com', 'active'));
     store.putToken(grant('c@example.com', 'needs-consent'));
@@ -79,5 +80,32 @@ describe('accounts gauge', () => {
     expect(sample(text, 'xoauth_proxy_accounts{state="needs-consent"}')).toBe(1);
     expect(sample(text, 'xoauth_proxy_accounts{state="failing"}')).toBe(1);
     expect(sample(text, 'xoauth_proxy_accounts{state="no-grant"}')).toBe(1);
+    expect(sample(text, 'xoauth_proxy_accounts{state="unreadable"}')).toBe(0);
+  });
+
+  it('counts an account whose stored row cannot be decrypted as unreadable, the others as they are', async () => {
+    store.putToken(grant('a@example.com', 'active'));
+    store.putToken(grant('b@example.com', 'active'));
+    store.putToken(grant('c@example.com', 'failing'));
+    corruptRefreshToken(join(dir, 'tokens.db'), 'b@example.com');
+    const tokens = new TokenManager({
+      config: {
+        settings: { refreshMarginMs: 600_000, keepAliveIntervalMs: 3600_000 } as Settings,
+        accounts: [{ username: '*@example.com', connection: 'g' }],
+        connections: new Map([['g', connection]]),
+      },
+      store,
+      logger: silentLogger(),
+    });
+    const metrics = new Metrics({ defaultMetrics: false });
+    metrics.trackAccounts(() => tokens.status());
+    const text = await metrics.scrape();
+    expect(sample(text, 'xoauth_proxy_accounts{state="active"}')).toBe(1);
+    expect(sample(text, 'xoauth_proxy_accounts{state="failing"}')).toBe(1);
+    expect(sample(text, 'xoauth_proxy_accounts{state="unreadable"}')).toBe(1);
+    expect(tokens.status().find((s) => s.accountId === 'b@example.com')).toMatchObject({
+      state: 'unreadable',
+      lastError: expect.stringContaining('cannot be decrypted'),
+    });
   });
 });

@@ -21,7 +21,10 @@ import {
   TokenManager,
 } from '../../../src/oauth/token-manager.js';
 import type { TokenEvent, TokenRecord, TokenStore } from '../../../src/oauth/types.js';
+import type { Logger } from 'pino';
+import { corruptRefreshToken } from '../../helpers/corrupt-store.js';
 import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
+import { captureLogger } from '../../helpers/proxy-env.js';
 
 const MARGIN = 10 * 60_000;
 let fake: FakeAuthServer;
@@ -57,6 +60,7 @@ function manager(
     connections?: ConnectionConfig[];
     store?: TokenStore;
     accounts?: AccountConfig[];
+    logger?: Logger;
   } = {},
 ) {
   const conns = options.connections ?? [connection];
@@ -67,7 +71,7 @@ function manager(
       connections: new Map(conns.map((c) => [c.name, c])),
     },
     store: options.store ?? store,
-    logger: silentLogger(),
+    logger: options.logger ?? silentLogger(),
     clock: () => now,
     onEvent: (e) => events.push(e),
   });
@@ -649,6 +653,55 @@ describe('TokenManager', () => {
     now += interval + 1;
     await tm.runKeepAlive();
     expect(fake.counts.refresh).toBe(4);
+  });
+
+  it('keep-alive: a stored row that cannot be decrypted is reported for its account, every other account is refreshed', async () => {
+    const interval = 6 * 3600_000;
+    const broken = seed('broken@example.com', 3600, { lastRefreshAt: now - interval - 1 });
+    const fine = seed('fine@example.com', 3600, { lastRefreshAt: now - interval - 1 });
+    corruptRefreshToken(join(dir, 'tokens.db'), 'broken@example.com');
+    const { logger, logLines, logText } = captureLogger();
+    const tm = manager({ logger });
+    await tm.runKeepAlive();
+    expect(fake.counts.refresh).toBe(1);
+    expect(fake.lastTokenRequest?.get('refresh_token')).toBe(fine.refreshToken);
+    expect(store.getToken('fine@example.com')!.lastRefreshAt).toBe(now);
+    const reported = () => logLines.filter((l) => l.account === 'broken@example.com');
+    expect(reported()).toHaveLength(1);
+    expect(reported()[0]).toMatchObject({
+      level: 50,
+      reason: expect.stringContaining('cannot be decrypted'),
+    });
+    // The next tick goes on the same way, without repeating the line.
+    now += interval + 1;
+    await tm.runKeepAlive();
+    expect(fake.counts.refresh).toBe(2);
+    expect(reported()).toHaveLength(1);
+    for (const secret of [broken.refreshToken, broken.accessToken, fine.refreshToken]) {
+      expect(logText()).not.toContain(secret);
+    }
+    expect(tm.status().map((a) => [a.accountId, a.state])).toEqual([
+      ['broken@example.com', 'unreadable'],
+      ['fine@example.com', 'active'],
+    ]);
+    // A login for it is a temporary error that says what is wrong, not a wrong password.
+    const err = await rejection(tm.getAccessToken(account('broken@example.com')));
+    expect(err.code).toBe('token-unavailable');
+    expect(err.message).toContain('cannot be decrypted');
+    // A new consent replaces the unreadable row.
+    const grant = fake.issueGrant('broken@example.com', { accessTokenTtlSeconds: 3600 });
+    tm.recordConsent(
+      account('broken@example.com'),
+      {
+        accessToken: grant.accessToken,
+        refreshToken: grant.refreshToken,
+        expiresAt: now + 3600_000,
+        scopes: [],
+      },
+      { email: 'broken@example.com' },
+    );
+    expect(tm.status().find((a) => a.accountId === 'broken@example.com')!.state).toBe('active');
+    expect((await tm.getAccessToken(account('broken@example.com'))).token).toBe(grant.accessToken);
   });
 
   it('keep-alive leaves grants alone that no config entry serves any more', async () => {

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isProxyError } from '../../../src/errors.js';
 import { openTokenStore } from '../../../src/oauth/store/index.js';
 import type { TokenRecord, TokenStore } from '../../../src/oauth/types.js';
+import { corruptRefreshToken } from '../../helpers/corrupt-store.js';
 
 let dir: string;
 let settings: { path: string; keyFile: string };
@@ -243,7 +244,7 @@ describe('token store', () => {
     expect(warnings.join('\n')).toContain(`chmod 700 ${dir}`);
   });
 
-  it('lists account summaries without decrypting: works even when a token cannot be decrypted', () => {
+  it('one row whose secret cannot be decrypted is reported for its account; every other row reads', () => {
     const store = open();
     store.putToken(record());
     store.putToken(record({ accountId: 'bob@example.com', state: 'failing', lastError: 'http 503' }));
@@ -254,24 +255,60 @@ describe('token store', () => {
       return next;
     });
     store.close();
-    const db = new Database(settings.path);
-    db.prepare(
-      "UPDATE tokens SET refresh_token = 'not-a-sealed-value', access_token = 'x' WHERE account_id = ?",
-    ).run('alice@example.com');
-    db.close();
+    corruptRefreshToken(settings.path, 'alice@example.com');
     const reopened = open();
-    expect(() => reopened.listTokens()).toThrow(/cannot be decrypted/);
+    const unreadable: Array<{ accountId: string; connection: string; reason: string }> = [];
+    const records = reopened.listTokens((row) => unreadable.push(row));
+    expect(records.map((r) => r.accountId)).toEqual(['bob@example.com', 'carol@example.com']);
+    expect(records[0]!.refreshToken).toBe(REFRESH);
+    expect(unreadable).toEqual([
+      {
+        accountId: 'alice@example.com',
+        connection: 'google',
+        reason: expect.stringMatching(/cannot be decrypted/),
+      },
+    ]);
+    expect(unreadable[0]!.reason).not.toContain('SECRET');
+    // Without a handler the bad row is still only left out, never thrown.
+    expect(reopened.listTokens().map((r) => r.accountId)).toEqual(['bob@example.com', 'carol@example.com']);
+    // Asked for directly, it is a precise store error naming the account and the fix.
+    expectStoreError(
+      () => reopened.getToken('alice@example.com'),
+      'alice@example.com',
+      'xoauth-proxy consent',
+    );
+
     const summaries = reopened.listTokenSummaries!();
-    expect(summaries.map((s) => [s.accountId, s.state, s.hasRefreshToken, s.lastError])).toEqual([
-      ['alice@example.com', 'active', true, undefined],
-      ['bob@example.com', 'failing', true, 'http 503'],
-      ['carol@example.com', 'needs-consent', false, undefined],
+    expect(
+      summaries.map((s) => [
+        s.accountId,
+        s.state,
+        s.hasRefreshToken,
+        s.lastError,
+        s.unreadable !== undefined,
+      ]),
+    ).toEqual([
+      ['alice@example.com', 'active', true, undefined, true],
+      ['bob@example.com', 'failing', true, 'http 503', false],
+      ['carol@example.com', 'needs-consent', false, undefined, false],
     ]);
     expect(summaries[0]).toMatchObject({
       identity: 'alice@example.com',
       accessTokenExpiresAt: 1_900_000_000_000,
+      unreadable: expect.stringMatching(/refresh token cannot be decrypted/),
     });
     expect(JSON.stringify(summaries)).not.toContain('SECRET');
+
+    // A consent replaces the unreadable row; any other update leaves it as it is.
+    expect(
+      reopened.updateToken('alice@example.com', (current) => current && { ...current, state: 'failing' }),
+    ).toBeUndefined();
+    expectStoreError(() => reopened.getToken('alice@example.com'), 'cannot be decrypted');
+    reopened.updateToken('alice@example.com', (current) => {
+      expect(current).toBeUndefined();
+      return record({ refreshToken: 'rt-new' });
+    });
+    expect(reopened.getToken('alice@example.com')!.refreshToken).toBe('rt-new');
     reopened.close();
   });
 
