@@ -4,7 +4,6 @@
  * listener can be added and removed, and a broken file is refused while the old config keeps serving.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { hashPassword } from '../../src/credentials/password.js';
@@ -13,6 +12,7 @@ import { startFakeAuthServer, type FakeAuthServer } from '../helpers/fake-auth-s
 import { startFakeImapServer, type FakeImapServer } from '../helpers/fake-imap-server.js';
 import { startProxyProcess, type ProxyProcess } from '../helpers/proxy-process.js';
 import { RawImap } from '../integration/imap/raw-client.js';
+import { portRefused, waitForOutput } from './support.js';
 
 const EMAIL = 'shared@example.com';
 const ALICE = { username: 'alice', password: 'alice-Pa55word' };
@@ -43,23 +43,6 @@ async function login(
   client.write(`a1 LOGIN ${who.username} ${who.password}\r\n`);
   const reply = await client.waitFor(/^a1 (OK|NO|BAD)[^\r\n]*/m);
   return { ok: /^a1 OK/m.test(reply), client };
-}
-
-async function waitForOutput(p: ProxyProcess, text: string, count = 1): Promise<void> {
-  const seen = (): number => p.output().split(text).length - 1;
-  for (let i = 0; i < 300 && seen() < count; i++) await new Promise((r) => setTimeout(r, 100));
-  expect(seen()).toBeGreaterThanOrEqual(count);
-}
-
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(true));
-  });
 }
 
 describe('reload (the real binary)', () => {
@@ -131,7 +114,7 @@ describe('reload (the real binary)', () => {
     writeFileSync(p.configFile, stringifyYaml(config, { lineWidth: 0 }));
     p.kill('SIGHUP');
     await waitForOutput(p, '"msg":"config reloaded"', 2);
-    expect(await refused(oldPort)).toBe(true);
+    expect(await portRefused(oldPort)).toBe(true);
     relayed.client.write('a3 NOOP\r\n');
     await relayed.client.waitFor(/^a3 OK/m);
     expect((await login(newPort, BOB)).ok).toBe(true);

@@ -4,13 +4,13 @@
  * `settings.shutdownGrace` passes (then the proxy closes it); SIGHUP reloads and leaves it running.
  * Fakes for the authorization server and the upstream, so no Dovecot is needed.
  */
-import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { getTestCerts } from '../helpers/certs.js';
 import { startFakeAuthServer, type FakeAuthServer } from '../helpers/fake-auth-server.js';
 import { startFakeImapServer, type FakeImapServer } from '../helpers/fake-imap-server.js';
 import { startProxyProcess, type ProxyProcess } from '../helpers/proxy-process.js';
 import { RawImap } from '../integration/imap/raw-client.js';
+import { portRefused, waitForOutput } from './support.js';
 
 const USER = 'signals-user';
 const PASSWORD = 'signals-Pa55word';
@@ -59,23 +59,6 @@ async function loggedIn(port: number): Promise<RawImap> {
   return client;
 }
 
-async function waitForOutput(p: ProxyProcess, text: string): Promise<void> {
-  for (let i = 0; i < 300 && !p.output().includes(text); i++) await new Promise((r) => setTimeout(r, 100));
-  expect(p.output()).toContain(text);
-}
-
-/** True when a new TCP connection to the port is refused (nobody listens any more). */
-function refused(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(true));
-  });
-}
-
 describe('signals (the real binary)', () => {
   it('SIGTERM: no new connections, the relayed session keeps working until it ends, then exit 0', async () => {
     const { proxy: p, port } = await start('2m');
@@ -83,7 +66,7 @@ describe('signals (the real binary)', () => {
     p.kill('SIGTERM');
     await waitForOutput(p, 'shutting down');
     await waitForOutput(p, 'waiting for relayed sessions to end');
-    expect(await refused(port)).toBe(true);
+    expect(await portRefused(port)).toBe(true);
     // Still relayed, both ways.
     client.write('a2 NOOP\r\n');
     await client.waitFor(/^a2 OK/m);

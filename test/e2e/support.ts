@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { beforeEach } from 'vitest';
+import { beforeEach, expect } from 'vitest';
 import { startDovecot, type DovecotServer } from '../helpers/dovecot.js';
 import {
   startFakeAuthServer,
@@ -428,4 +428,23 @@ export async function worldSecrets(world: World, passwords: string[]): Promise<S
     store.close();
   }
   return secrets;
+}
+
+/** Waits (up to 30 s) until the proxy printed `text` at least `count` times. */
+export async function waitForOutput(p: { output(): string }, text: string, count = 1): Promise<void> {
+  const seen = (): number => p.output().split(text).length - 1;
+  for (let i = 0; i < 300 && seen() < count; i++) await new Promise((r) => setTimeout(r, 100));
+  expect(seen()).toBeGreaterThanOrEqual(count);
+}
+
+/** True when a new TCP connection to the port is refused (nobody listens any more). */
+export function portRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
 }
