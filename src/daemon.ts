@@ -171,6 +171,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
 
   const reload = async (next: Config): Promise<ReloadResult> => {
     const result: ReloadResult = { started: [], retired: [], failed: [] };
+    // A SIGHUP that arrives while shutting down must not start listeners the shutdown already passed.
+    if (stopping) return result;
     const before = new Map(
       started.map((e) => [`${label(e)}`, { entry: e, print: fingerprint(e.protocol, e.listener, config) }]),
     );
