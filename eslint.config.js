@@ -12,4 +12,14 @@ export default tseslint.config(
     },
   },
   { files: ['test/**', 'bench/**'], rules: { 'no-console': 'off' } },
+  {
+    // The store is async: a call whose promise is dropped is a write that may fail unseen.
+    files: ['src/**/*.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/await-thenable': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: false }],
+    },
+  },
 );

@@ -12,7 +12,7 @@ import { publicBaseUrl } from './http/public-url.js';
 import { createHttpServer } from './http/server.js';
 import { Metrics } from './metrics/metrics.js';
 import { createConfiguredNotifier, notifyOnTokenEvent } from './notify/index.js';
-import { openTokenStore } from './oauth/store/index.js';
+import { openStore } from './store/index.js';
 import { TokenManager } from './oauth/token-manager.js';
 import { createImapServer } from './proxy/imap/server.js';
 import { createPop3Server } from './proxy/pop3/server.js';
@@ -50,9 +50,10 @@ export interface ReloadResult {
   failed: Array<{ listener: string; error: string }>;
 }
 
-/** Where `xoauth-proxy reload` finds the running daemon: next to its token store. */
+/** Where `xoauth-proxy reload` finds the running daemon: next to its token store (or key file). */
 export function pidFilePath(config: Pick<Config, 'store'>): string {
-  return join(dirname(config.store.path), 'xoauth-proxy.pid');
+  const beside = config.store.kind === 'postgres' ? config.store.keyFile : config.store.path;
+  return join(dirname(beside), 'xoauth-proxy.pid');
 }
 
 /** A retired listener's relayed sessions may run this long; a mail session rarely lasts a day. */
@@ -60,7 +61,7 @@ const RETIRED_GRACE_MS = 24 * 3600_000;
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
   // The store first: a store that cannot be opened or decrypted must stop the start, not the first login.
-  const store = openTokenStore(config.store, { logger: logger.child({ component: 'store' }) });
+  const store = await openStore(config.store, { logger: logger.child({ component: 'store' }) });
   const notifier = createConfiguredNotifier(config, store, logger.child({ component: 'notify' }));
   // One registry per daemon, and only when an HTTP listener serves it at /metrics.
   const metrics = config.listen.http.length > 0 && config.http.metrics !== false ? new Metrics() : undefined;
@@ -70,6 +71,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     logger: logger.child({ component: 'tokens' }),
     onEvent: notifyOnTokenEvent(notifier),
     ...(metrics ? { metrics } : {}),
+    ...(config.store.kind === 'postgres' ? { refreshLeaseMs: config.store.refreshLeaseMs } : {}),
   });
   metrics?.trackAccounts(() => tokens.status());
   metrics?.trackCertificates(
@@ -133,7 +135,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     );
     // After the sessions: a refresh still in flight is awaited and a rotated refresh token saved first.
     await tokens.stop();
-    store.close();
+    await store.close();
     rmSync(pidFile, { force: true });
   };
   const pidFile = pidFilePath(config);

@@ -14,7 +14,7 @@ import { LocalAuthenticator } from '../../src/credentials/authenticator.js';
 import { CredentialCache } from '../../src/credentials/credential-cache.js';
 import { createLogger } from '../../src/log.js';
 import { storeGrant } from '../../src/oauth/grant-record.js';
-import { openTokenStore } from '../../src/oauth/store/index.js';
+import { openStore } from '../../src/store/index.js';
 import { TokenManager } from '../../src/oauth/token-manager.js';
 import { createImapServer } from '../../src/proxy/imap/server.js';
 import type { ProxyDeps } from '../../src/proxy/shared/types.js';
@@ -97,7 +97,7 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
     notify: DEFAULTS.notify,
   };
   const logger = createLogger({ level: 'info', destination: createWriteStream('/dev/null') });
-  const store = openTokenStore(config.store, { env: {} });
+  const store = await openStore(config.store, { env: {} });
   for (const a of o.accounts) {
     const account: ResolvedAccount = {
       id: a.email.toLowerCase(),
@@ -106,7 +106,7 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
       connection,
       entry: a.username,
     };
-    storeGrant(
+    await storeGrant(
       store,
       account,
       {
@@ -157,7 +157,7 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
     async close() {
       await Promise.all([imap.close(), smtp.close()]);
       await tokens.stop();
-      store.close();
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

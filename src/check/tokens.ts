@@ -3,30 +3,38 @@
  * a check creates no files) and a TokenProvider wrapper that remembers every token it handed out, so
  * the report can be scrubbed of them before it is printed.
  */
-import { existsSync } from 'node:fs';
 import type { Config, ResolvedAccount } from '../config/types.js';
-import { openTokenStore } from '../oauth/store/index.js';
-import type { AccessToken, TokenProvider, TokenStore } from '../oauth/types.js';
+import { openStore, storeLocation, storeMayExist } from '../store/index.js';
+import type { AccessToken, TokenProvider } from '../oauth/types.js';
+import type { Store } from '../store/types.js';
 
 /** The store as it is on disk; when there is none yet, a store with nothing in it. */
-export function openCheckStore(config: Pick<Config, 'store'>, env: NodeJS.ProcessEnv): TokenStore {
-  if (existsSync(config.store.path)) return openTokenStore(config.store, { env });
-  const none = (): never => {
-    throw new Error(`no token store yet at ${config.store.path} (nobody has consented)`);
+export async function openCheckStore(config: Pick<Config, 'store'>, env: NodeJS.ProcessEnv): Promise<Store> {
+  if (storeMayExist(config.store)) return openStore(config.store, { env });
+  const location = storeLocation(config.store);
+  const none = async (): Promise<never> => {
+    throw new Error(`no token store yet at ${location} (nobody has consented)`);
   };
   return {
-    getToken: () => undefined,
-    listTokens: () => [],
+    location,
+    ping: async () => undefined,
+    getToken: async () => undefined,
+    listTokens: async () => [],
+    listTokenSummaries: async () => [],
     putToken: none,
     updateToken: none,
-    listAppPasswords: () => [],
+    deleteToken: async () => false,
+    acquireRefreshLease: none,
+    releaseRefreshLease: async () => undefined,
+    watchGrants: () => () => undefined,
+    listAppPasswords: async () => [],
     addAppPassword: none,
-    removeAppPassword: () => false,
-    touchAppPassword: () => undefined,
+    removeAppPassword: async () => false,
+    touchAppPassword: async () => undefined,
     addConsentLink: none,
-    getConsentLink: () => undefined,
-    useConsentLink: () => false,
-    close: () => undefined,
+    getConsentLink: async () => undefined,
+    useConsentLink: async () => false,
+    close: async () => undefined,
   };
 }
 

@@ -2,6 +2,7 @@
  * A short human summary of a loaded config, for `check-config`: what each connection talks to, which
  * account uses which connection, where the proxy listens, plus warnings about risky but valid choices.
  */
+import { storeLocation } from '../store/index.js';
 import { isIP } from 'node:net';
 import { CERTIFICATE_WARN_MS } from '../config/key-material.js';
 import type {
@@ -138,7 +139,7 @@ export function explainConfig(
         `cross the network in clear text. Use an https webhook.`,
     );
   }
-  lines.push(`Token store: ${config.store.path}`);
+  lines.push(`Token store: ${storeLocation(config.store)}`);
 
   const used = new Set(config.accounts.map((a) => a.connection));
   for (const name of config.connections.keys()) {

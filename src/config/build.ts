@@ -97,10 +97,7 @@ export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config
   const config: Config = {
     file: resolve(ctx.file),
     listen,
-    store: {
-      path: resolve(ctx.dir, raw.store?.path ?? DEFAULTS.store.path),
-      keyFile: resolve(ctx.dir, raw.store?.keyFile ?? DEFAULTS.store.keyFile),
-    },
+    store: buildStore(raw, ctx.dir, report, readFile),
     connections,
     accounts,
     settings: {
@@ -675,6 +672,44 @@ function buildAccounts(
     out.push(account);
   });
   return out;
+}
+
+function buildStore(raw: RawConfig, dir: string, report: Report, readFile: ReadFile): Config['store'] {
+  const st = raw.store ?? {};
+  const keyFile = resolve(dir, st.keyFile ?? DEFAULTS.store.keyFile);
+  if (st.kind !== 'postgres') {
+    for (const key of ['url', 'urlFile', 'refreshLease', 'pool', 'timeout'] as const) {
+      if (st[key] !== undefined)
+        report(['store', key], `${key} is a postgres setting`, 'Set store.kind: postgres, or remove it.');
+    }
+    return { path: resolve(dir, st.path ?? DEFAULTS.store.path), keyFile };
+  }
+  if (st.path !== undefined)
+    report(['store', 'path'], 'path is the SQLite file; a postgres store has none', 'Remove it (use url).');
+  let url = st.url;
+  if (st.url !== undefined && st.urlFile !== undefined) {
+    report(['store', 'urlFile'], 'url and urlFile are both set', 'Keep only one of them.');
+  } else if (st.urlFile !== undefined) {
+    url = readFile(['store', 'urlFile'], st.urlFile, 'database URL')?.trim();
+  } else if (url === undefined) {
+    report(['store', 'url'], 'a postgres store needs its database', 'Set store.url (or store.urlFile).');
+  }
+  if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) {
+    report(
+      ['store', st.urlFile !== undefined ? 'urlFile' : 'url'],
+      'is not a PostgreSQL URL',
+      'Use postgres://user@host:5432/database (add ?sslmode=verify-full for a database on another host).',
+    );
+  }
+  const dp = DEFAULTS.postgres;
+  return {
+    kind: 'postgres',
+    url: url ?? '',
+    keyFile,
+    refreshLeaseMs: Math.max(1000, st.refreshLease ?? dp.refreshLeaseMs),
+    poolMax: st.pool?.max ?? dp.poolMax,
+    timeoutMs: Math.max(100, st.timeout ?? dp.timeoutMs),
+  };
 }
 
 function buildHttp(raw: RawConfig, report: Report, readFile: ReadFile): Config['http'] {

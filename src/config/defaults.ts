@@ -1,17 +1,21 @@
 /**
  * Every default of the configuration in one place. The reasons are in docs/configuration.md.
  */
-import type { HttpSettings, NotifySettings, Settings, StoreSettings } from './types.js';
+import type { HttpSettings, NotifySettings, PostgresStoreSettings, Settings } from './types.js';
 
 export const DEFAULT_LISTEN_HOST = '127.0.0.1';
 
 export const DEFAULTS: {
-  store: StoreSettings;
+  store: { path: string; keyFile: string };
+  postgres: Pick<PostgresStoreSettings, 'refreshLeaseMs' | 'poolMax' | 'timeoutMs'>;
   settings: Settings;
   notify: NotifySettings;
   http: Pick<HttpSettings, 'consentHint'> & Required<Pick<HttpSettings, 'metrics'>>;
 } = {
   store: { path: './data/tokens.db', keyFile: './data/key' },
+  // A token request times out after tokenRequestTimeout (30 s) at most; renewed every third of this,
+  // so only a holder that died loses it, and the others wait at most this long for it.
+  postgres: { refreshLeaseMs: 20_000, poolMax: 10, timeoutMs: 5_000 },
   settings: {
     // Microsoft's HVE rejects tokens close to expiry; 10 minutes also covers clock skew.
     refreshMarginMs: 10 * 60_000,

@@ -329,14 +329,53 @@ export const configSchema = z
       .optional(),
     store: z
       .strictObject({
+        kind: z
+          .enum(['sqlite', 'postgres'])
+          .optional()
+          .meta({
+            description:
+              'sqlite: one embedded file (one instance, plus CLI commands on the same machine). postgres: one ' +
+              'database shared by several instances.',
+            default: 'sqlite',
+          }),
         path: z
           .string()
           .optional()
           .meta({ description: 'SQLite token store, relative to the config file.', default: d.store.path }),
-        keyFile: z.string().optional().meta({
-          description: 'Encryption key file (0600), relative to the config file.',
-          default: d.store.keyFile,
-        }),
+        keyFile: z
+          .string()
+          .optional()
+          .meta({
+            description:
+              'Encryption key file (0600), relative to the config file. With postgres it must exist (the same ' +
+              'key on every instance) unless XOAUTH_PROXY_KEY is set.',
+            default: d.store.keyFile,
+          }),
+        url: z
+          .string()
+          .optional()
+          .meta({
+            description:
+              'postgres: the database URL, e.g. postgres://proxy@db.example.com:5432/xoauth?sslmode=verify-full ' +
+              '(use ${ENV} for the password, or urlFile).',
+          }),
+        urlFile: z.string().optional().meta({ description: 'postgres: a file holding the URL (mode 0600).' }),
+        refreshLease: duration(
+          "postgres: how long one instance may hold an account's refresh before another takes over.",
+          d.postgres.refreshLeaseMs,
+        ),
+        pool: z
+          .strictObject({
+            max: z.number().int().positive().optional().meta({
+              description: 'postgres: connections per instance.',
+              default: d.postgres.poolMax,
+            }),
+          })
+          .optional(),
+        timeout: duration(
+          'postgres: a connection or query slower than this fails (logins then get a temporary error).',
+          d.postgres.timeoutMs,
+        ),
       })
       .optional(),
     connections: z.array(connectionSchema).optional(),

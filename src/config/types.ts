@@ -165,11 +165,31 @@ export interface HttpSettings {
   metrics?: boolean;
 }
 
-export interface StoreSettings {
+/** Where grants, app passwords and consent links are kept: `store.kind`. */
+export type StoreSettings = SqliteStoreSettings | PostgresStoreSettings;
+
+export interface SqliteStoreSettings {
+  /** Absent means sqlite (the embedded default). */
+  kind?: 'sqlite';
   /** SQLite file for tokens and app passwords (mode 0600). */
   path: string;
   /** Key file created with mode 0600 on first start unless XOAUTH_PROXY_KEY is set. */
   keyFile: string;
+}
+
+/** One PostgreSQL database shared by several proxy instances. */
+export interface PostgresStoreSettings {
+  kind: 'postgres';
+  /** postgres://user:password@host:5432/db?sslmode=verify-full (from `url` or `urlFile`). */
+  url: string;
+  /** The same key on every instance; never created automatically for a shared store. */
+  keyFile: string;
+  /** How long a refresh lease runs unless renewed (by the database's clock). */
+  refreshLeaseMs: number;
+  /** Connections per instance. */
+  poolMax: number;
+  /** A connection attempt or query that takes longer fails (the store is then unavailable). */
+  timeoutMs: number;
 }
 
 export interface NotifySettings {

@@ -7,8 +7,8 @@ import type { Logger } from 'pino';
 import { resolveAccount } from '../config/accounts.js';
 import type { Config, ResolvedAccount } from '../config/types.js';
 import { ProxyError, isProxyError } from '../errors.js';
-import { appPasswordIdOf, isNamedAppPasswordId } from '../oauth/app-passwords.js';
-import type { TokenStore } from '../oauth/types.js';
+import { appPasswordIdOf, isNamedAppPasswordId } from './app-passwords.js';
+import type { AppPasswordStore } from '../store/types.js';
 import { CredentialCache } from './credential-cache.js';
 import { LoginLimiter } from './login-limiter.js';
 import { verifyPassword } from './password.js';
@@ -32,7 +32,7 @@ const TOUCH_TRACKED_MAX = 10_000;
 
 export interface LocalAuthenticatorOptions {
   config: Config;
-  store?: Pick<TokenStore, 'listAppPasswords' | 'touchAppPassword'>;
+  store?: Pick<AppPasswordStore, 'listAppPasswords' | 'touchAppPassword'>;
   logger: Logger;
   limiter?: LoginLimiter;
   cache?: CredentialCache;
@@ -83,6 +83,18 @@ export class LocalAuthenticator implements Authenticator {
     const how = account ? await this.check(account, attempt.password) : undefined;
     if (!account)
       await this.verifyShared(`unknown:${attempt.username.toLowerCase()}`, attempt.password, DUMMY_HASH);
+    if (how === 'unavailable') {
+      // Counted like a wrong password: otherwise an outage would let anyone test config passwords
+      // without limit (this answer differs from the one a right config password gets).
+      const delay = this.limiter.fail(keys);
+      this.logger.warn({ ...log, delayMs: delay }, 'local login not checked: the store cannot be read');
+      if (delay > 0) await this.sleep(delay);
+      throw new ProxyError(
+        'token-unavailable',
+        `The app passwords of ${attempt.username} cannot be read from the store right now; try again shortly.`,
+        { detail: 'the store is unavailable' },
+      );
+    }
     if (account && how) {
       this.limiter.succeed(keys);
       this.logger.info({ ...log, account: account.id, via: how }, 'local login ok');
@@ -113,11 +125,22 @@ export class LocalAuthenticator implements Authenticator {
    * takes as long for an account with many app passwords as for an unknown user. App passwords made
    * before ids were part of the password cannot be named, and are still tried one by one.
    */
-  private async check(account: ResolvedAccount, password: string): Promise<string | undefined> {
+  private async check(
+    account: ResolvedAccount,
+    password: string,
+  ): Promise<'password' | 'app-password' | 'unavailable' | undefined> {
     if (account.passwordHash !== undefined && this.cache.has(account.id, password, account.passwordHash)) {
       return this.accept(undefined);
     }
-    const apps = this.appPasswords(account);
+    const apps = await this.appPasswords(account);
+    if (apps === undefined) {
+      // The store cannot be read: the config password still works; anything else may be an app
+      // password we cannot check now, so the client is told to try again, not that it is wrong.
+      const config =
+        account.passwordHash !== undefined &&
+        (await this.verifyShared(account.id, password, account.passwordHash));
+      return config ? this.accept(undefined) : 'unavailable';
+    }
     const namedId = appPasswordIdOf(password);
     const named = namedId === undefined ? undefined : apps.find((a) => a.id === namedId);
     const candidates: { hash: string; appPasswordId?: string }[] = [];
@@ -158,7 +181,7 @@ export class LocalAuthenticator implements Authenticator {
     return check;
   }
 
-  private accept(appPasswordId: string | undefined): string {
+  private accept(appPasswordId: string | undefined): 'password' | 'app-password' {
     if (appPasswordId === undefined) return 'password';
     const now = this.now();
     const last = this.touched.get(appPasswordId);
@@ -166,22 +189,22 @@ export class LocalAuthenticator implements Authenticator {
       // Remembered before the write: a store that fails (or waits on a lock) is not asked again at
       // every login, only once per interval.
       this.touched.set(appPasswordId, now);
-      try {
-        this.store?.touchAppPassword(appPasswordId, now);
-      } catch (err) {
+      // Not awaited: recording the use must not slow the login down.
+      this.store?.touchAppPassword(appPasswordId, now).catch((err: unknown) => {
         this.logger.warn({ err }, 'could not record app password use');
-      }
+      });
     }
     return 'app-password';
   }
 
-  private appPasswords(account: ResolvedAccount) {
+  /** The account's app passwords; undefined when the store cannot be read. */
+  private async appPasswords(account: ResolvedAccount) {
     if (!this.store) return [];
     try {
-      return this.store.listAppPasswords(account.id);
+      return await this.store.listAppPasswords(account.id);
     } catch (err) {
       this.logger.error({ err, account: account.id }, 'cannot read app passwords');
-      return [];
+      return undefined;
     }
   }
 

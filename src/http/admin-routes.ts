@@ -12,7 +12,7 @@ import {
   createConsentLink,
 } from '../oauth/consent-links.js';
 import { displayState, tokenSummaries } from '../oauth/account-status.js';
-import type { TokenStore } from '../oauth/types.js';
+import type { Store } from '../oauth/types.js';
 import { ADMIN_ATTEMPT_WINDOW_MS, AdminAuth } from './admin-auth.js';
 import { html } from './html.js';
 import { adminPage, consentLinkCreatedPage, type AdminAccountRow } from './pages/admin-page.js';
@@ -29,7 +29,7 @@ import { pages } from './pages/messages.js';
 
 export interface AdminDeps {
   config: Config;
-  store: TokenStore;
+  store: Store;
   logger: Logger;
   resolveAccount: (username: string) => ResolvedAccount | undefined;
   now: () => number;
@@ -110,7 +110,8 @@ export class AdminRoutes {
     sendMessage(res, pages.notFound());
   }
 
-  private showStatus(req: IncomingMessage, res: ServerResponse): void {
+  private async showStatus(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const accounts = await this.rows();
     const browser = browserId(req);
     if (browser.isNew) setBrowserCookie(res, browser.id, this.secureCookies());
     sendHtml(
@@ -118,19 +119,18 @@ export class AdminRoutes {
       200,
       adminPage({
         connections: [...this.deps.config.connections.values()],
-        accounts: this.rows(),
+        accounts,
         csrf: this.deps.csrf.issue(browser.id, CSRF_PURPOSE),
         now: this.deps.now(),
       }),
     );
   }
 
-  private rows(): AdminAccountRow[] {
+  private async rows(): Promise<AdminAccountRow[]> {
     const { config, store } = this.deps;
     // Summaries (no secret) that mark a row which cannot be decrypted, so one damaged row shows as
     // `unreadable` for its account and every other account renders.
-    const tokens = tokenSummaries(store);
-    const passwords = store.listAppPasswords();
+    const [tokens, passwords] = await Promise.all([tokenSummaries(store), store.listAppPasswords()]);
     const seen = new Set<string>();
     const rows: AdminAccountRow[] = [];
     const rowFor = (account: ResolvedAccount, label: string): AdminAccountRow => {
@@ -213,7 +213,7 @@ export class AdminRoutes {
         todo: 'Check the app permissions and admin consent in the provider’s portal instead.',
       });
     }
-    const created = createConsentLink(this.deps.store, account, {
+    const created = await createConsentLink(this.deps.store, account, {
       baseUrl: this.deps.baseUrl(),
       expiresMs: refresh ? ADMIN_CONSENT_LINK_TTL_MS : DEFAULT_CONSENT_LINK_TTL_MS,
       now: this.deps.now(),

@@ -9,9 +9,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config, ResolvedAccount } from '../config/types.js';
 import type { Notifier } from '../notify/notifier.js';
-import { createAppPassword, webConsentLabel } from '../oauth/app-passwords.js';
+import { createAppPassword, webConsentLabel } from '../credentials/app-passwords.js';
 import { checkConsentLink, spendConsentLink } from '../oauth/consent-links.js';
-import type { ConsentLinkRecord, TokenProvider, TokenStore } from '../oauth/types.js';
+import type { ConsentLinkRecord, TokenProvider, Store } from '../oauth/types.js';
 import { deviceFlowAvailable, type ConsentGrants, type PendingGrant } from './grants.js';
 import type { MessagePage } from './pages/messages.js';
 import { pages } from './pages/messages.js';
@@ -29,7 +29,7 @@ import { redirectUri } from './public-url.js';
 
 export interface ConsentFlowDeps {
   config: Config;
-  store: TokenStore;
+  store: Store;
   tokens: TokenProvider;
   logger: Logger;
   notifier?: Notifier;
@@ -106,10 +106,10 @@ export class ConsentFlow {
   }
 
   /** The link's record and account, or the page that explains why there is none. */
-  private openLink(
+  private async openLink(
     token: string,
-  ): { record: ConsentLinkRecord; account: ResolvedAccount } | { page: MessagePage } {
-    const link = checkConsentLink(this.deps.store, token, this.deps.now());
+  ): Promise<{ record: ConsentLinkRecord; account: ResolvedAccount } | { page: MessagePage }> {
+    const link = await checkConsentLink(this.deps.store, token, this.deps.now());
     switch (link.status) {
       case 'malformed':
       case 'unknown':
@@ -136,8 +136,8 @@ export class ConsentFlow {
   }
 
   /** GET /consent/<token> */
-  show(req: IncomingMessage, res: ServerResponse, token: string): void {
-    const opened = this.openLink(token);
+  async show(req: IncomingMessage, res: ServerResponse, token: string): Promise<void> {
+    const opened = await this.openLink(token);
     if ('page' in opened) return sendMessage(res, opened.page);
     const { record, account } = opened;
     const browser = browserId(req);
@@ -170,7 +170,7 @@ export class ConsentFlow {
     { record: ConsentLinkRecord; account: ResolvedAccount; browser: string } | { page: MessagePage }
   > {
     const form = await readForm(req);
-    const opened = this.openLink(token);
+    const opened = await this.openLink(token);
     if ('page' in opened) return opened;
     const browser = browserId(req);
     if (browser.isNew) return { page: pages.cookiesNeeded() };
@@ -221,8 +221,10 @@ export class ConsentFlow {
   }
 
   /** The link behind a consent in progress, if it may still be used now; else the page saying why. */
-  private linkStillUsable(linkHash: string): { record: ConsentLinkRecord } | { page: MessagePage } {
-    const record = this.deps.store.getConsentLink(linkHash);
+  private async linkStillUsable(
+    linkHash: string,
+  ): Promise<{ record: ConsentLinkRecord } | { page: MessagePage }> {
+    const record = await this.deps.store.getConsentLink(linkHash);
     if (!record) return { page: pages.badLink() };
     if (record.usedAt !== undefined) return { page: pages.usedLink(record.usedAt) };
     // The owner may have spent longer at the provider than the link had left.
@@ -249,7 +251,7 @@ export class ConsentFlow {
     // Spent now, before any await: a state is good for one callback only.
     const p = this.pending.take(state);
     if (!p) return sendMessage(res, pages.stateMismatch());
-    const usable = this.linkStillUsable(p.linkHash);
+    const usable = await this.linkStillUsable(p.linkHash);
     if ('page' in usable) return sendMessage(res, usable.page);
     const { record } = usable;
     const account = this.deps.resolveAccount(p.username);
@@ -307,7 +309,7 @@ export class ConsentFlow {
       return sendMessage(res, pages.identityMismatch(provider, grant.identity.email, account.email));
     }
     // Again here: the code exchange took time, and a device code may be entered long after the press.
-    const usable = this.linkStillUsable(f.linkHash);
+    const usable = await this.linkStillUsable(f.linkHash);
     if ('page' in usable) {
       this.deps.logger.warn({ account: account.id }, 'consent refused: link used or expired meanwhile');
       return sendMessage(res, usable.page);
@@ -317,13 +319,13 @@ export class ConsentFlow {
     // Two browsers finishing the same link at once could both store, but both passed the identity
     // check for this very mailbox, so either grant is right; only one of them sees the welcome page.
     try {
-      grant.save();
+      await grant.save();
     } catch (err) {
       this.deps.logger.warn({ account: account.id, err: errorText(err) }, 'could not store the grant');
       return sendMessage(res, pages.exchangeFailed(provider, errorText(err)));
     }
-    if (!spendConsentLink(this.deps.store, f.linkHash, now)) {
-      const record = this.deps.store.getConsentLink(f.linkHash);
+    if (!(await spendConsentLink(this.deps.store, f.linkHash, now))) {
+      const record = await this.deps.store.getConsentLink(f.linkHash);
       return sendMessage(res, pages.usedLink(record?.usedAt));
     }
     // With a token manager that records consents itself, it has the fresh token and sends the event.
@@ -468,7 +470,7 @@ export class ConsentFlow {
         return sendMessage(res, session.page);
       case 'approved': {
         const grant = session.grant;
-        const usable = this.linkStillUsable(session.linkHash);
+        const usable = await this.linkStillUsable(session.linkHash);
         if ('page' in usable) {
           Object.assign(session, { status: 'refused', page: usable.page });
           return sendMessage(res, usable.page);

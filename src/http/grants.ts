@@ -23,7 +23,7 @@ export interface GrantedIdentity {
 export interface PendingGrant {
   identity: GrantedIdentity;
   /** Persists the tokens for the account (called only after the identity check and the link spend). */
-  save(): void;
+  save(): Promise<void>;
 }
 
 export interface DeviceStart {

@@ -7,17 +7,17 @@ import { createAuthorizationRequest, exchangeAuthorizationCode } from '../oauth/
 import { pollDeviceAuthorization, startDeviceAuthorization } from '../oauth/grants/device-code.js';
 import { storeGrant } from '../oauth/grant-record.js';
 import { checkIdentity, identityFromTokenSet } from '../oauth/grants/identity.js';
-import type { ConsentIdentity, TokenRecord, TokenSet, TokenStore } from '../oauth/types.js';
+import type { ConsentIdentity, TokenRecord, TokenSet, Store } from '../oauth/types.js';
 
 export type ConsentRecorder = (
   account: ResolvedAccount,
   tokenSet: TokenSet,
   identity: ConsentIdentity,
-) => TokenRecord;
+) => Promise<TokenRecord>;
 import type { ConsentGrants, DeviceStart, GrantedIdentity, PendingGrant } from './grants.js';
 
 export function createOAuthGrants(options: {
-  store: TokenStore;
+  store: Store;
   settings: Pick<Settings, 'tokenRequestTimeoutMs'>;
   /**
    * The token manager's recordConsent, when there is one: it stores the grant, forgets earlier
@@ -34,9 +34,9 @@ export function createOAuthGrants(options: {
     const identity = await identityFromTokenSet(account.connection, set, { timeoutMs });
     return {
       identity,
-      save: () => {
-        if (options.recordConsent) options.recordConsent(account, set, identity);
-        else storeGrant(store, account, set, identity, now());
+      save: async () => {
+        if (options.recordConsent) await options.recordConsent(account, set, identity);
+        else await storeGrant(store, account, set, identity, now());
       },
     };
   }

@@ -21,7 +21,7 @@ import {
   DEFAULT_CONSENT_LINK_TTL_MS,
   type CreatedConsentLink,
 } from '../oauth/consent-links.js';
-import type { TokenProvider, TokenStore } from '../oauth/types.js';
+import type { TokenProvider, Store } from '../oauth/types.js';
 import type { ProxyServer } from '../proxy/shared/types.js';
 import { AdminRoutes } from './admin-routes.js';
 import { ConsentFlow } from './consent-flow.js';
@@ -35,7 +35,7 @@ import { STYLE_CSS } from './style.js';
 
 export interface HttpServerDeps {
   config: Config;
-  store: TokenStore;
+  store: Store;
   /**
    * The token manager. With `recordConsent` (TokenManager) a web consent goes through it, so it
    * forgets old failures and reports `consented` to its onEvent (wire the notifier there); with a
@@ -69,7 +69,7 @@ export interface HttpServer extends ProxyServer {
   /** The public base URL (valid after listen() when it derives from the bound port). */
   readonly baseUrl: string;
   /** A one-off consent link for the account (the CLI and the notifier use the same function). */
-  createConsentLink(account: ResolvedAccount, options?: { expiresMs?: number }): CreatedConsentLink;
+  createConsentLink(account: ResolvedAccount, options?: { expiresMs?: number }): Promise<CreatedConsentLink>;
 }
 
 const TOKEN_SEGMENT = '([A-Za-z0-9_-]{1,128})';
@@ -139,7 +139,9 @@ export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps)
       if (!isGet) return sendMessage(res, pages.methodNotAllowed());
       // No authentication and no account data: a load balancer or `docker` asks, not a person.
       const reason =
-        path === '/healthz' ? undefined : (deps.readiness?.() ?? storeUnreadable(deps.store, deps.logger));
+        path === '/healthz'
+          ? undefined
+          : (deps.readiness?.() ?? (await storeUnreadable(deps.store, deps.logger)));
       return sendPlain(res, reason === undefined ? 200 : 503, reason ?? 'ok', method === 'HEAD');
     }
     if (path === '/metrics' && metrics) {
@@ -270,14 +272,22 @@ function sendPlain(res: ServerResponse, status: number, text: string, headOnly: 
   res.end(headOnly ? undefined : body);
 }
 
+/** A store that has not answered /readyz's query by then counts as unreachable. */
+const READY_STORE_TIMEOUT_MS = 2_000;
+
 /**
- * Whether the token store answers a read (one indexed lookup of an id no account has, so no secret
- * is decrypted and nothing about an account is learned). The error's details go to the log only: the
- * reason is for an unauthenticated caller.
+ * Whether the token store answers a trivial query (nothing about an account is read). The error's
+ * details go to the log only: the reason is for an unauthenticated caller.
  */
-function storeUnreadable(store: TokenStore, logger: Logger): string | undefined {
+async function storeUnreadable(store: Pick<Store, 'ping'>, logger: Logger): Promise<string | undefined> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    store.getToken('\u0000readyz');
+    await Promise.race([
+      store.ping(),
+      new Promise((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error('no answer within 2 s')), READY_STORE_TIMEOUT_MS);
+      }),
+    ]);
     return undefined;
   } catch (err) {
     logger.warn(
@@ -285,6 +295,8 @@ function storeUnreadable(store: TokenStore, logger: Logger): string | undefined 
       'readyz: the token store cannot be read',
     );
     return 'token store cannot be read';
+  } finally {
+    clearTimeout(timer);
   }
 }
 

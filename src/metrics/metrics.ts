@@ -33,7 +33,7 @@ export const ACCOUNT_STATES: readonly AccountStatusState[] = [
 const LOGIN_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /** Where the accounts gauge reads the account states at scrape time (TokenManager.status()). */
-export type AccountStateSource = () => ReadonlyArray<{ state: AccountStatusState }>;
+export type AccountStateSource = () => Promise<ReadonlyArray<{ state: AccountStatusState }>>;
 
 export interface MetricsOptions {
   /** prom-client's process and Node.js metrics (standard names, no prefix); default true. */
@@ -96,15 +96,15 @@ export class Metrics implements SessionMetrics, TokenMetrics {
       help: 'Accounts by state, as `xoauth-proxy status` shows them (read at scrape time).',
       labelNames: ['state'],
       registers,
-      collect() {
+      async collect() {
         const read = source();
         this.reset();
         if (!read) return;
         const counts = new Map<AccountStatusState, number>(ACCOUNT_STATES.map((s) => [s, 0]));
         // An unreadable store shows as no accounts gauge at all rather than a failed scrape.
-        let accounts: ReturnType<AccountStateSource>;
+        let accounts: Awaited<ReturnType<AccountStateSource>>;
         try {
-          accounts = read();
+          accounts = await read();
         } catch {
           return;
         }

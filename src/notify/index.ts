@@ -7,7 +7,7 @@ import { resolveAccount } from '../config/accounts.js';
 import type { Config } from '../config/types.js';
 import { publicBaseUrl } from '../http/public-url.js';
 import { createConsentLink } from '../oauth/consent-links.js';
-import type { TokenEvent, TokenStore } from '../oauth/types.js';
+import type { TokenEvent, Store } from '../oauth/types.js';
 import { createNotifier, type Notifier, type NotifyEventKind } from './notifier.js';
 
 export { createNotifier, type Notifier, type NotifyEvent, type NotifyEventKind } from './notifier.js';
@@ -17,7 +17,7 @@ export const NOTIFY_CONSENT_LINK_TTL_MS = 72 * 3600_000;
 
 export function createConfiguredNotifier(
   config: Config,
-  store: TokenStore,
+  store: Store,
   logger: Logger,
   options: { now?: () => number; fetch?: typeof fetch } = {},
 ): Notifier {
@@ -29,14 +29,15 @@ export function createConfiguredNotifier(
     ...(options.fetch ? { fetch: options.fetch } : {}),
     ...(hasHttp
       ? {
-          consentLinkFor: (accountId: string, username: string | undefined) => {
+          consentLinkFor: async (accountId: string, username: string | undefined) => {
             const account = resolveAccount(config, username ?? accountId);
             if (!account || account.id !== accountId) return undefined;
-            return createConsentLink(store, account, {
+            const link = await createConsentLink(store, account, {
               baseUrl: publicBaseUrl(config),
               expiresMs: NOTIFY_CONSENT_LINK_TTL_MS,
               ...(options.now ? { now: options.now() } : {}),
-            }).url;
+            });
+            return link.url;
           },
         }
       : {}),

@@ -40,7 +40,7 @@ export interface NotifierOptions {
   settings: NotifySettings;
   logger: Logger;
   /** Makes a fresh consent link for an account, if one can be made (needs the HTTP listener). */
-  consentLinkFor?: (accountId: string, username: string | undefined) => string | undefined;
+  consentLinkFor?: (accountId: string, username: string | undefined) => Promise<string | undefined>;
   now?: () => number;
   fetch?: typeof fetch;
   webhookTimeoutMs?: number;
@@ -109,7 +109,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
       // more live credential in a mailbox or chat channel.
       if (event.kind === 'needs-consent' && options.consentLinkFor) {
         try {
-          consentUrl = options.consentLinkFor(event.accountId, event.username);
+          consentUrl = await options.consentLinkFor(event.accountId, event.username);
         } catch (err) {
           logger.warn({ account: event.accountId, err: String(err) }, 'could not make a consent link');
         }

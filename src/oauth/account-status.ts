@@ -4,7 +4,7 @@
  */
 import { findAccountEntry } from '../config/accounts.js';
 import type { AccountConfig, Config } from '../config/types.js';
-import type { AccountState, TokenRecord, TokenStore, TokenSummary } from './types.js';
+import type { AccountState, GrantStore, TokenSummary } from '../store/types.js';
 
 /** `unreadable`: the stored row cannot be decrypted; consent again (or restore the store) to fix it. */
 export type AccountStatusState = AccountState | 'no-grant' | 'app-only' | 'service-account' | 'unreadable';
@@ -29,31 +29,9 @@ function isPattern(text: string): boolean {
   return text.includes('*');
 }
 
-/** A record without its secrets; from a store that cannot summarise, the secrets are dropped here. */
-function summarise(record: TokenRecord): TokenSummary {
-  const { refreshToken, accessToken: _accessToken, ...rest } = record;
-  return { ...rest, hasRefreshToken: refreshToken !== undefined };
-}
-
-/**
- * Every stored account without its secrets, an unreadable row included and marked (a store without
- * summaries is read with listTokens, which reports such rows aside).
- */
-export function tokenSummaries(store: Pick<TokenStore, 'listTokens' | 'listTokenSummaries'>): TokenSummary[] {
-  if (store.listTokenSummaries) return store.listTokenSummaries();
-  const unreadable: TokenSummary[] = [];
-  const readable = store.listTokens((row) =>
-    unreadable.push({
-      accountId: row.accountId,
-      connection: row.connection,
-      scopes: [],
-      state: 'active',
-      updatedAt: 0,
-      hasRefreshToken: false,
-      unreadable: row.reason,
-    }),
-  );
-  return [...readable.map(summarise), ...unreadable];
+/** Every stored account without its secrets, an unreadable row included and marked. */
+export function tokenSummaries(store: Pick<GrantStore, 'listTokenSummaries'>): Promise<TokenSummary[]> {
+  return store.listTokenSummaries();
 }
 
 /** The state to show: `unreadable` wins over whatever state the damaged row still names. */
@@ -100,12 +78,12 @@ export function entryForStoredAccount(
   return entry && entry.connection === connection && fixedId(entry) === undefined ? entry : undefined;
 }
 
-export function collectAccountStatus(
+export async function collectAccountStatus(
   config: Pick<Config, 'accounts' | 'connections'>,
-  store: Pick<TokenStore, 'listTokens' | 'listTokenSummaries'>,
-): AccountStatus[] {
+  store: Pick<GrantStore, 'listTokenSummaries'>,
+): Promise<AccountStatus[]> {
   // Summaries: no token leaves the store for a status list or a metrics scrape.
-  const summaries = tokenSummaries(store);
+  const summaries = await tokenSummaries(store);
   const records = new Map(summaries.map((r) => [r.accountId, r]));
   const seen = new Set<string>();
   const out: AccountStatus[] = [];

@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { ResolvedAccount } from '../config/types.js';
-import type { ConsentLinkRecord, TokenStore } from './types.js';
+import type { ConsentLinkRecord, ConsentStore } from '../store/types.js';
 
 export const CONSENT_PATH = '/consent/';
 export const DEFAULT_CONSENT_LINK_TTL_MS = 72 * 3600_000;
@@ -32,11 +32,11 @@ export interface CreatedConsentLink {
   expiresAt: number;
 }
 
-export function createConsentLink(
-  store: TokenStore,
+export async function createConsentLink(
+  store: ConsentStore,
   account: ResolvedAccount,
   options: CreateConsentLinkOptions,
-): CreatedConsentLink {
+): Promise<CreatedConsentLink> {
   const now = options.now ?? Date.now();
   const expiresMs = options.expiresMs ?? DEFAULT_CONSENT_LINK_TTL_MS;
   if (!Number.isFinite(expiresMs) || expiresMs <= 0)
@@ -49,7 +49,7 @@ export function createConsentLink(
     createdAt: now,
     expiresAt: now + expiresMs,
   };
-  store.addConsentLink(record);
+  await store.addConsentLink(record);
   return {
     url: `${options.baseUrl.replace(/\/+$/, '')}${CONSENT_PATH}${token}`,
     expiresAt: record.expiresAt,
@@ -65,13 +65,13 @@ export type ConsentLinkStatus =
   /** Not even the shape of a link token: mistyped or cut off when copied. */
   | { status: 'malformed' };
 
-export function checkConsentLink(
-  store: TokenStore,
+export async function checkConsentLink(
+  store: ConsentStore,
   token: string,
   now: number = Date.now(),
-): ConsentLinkStatus {
+): Promise<ConsentLinkStatus> {
   if (!TOKEN_PATTERN.test(token)) return { status: 'malformed' };
-  const record = store.getConsentLink(hashConsentToken(token));
+  const record = await store.getConsentLink(hashConsentToken(token));
   if (!record) return { status: 'unknown' };
   if (record.usedAt !== undefined) return { status: 'used', record };
   if (now >= record.expiresAt) return { status: 'expired', record };
@@ -79,6 +79,10 @@ export function checkConsentLink(
 }
 
 /** Spends the link; false when someone else spent it first (the store makes this race-free). */
-export function spendConsentLink(store: TokenStore, tokenHash: string, now: number = Date.now()): boolean {
+export function spendConsentLink(
+  store: ConsentStore,
+  tokenHash: string,
+  now: number = Date.now(),
+): Promise<boolean> {
   return store.useConsentLink(tokenHash, now);
 }

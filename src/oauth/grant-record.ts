@@ -4,7 +4,8 @@
  */
 import type { ResolvedAccount } from '../config/types.js';
 import { ProxyError } from '../errors.js';
-import type { ConsentIdentity, TokenRecord, TokenSet, TokenStore } from './types.js';
+import type { GrantStore } from '../store/types.js';
+import type { ConsentIdentity, TokenRecord, TokenSet } from './types.js';
 
 /**
  * Stores a consented grant (state `active`), replacing any earlier one for the account, in one
@@ -12,15 +13,15 @@ import type { ConsentIdentity, TokenRecord, TokenSet, TokenStore } from './types
  * consented again (Google omits it on re-consent without prompt=consent); with none at all nothing is
  * stored and the error says what the connection lacks.
  */
-export function storeGrant(
-  store: TokenStore,
+export async function storeGrant(
+  store: GrantStore,
   account: ResolvedAccount,
   tokenSet: TokenSet,
   identity: ConsentIdentity,
   now: number = Date.now(),
-): TokenRecord {
+): Promise<TokenRecord> {
   let missingRefreshToken = false;
-  const stored = store.updateToken(account.id, (current) => {
+  const stored = await store.updateToken(account.id, (current) => {
     const refreshToken =
       tokenSet.refreshToken ??
       (current?.identity?.toLowerCase() === identity.email.toLowerCase() ? current?.refreshToken : undefined);

@@ -6,6 +6,6 @@ export { collectAccountStatus, type AccountStatus, type AccountStatusState } fro
 export { runCliConsent, type CliConsentOptions, type CliConsentResult } from './consent/cli-consent.js';
 export { storeGrant } from './grant-record.js';
 export * from './grants/index.js';
-export { openTokenStore, SqliteTokenStore, KEY_ENV } from './store/index.js';
+export { openStore, SqliteStore, KEY_ENV } from '../store/index.js';
 export { TokenManager, type TokenManagerOptions } from './token-manager.js';
 export type * from './types.js';

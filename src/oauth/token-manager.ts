@@ -25,29 +25,30 @@ import type { Logger } from 'pino';
 import { grantHasNoConsent } from '../config/accounts.js';
 import type { Config, ResolvedAccount } from '../config/types.js';
 import { isProxyError, ProxyError } from '../errors.js';
-import { collectAccountStatus, entryForStoredAccount, type AccountStatus } from './account-status.js';
+import { collectAccountStatus, type AccountStatus } from './account-status.js';
 import { storeGrant } from './grant-record.js';
 import { clientCredentialsToken } from './grants/client-credentials.js';
 import { serviceAccountAdvice, serviceAccountToken } from './grants/service-account.js';
 import { refreshAccessToken } from './grants/refresh.js';
 import { classifyTokenError, isClientError, type TokenEndpointError } from './grants/token-errors.js';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { AccountState, GrantStore, TokenRecord } from '../store/types.js';
+import { KeepAlive } from './keep-alive.js';
 import type {
   AccessToken,
-  AccountState,
   ConsentIdentity,
   TokenEvent,
   TokenMetrics,
   TokenProvider,
   TokenRequestGrant,
   TokenRequestResult,
-  TokenRecord,
   TokenSet,
-  TokenStore,
 } from './types.js';
 
 export interface TokenManagerOptions {
   config: Pick<Config, 'settings' | 'accounts' | 'connections'>;
-  store: TokenStore;
+  store: GrantStore;
   logger: Logger;
   /** Epoch ms; injectable for tests. */
   clock?: () => number;
@@ -56,6 +57,8 @@ export interface TokenManagerOptions {
   metrics?: TokenMetrics;
   /** When a run of transient failures makes an account `failing` (defaults below). */
   failingAfter?: { failures?: number; ms?: number };
+  /** How long a refresh lease runs before another process may take over (default REFRESH_LEASE_MS). */
+  refreshLeaseMs?: number;
 }
 
 /** Transient failures in a row after which an account is `failing` (and an admin is notified). */
@@ -72,11 +75,27 @@ export const LOGIN_RETRY_MS = 5_000;
 const RETRY_AFTER_MAX_MS = 60 * 60_000;
 /** An old access token is still handed out during an outage only with at least this much left. */
 const MIN_USABLE_MS = 60_000;
+/**
+ * A refresh lease runs this long unless renewed; renewed while the token request runs, so only a
+ * holder that died (or froze) loses it, and then another process takes over after at most this long.
+ */
+export const REFRESH_LEASE_MS = 20_000;
+/** Waited beyond another holder's lease, so that its expiry is past by the store's clock too. */
+const LEASE_SLACK_MS = 100;
+/** Leases of other processes waited out for one call before giving up with a temporary error. */
+const MAX_LEASE_WAITS = 4;
+/** After taking over a lease, a refused refresh token stays `failing` (in doubt) this long. */
+const IN_DOUBT_MS = 2 * 60_000;
 
-interface Cached {
-  token: string;
-  expiresAt: number;
-}
+/** The access token side of an account: what a login may be handed without asking the store. */
+type TokenState =
+  | { kind: 'none' }
+  | { kind: 'cached'; token: string; expiresAt: number }
+  /** The upstream refused this one (invalidate): never handed out again, from memory or the store. */
+  | { kind: 'refused'; token: string };
+
+/** The token endpoint side: fine, or a run of failed attempts that paces the next ones. */
+type Attempts = { kind: 'ok' } | { kind: 'failing'; backoff: Backoff };
 
 /** A refreshed token set the store refused to take; the only copy of a rotated refresh token. */
 interface Unsaved {
@@ -102,30 +121,39 @@ interface Backoff {
   error: string;
 }
 
+/**
+ * Everything the manager knows of one account (or, under an `app-only:` key, of one app-only
+ * connection), in one place.
+ */
+interface Entry {
+  token: TokenState;
+  attempts: Attempts;
+  /** The refresh in flight: every concurrent caller awaits this one. */
+  flight?: Promise<AccessToken>;
+  /** A rotated set the store refused: the only copy of the live refresh token until it is saved. */
+  unsaved?: Unsaved;
+  /** The last state seen, to report each transition once. */
+  seen?: AccountState;
+  /** The app-only key this account's logins used (so invalidate reaches it). */
+  appKey?: string;
+  /** A refresh token refused after a takeover: the process before us may still commit its successor. */
+  doubt?: { refreshToken: string; until: number };
+}
+
 export class TokenManager implements TokenProvider {
   readonly #config: TokenManagerOptions['config'];
-  readonly #store: TokenStore;
+  readonly #store: GrantStore;
   readonly #log: Logger;
   readonly #now: () => number;
   readonly #onEvent: ((event: TokenEvent) => void) | undefined;
   readonly #metrics: TokenMetrics | undefined;
-  readonly #cache = new Map<string, Cached>();
-  readonly #inflight = new Map<string, Promise<AccessToken>>();
-  readonly #backoff = new Map<string, Backoff>();
-  /** Rotated token sets not yet committed to the store, per account. */
-  readonly #unsaved = new Map<string, Unsaved>();
-  /** Access tokens an upstream refused (invalidate): never handed out again from the store. */
-  readonly #rejected = new Map<string, string>();
-  /** Last state seen per account, to report transitions once. */
-  readonly #states = new Map<string, AccountState>();
-  /** Account id -> the app-only cache key it used (for invalidate). */
-  readonly #appKeys = new Map<string, string>();
-  /** Accounts whose stored row could not be read, each logged once until it reads again. */
-  readonly #unreadable = new Set<string>();
+  readonly #entries = new Map<string, Entry>();
   readonly #failingAfterFailures: number;
   readonly #failingAfterMs: number;
-  #timer: NodeJS.Timeout | undefined;
-  #keepAliveRun: Promise<void> | undefined;
+  readonly #leaseMs: number;
+  /** Who this process is when it holds a refresh lease (unique per manager, readable in the store). */
+  readonly #holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  readonly #keepAlive: KeepAlive;
 
   constructor(options: TokenManagerOptions) {
     this.#config = options.config;
@@ -136,6 +164,55 @@ export class TokenManager implements TokenProvider {
     this.#metrics = options.metrics;
     this.#failingAfterFailures = Math.max(1, options.failingAfter?.failures ?? FAILING_AFTER_FAILURES);
     this.#failingAfterMs = Math.max(0, options.failingAfter?.ms ?? FAILING_AFTER_MS);
+    this.#leaseMs = Math.max(1000, options.refreshLeaseMs ?? REFRESH_LEASE_MS);
+    this.#keepAlive = new KeepAlive({
+      config: this.#config,
+      store: this.#store,
+      logger: this.#log,
+      now: this.#now,
+      tokens: this,
+      flush: () => this.#flushAllUnsaved(),
+    });
+  }
+
+  #entry(key: string): Entry {
+    let entry = this.#entries.get(key);
+    if (!entry) {
+      entry = { token: { kind: 'none' }, attempts: { kind: 'ok' } };
+      this.#entries.set(key, entry);
+    }
+    return entry;
+  }
+
+  #backoffOf(key: string): Backoff | undefined {
+    const attempts = this.#entries.get(key)?.attempts;
+    return attempts?.kind === 'failing' ? attempts.backoff : undefined;
+  }
+
+  #clearBackoff(key: string): void {
+    const entry = this.#entries.get(key);
+    if (entry) entry.attempts = { kind: 'ok' };
+  }
+
+  #setBackoff(key: string, backoff: Backoff): void {
+    this.#entry(key).attempts = { kind: 'failing', backoff };
+  }
+
+  #cached(key: string): { token: string; expiresAt: number } | undefined {
+    const token = this.#entries.get(key)?.token;
+    return token?.kind === 'cached' ? token : undefined;
+  }
+
+  #refused(key: string): string | undefined {
+    const token = this.#entries.get(key)?.token;
+    return token?.kind === 'refused' ? token.token : undefined;
+  }
+
+  /** Whether the keep-alive should refresh this grant now (not while its backoff for that token runs). */
+  keepAliveDue(accountId: string, refreshToken: string): { due: boolean; failing: boolean } {
+    const backoff = this.#backoffOf(accountId);
+    if (!backoff) return { due: true, failing: false };
+    return { due: !(backoff.until > this.#now() && backoff.refreshToken === refreshToken), failing: true };
   }
 
   get #marginMs(): number {
@@ -147,69 +224,66 @@ export class TokenManager implements TokenProvider {
     options: { forceRefresh?: boolean } = {},
   ): Promise<AccessToken> {
     const key = cacheKey(account);
-    if (key !== account.id) this.#appKeys.set(account.id, key);
+    if (key !== account.id) this.#entry(account.id).appKey = key;
+    const entry = this.#entry(key);
     if (!options.forceRefresh) {
-      const cached = this.#cache.get(key);
+      const cached = this.#cached(key);
       if (cached && cached.expiresAt - this.#now() > this.#marginMs) {
         return { token: cached.token, expiresAt: cached.expiresAt };
       }
     }
     // A refresh already running produces a token at least as fresh as a forced one would.
-    const running = this.#inflight.get(key);
-    if (running) return running;
+    if (entry.flight) return entry.flight;
     const force = options.forceRefresh === true;
     const promise = (
       grantHasNoConsent(account.connection)
         ? this.#appOnly(account, key, force)
         : this.#refresh(account, force)
-    ).finally(() => this.#inflight.delete(key));
-    this.#inflight.set(key, promise);
+    ).finally(() => {
+      if (entry.flight === promise) delete entry.flight;
+    });
+    entry.flight = promise;
     return promise;
   }
 
   invalidate(accountId: string): void {
-    const appKey = this.#appKeys.get(accountId);
+    const appKey = this.#entries.get(accountId)?.appKey;
     for (const key of appKey === undefined ? [accountId] : [accountId, appKey]) {
-      const cached = this.#cache.get(key);
-      if (cached) this.#rejected.set(key, cached.token);
-      this.#cache.delete(key);
+      const entry = this.#entries.get(key);
+      if (entry?.token.kind === 'cached') entry.token = { kind: 'refused', token: entry.token.token };
     }
   }
 
   /** Stores a grant obtained by consent (CLI or web) and clears every failure memory of the account. */
-  recordConsent(account: ResolvedAccount, tokenSet: TokenSet, identity: ConsentIdentity): TokenRecord {
-    const record = storeGrant(this.#store, account, tokenSet, identity, this.#now());
-    this.#unsaved.delete(account.id);
-    this.#backoff.delete(account.id);
-    this.#rejected.delete(account.id);
-    this.#cache.set(account.id, { token: tokenSet.accessToken, expiresAt: tokenSet.expiresAt });
+  async recordConsent(
+    account: ResolvedAccount,
+    tokenSet: TokenSet,
+    identity: ConsentIdentity,
+  ): Promise<TokenRecord> {
+    const record = await storeGrant(this.#store, account, tokenSet, identity, this.#now());
+    const entry = this.#entry(account.id);
+    delete entry.unsaved;
+    entry.attempts = { kind: 'ok' };
+    entry.token = { kind: 'cached', token: tokenSet.accessToken, expiresAt: tokenSet.expiresAt };
     this.#transition(account.id, 'active', undefined, 'consented');
     return record;
   }
 
-  status(): AccountStatus[] {
+  status(): Promise<AccountStatus[]> {
     return collectAccountStatus(this.#config, this.#store);
   }
 
   /** Starts the keep-alive timer (unref'd: it never keeps the process alive on its own). */
   start(): void {
-    if (this.#timer) return;
-    const every = Math.min(Math.max(this.#config.settings.keepAliveIntervalMs / 4, 1000), 15 * 60_000);
-    this.#timer = setInterval(() => {
-      if (!this.#keepAliveRun) {
-        this.#keepAliveRun = this.runKeepAlive().finally(() => (this.#keepAliveRun = undefined));
-      }
-    }, every);
-    this.#timer.unref();
+    this.#keepAlive.start();
   }
 
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
-    await this.#keepAliveRun;
-    await Promise.allSettled([...this.#inflight.values()]);
-    this.#flushAllUnsaved();
-    for (const id of this.#unsaved.keys()) {
+    await this.#keepAlive.stop();
+    await Promise.allSettled([...this.#entries.values()].flatMap((e) => (e.flight ? [e.flight] : [])));
+    await this.#flushAllUnsaved();
+    for (const [id, entry] of this.#entries) {
+      if (!entry.unsaved) continue;
       this.#log.error(
         { account: id },
         'SHUTTING DOWN WITH A ROTATED REFRESH TOKEN THAT COULD NOT BE SAVED: the grant is lost; the account ' +
@@ -218,72 +292,23 @@ export class TokenManager implements TokenProvider {
     }
   }
 
-  /**
-   * Refreshes every stored grant not refreshed within keepAliveIntervalMs, one at a time, so that a
-   * revoked grant shows in `status` before a user notices and rolling refresh tokens do not age out.
-   * Failing accounts are retried here too (after their backoff), which is how they recover unattended.
-   */
-  async runKeepAlive(): Promise<void> {
-    const interval = this.#config.settings.keepAliveIntervalMs;
-    this.#flushAllUnsaved();
-    let records: TokenRecord[];
-    const unreadable = new Set<string>();
-    try {
-      // A row that cannot be read is reported for its account; every other account is refreshed.
-      records = this.#store.listTokens((row) => {
-        unreadable.add(row.accountId);
-        if (this.#unreadable.has(row.accountId)) return;
-        this.#unreadable.add(row.accountId);
-        this.#log.error(
-          { account: row.accountId, connection: row.connection, reason: row.reason },
-          'keep-alive: the stored grant of this account cannot be read (status shows it as unreadable); ' +
-            'consent again or restore the store from a backup',
-        );
-      });
-    } catch (err) {
-      this.#log.error({ err: errorText(err) }, 'keep-alive: cannot read the token store');
-      return;
-    }
-    for (const id of this.#unreadable) if (!unreadable.has(id)) this.#unreadable.delete(id);
-    for (const record of records) {
-      if (!record.refreshToken || record.state === 'needs-consent') continue;
-      // A run of transient failures (still `active`) is retried here too, so it ends unattended.
-      const due =
-        this.#now() - (record.lastRefreshAt ?? 0) >= interval ||
-        record.state === 'failing' ||
-        this.#backoff.has(record.accountId);
-      if (!due) continue;
-      const connection = this.#config.connections.get(record.connection);
-      if (!connection || grantHasNoConsent(connection)) continue;
-      // A grant no config entry serves any more is left alone (status lists it as "not in config").
-      if (!entryForStoredAccount(this.#config.accounts, record.accountId, record.connection)) continue;
-      const backoff = this.#backoff.get(record.accountId);
-      if (backoff && backoff.until > this.#now() && backoff.refreshToken === record.refreshToken) continue;
-      const account: ResolvedAccount = {
-        id: record.accountId,
-        username: record.accountId,
-        email: record.accountId,
-        connection,
-        entry: record.accountId,
-      };
-      try {
-        await this.getAccessToken(account, { forceRefresh: true });
-        this.#log.debug({ account: record.accountId }, 'keep-alive refresh done');
-      } catch (err) {
-        this.#log.warn({ account: record.accountId, err: errorText(err) }, 'keep-alive refresh failed');
-      }
-    }
+  /** One keep-alive pass now (the timer's work; tests and `check` call it directly). */
+  runKeepAlive(): Promise<void> {
+    return this.#keepAlive.run();
   }
 
-  async #refresh(account: ResolvedAccount, force: boolean): Promise<AccessToken> {
+  async #refresh(account: ResolvedAccount, forced: boolean): Promise<AccessToken> {
     const id = account.id;
-    // Two rounds at most: the second only when another process replaced the grant while our request
-    // with the old refresh token failed.
-    for (let round = 0; round < 2; round++) {
-      let record = this.#read(id);
-      let pending = this.#unsaved.get(id);
+    const entry = this.#entry(id);
+    let force = forced;
+    // `changes`: at most one retry when another process replaced the grant while our request with
+    // the old refresh token failed. `waits`: how often another process's lease was waited out.
+    let changes = 0;
+    for (let waits = 0; ;) {
+      let record = await this.#read(id);
+      let pending = entry.unsaved;
       if (pending) {
-        const saved = this.#flushUnsaved(id, pending);
+        const saved = await this.#flushUnsaved(id, pending);
         if (saved !== false) {
           pending = undefined;
           if (saved) record = saved;
@@ -298,22 +323,22 @@ export class TokenManager implements TokenProvider {
       }
       this.#noticeState(record);
       if (record.state === 'needs-consent') {
-        this.#cache.delete(id);
+        if (entry.token.kind === 'cached') entry.token = { kind: 'none' };
         throw needsConsent(id, record.lastError);
       }
       const now = this.#now();
-      const rejected = this.#rejected.get(id);
+      const refused = this.#refused(id);
       if (
         !force &&
         record.accessToken !== undefined &&
-        record.accessToken !== rejected &&
+        record.accessToken !== refused &&
         (record.accessTokenExpiresAt ?? 0) - now > this.#marginMs
       ) {
         // Another process refreshed, or we restarted: no request needed.
         return this.#remember(id, record.accessToken, record.accessTokenExpiresAt ?? 0);
       }
       // The keep-alive checked its own (longer) backoff before calling; a login only waits this long.
-      const backoff = this.#backoff.get(id);
+      const backoff = this.#backoffOf(id);
       if (backoff && backoff.loginUntil > now && backoff.refreshToken === record.refreshToken) {
         return this.#duringOutage(id, record, force, backoff);
       }
@@ -325,51 +350,181 @@ export class TokenManager implements TokenProvider {
         );
       }
 
-      // The stored refresh token, or the rotated one only memory holds (the stored one is dead then).
-      const stored = record.refreshToken;
-      const used = pending?.set.refreshToken ?? stored;
-      let set: TokenSet;
-      try {
-        set = await refreshAccessToken(account.connection, used, {
-          timeoutMs: this.#config.settings.tokenRequestTimeoutMs,
-          now: this.#now,
-        });
-      } catch (err) {
-        const failure = classifyTokenError(err);
-        this.#count('refresh_token', failure.kind);
-        const changed = this.#read(id);
-        if (changed?.refreshToken !== undefined && changed.refreshToken !== stored && round === 0) {
-          this.#dropUnsaved(id, 'a new grant was stored meanwhile');
-          continue;
+      // One process at a time asks the token endpoint for an account: the others wait for its commit
+      // (or for its lease to run out, if it died) and then read what it stored.
+      const lease = await this.#takeLease(id);
+      if (lease.kind === 'busy') {
+        if (++waits > MAX_LEASE_WAITS) {
+          throw new ProxyError(
+            'token-unavailable',
+            `Another proxy process (${lease.holder}) is refreshing the grant of ${id} and has not finished; ` +
+              'try again shortly.',
+          );
         }
-        if (isClientError(failure))
-          return this.#clientProblem(id, stored, failure, force, account.connection.name);
-        if (failure.kind === 'permanent') throw this.#permanent(id, stored, failure);
-        return this.#transient(id, stored, failure, force);
+        // What another process stored answers a forced refresh too (a refused token is never reused).
+        force = false;
+        continue;
       }
-      this.#count('refresh_token', 'ok');
-      // Rotated: the store's refresh token is no longer the live one (also when `used` was unsaved).
-      const live = set.refreshToken ?? used;
-      const rotated = live !== stored;
-      // The rotated refresh token is committed here, before anyone gets the new access token.
-      const fallback = record;
-      const unsaved: Unsaved = { set: { ...set, refreshToken: live }, replaced: stored, at: this.#now() };
-      const saved = this.#persist(id, rotated, unsaved, (update) =>
-        this.#store.updateToken(id, (current) => update(current ?? fallback)),
-      );
-      this.#backoff.delete(id);
-      this.#rejected.delete(id);
-      this.#log.info(
-        { account: id, rotated, expiresAt: new Date(set.expiresAt).toISOString() },
-        'access token refreshed',
-      );
-      this.#transition(id, saved?.state ?? 'active', undefined);
-      return this.#remember(id, set.accessToken, set.expiresAt);
+      try {
+        const grant = { ...record, refreshToken: record.refreshToken };
+        const outcome = await this.#request(
+          account,
+          grant,
+          pending,
+          force,
+          lease.kind === 'took-over',
+          changes,
+        );
+        if (outcome !== 'changed') return outcome;
+        changes++;
+      } finally {
+        if (lease.kind !== 'unleased') await this.#releaseLease(id, lease.stopRenewing);
+      }
     }
-    throw new ProxyError(
-      'token-unavailable',
-      `The grant of ${id} kept changing during the refresh; try again.`,
+  }
+
+  /** The token request and its commit, under the account's lease. 'changed': read the store again. */
+  async #request(
+    account: ResolvedAccount,
+    record: TokenRecord & { refreshToken: string },
+    pending: Unsaved | undefined,
+    force: boolean,
+    tookOver: boolean,
+    changes: number,
+  ): Promise<AccessToken | 'changed'> {
+    const id = account.id;
+    // The stored refresh token, or the rotated one only memory holds (the stored one is dead then).
+    const stored = record.refreshToken;
+    const used = pending?.set.refreshToken ?? stored;
+    let set: TokenSet;
+    try {
+      set = await refreshAccessToken(account.connection, used, {
+        timeoutMs: this.#config.settings.tokenRequestTimeoutMs,
+        now: this.#now,
+      });
+    } catch (err) {
+      const failure = classifyTokenError(err);
+      this.#count('refresh_token', failure.kind);
+      const changed = await this.#read(id);
+      if (changed?.refreshToken !== undefined && changed.refreshToken !== stored && changes === 0) {
+        this.#dropUnsaved(id, 'a new grant was stored meanwhile');
+        return 'changed';
+      }
+      if (isClientError(failure))
+        return this.#clientProblem(id, stored, failure, force, account.connection.name);
+      if (failure.kind === 'permanent' && tookOver) {
+        // The process whose lease ran out may have used this refresh token and be about to commit the
+        // one that replaced it: in doubt, not yet a lost grant. Its late commit makes it active again.
+        return this.#transient(id, stored, failure, force, {
+          error:
+            `${failure.summary} (in doubt: another proxy process stopped while refreshing this grant and ` +
+            'may still save a newer refresh token; if none arrives, the owner must consent again)',
+          failingNow: true,
+          inDoubt: true,
+        });
+      }
+      if (failure.kind === 'permanent') {
+        const doubt = this.#entry(id).doubt;
+        if (doubt && doubt.refreshToken === stored && doubt.until > this.#now()) {
+          return this.#transient(id, stored, failure, force, {
+            failingNow: true,
+            error: this.#backoffOf(id)?.error,
+          });
+        }
+        throw await this.#permanent(id, stored, failure);
+      }
+      return this.#transient(id, stored, failure, force);
+    }
+    this.#count('refresh_token', 'ok');
+    // Rotated: the store's refresh token is no longer the live one (also when `used` was unsaved).
+    const live = set.refreshToken ?? used;
+    const rotated = live !== stored;
+    // The rotated refresh token is committed here, before anyone gets the new access token, and only
+    // over the refresh token that was sent (compare-and-set in #applyRefresh).
+    const fallback = record;
+    const unsaved: Unsaved = { set: { ...set, refreshToken: live }, replaced: stored, at: this.#now() };
+    const saved = await this.#persist(id, rotated, unsaved, (update) =>
+      this.#store.updateToken(id, (current) => update(current ?? fallback)),
     );
+    const entry = this.#entry(id);
+    entry.attempts = { kind: 'ok' };
+    delete entry.doubt;
+    this.#log.info(
+      { account: id, rotated, expiresAt: new Date(set.expiresAt).toISOString() },
+      'access token refreshed',
+    );
+    this.#transition(id, saved?.state ?? 'active', undefined);
+    return this.#remember(id, set.accessToken, set.expiresAt);
+  }
+
+  /**
+   * The account's refresh lease. 'busy': another process holds it, and we waited until it committed
+   * or its lease ran out. 'unleased': the store cannot be written, so go on as the only process would
+   * (the commit's compare-and-set still guards the refresh token).
+   */
+  async #takeLease(
+    id: string,
+  ): Promise<
+    | { kind: 'held' | 'took-over'; stopRenewing: () => void }
+    | { kind: 'unleased' }
+    | { kind: 'busy'; holder: string }
+  > {
+    let result;
+    try {
+      result = await this.#store.acquireRefreshLease(id, this.#holder, this.#leaseMs);
+    } catch (err) {
+      this.#log.warn(
+        { account: id, err: errorText(err) },
+        'cannot take the refresh lease; refreshing without',
+      );
+      return { kind: 'unleased' };
+    }
+    if (!result.acquired) {
+      await this.#waitForChange(id, result.remainingMs);
+      return { kind: 'busy', holder: result.holder };
+    }
+    // Renewed while the request runs, so only a holder that died or froze loses it.
+    const timer = setInterval(
+      () => {
+        this.#store.acquireRefreshLease(id, this.#holder, this.#leaseMs).catch(() => undefined);
+      },
+      Math.max(250, Math.floor(this.#leaseMs / 3)),
+    );
+    timer.unref();
+    if (result.tookOver) {
+      this.#log.warn(
+        { account: id, previousHolder: result.tookOver },
+        'took over the refresh lease of a process that did not finish its refresh',
+      );
+    }
+    return { kind: result.tookOver ? 'took-over' : 'held', stopRenewing: () => clearInterval(timer) };
+  }
+
+  async #releaseLease(id: string, stopRenewing: () => void): Promise<void> {
+    stopRenewing();
+    try {
+      await this.#store.releaseRefreshLease(id, this.#holder);
+    } catch (err) {
+      // It runs out by itself; until then another process waits at most that long.
+      this.#log.warn({ account: id, err: errorText(err) }, 'cannot release the refresh lease');
+    }
+  }
+
+  /** Until the store reports a change of the account, or `ms` (plus a little) passed. */
+  #waitForChange(id: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let stop: () => void = () => undefined;
+      const done = () => {
+        clearTimeout(timer);
+        stop();
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(Math.max(ms, 0), this.#leaseMs) + LEASE_SLACK_MS);
+      timer.unref();
+      stop = this.#store.watchGrants((changed) => {
+        if (changed === id) done();
+      });
+    });
   }
 
   /**
@@ -397,21 +552,22 @@ export class TokenManager implements TokenProvider {
     };
   }
 
-  #persist(
+  async #persist(
     id: string,
     rotated: boolean,
     unsaved: Unsaved,
-    write: (update: (base: TokenRecord) => TokenRecord) => TokenRecord | undefined,
-  ): TokenRecord | undefined {
+    write: (update: (base: TokenRecord) => TokenRecord) => Promise<TokenRecord | undefined>,
+  ): Promise<TokenRecord | undefined> {
+    const entry = this.#entry(id);
     try {
-      const saved = write(this.#applyRefresh(unsaved));
-      this.#unsaved.delete(id);
+      const saved = await write(this.#applyRefresh(unsaved));
+      delete entry.unsaved;
       return saved;
     } catch (err) {
       // Not handing out a token whose grant we could not save (the rule above). A rotated refresh
       // token is now the only valid one: it stays in memory, and is saved on the next call or tick.
       if (rotated) {
-        this.#unsaved.set(id, unsaved);
+        entry.unsaved = unsaved;
         this.#log.error(
           { account: id, err: errorText(err), rotated },
           'CANNOT SAVE THE ROTATED REFRESH TOKEN: kept in memory only and retried on every login and ' +
@@ -434,11 +590,11 @@ export class TokenManager implements TokenProvider {
    * Writes a rotated set the store refused before. Returns the stored record, undefined when there
    * was nothing (left) to save, false when the store refused again.
    */
-  #flushUnsaved(id: string, unsaved: Unsaved): TokenRecord | undefined | false {
+  async #flushUnsaved(id: string, unsaved: Unsaved): Promise<TokenRecord | undefined | false> {
     const apply = this.#applyRefresh(unsaved);
     let superseded = false;
     try {
-      const saved = this.#store.updateToken(id, (current) => {
+      const saved = await this.#store.updateToken(id, (current) => {
         if (!current || current.refreshToken !== unsaved.replaced) {
           superseded = true;
           return undefined;
@@ -449,7 +605,8 @@ export class TokenManager implements TokenProvider {
         this.#dropUnsaved(id, 'a new grant was stored meanwhile');
         return undefined;
       }
-      this.#unsaved.delete(id);
+      const entry = this.#entry(id);
+      if (entry.unsaved === unsaved) delete entry.unsaved;
       this.#log.warn({ account: id }, 'the rotated refresh token kept in memory is saved now');
       return saved;
     } catch (err) {
@@ -461,35 +618,40 @@ export class TokenManager implements TokenProvider {
     }
   }
 
-  #flushAllUnsaved(): void {
-    for (const [id, unsaved] of [...this.#unsaved]) this.#flushUnsaved(id, unsaved);
+  async #flushAllUnsaved(): Promise<void> {
+    for (const [id, entry] of [...this.#entries]) {
+      if (entry.unsaved) await this.#flushUnsaved(id, entry.unsaved);
+    }
   }
 
   #dropUnsaved(id: string, why: string): void {
-    if (this.#unsaved.delete(id)) {
+    const entry = this.#entries.get(id);
+    if (entry?.unsaved) {
+      delete entry.unsaved;
       this.#log.warn({ account: id, why }, 'an unsaved rotated refresh token was dropped');
     }
   }
 
   #remember(key: string, token: string, expiresAt: number): AccessToken {
-    this.#cache.set(key, { token, expiresAt });
+    this.#entry(key).token = { kind: 'cached', token, expiresAt };
     return { token, expiresAt };
   }
 
-  #read(id: string): TokenRecord | undefined {
+  async #read(id: string): Promise<TokenRecord | undefined> {
     try {
-      return this.#store.getToken(id);
+      return await this.#store.getToken(id);
     } catch (err) {
       // A login should get "try again later", not "wrong password", when the store is unreadable.
       throw new ProxyError('token-unavailable', `Token store unavailable: ${errorText(err)}`, { cause: err });
     }
   }
 
-  #permanent(id: string, used: string, failure: TokenEndpointError): ProxyError {
+  async #permanent(id: string, used: string, failure: TokenEndpointError): Promise<ProxyError> {
     const error = failure.summary;
-    this.#cache.delete(id);
-    this.#backoff.delete(id);
-    this.#safeUpdate(id, (current) =>
+    const entry = this.#entry(id);
+    if (entry.token.kind === 'cached') entry.token = { kind: 'none' };
+    entry.attempts = { kind: 'ok' };
+    await this.#safeUpdate(id, (current) =>
       current && current.refreshToken === used
         ? { ...current, state: 'needs-consent', lastError: error, updatedAt: this.#now() }
         : undefined,
@@ -510,7 +672,7 @@ export class TokenManager implements TokenProvider {
     failure: TokenEndpointError,
     force: boolean,
     connection: string,
-  ): AccessToken {
+  ): Promise<AccessToken> {
     const error =
       `${failure.summary} (the provider refused the OAuth client of connection ${connection}: check its ` +
       'clientId/clientSecret and app registration; the grant is kept)';
@@ -522,15 +684,21 @@ export class TokenManager implements TokenProvider {
     });
   }
 
-  #transient(
+  async #transient(
     id: string,
     used: string,
     failure: TokenEndpointError,
     force: boolean,
-    options: { error?: string; minDelayMs?: number; failingNow?: boolean } = {},
-  ): AccessToken {
+    options: {
+      error?: string | undefined;
+      minDelayMs?: number;
+      failingNow?: boolean;
+      inDoubt?: boolean;
+    } = {},
+  ): Promise<AccessToken> {
     const now = this.#now();
-    const previous = this.#backoff.get(id);
+    const previous = this.#backoffOf(id);
+    if (options.inDoubt) this.#entry(id).doubt = { refreshToken: used, until: now + IN_DOUBT_MS };
     const sameRun = previous?.refreshToken === used;
     const failures = (sameRun ? previous.failures : 0) + 1;
     const since = sameRun ? previous.since : now;
@@ -546,14 +714,14 @@ export class TokenManager implements TokenProvider {
       refreshToken: used,
       error,
     };
-    this.#backoff.set(id, backoff);
+    this.#setBackoff(id, backoff);
     // One blip keeps the account `active`; only an account that keeps failing becomes `failing`.
     const keepsFailing =
       options.failingNow === true ||
       failures >= this.#failingAfterFailures ||
       now - since >= this.#failingAfterMs;
     // Only the grant that failed is marked; a consent written meanwhile stays as it is.
-    const record = this.#safeUpdate(id, (current) =>
+    const record = await this.#safeUpdate(id, (current) =>
       current?.refreshToken === used
         ? {
             ...current,
@@ -582,12 +750,7 @@ export class TokenManager implements TokenProvider {
     const now = this.#now();
     const token = record?.accessToken;
     const expiresAt = record?.accessTokenExpiresAt ?? 0;
-    if (
-      !force &&
-      token !== undefined &&
-      token !== this.#rejected.get(id) &&
-      expiresAt - now > MIN_USABLE_MS
-    ) {
+    if (!force && token !== undefined && token !== this.#refused(id) && expiresAt - now > MIN_USABLE_MS) {
       return this.#remember(id, token, expiresAt);
     }
     return throwUnavailable(id, backoff, now, cause);
@@ -603,9 +766,9 @@ export class TokenManager implements TokenProvider {
     const grant: TokenRequestGrant = delegation ? 'service_account' : 'client_credentials';
     const now = this.#now();
     // Only logins ask for app-only tokens (no keep-alive), so the login wait is the only one.
-    const backoff = this.#backoff.get(key);
+    const backoff = this.#backoffOf(key);
     if (backoff && backoff.loginUntil > now) {
-      const cached = this.#cache.get(key);
+      const cached = this.#cached(key);
       if (!force && cached && cached.expiresAt - now > MIN_USABLE_MS) return { ...cached };
       return throwUnavailable(key, backoff, now);
     }
@@ -615,8 +778,7 @@ export class TokenManager implements TokenProvider {
         ? await serviceAccountToken(connection, account.email, options)
         : await clientCredentialsToken(connection, options);
       this.#count(grant, 'ok');
-      this.#backoff.delete(key);
-      this.#rejected.delete(key);
+      this.#clearBackoff(key);
       this.#log.info(
         delegation ? { connection: connection.name, account: account.id } : { connection: connection.name },
         delegation ? 'service account access token obtained' : 'app-only access token obtained',
@@ -646,7 +808,7 @@ export class TokenManager implements TokenProvider {
           { cause: failure, detail: failure.summary },
         );
       }
-      const previous = this.#backoff.get(key);
+      const previous = this.#backoffOf(key);
       const failedAt = this.#now();
       const failures = (previous?.failures ?? 0) + 1;
       const backoff: Backoff = {
@@ -658,12 +820,12 @@ export class TokenManager implements TokenProvider {
         refreshToken: undefined,
         error: failure.summary,
       };
-      this.#backoff.set(key, backoff);
+      this.#setBackoff(key, backoff);
       this.#log.warn(
         { connection: connection.name, error: failure.summary },
         'app-only token request failed',
       );
-      const cached = this.#cache.get(key);
+      const cached = this.#cached(key);
       if (!force && cached && cached.expiresAt - failedAt > MIN_USABLE_MS) return { ...cached };
       return throwUnavailable(key, backoff, failedAt, failure);
     }
@@ -677,9 +839,12 @@ export class TokenManager implements TokenProvider {
     }
   }
 
-  #safeUpdate(id: string, update: (current: TokenRecord | undefined) => TokenRecord | undefined) {
+  async #safeUpdate(
+    id: string,
+    update: (current: TokenRecord | undefined) => TokenRecord | undefined,
+  ): Promise<TokenRecord | undefined> {
     try {
-      return this.#store.updateToken(id, update);
+      return await this.#store.updateToken(id, update);
     } catch (err) {
       this.#log.error({ account: id, err: errorText(err) }, 'cannot record the token state in the store');
       return undefined;
@@ -688,18 +853,19 @@ export class TokenManager implements TokenProvider {
 
   /** Remembers a state seen in the store (another process may have changed it). */
   #noticeState(record: TokenRecord): void {
-    const before = this.#states.get(record.accountId);
-    if (before === 'needs-consent' && record.state === 'active') {
-      this.#backoff.delete(record.accountId);
+    const entry = this.#entry(record.accountId);
+    if (entry.seen === 'needs-consent' && record.state === 'active') {
+      entry.attempts = { kind: 'ok' };
       this.#transition(record.accountId, 'active', undefined, 'consented');
       return;
     }
-    this.#states.set(record.accountId, record.state);
+    entry.seen = record.state;
   }
 
   #transition(id: string, state: AccountState, error: string | undefined, kind?: TokenEvent['kind']): void {
-    const before = this.#states.get(id);
-    this.#states.set(id, state);
+    const entry = this.#entry(id);
+    const before = entry.seen;
+    entry.seen = state;
     let event: TokenEvent['kind'] | undefined = kind;
     if (event === undefined) {
       if (state === 'needs-consent' && before !== 'needs-consent') event = 'needs-consent';

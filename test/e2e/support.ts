@@ -420,12 +420,12 @@ export async function worldSecrets(world: World, passwords: string[]): Promise<S
   }
   const store = await world.proxy.openStore();
   try {
-    for (const record of store.listTokens()) {
+    for (const record of await store.listTokens()) {
       if (record.refreshToken) secrets.add(record.refreshToken);
       if (record.accessToken) secrets.add(record.accessToken);
     }
   } finally {
-    store.close();
+    await store.close();
   }
   return secrets;
 }

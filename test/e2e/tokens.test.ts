@@ -96,9 +96,9 @@ describe.runIf(requireDovecot())('tokens through the proxy binary, validated by 
     const store = await world.proxy.openStore();
     let second: string | undefined;
     try {
-      second = store.getToken(ROTATION)?.refreshToken;
+      second = (await store.getToken(ROTATION))?.refreshToken;
     } finally {
-      store.close();
+      await store.close();
     }
     expect(second).toBeDefined();
     expect(second).not.toBe(first);

@@ -1,8 +1,11 @@
 import Database from 'better-sqlite3';
+import type { StoreSettings } from '../../src/config/types.js';
 
 /** Flips one byte inside the sealed refresh token of a row, as damage or tampering would. */
-export function corruptRefreshToken(path: string, accountId: string): void {
-  const db = new Database(path);
+export function corruptRefreshToken(where: string | StoreSettings, accountId: string): void {
+  if (typeof where !== 'string' && where.kind === 'postgres')
+    throw new Error('corruptRefreshToken: SQLite only');
+  const db = new Database(typeof where === 'string' ? where : where.path);
   const row = db.prepare('SELECT refresh_token FROM tokens WHERE account_id = ?').get(accountId) as {
     refresh_token: string;
   };

@@ -22,6 +22,8 @@ export interface FakeAuthOptions {
   accessTokenTtlSeconds?: number;
   /** Microsoft style: a new refresh token on every refresh (default false = Google style, none returned). */
   rotateRefreshTokens?: boolean;
+  /** Answers every token request this much later (a slow provider, so concurrent refreshes overlap). */
+  tokenDelayMs?: number;
   /** Scope string put in tokens / tokeninfo (default 'https://mail.google.com/'). */
   scope?: string;
   /** The `tid` claim of id_tokens, like a Microsoft tenant (default FAKE_TENANT_ID). */
@@ -51,6 +53,8 @@ export interface FakeAuthCounts {
   token: number;
   /** grant_type=refresh_token requests. */
   refresh: number;
+  /** Refresh requests that presented a refresh token already rotated away (strict rotation refuses them). */
+  refreshReuse: number;
   /** grant_type=authorization_code requests. */
   authorizationCode: number;
   /** grant_type=device_code polls at /token. */
@@ -142,6 +146,8 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
   const codes = new Map<string, AuthCode>();
   /** refresh token -> email */
   const refreshTokens = new Map<string, string>();
+  /** Refresh tokens rotated away: presenting one again is a reuse. */
+  const retired = new Set<string>();
   /** access token -> owner + expiry */
   const accessTokens = new Map<string, { owner: string; expiresAt: number }>();
   const deviceGrants = new Map<string, DeviceGrant>();
@@ -152,6 +158,7 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
   const counts: FakeAuthCounts = {
     token: 0,
     refresh: 0,
+    refreshReuse: 0,
     authorizationCode: 0,
     deviceCode: 0,
     clientCredentials: 0,
@@ -448,6 +455,7 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
       res.on('close', () => hungResponses.delete(res));
       return;
     }
+    if (options.tokenDelayMs) await new Promise((r) => setTimeout(r, options.tokenDelayMs));
     const grantType = body.get('grant_type');
     if (grantType === 'refresh_token') counts.refresh++;
     else if (grantType === 'authorization_code') counts.authorizationCode++;
@@ -528,12 +536,16 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
       case 'refresh_token': {
         const presented = body.get('refresh_token') ?? '';
         const email = refreshTokens.get(presented);
+        if (retired.has(presented)) counts.refreshReuse++;
         if (email === undefined) {
           oauthError(res, 400, 'invalid_grant', 'Token has been expired or revoked.');
           return;
         }
         const response = tokenResponse(email, auth.clientId, options.rotateRefreshTokens === true, false);
-        if (options.rotateRefreshTokens) refreshTokens.delete(presented);
+        if (options.rotateRefreshTokens) {
+          refreshTokens.delete(presented);
+          retired.add(presented);
+        }
         json(res, 200, response);
         return;
       }

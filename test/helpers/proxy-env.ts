@@ -24,9 +24,9 @@ import { LocalAuthenticator } from '../../src/credentials/authenticator.js';
 import { hashPassword } from '../../src/credentials/password.js';
 import type { Authenticator, LoginAttempt } from '../../src/credentials/types.js';
 import { storeGrant } from '../../src/oauth/grant-record.js';
-import { openTokenStore } from '../../src/oauth/store/index.js';
+import { openStore } from '../../src/store/index.js';
 import { TokenManager } from '../../src/oauth/token-manager.js';
-import type { AccessToken, TokenProvider, TokenStore } from '../../src/oauth/types.js';
+import type { AccessToken, TokenProvider, Store } from '../../src/oauth/types.js';
 import type { ProxyDeps, ProxyServer } from '../../src/proxy/shared/types.js';
 import { getTestCerts, type TestCerts } from './certs.js';
 import { startFakeAuthServer, type FakeAuthServer } from './fake-auth-server.js';
@@ -83,7 +83,7 @@ export function captureLogger(): { logger: Logger; logLines: Record<string, unkn
 
 /** What a seed function gets to store the account's grant before the proxy starts. */
 export interface SeedContext {
-  store: TokenStore;
+  store: Store;
   account: ResolvedAccount;
   auth: FakeAuthServer;
   connection: ConnectionConfig;
@@ -93,9 +93,12 @@ export interface SeedContext {
  * Stores a fresh grant as consent stores it. The expiry we record is an hour ahead either way, so with
  * `stale` only the upstream's refusal can reveal that the token is dead.
  */
-export function seedConsentGrant({ store, account, auth, connection }: SeedContext, stale = false): void {
+export async function seedConsentGrant(
+  { store, account, auth, connection }: SeedContext,
+  stale = false,
+): Promise<void> {
   const grant = auth.issueGrant(account.email, stale ? { accessTokenTtlSeconds: 0 } : {});
-  storeGrant(
+  await storeGrant(
     store,
     account,
     {
@@ -124,7 +127,7 @@ export interface ProxyEnvSpec<Up extends { close(): Promise<void> }> {
   /** Skip the login limiter's delays altogether (its counting stays real). */
   noLimiterDelay?: boolean;
   /** Stores the grant; default: `seedConsentGrant`. */
-  seed?(context: SeedContext): void;
+  seed?(context: SeedContext): void | Promise<void>;
   listenerTls: TlsMode;
   minVersion?: ListenerConfig['minVersion'] | undefined;
   createServer(listener: ListenerConfig, deps: ProxyDeps): ProxyServer;
@@ -136,7 +139,7 @@ export interface ProxyEnv<Up> {
   proxy: ProxyServer;
   port: number;
   config: Config;
-  store: TokenStore;
+  store: Store;
   account: ResolvedAccount;
   tokens: RecordingTokens;
   authenticator: RecordingAuthenticator;
@@ -181,8 +184,8 @@ export async function startProxyEnv<Up extends { close(): Promise<void> }>(
   const account = resolveAccount(config, spec.username);
   if (!account) throw new Error('test account does not resolve');
   const { logger, logLines, logText } = captureLogger();
-  const store = openTokenStore(config.store, { env: {} });
-  (spec.seed ?? seedConsentGrant)({ store, account, auth, connection });
+  const store = await openStore(config.store, { env: {} });
+  await (spec.seed ?? seedConsentGrant)({ store, account, auth, connection });
   let clockOffset = 0;
   const tokens = new RecordingTokens(
     new TokenManager({ config, store, logger, clock: () => Date.now() + clockOffset }),
@@ -224,7 +227,7 @@ export async function startProxyEnv<Up extends { close(): Promise<void> }>(
       await proxy.close();
       await upstream.close();
       await auth.close();
-      store.close();
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

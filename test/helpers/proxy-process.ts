@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as stringifyYaml } from 'yaml';
 import { hashPassword } from '../../src/credentials/password.js';
-import { openTokenStore } from '../../src/oauth/store/index.js';
-import type { TokenStore } from '../../src/oauth/types.js';
+import { openStore } from '../../src/store/index.js';
+import type { Store } from '../../src/oauth/types.js';
 import { getTestCerts } from './certs.js';
 
 /**
@@ -124,7 +124,7 @@ export interface ProxyProcess {
   /** `xoauth-proxy status --json`, parsed. */
   status(): Promise<unknown>;
   /** Opens the proxy's token store (same key), for assertions; close it after use. */
-  openStore(): Promise<TokenStore>;
+  openStore(): Promise<Store>;
   /** Sends a signal to the proxy process (SIGTERM, SIGHUP, ...). */
   kill(signal: NodeJS.Signals): void;
   /** Resolves with how the process ended, or rejects after `timeoutMs` if it is still running. */
@@ -274,14 +274,12 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
   writeFileSync(configFile, stringifyYaml(config, { lineWidth: 0 }), { mode: 0o600 });
 
   const storeSettings = { path: join(dir, 'data', 'tokens.db'), keyFile: join(dir, 'data', 'key') };
-  const openStore = async (): Promise<TokenStore> => {
-    return openTokenStore(storeSettings, { env: { XOAUTH_PROXY_KEY: key } });
-  };
+  const openTheStore = (): Promise<Store> => openStore(storeSettings, { env: { XOAUTH_PROXY_KEY: key } });
   if (options.grants?.length) {
-    const store = await openStore();
+    const store = await openTheStore();
     try {
       for (const g of options.grants) {
-        store.putToken({
+        await store.putToken({
           accountId: g.email.toLowerCase(),
           connection: g.connection ?? 'e2e',
           refreshToken: g.refreshToken,
@@ -293,7 +291,7 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
         });
       }
     } finally {
-      store.close();
+      await store.close();
     }
   }
 
@@ -348,7 +346,7 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
         throw new Error(`status --json did not print JSON (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
       }
     },
-    openStore,
+    openStore: openTheStore,
     kill(signal) {
       if (exitInfo === undefined) child.kill(signal);
     },

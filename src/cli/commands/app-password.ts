@@ -1,9 +1,9 @@
 import { Command } from 'commander';
 import { resolveAccount } from '../../config/accounts.js';
 import type { Config, ResolvedAccount } from '../../config/types.js';
-import { createAppPassword, listAppPasswords, revokeAppPassword } from '../../oauth/app-passwords.js';
-import { openTokenStore } from '../../oauth/store/index.js';
-import type { TokenStore } from '../../oauth/types.js';
+import { createAppPassword, listAppPasswords, revokeAppPassword } from '../../credentials/app-passwords.js';
+import { openStore } from '../../store/index.js';
+import type { Store } from '../../store/types.js';
 import { ExitCode, EXIT, UsageError, defineCommand, type CliContext } from '../context.js';
 
 function time(ms: number | undefined): string {
@@ -16,12 +16,12 @@ function account(config: Config, username: string): ResolvedAccount {
   return resolved;
 }
 
-function withStore<T>(ctx: CliContext, config: Config, fn: (store: TokenStore) => T): T {
-  const store = openTokenStore(config.store, { env: ctx.io.env });
+async function withStore<T>(ctx: CliContext, config: Config, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore(config.store, { env: ctx.io.env });
   try {
-    return fn(store);
+    return await fn(store);
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -38,7 +38,7 @@ export default defineCommand((ctx) => {
     .action(async (username: string, opts: { label: string }, cmd: Command) => {
       const config = ctx.loadConfig(cmd);
       const acct = account(config, username);
-      const store = openTokenStore(config.store, { env: ctx.io.env });
+      const store = await openStore(config.store, { env: ctx.io.env });
       try {
         const created = await createAppPassword(store, acct.id, opts.label);
         ctx.out(`${created.password}\n`);
@@ -47,7 +47,7 @@ export default defineCommand((ctx) => {
             'Put it in the mail client now; it cannot be shown again.\n',
         );
       } finally {
-        store.close();
+        await store.close();
       }
     });
 
@@ -56,10 +56,10 @@ export default defineCommand((ctx) => {
     .description('list the app passwords of an account (labels and dates, never the passwords)')
     .argument('<account>', 'the username as the mail client types it')
     .option('--json', 'machine-readable output')
-    .action((username: string, opts: { json?: boolean }, cmd: Command) => {
+    .action(async (username: string, opts: { json?: boolean }, cmd: Command) => {
       const config = ctx.loadConfig(cmd);
       const acct = account(config, username);
-      const records = withStore(ctx, config, (store) => listAppPasswords(store, acct.id));
+      const records = await withStore(ctx, config, (store) => listAppPasswords(store, acct.id));
       if (opts.json) {
         const safe = records.map((r) => ({
           id: r.id,
@@ -97,14 +97,14 @@ export default defineCommand((ctx) => {
     .argument('<account>', 'the username as the mail client types it')
     .argument('[id]', 'the id shown by `app-password list`')
     .option('--label <label>', 'revoke by label instead of id')
-    .action((username: string, id: string | undefined, opts: { label?: string }, cmd: Command) => {
+    .action(async (username: string, id: string | undefined, opts: { label?: string }, cmd: Command) => {
       const which = opts.label ?? id;
       if (which === undefined || (opts.label !== undefined && id !== undefined)) {
         throw new UsageError('name the app password to revoke: its id, or --label <label> (not both)');
       }
       const config = ctx.loadConfig(cmd);
       const acct = account(config, username);
-      const removed = withStore(ctx, config, (store) => revokeAppPassword(store, acct.id, which));
+      const removed = await withStore(ctx, config, (store) => revokeAppPassword(store, acct.id, which));
       if (!removed) {
         ctx.err(
           `${acct.username} has no app password "${which}" (see: xoauth-proxy app-password list ${acct.username}).\n`,

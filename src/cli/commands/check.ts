@@ -59,8 +59,13 @@ export default defineCommand((ctx) =>
         pretty: false,
         destination: ctx.io.stderr,
       });
-      const store = openCheckStore(config, ctx.io.env);
-      const manager = new TokenManager({ config, store, logger });
+      const store = await openCheckStore(config, ctx.io.env);
+      const manager = new TokenManager({
+        config,
+        store,
+        logger,
+        ...(config.store.kind === 'postgres' ? { refreshLeaseMs: config.store.refreshLeaseMs } : {}),
+      });
       const tokens = new RecordingTokens(manager);
       let report;
       try {
@@ -75,7 +80,7 @@ export default defineCommand((ctx) =>
         // Stopping retries saving a rotated refresh token the store refused during the check: closing
         // the store without it would drop the only live grant.
         await manager.stop();
-        store.close();
+        await store.close();
       }
       const text = opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report);
       ctx.out(scrub(text, tokens.seen));

@@ -3,7 +3,7 @@ import { grantHasNoConsent, resolveAccount } from '../../config/accounts.js';
 import { formatDuration, parseDuration } from '../../config/duration.js';
 import { publicBaseUrl } from '../../http/public-url.js';
 import { createConsentLink, DEFAULT_CONSENT_LINK_TTL_MS } from '../../oauth/consent-links.js';
-import { openTokenStore } from '../../oauth/store/index.js';
+import { openStore } from '../../store/index.js';
 import { UsageError, defineCommand } from '../context.js';
 
 export default defineCommand((ctx) =>
@@ -17,7 +17,7 @@ export default defineCommand((ctx) =>
       'how long the link works, e.g. 30m, 72h, 7d',
       formatDuration(DEFAULT_CONSENT_LINK_TTL_MS),
     )
-    .action((username: string, opts: { expires: string }, cmd: Command) => {
+    .action(async (username: string, opts: { expires: string }, cmd: Command) => {
       const config = ctx.loadConfig(cmd);
       const expiresMs = parseDuration(opts.expires);
       if (expiresMs === undefined || expiresMs <= 0) {
@@ -32,9 +32,9 @@ export default defineCommand((ctx) =>
           `${account.username} uses connection ${account.connection.name} (${account.connection.grant}): there is no consent to give`,
         );
       }
-      const store = openTokenStore(config.store, { env: ctx.io.env });
+      const store = await openStore(config.store, { env: ctx.io.env });
       try {
-        const link = createConsentLink(store, account, { baseUrl: publicBaseUrl(config), expiresMs });
+        const link = await createConsentLink(store, account, { baseUrl: publicBaseUrl(config), expiresMs });
         // Only the URL on stdout, so `$(xoauth-proxy consent-link ...)` works in scripts.
         ctx.out(`${link.url}\n`);
         ctx.err(
@@ -51,7 +51,7 @@ export default defineCommand((ctx) =>
           );
         }
       } finally {
-        store.close();
+        await store.close();
       }
     }),
 );

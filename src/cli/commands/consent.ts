@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { resolveAccount } from '../../config/accounts.js';
 import { runCliConsent } from '../../oauth/consent/cli-consent.js';
-import { openTokenStore } from '../../oauth/store/index.js';
+import { openStore } from '../../store/index.js';
 import { defineCommand, UsageError } from '../context.js';
 
 function parsePort(value: string): number {
@@ -29,7 +29,7 @@ export default defineCommand((ctx) =>
               'add it under accounts:',
           );
         }
-        const store = openTokenStore(config.store, { env: ctx.io.env });
+        const store = await openStore(config.store, { env: ctx.io.env });
         try {
           await runCliConsent({
             account,
@@ -43,7 +43,7 @@ export default defineCommand((ctx) =>
             env: ctx.io.env,
           });
         } finally {
-          store.close();
+          await store.close();
         }
       },
     ),

@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { collectAccountStatus, type AccountStatus } from '../../oauth/account-status.js';
-import { openTokenStore } from '../../oauth/store/index.js';
+import { openStore, storeMayExist } from '../../store/index.js';
 import { defineCommand } from '../context.js';
 
 function when(ms: number | undefined, now: number): string {
@@ -58,14 +57,14 @@ export default defineCommand((ctx) =>
       'list every account with its state, token expiry, last refresh and last error (never a token)',
     )
     .option('--json', 'machine-readable output')
-    .action((opts: { json?: boolean }, cmd: Command) => {
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
       const config = ctx.loadConfig(cmd);
       // Before the first start there is no store: list the accounts, and create nothing.
-      const store = existsSync(config.store.path)
-        ? openTokenStore(config.store, { env: ctx.io.env })
-        : { listTokens: () => [], close: () => undefined };
+      const store = storeMayExist(config.store)
+        ? await openStore(config.store, { env: ctx.io.env })
+        : { listTokenSummaries: async () => [], close: async () => undefined };
       try {
-        const rows = collectAccountStatus(config, store);
+        const rows = await collectAccountStatus(config, store);
         if (opts.json) {
           ctx.out(`${JSON.stringify(rows, null, 2)}\n`);
         } else {
@@ -79,7 +78,7 @@ export default defineCommand((ctx) =>
           }
         }
       } finally {
-        store.close();
+        await store.close();
       }
     }),
 );

@@ -16,7 +16,7 @@ import {
 } from '../grants/device-code.js';
 import { checkIdentity, identityFromTokenSet } from '../grants/identity.js';
 import { classifyTokenError, TokenEndpointError } from '../grants/token-errors.js';
-import type { TokenRecord, TokenSet, TokenStore } from '../types.js';
+import type { TokenRecord, TokenSet, Store } from '../types.js';
 import { startLoopbackReceiver, watchPastedRedirect, type RedirectOutcome } from './redirect.js';
 
 /** How long the CLI waits for the browser (or a paste) before giving up. */
@@ -24,7 +24,7 @@ export const CONSENT_WAIT_MS = 15 * 60_000;
 
 export interface CliConsentOptions {
   account: ResolvedAccount;
-  store: TokenStore;
+  store: Store;
   settings: Pick<Settings, 'tokenRequestTimeoutMs'>;
   out: (text: string) => void;
   stdin: NodeJS.ReadableStream;
@@ -72,7 +72,7 @@ export async function runCliConsent(options: CliConsentOptions): Promise<CliCons
   const identity = await identityFromTokenSet(connection, tokenSet, { timeoutMs });
   // Throws IdentityMismatchError naming both addresses; nothing is stored then.
   checkIdentity(account, identity);
-  const record = storeGrant(options.store, account, tokenSet, identity);
+  const record = await storeGrant(options.store, account, tokenSet, identity);
   out(
     `Consent stored for ${account.id} (signed in as ${identity.email}` +
       `${identity.name ? `, ${identity.name}` : ''}). The proxy uses it from the next login on; no restart needed.\n`,

@@ -19,9 +19,9 @@ import { hashPassword } from '../../../src/credentials/password.js';
 import { consentHintFor } from '../../../src/http/consent-hint.js';
 import { createHttpServer, type HttpServer } from '../../../src/http/server.js';
 import { silentLogger } from '../../../src/log.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import { TokenManager } from '../../../src/oauth/token-manager.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import type { Store } from '../../../src/oauth/types.js';
 import { createImapServer } from '../../../src/proxy/imap/server.js';
 import type { ProxyServer } from '../../../src/proxy/shared/types.js';
 import { requireDovecot, startDovecot, type DovecotServer } from '../../helpers/dovecot.js';
@@ -47,7 +47,7 @@ describe.runIf(requireDovecot())('web consent in Chromium, then IMAP with the ap
   let dovecot: DovecotServer;
   let dir: string;
   let config: Config;
-  let store: TokenStore;
+  let store: Store;
   let http: HttpServer;
   let imap: ProxyServer;
   let imapPort: number;
@@ -101,7 +101,7 @@ accounts:
 `,
       { file: join(dir, 'config.yaml'), env: {} },
     );
-    store = openTokenStore(config.store, { env: { XOAUTH_PROXY_KEY: randomBytes(32).toString('base64') } });
+    store = await openStore(config.store, { env: { XOAUTH_PROXY_KEY: randomBytes(32).toString('base64') } });
     const logger = silentLogger();
     const tokens = new TokenManager({ config, store, logger });
     http = createHttpServer(config.listen.http[0]!, { config, store, tokens, logger });
@@ -127,14 +127,14 @@ accounts:
     await context?.close();
     await imap?.close();
     await http?.close();
-    store?.close();
+    await store?.close();
     await dovecot?.stop();
     await fake?.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('consents, shows the app password once, and the password logs in through the IMAP proxy', async () => {
-    const link = http.createConsentLink(resolveAccount(config, ALICE) as ResolvedAccount);
+    const link = await http.createConsentLink(resolveAccount(config, ALICE) as ResolvedAccount);
     const page = await context.newPage();
 
     await page.goto(link.url);
@@ -182,7 +182,7 @@ accounts:
       filter: (l) => l.user === ALICE && l.method === 'XOAUTH2',
     });
     expect(logins.length).toBeGreaterThanOrEqual(1);
-    expect(store.listAppPasswords(ALICE)[0]?.lastUsedAt).toBeGreaterThan(0);
+    expect((await store.listAppPasswords(ALICE))[0]?.lastUsedAt).toBeGreaterThan(0);
   }, 120_000);
 
   it('the admin page lists the account and "Refresh token" opens consent in a new window', async () => {

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CheckReport } from '../../../src/check/index.js';
-import { SqliteTokenStore } from '../../../src/oauth/store/sqlite-store.js';
+import { SqliteStore } from '../../../src/store/sqlite-store.js';
 import { TENANT_DISABLED_TEXT } from '../../helpers/fake-smtp-upstream.js';
 import { secretsOf, startCheckEnv, type CheckTestEnv } from './env.js';
 
@@ -14,8 +14,8 @@ afterEach(async () => {
   env = undefined;
 });
 
-function noSecrets(e: CheckTestEnv, text: string): void {
-  for (const secret of secretsOf(e)) expect(text).not.toContain(secret);
+async function noSecrets(e: CheckTestEnv, text: string): Promise<void> {
+  for (const secret of await secretsOf(e)) expect(text).not.toContain(secret);
 }
 
 const message = (n: number): Buffer =>
@@ -55,7 +55,7 @@ describe('xoauth-proxy check', () => {
     expect(imapCommands).not.toMatch(/^SELECT/m);
     expect(lines[1]).toContain('APPENDLIMIT=35651584');
     expect(env.pop3.commands.flat()).toEqual(expect.arrayContaining(['STAT', 'QUIT']));
-    noSecrets(env, r.stdout);
+    await noSecrets(env, r.stdout);
   });
 
   it('default protocols: POP3 only when listen.pop3 is configured; flags pick exactly those asked', async () => {
@@ -121,12 +121,12 @@ describe('xoauth-proxy check', () => {
         },
       ],
     });
-    noSecrets(env, r.stdout);
+    await noSecrets(env, r.stdout);
   });
 
   it('an access token the store knows is expired is refreshed before the first login', async () => {
     env = await startCheckEnv({ grant: 'expired' });
-    const before = env.record()!;
+    const before = (await env.record())!;
     const r = await env.check('alice@example.com', '--json');
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as CheckReport;
@@ -138,10 +138,10 @@ describe('xoauth-proxy check', () => {
     expect(env.auth.counts.refresh).toBe(1);
     expect(env.imap.authAttempts.map((a) => a.ok)).toEqual([true]);
     expect(env.smtp.authAttempts.map((a) => a.ok)).toEqual([true]);
-    const after = env.record()!;
+    const after = (await env.record())!;
     expect(after.accessToken).not.toBe(before.accessToken);
     expect(after.lastRefreshAt).toBeGreaterThan(before.updatedAt - 1);
-    noSecrets(env, r.stdout);
+    await noSecrets(env, r.stdout);
   });
 
   it('a rotated refresh token the store could not take at once is saved before check exits', async () => {
@@ -150,7 +150,7 @@ describe('xoauth-proxy check', () => {
     const seeded = env.seeded!.refreshToken;
     // The first write fails as a locked database would; the token manager keeps the rotated token in
     // memory, and only stopping it before the store closes writes it.
-    const write = vi.spyOn(SqliteTokenStore.prototype, 'updateToken').mockImplementationOnce(() => {
+    const write = vi.spyOn(SqliteStore.prototype, 'updateToken').mockImplementationOnce(() => {
       throw new Error('database is locked');
     });
     try {
@@ -159,7 +159,7 @@ describe('xoauth-proxy check', () => {
     } finally {
       write.mockRestore();
     }
-    const stored = env.record()!.refreshToken!;
+    const stored = (await env.record())!.refreshToken!;
     expect(stored).not.toBe(seeded);
     expect(env.auth.isRefreshTokenValid(stored)).toBe(true);
     expect(env.auth.isRefreshTokenValid(seeded)).toBe(false);
@@ -206,11 +206,11 @@ describe('xoauth-proxy check', () => {
       /^SMTP {2}FAIL {2}.*needs consent: run xoauth-proxy consent-link alice@example\.com/m,
     );
     expect(r.stdout).toMatch(/^2 of 2 checks failed\.$/m);
-    expect(env.record()?.state).toBe('needs-consent');
+    expect((await env.record())?.state).toBe('needs-consent');
     // Nothing reached the mail servers.
     expect(env.imap.connections).toBe(0);
     expect(env.smtp.connections).toBe(0);
-    noSecrets(env, r.stdout + r.stderr);
+    await noSecrets(env, r.stdout + r.stderr);
   });
 
   it('no grant at all (and no store yet): needs consent, and the check creates no store', async () => {
@@ -242,7 +242,7 @@ describe('xoauth-proxy check', () => {
     }
     // Backoff: one request, not one per protocol.
     expect(env.auth.counts.refresh).toBe(1);
-    const record = env.record()!;
+    const record = (await env.record())!;
     // One transient failure keeps the account active (it turns `failing` only when it keeps failing).
     expect(record.state).toBe('active');
     expect(record.lastError).toBeDefined();

@@ -51,7 +51,7 @@ describe('xoauth-proxy check (child process)', () => {
     expect(ok.stdout).toMatch(/^All 3 checks passed\.$/m);
     // The debug log went to stderr, and it is there (so the assertion below has something to read).
     expect(ok.stderr).toContain('access token refreshed');
-    const secrets = secretsOf(env);
+    const secrets = await secretsOf(env);
     expect(secrets.length).toBeGreaterThanOrEqual(3);
     for (const s of secrets) {
       expect(ok.stdout).not.toContain(s);
@@ -64,7 +64,7 @@ describe('xoauth-proxy check (child process)', () => {
     const report = JSON.parse(revoked.stdout) as { ok: boolean; checks: Array<{ error?: { kind: string } }> };
     expect(report.ok).toBe(false);
     expect(report.checks[0]?.error?.kind).toBe('needs-consent');
-    for (const s of secretsOf(env)) {
+    for (const s of await secretsOf(env)) {
       expect(revoked.stdout).not.toContain(s);
       expect(revoked.stderr).not.toContain(s);
     }

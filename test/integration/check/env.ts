@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { run } from '../../../src/cli/program.js';
 import type { ResolvedAccount } from '../../../src/config/types.js';
 import { storeGrant } from '../../../src/oauth/grant-record.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import type { TokenRecord } from '../../../src/oauth/types.js';
 import { getTestCerts } from '../../helpers/certs.js';
 import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
@@ -56,7 +56,7 @@ export interface CheckTestEnv {
   /** Tokens of the seeded grant (never to appear in the output). */
   seeded: { refreshToken: string; accessToken: string } | undefined;
   /** The stored record now (a fresh store connection each time). */
-  record(): TokenRecord | undefined;
+  record(): Promise<TokenRecord | undefined>;
   /** Runs `xoauth-proxy --config <file> check <args>` in-process. */
   check(...args: string[]): Promise<CliRun>;
   close(): Promise<void>;
@@ -128,11 +128,11 @@ ${options.trustCa === false ? '' : `    caFile: ${certs.caFile}\n`}accounts:
   let seeded: CheckTestEnv['seeded'];
   const grantKind = options.grant ?? 'fresh';
   if (grantKind !== 'none') {
-    const store = openTokenStore(storeSettings, { env: {} });
+    const store = await openStore(storeSettings, { env: {} });
     const grant = auth.issueGrant(email, grantKind === 'stale' ? { accessTokenTtlSeconds: 0 } : {});
     const connection = fakeConnection(auth);
     const account: ResolvedAccount = { id: email, username: email, email, connection, entry: email };
-    storeGrant(
+    await storeGrant(
       store,
       account,
       {
@@ -144,7 +144,7 @@ ${options.trustCa === false ? '' : `    caFile: ${certs.caFile}\n`}accounts:
       },
       { email },
     );
-    store.close();
+    await store.close();
     seeded = { refreshToken: grant.refreshToken, accessToken: grant.accessToken };
   }
 
@@ -158,12 +158,12 @@ ${options.trustCa === false ? '' : `    caFile: ${certs.caFile}\n`}accounts:
     storeSettings,
     email,
     seeded,
-    record() {
-      const store = openTokenStore(storeSettings, { env: {} });
+    async record() {
+      const store = await openStore(storeSettings, { env: {} });
       try {
-        return store.getToken(email.toLowerCase());
+        return await store.getToken(email.toLowerCase());
       } finally {
-        store.close();
+        await store.close();
       }
     },
     async check(...args: string[]): Promise<CliRun> {
@@ -188,8 +188,8 @@ ${options.trustCa === false ? '' : `    caFile: ${certs.caFile}\n`}accounts:
 }
 
 /** Every token the run could have leaked: the seeded ones and whatever the store holds now. */
-export function secretsOf(env: CheckTestEnv): string[] {
-  const record = env.record();
+export async function secretsOf(env: CheckTestEnv): Promise<string[]> {
+  const record = await env.record();
   return [
     env.seeded?.accessToken,
     env.seeded?.refreshToken,

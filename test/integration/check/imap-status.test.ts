@@ -14,7 +14,7 @@ import { runChecks } from '../../../src/check/index.js';
 import { DEFAULTS } from '../../../src/config/defaults.js';
 import type { ResolvedAccount } from '../../../src/config/types.js';
 import { storeGrant } from '../../../src/oauth/grant-record.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import { TokenManager } from '../../../src/oauth/token-manager.js';
 import { getTestCerts } from '../../helpers/certs.js';
 import { fakeConnection, startFakeAuthServer } from '../../helpers/fake-auth-server.js';
@@ -92,11 +92,11 @@ it('reports the INBOX count from STATUS, the XOAUTH2 mechanism and the post-logi
   });
   const dir = mkdtempSync(join(tmpdir(), 'check-status-'));
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const store = openTokenStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') }, { env: {} });
+  const store = await openStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') }, { env: {} });
   cleanup.push(() => store.close());
   const account: ResolvedAccount = { id: EMAIL, username: EMAIL, email: EMAIL, connection, entry: EMAIL };
   const grant = auth.issueGrant(EMAIL);
-  storeGrant(store, account, { ...grant, scopes: connection.scopes }, { email: EMAIL });
+  await storeGrant(store, account, { ...grant, scopes: connection.scopes }, { email: EMAIL });
   const tokens = new TokenManager({
     config: {
       settings: DEFAULTS.settings,

@@ -14,9 +14,9 @@ import { runChecks } from '../../../src/check/index.js';
 import { DEFAULTS } from '../../../src/config/defaults.js';
 import type { Config, ResolvedAccount } from '../../../src/config/types.js';
 import { storeGrant } from '../../../src/oauth/grant-record.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import { TokenManager } from '../../../src/oauth/token-manager.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import type { Store } from '../../../src/oauth/types.js';
 import { getTestCerts } from '../../helpers/certs.js';
 import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
 
@@ -81,7 +81,7 @@ async function setup(): Promise<{
   exchange: ExchangeLike;
   account: ResolvedAccount;
   tokens: TokenManager;
-  store: TokenStore;
+  store: Store;
 }> {
   const auth = await startFakeAuthServer({ rotateRefreshTokens: true });
   cleanup.push(() => auth.close());
@@ -94,12 +94,12 @@ async function setup(): Promise<{
   });
   const dir = mkdtempSync(join(tmpdir(), 'check-exchange-'));
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const store = openTokenStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') }, { env: {} });
+  const store = await openStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') }, { env: {} });
   cleanup.push(() => store.close());
   const account: ResolvedAccount = { id: EMAIL, username: EMAIL, email: EMAIL, connection, entry: EMAIL };
   // The provider already refuses this access token; the store believes it is good for an hour.
   const grant = auth.issueGrant(EMAIL, { accessTokenTtlSeconds: 0 });
-  storeGrant(
+  await storeGrant(
     store,
     account,
     {
@@ -127,7 +127,7 @@ describe('check: SMTP against an Exchange-like server', () => {
     expect(exchange.attempts).toEqual([false, true]);
     expect(auth.counts.refresh).toBe(1);
     // The rotated refresh token was stored.
-    expect(auth.isRefreshTokenValid(store.getToken(EMAIL)!.refreshToken!)).toBe(true);
+    expect(auth.isRefreshTokenValid((await store.getToken(EMAIL))!.refreshToken!)).toBe(true);
   });
 
   it('refused again with the fresh token: a rejected line with the server text, one refresh only', async () => {

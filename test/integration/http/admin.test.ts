@@ -29,7 +29,7 @@ describe('admin page', () => {
     expect((await fetch(`${h.base}/admin`, { headers: basic('wrong') })).status).toBe(401);
 
     const alice = resolveAccount(h.config, 'alice@example.com');
-    h.store.putToken({
+    await h.store.putToken({
       accountId: 'alice@example.com',
       connection: 'fake',
       refreshToken: 'rt-secret-value',
@@ -40,7 +40,7 @@ describe('admin page', () => {
       lastError: 'invalid_grant: Token has been expired or revoked.',
       updatedAt: Date.now(),
     });
-    h.store.putToken({
+    await h.store.putToken({
       accountId: 'bob@example.org',
       connection: 'fake',
       refreshToken: 'rt-bob',
@@ -108,7 +108,7 @@ describe('admin page', () => {
 
   it('an account whose stored row cannot be decrypted shows as unreadable; the page still renders', async () => {
     const h = await withHash();
-    h.store.putToken({
+    await h.store.putToken({
       accountId: 'alice@example.com',
       connection: 'fake',
       refreshToken: 'rt-secret-value',
@@ -118,7 +118,7 @@ describe('admin page', () => {
       state: 'active',
       updatedAt: Date.now(),
     });
-    corruptRefreshToken(h.config.store.path, 'alice@example.com');
+    corruptRefreshToken(h.config.store, 'alice@example.com');
     const res = await fetch(`${h.base}/admin`, { headers: basic('correct horse battery') });
     expect(res.status).toBe(200);
     const page = text(await res.text());

@@ -9,7 +9,7 @@ import { run } from '../../../src/cli/program.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { verifyPassword } from '../../../src/credentials/password.js';
 import { checkConsentLink } from '../../../src/oauth/consent-links.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 
 interface Result {
   code: number;
@@ -74,7 +74,7 @@ accounts:
   }
 
   function store() {
-    return openTokenStore(loadConfig(file, { env }).store, { env });
+    return openStore(loadConfig(file, { env }).store, { env });
   }
 
   it('prints a consent link on the public URL, valid for the given time, also for pattern accounts', async () => {
@@ -83,16 +83,16 @@ accounts:
     const url = res.stdout.trim();
     expect(url).toMatch(/^https:\/\/mail-proxy\.example\.com\/consent\/[A-Za-z0-9_-]{43}$/);
     expect(res.stderr).toContain('bob@example.org');
-    const s = store();
+    const s = await store();
     try {
-      const status = checkConsentLink(s, url.split('/').pop() as string);
+      const status = await checkConsentLink(s, url.split('/').pop() as string);
       expect(status.status).toBe('valid');
       if (status.status === 'valid') {
         expect(status.record.username).toBe('bob@example.org');
         expect(status.record.expiresAt - status.record.createdAt).toBe(2 * 3600_000);
       }
     } finally {
-      s.close();
+      await s.close();
     }
     const defaulted = await cli('consent-link', 'alice@example.com');
     expect(defaulted.code).toBe(0);
@@ -114,9 +114,9 @@ accounts:
     const b = await cli('app-password', 'create', 'alice@example.com', '--label', 'phone');
     expect(b.stderr).toContain('"phone (2)"');
 
-    const s = store();
-    const records = s.listAppPasswords('alice@example.com');
-    s.close();
+    const s = await store();
+    const records = await s.listAppPasswords('alice@example.com');
+    await s.close();
     expect(records.map((r) => r.label).sort()).toEqual(['phone', 'phone (2)']);
     const phone = records.find((r) => r.label === 'phone');
     expect(await verifyPassword(password, phone?.hash as string)).toBe(true);

@@ -46,7 +46,7 @@ describe('consent pages', () => {
 
   it('walks link -> provider -> callback -> welcome page, stores tokens and shows an app password once', async () => {
     const alice = account(h, 'alice@example.com');
-    const link = h.server.createConsentLink(alice);
+    const link = await h.server.createConsentLink(alice);
     expect(link.url).toMatch(new RegExp(`^${h.base}/consent/[A-Za-z0-9_-]{43}$`));
     const browser = new TestBrowser();
 
@@ -80,12 +80,12 @@ describe('consent pages', () => {
     const password = /<output class="secret" id="app-password"[^>]*>([^<]+)<\/output>/.exec(html)?.[1];
     expect(password).toMatch(/^[a-z2-9]{4}(-[a-z2-9]{4}){4}$/);
 
-    const record = h.store.getToken('alice@example.com');
+    const record = await h.store.getToken('alice@example.com');
     expect(record?.state).toBe('active');
     expect(record?.refreshToken).toBeTruthy();
     expect(record?.identity).toBe('alice@example.com');
     expect(h.invalidated).toEqual(['alice@example.com']);
-    const passwords = h.store.listAppPasswords('alice@example.com');
+    const passwords = await h.store.listAppPasswords('alice@example.com');
     expect(passwords).toHaveLength(1);
     expect(passwords[0]?.label).toMatch(/^web consent \d{4}-\d{2}-\d{2}$/);
     expect(await verifyPassword(password as string, passwords[0]?.hash as string)).toBe(true);
@@ -98,7 +98,7 @@ describe('consent pages', () => {
   });
 
   it('a reload of the callback says "all set" and does not show the password again', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const browser = new TestBrowser();
     const callback = await authorize(await pressStart(h, browser, link.url));
     expect((await browser.get(callback)).status).toBe(200);
@@ -107,19 +107,19 @@ describe('consent pages', () => {
     const html = await reload.text();
     expect(text(html)).toContain('You are all set');
     expect(html).not.toContain('app-password');
-    expect(h.store.listAppPasswords('alice@example.com')).toHaveLength(1);
+    expect(await h.store.listAppPasswords('alice@example.com')).toHaveLength(1);
   });
 
   it('works for an address under a domain pattern, bound to that address', async () => {
     const bob = account(h, 'bob@example.org');
     expect(bob.entry).toBe('*@example.org');
-    const link = h.server.createConsentLink(bob);
-    const stored = h.store.getConsentLink(hashConsentToken(link.url.split('/').pop() as string));
+    const link = await h.server.createConsentLink(bob);
+    const stored = await h.store.getConsentLink(hashConsentToken(link.url.split('/').pop() as string));
     expect(stored).toMatchObject({ accountId: 'bob@example.org', username: 'bob@example.org' });
     const res = await fullConsent(h, new TestBrowser(), link.url);
     expect(res.status).toBe(200);
-    expect(h.store.getToken('bob@example.org')?.state).toBe('active');
-    expect(h.store.getToken('alice@example.com')).toBeUndefined();
+    expect((await h.store.getToken('bob@example.org'))?.state).toBe('active');
+    expect(await h.store.getToken('alice@example.com')).toBeUndefined();
   });
 
   it('shows no app password when the account has an admin-set password', async () => {
@@ -130,17 +130,17 @@ describe('consent pages', () => {
     const res = await fullConsent(
       h,
       new TestBrowser(),
-      h.server.createConsentLink(account(h, 'dave@example.net')).url,
+      (await h.server.createConsentLink(account(h, 'dave@example.net'))).url,
     );
     expect(res.status).toBe(200);
     const html = await res.text();
     expect(html).not.toContain('app-password');
     expect(text(html)).toContain('the password your administrator gave you');
-    expect(h.store.listAppPasswords('dave@example.net')).toHaveLength(0);
+    expect(await h.store.listAppPasswords('dave@example.net')).toHaveLength(0);
   });
 
   it('expires: valid one millisecond before, expired at the deadline', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'), { expiresMs: 60_000 });
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'), { expiresMs: 60_000 });
     h.clock.now += 59_999;
     expect((await new TestBrowser().get(link.url)).status).toBe(200);
     h.clock.now += 1;
@@ -150,7 +150,7 @@ describe('consent pages', () => {
   });
 
   it('refuses unknown, tampered and malformed links with a friendly page', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const token = link.url.split('/').pop() as string;
     const tampered = token.slice(0, -1) + (token.endsWith('A') ? 'B' : 'A');
     for (const path of [
@@ -168,7 +168,7 @@ describe('consent pages', () => {
   });
 
   it('checks the CSRF token and the browser cookie on the start button', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const browser = new TestBrowser();
     const html = await (await browser.get(link.url)).text();
     const action = new URL(formAction(html), h.base).toString();
@@ -195,16 +195,16 @@ describe('consent pages', () => {
     expect(text(await unknown.text())).toContain('could not be matched');
     expect((await new TestBrowser().get(`${h.base}/oauth/callback`)).status).toBe(400);
 
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const browser = new TestBrowser();
     const late = await authorize(await pressStart(h, browser, link.url));
     h.clock.now += 15 * 60_000;
     expect((await browser.get(late)).status).toBe(400);
-    expect(h.store.getToken('alice@example.com')).toBeUndefined();
+    expect(await h.store.getToken('alice@example.com')).toBeUndefined();
   });
 
   it("a callback from another browser is refused and leaves the owner's consent in progress intact", async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const owner = new TestBrowser();
     const callback = await authorize(await pressStart(h, owner, link.url));
     // Someone who got hold of the redirect URL (code and state), without the owner's cookie.
@@ -214,20 +214,20 @@ describe('consent pages', () => {
       expect(text(await res.text())).toContain('could not be matched');
     }
     expect(h.fake.counts.authorizationCode).toBe(0);
-    expect(h.store.getToken('alice@example.com')).toBeUndefined();
+    expect(await h.store.getToken('alice@example.com')).toBeUndefined();
     // The owner's browser still finishes with the very same callback...
     const welcome = await owner.get(callback);
     expect(welcome.status).toBe(200);
     expect(text(await welcome.text())).toContain('alice@example.com is now connected');
-    expect(h.store.getToken('alice@example.com')?.state).toBe('active');
+    expect((await h.store.getToken('alice@example.com'))?.state).toBe('active');
     // ...and only once: the state was spent by the matching callback (no second exchange, no password).
     expect(await (await owner.get(callback)).text()).not.toContain('app-password');
     expect(h.fake.counts.authorizationCode).toBe(1);
-    expect(h.store.listAppPasswords('alice@example.com')).toHaveLength(1);
+    expect(await h.store.listAppPasswords('alice@example.com')).toHaveLength(1);
   });
 
   it('refuses a callback when the link expired while the owner was at the provider; nothing is stored', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'), { expiresMs: 5 * 60_000 });
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'), { expiresMs: 5 * 60_000 });
     const browser = new TestBrowser();
     const callback = await authorize(await pressStart(h, browser, link.url));
     // Within the 15 minutes a consent may stay in progress, but past the link's own deadline.
@@ -236,15 +236,15 @@ describe('consent pages', () => {
     expect(res.status).toBe(410);
     expect(text(await res.text())).toContain('This link has expired');
     expect(h.fake.counts.authorizationCode).toBe(0);
-    expect(h.store.getToken('alice@example.com')).toBeUndefined();
-    expect(h.store.listAppPasswords('alice@example.com')).toEqual([]);
+    expect(await h.store.getToken('alice@example.com')).toBeUndefined();
+    expect(await h.store.listAppPasswords('alice@example.com')).toEqual([]);
     expect(
-      h.store.getConsentLink(hashConsentToken(link.url.split('/').pop() as string))?.usedAt,
+      (await h.store.getConsentLink(hashConsentToken(link.url.split('/').pop() as string)))?.usedAt,
     ).toBeUndefined();
   });
 
   it('one link holds at most 3 consents in progress: its oldest is dropped, the newest works', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const browsers = [1, 2, 3, 4].map(() => new TestBrowser());
     const callbacks: string[] = [];
     for (const b of browsers) callbacks.push(await authorize(await pressStart(h, b, link.url)));
@@ -255,16 +255,16 @@ describe('consent pages', () => {
     // The newest press finishes.
     const welcome = await (browsers[3] as TestBrowser).get(callbacks[3] as string);
     expect(welcome.status).toBe(200);
-    expect(h.store.getToken('alice@example.com')?.state).toBe('active');
+    expect((await h.store.getToken('alice@example.com'))?.state).toBe('active');
   });
 
   it("pressing one link over and over never evicts another owner's consent in progress", async () => {
-    const bobLink = h.server.createConsentLink(account(h, 'bob@example.org'));
+    const bobLink = await h.server.createConsentLink(account(h, 'bob@example.org'));
     const bob = new TestBrowser();
     const bobCallback = await authorize(await pressStart(h, bob, bobLink.url));
 
     // More presses than the whole table holds (1000), all with one link, in one browser.
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const flood = new TestBrowser();
     const page = await (await flood.get(link.url)).text();
     const action = new URL(formAction(page), h.base).toString();
@@ -279,7 +279,7 @@ describe('consent pages', () => {
   }, 60_000);
 
   it('explains access_denied and keeps the link usable', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     h.fake.options.denyConsent = true;
     const browser = new TestBrowser();
     const res = await browser.get(await authorize(await pressStart(h, browser, link.url)));
@@ -287,14 +287,14 @@ describe('consent pages', () => {
     const t = text(await res.text());
     expect(t).toContain('Access was not granted');
     expect(t).toContain('The link still works until');
-    expect(h.store.getToken('alice@example.com')).toBeUndefined();
+    expect(await h.store.getToken('alice@example.com')).toBeUndefined();
 
     h.fake.options.denyConsent = false;
     expect((await fullConsent(h, browser, link.url)).status).toBe(200);
   });
 
   it('explains invalid_scope and other provider errors', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const browser = new TestBrowser();
     const state1 = new URL(await pressStart(h, browser, link.url)).searchParams.get('state') as string;
     const scope = await browser.get(`${h.base}/oauth/callback?error=invalid_scope&state=${state1}`);
@@ -313,49 +313,49 @@ describe('consent pages', () => {
 
   it('refuses a different identity, naming both addresses, and stores nothing', async () => {
     h.fake.options.autoConsentEmail = 'mallory@example.com';
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const res = await fullConsent(h, new TestBrowser(), link.url);
     expect(res.status).toBe(403);
     const t = text(await res.text());
     expect(t).toContain('mallory@example.com');
     expect(t).toContain('alice@example.com');
     expect(t).toContain('Nothing was saved');
-    expect(h.store.getToken('alice@example.com')).toBeUndefined();
-    expect(h.store.listAppPasswords('alice@example.com')).toHaveLength(0);
+    expect(await h.store.getToken('alice@example.com')).toBeUndefined();
+    expect(await h.store.listAppPasswords('alice@example.com')).toHaveLength(0);
     expect(
-      h.store.getConsentLink(hashConsentToken(link.url.split('/').pop() as string))?.usedAt,
+      (await h.store.getConsentLink(hashConsentToken(link.url.split('/').pop() as string)))?.usedAt,
     ).toBeUndefined();
   });
 
   it('explains a failed code exchange and stores nothing', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const browser = new TestBrowser();
     const callback = await authorize(await pressStart(h, browser, link.url));
     h.fake.failNext(1, 500);
     const res = await browser.get(callback);
     expect(res.status).toBe(502);
     expect(text(await res.text())).toContain('Could not finish connecting');
-    expect(h.store.getToken('alice@example.com')).toBeUndefined();
+    expect(await h.store.getToken('alice@example.com')).toBeUndefined();
   });
 
   it('escapes everything it shows', async () => {
     // A pattern no longer accepts such a name, but pages must escape whatever an account holds.
     const name = '<img src=x onerror=alert(1)>"@example.org';
     const evil = { ...account(h, 'bob@example.org'), id: name.toLowerCase(), username: name, email: name };
-    const page = await new TestBrowser().get(h.server.createConsentLink(evil).url);
+    const page = await new TestBrowser().get((await h.server.createConsentLink(evil)).url);
     const html = await page.text();
     expect(html).not.toContain('<img src=x');
     expect(html).toContain('&lt;img src=x onerror=alert(1)&gt;&quot;@example.org');
   });
 
   it('refuses an oversized form and a link to an app-only account', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const browser = new TestBrowser();
     await browser.get(link.url);
     const big = await browser.post(`${link.url}/start`, { csrf: 'x'.repeat(20_000) });
     expect(big.status).toBe(413);
     const robot = await new TestBrowser().get(
-      h.server.createConsentLink(account(h, 'robot@contoso.com')).url,
+      (await h.server.createConsentLink(account(h, 'robot@contoso.com'))).url,
     );
     expect(robot.status).toBe(410);
     expect(text(await robot.text())).toContain('No sign-in needed');
@@ -389,18 +389,18 @@ describe('logs', () => {
       deps: { logger: createLogger({ level: 'debug', pretty: false, destination }) },
     });
     try {
-      const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+      const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
       const browser = new TestBrowser();
       const callback = await authorize(await pressStart(h, browser, link.url));
       const html = await (await browser.get(callback)).text();
       const password = /id="app-password"[^>]*>([^<]+)</.exec(html)?.[1] as string;
       // And a failing one: identity mismatch, then a provider error, then a bogus state.
       h.fake.options.autoConsentEmail = 'mallory@example.com';
-      const link2 = h.server.createConsentLink(account(h, 'bob@example.org'));
+      const link2 = await h.server.createConsentLink(account(h, 'bob@example.org'));
       const callback2 = await authorize(await pressStart(h, browser, link2.url));
       expect((await browser.get(callback2)).status).toBe(403);
       await browser.get(`${h.base}/oauth/callback?code=secret-code-123&state=bogus`);
-      const record = h.store.getToken('alice@example.com');
+      const record = await h.store.getToken('alice@example.com');
       expect(logged).toContain('consent complete');
       expect(logged).toContain('signed in as someone else');
       for (const secret of [
@@ -434,7 +434,7 @@ describe('consent pages with the real TokenManager', () => {
 
   it('records the consent through the token manager: fresh token served, consented event, no refresh', async () => {
     const alice = account(h, 'alice@example.com');
-    h.store.putToken({
+    await h.store.putToken({
       accountId: alice.id,
       connection: 'fake',
       refreshToken: 'rt-revoked',
@@ -443,14 +443,14 @@ describe('consent pages with the real TokenManager', () => {
       lastError: 'invalid_grant',
       updatedAt: Date.now(),
     });
-    const res = await fullConsent(h, new TestBrowser(), h.server.createConsentLink(alice).url);
+    const res = await fullConsent(h, new TestBrowser(), (await h.server.createConsentLink(alice)).url);
     expect(res.status).toBe(200);
     const token = await h.tokens.getAccessToken(alice);
     expect(h.fake.checkAccessToken(token.token)).toBe('alice@example.com');
     expect(h.fake.counts.refresh).toBe(0);
     expect(h.events.map((e) => e.kind)).toEqual(['consented']);
-    expect(h.store.getToken(alice.id)).toMatchObject({ state: 'active' });
-    expect(h.store.getToken(alice.id)?.lastError).toBeUndefined();
+    expect(await h.store.getToken(alice.id)).toMatchObject({ state: 'active' });
+    expect((await h.store.getToken(alice.id))?.lastError).toBeUndefined();
     expect(h.invalidated).toEqual([]);
   });
 });
@@ -465,7 +465,7 @@ describe('device-code consent (Microsoft)', () => {
   });
 
   async function startDevice(browser: TestBrowser): Promise<string> {
-    const link = h.server.createConsentLink(account(h, 'carol@contoso.com'));
+    const link = await h.server.createConsentLink(account(h, 'carol@contoso.com'));
     const html = await (await browser.get(link.url)).text();
     expect(text(html)).toContain('Sign in with a code instead');
     const res = await browser.post(new URL(formAction(html, 1), h.base).toString(), {
@@ -496,7 +496,7 @@ describe('device-code consent (Microsoft)', () => {
     const done = await waitForOutcome(browser, url);
     expect(done.status).toBe(200);
     expect(text(await done.text())).toContain('carol@contoso.com is now connected');
-    expect(h.store.getToken('carol@contoso.com')?.state).toBe('active');
+    expect((await h.store.getToken('carol@contoso.com'))?.state).toBe('active');
   });
 
   it('shows no app password after a device-code consent: the browser may not be the owner', async () => {
@@ -514,8 +514,8 @@ describe('device-code consent (Microsoft)', () => {
     expect(t).toContain('xoauth-proxy app-password create carol@contoso.com');
     expect(t).not.toMatch(/Welcome, \S/);
     // None was made either: a password nobody saw would only be one more to guess.
-    expect(h.store.listAppPasswords('carol@contoso.com')).toEqual([]);
-    expect(h.store.getToken('carol@contoso.com')?.state).toBe('active');
+    expect(await h.store.listAppPasswords('carol@contoso.com')).toEqual([]);
+    expect((await h.store.getToken('carol@contoso.com'))?.state).toBe('active');
   });
 
   it('explains a declined sign-in', async () => {
@@ -524,11 +524,11 @@ describe('device-code consent (Microsoft)', () => {
     const done = await waitForOutcome(browser, await startDevice(browser));
     expect(done.status).toBe(400);
     expect(text(await done.text())).toContain('did not complete');
-    expect(h.store.getToken('carol@contoso.com')).toBeUndefined();
+    expect(await h.store.getToken('carol@contoso.com')).toBeUndefined();
   });
 
   it('is not offered for a non-Microsoft connection', async () => {
-    const link = h.server.createConsentLink(account(h, 'alice@example.com'));
+    const link = await h.server.createConsentLink(account(h, 'alice@example.com'));
     const browser = new TestBrowser();
     const html = await (await browser.get(link.url)).text();
     expect(html).not.toContain('/device');

@@ -44,6 +44,7 @@ function deviceGrants(now: () => number) {
             identity: { email: account.email },
             save: () => {
               device.saved += 1;
+              return Promise.resolve();
             },
           }),
       };
@@ -79,10 +80,10 @@ describe('device-code sessions', () => {
     await h.close();
   });
 
-  function newLink(expiresMs?: number): string {
+  async function newLink(expiresMs?: number): Promise<string> {
     const carol = resolveAccount(h.config, 'carol@contoso.com');
     if (!carol) throw new Error('no account carol');
-    return h.server.createConsentLink(carol, expiresMs === undefined ? {} : { expiresMs }).url;
+    return (await h.server.createConsentLink(carol, expiresMs === undefined ? {} : { expiresMs })).url;
   }
 
   /** Opens the link and presses "Sign in with a code"; returns the device page URL. */
@@ -96,7 +97,7 @@ describe('device-code sessions', () => {
   }
 
   it('a second press in the same browser shows the same code and starts no second poller', async () => {
-    const link = newLink();
+    const link = await newLink();
     const browser = new TestBrowser();
     const first = await pressDevice(browser, link);
     const second = await pressDevice(browser, link);
@@ -106,7 +107,7 @@ describe('device-code sessions', () => {
   });
 
   it('a press in another browser replaces the code and stops the old poller', async () => {
-    const link = newLink();
+    const link = await newLink();
     const a = new TestBrowser();
     const b = new TestBrowser();
     const first = await pressDevice(a, link);
@@ -123,7 +124,7 @@ describe('device-code sessions', () => {
   });
 
   it('after a replaced code the new one still completes the consent', async () => {
-    const link = newLink();
+    const link = await newLink();
     await pressDevice(new TestBrowser(), link);
     const browser = new TestBrowser();
     const url = await pressDevice(browser, link);
@@ -135,7 +136,7 @@ describe('device-code sessions', () => {
   });
 
   it('many presses on one link leave one poller running', async () => {
-    const link = newLink();
+    const link = await newLink();
     for (let i = 0; i < 5; i++) await pressDevice(new TestBrowser(), link);
     expect(fake.started).toHaveLength(5);
     expect(fake.live()).toHaveLength(1);
@@ -143,7 +144,7 @@ describe('device-code sessions', () => {
 
   it('a session pushed out by the size cap stops its poller', { timeout: 60_000 }, async () => {
     const browser = new TestBrowser();
-    for (let i = 0; i < 201; i++) await pressDevice(browser, newLink());
+    for (let i = 0; i < 201; i++) await pressDevice(browser, await newLink());
     expect(fake.started).toHaveLength(201);
     expect(fake.started[0]?.cancelled).toBe(1);
     expect(fake.live()).toHaveLength(200);
@@ -151,7 +152,7 @@ describe('device-code sessions', () => {
 
   it('a code approved after the link expired stores nothing and says the link expired', async () => {
     const browser = new TestBrowser();
-    const url = await pressDevice(browser, newLink(5 * 60_000));
+    const url = await pressDevice(browser, await newLink(5 * 60_000));
     // The code itself is still good (15 minutes), the link is not.
     h.clock.now += 5 * 60_000;
     fake.started[0]?.approve();
@@ -162,12 +163,12 @@ describe('device-code sessions', () => {
       expect(text(await res.text())).toContain('This link has expired');
     }
     expect(fake.started[0]?.saved).toBe(0);
-    expect(h.store.listAppPasswords('carol@contoso.com')).toEqual([]);
+    expect(await h.store.listAppPasswords('carol@contoso.com')).toEqual([]);
   });
 
   it('an expired session stops its poller', async () => {
     const browser = new TestBrowser();
-    const url = await pressDevice(browser, newLink());
+    const url = await pressDevice(browser, await newLink());
     h.clock.now += CODE_LIFETIME_MS + 15 * 60_000;
     expect((await browser.get(url)).status).toBe(400);
     expect(fake.started[0]?.cancelled).toBe(1);

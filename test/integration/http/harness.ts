@@ -10,9 +10,9 @@ import { parseConfig } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/types.js';
 import { createHttpServer, type HttpServer, type HttpServerDeps } from '../../../src/http/server.js';
 import { silentLogger } from '../../../src/log.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import { TokenManager } from '../../../src/oauth/token-manager.js';
-import type { TokenEvent, TokenProvider, TokenStore } from '../../../src/oauth/types.js';
+import type { TokenEvent, TokenProvider, Store } from '../../../src/oauth/types.js';
 import {
   startFakeAuthServer,
   type FakeAuthOptions,
@@ -22,7 +22,7 @@ import {
 export interface Harness {
   fake: FakeAuthServer;
   config: Config;
-  store: TokenStore;
+  store: Store;
   server: HttpServer;
   /** http://localhost:PORT, what links and redirect URIs use. */
   base: string;
@@ -101,7 +101,7 @@ ${options.http ? `http:\n${options.http}` : ''}
 ${options.extra ?? ''}
 `;
   const config = parseConfig(yaml, { file: join(dir, 'config.yaml'), env: {} });
-  const store = openTokenStore(config.store, {
+  const store = await openStore(config.store, {
     env: { XOAUTH_PROXY_KEY: randomBytes(32).toString('base64') },
   });
   const clock = { now: Date.now() };
@@ -140,7 +140,7 @@ ${options.extra ?? ''}
     clock,
     async close() {
       await server.close();
-      store.close();
+      await store.close();
       await fake.close();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -11,7 +11,7 @@ import { DEFAULTS } from '../../../src/config/defaults.js';
 import type { Config, ListenerConfig } from '../../../src/config/types.js';
 import { startDaemon, type Daemon } from '../../../src/daemon.js';
 import { silentLogger } from '../../../src/log.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import type { Store } from '../../../src/oauth/types.js';
 import { startHarness, type Harness } from './harness.js';
 
 let h: Harness | undefined;
@@ -49,7 +49,7 @@ describe('health probes', () => {
 
   it('/readyz is 503 with a short reason once the store cannot be read; /healthz stays 200', async () => {
     h = await startHarness();
-    h.store.close();
+    await h.store.close();
     const r = await probe(h.base, '/readyz');
     expect(r.status).toBe(503);
     expect(r.body).toBe('token store cannot be read\n');
@@ -62,7 +62,7 @@ describe('health probes', () => {
       getToken: () => {
         throw new Error('SQLITE_IOERR at /secret/path/tokens.db for alice@example.com');
       },
-    } as unknown as TokenStore;
+    } as unknown as Store;
     h = await startHarness({ deps: { store: failing } });
     const r = await probe(h.base, '/readyz');
     expect(r.status).toBe(503);

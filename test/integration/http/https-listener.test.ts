@@ -9,13 +9,13 @@ import { parseConfig } from '../../../src/config/load.js';
 import type { Config, ResolvedAccount } from '../../../src/config/types.js';
 import { createHttpServer, type HttpServer } from '../../../src/http/server.js';
 import { silentLogger } from '../../../src/log.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import { openStore } from '../../../src/store/index.js';
+import type { Store } from '../../../src/oauth/types.js';
 import { getTestCerts } from '../../helpers/certs.js';
 
 describe('https listener', () => {
   let dir: string;
-  let store: TokenStore;
+  let store: Store;
   let server: HttpServer;
   let port: number;
   let config: Config;
@@ -37,7 +37,7 @@ http: { adminPassword: tok-0123456789abcdef }
 `,
       { file: join(dir, 'config.yaml'), env: {} },
     );
-    store = openTokenStore(config.store, { env: { XOAUTH_PROXY_KEY: randomBytes(32).toString('base64') } });
+    store = await openStore(config.store, { env: { XOAUTH_PROXY_KEY: randomBytes(32).toString('base64') } });
     const listener = config.listen.http[0];
     if (!listener) throw new Error('no listener');
     server = createHttpServer(
@@ -53,14 +53,16 @@ http: { adminPassword: tok-0123456789abcdef }
   });
   afterAll(async () => {
     await server.close();
-    store.close();
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('serves the pages over TLS, defaults the public URL to https and sets a Secure cookie', async () => {
     const certs = getTestCerts();
     expect(server.baseUrl).toBe(`https://localhost:${port}`);
-    const link = server.createConsentLink(resolveAccount(config, 'alice@example.com') as ResolvedAccount);
+    const link = await server.createConsentLink(
+      resolveAccount(config, 'alice@example.com') as ResolvedAccount,
+    );
     expect(link.url.startsWith(`https://localhost:${port}/consent/`)).toBe(true);
     const res = await new Promise<{ status: number; cookie: string[]; hsts: unknown }>((resolve, reject) => {
       get(link.url, { ca: certs.caPem }, (r) => {

@@ -137,7 +137,9 @@ describe('notifications', () => {
     });
     h = await startHarness({ deps: { notifier } });
     const browser = new TestBrowser();
-    const link = h.server.createConsentLink(resolveAccount(h.config, 'alice@example.com') as ResolvedAccount);
+    const link = await h.server.createConsentLink(
+      resolveAccount(h.config, 'alice@example.com') as ResolvedAccount,
+    );
     const page = await (await browser.get(link.url)).text();
     const start = await browser.post(new URL(formAction(page), h.base).toString(), {
       csrf: formField(page, 'csrf'),
@@ -171,7 +173,7 @@ describe('notify command', () => {
     const notifier = createNotifier({
       settings: { command: script, minIntervalMs: 0 },
       logger: silentLogger(),
-      consentLinkFor: () => 'http://localhost:8080/consent/x',
+      consentLinkFor: () => Promise.resolve('http://localhost:8080/consent/x'),
     });
     const evil = '$(touch pwned);alice@example.com';
     expect(await notifier.notify({ kind: 'needs-consent', accountId: evil, reason: 'invalid_grant' })).toBe(

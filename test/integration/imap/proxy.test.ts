@@ -200,7 +200,7 @@ describe('IMAP proxy: login outcomes', () => {
     expect(await c.waitFor(/a1 .*\r\n/)).toMatch(
       /a1 NO \[UNAVAILABLE\] Cannot get an access token right now/,
     );
-    expect(e.store.getToken(EMAIL)?.refreshToken).toBeDefined();
+    expect((await e.store.getToken(EMAIL))?.refreshToken).toBeDefined();
   });
 
   it('passes on the upstream reason when it refuses even a fresh token', async () => {

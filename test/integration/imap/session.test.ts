@@ -196,7 +196,7 @@ describe('IMAP session', () => {
       account: EMAIL,
       outcome: 'relayed',
     });
-    const token = e.store.getToken(EMAIL)?.accessToken ?? '';
+    const token = (await e.store.getToken(EMAIL))?.accessToken ?? '';
     expect(token.length).toBeGreaterThan(5);
     expect(e.logText()).not.toContain(token);
     expect(e.logText()).not.toContain(PASSWORD);

@@ -13,10 +13,10 @@ import { resolveAccount } from '../../../src/config/accounts.js';
 import { DEFAULTS } from '../../../src/config/defaults.js';
 import type { Config, ListenerConfig } from '../../../src/config/types.js';
 import { LocalAuthenticator } from '../../../src/credentials/authenticator.js';
-import { createAppPassword } from '../../../src/oauth/app-passwords.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { createAppPassword } from '../../../src/credentials/app-passwords.js';
+import { openStore } from '../../../src/store/index.js';
 import { TokenManager } from '../../../src/oauth/token-manager.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import type { Store } from '../../../src/oauth/types.js';
 import { createImapServer } from '../../../src/proxy/imap/server.js';
 import { createPop3Server } from '../../../src/proxy/pop3/server.js';
 import type { ProxyDeps, ProxyServer } from '../../../src/proxy/shared/types.js';
@@ -41,7 +41,7 @@ let auth: FakeAuthServer;
 let imapUp: FakeImapServer;
 let smtpUp: FakeSmtpUpstream;
 let pop3Up: FakePop3Server;
-let store: TokenStore;
+let store: Store;
 let logLines: Record<string, unknown>[];
 const servers: ProxyServer[] = [];
 const ports = { imap: 0, smtp: 0, pop3: 0 };
@@ -78,11 +78,11 @@ beforeAll(async () => {
     http: { consentHint: 'command' },
     notify: DEFAULTS.notify,
   };
-  store = openTokenStore(config.store, { env: {} });
+  store = await openStore(config.store, { env: {} });
   for (const email of [ALICE, BOB]) {
     const account = resolveAccount(config, email);
     if (!account) throw new Error(`${email} does not resolve`);
-    seedConsentGrant({ store, account, auth, connection });
+    await seedConsentGrant({ store, account, auth, connection });
     pw[email] = (await createAppPassword(store, account.id, 'phone')).password;
   }
   const captured = captureLogger();
@@ -112,7 +112,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of servers) await s.close();
   await Promise.all([imapUp?.close(), smtpUp?.close(), pop3Up?.close(), auth?.close()]);
-  store?.close();
+  await store?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

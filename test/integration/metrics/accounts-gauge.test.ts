@@ -5,13 +5,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConnectionConfig, Settings } from '../../../src/config/types.js';
 import { silentLogger } from '../../../src/log.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import { TokenManager } from '../../../src/oauth/token-manager.js';
-import type { TokenRecord, TokenStore } from '../../../src/oauth/types.js';
+import type { TokenRecord, Store } from '../../../src/oauth/types.js';
 import { corruptRefreshToken } from '../../helpers/corrupt-store.js';
 
 let dir: string;
-let store: TokenStore;
+let store: Store;
 
 const connection = {
   name: 'g',
@@ -37,23 +37,23 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'xoauth-gauge-'));
-  store = openTokenStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') }, { env: {} });
+  store = await openStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') }, { env: {} });
 });
-afterEach(() => {
-  store.close();
+afterEach(async () => {
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('accounts gauge', () => {
   it('counts account states at scrape time without handing out any token', async () => {
-    store.putToken(grant('a@example.com', 'active'));
-    store.putToken(grant('b@example.com', 'active'));
-    store.putToken(grant('c@example.com', 'needs-consent'));
-    store.putToken(grant('d@example.com', 'failing'));
+    await store.putToken(grant('a@example.com', 'active'));
+    await store.putToken(grant('b@example.com', 'active'));
+    await store.putToken(grant('c@example.com', 'needs-consent'));
+    await store.putToken(grant('d@example.com', 'failing'));
     // A store double on the real store: every path that hands out secrets throws.
-    const noSecrets: TokenStore = Object.create(store) as TokenStore;
+    const noSecrets: Store = Object.create(store) as Store;
     noSecrets.listTokens = () => {
       throw new Error('listTokens decrypts every token');
     };
@@ -84,9 +84,9 @@ describe('accounts gauge', () => {
   });
 
   it('counts an account whose stored row cannot be decrypted as unreadable, the others as they are', async () => {
-    store.putToken(grant('a@example.com', 'active'));
-    store.putToken(grant('b@example.com', 'active'));
-    store.putToken(grant('c@example.com', 'failing'));
+    await store.putToken(grant('a@example.com', 'active'));
+    await store.putToken(grant('b@example.com', 'active'));
+    await store.putToken(grant('c@example.com', 'failing'));
     corruptRefreshToken(join(dir, 'tokens.db'), 'b@example.com');
     const tokens = new TokenManager({
       config: {
@@ -103,7 +103,7 @@ describe('accounts gauge', () => {
     expect(sample(text, 'xoauth_proxy_accounts{state="active"}')).toBe(1);
     expect(sample(text, 'xoauth_proxy_accounts{state="failing"}')).toBe(1);
     expect(sample(text, 'xoauth_proxy_accounts{state="unreadable"}')).toBe(1);
-    expect(tokens.status().find((s) => s.accountId === 'b@example.com')).toMatchObject({
+    expect((await tokens.status()).find((s) => s.accountId === 'b@example.com')).toMatchObject({
       state: 'unreadable',
       lastError: expect.stringContaining('cannot be decrypted'),
     });

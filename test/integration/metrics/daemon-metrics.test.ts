@@ -12,7 +12,7 @@ import { resolveAccount } from '../../../src/config/accounts.js';
 import { DEFAULTS } from '../../../src/config/defaults.js';
 import type { Config, ConnectionConfig, ListenerConfig } from '../../../src/config/types.js';
 import { startDaemon, type Daemon } from '../../../src/daemon.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import { getTestCerts } from '../../helpers/certs.js';
 import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
 import { startFakeImapServer, type FakeImapServer } from '../../helpers/fake-imap-server.js';
@@ -41,7 +41,7 @@ interface Env {
   config: Config;
   logLines: Record<string, unknown>[];
   /** Access and refresh tokens seen in the store (seeded and after refreshes). */
-  secrets(): string[];
+  secrets(): Promise<string[]>;
   port(protocol: 'imap' | 'smtp' | 'http'): number;
   close(): Promise<void>;
 }
@@ -107,15 +107,15 @@ async function startEnv(options: { metrics?: boolean; protocols?: boolean } = {}
   if (!account) throw new Error('test account does not resolve');
   // The grant as consent stores it, with an access token the provider already expired: the first
   // login must be refused upstream and force exactly one refresh.
-  const seedStore = openTokenStore(config.store, { env: {} });
-  seedConsentGrant({ store: seedStore, account, auth, connection }, true);
+  const seedStore = await openStore(config.store, { env: {} });
+  await seedConsentGrant({ store: seedStore, account, auth, connection }, true);
   const seen = new Set<string>();
-  const remember = (): void => {
-    const record = seedStore.getToken(account.id);
+  const remember = async (): Promise<void> => {
+    const record = await seedStore.getToken(account.id);
     if (record?.accessToken) seen.add(record.accessToken);
     if (record?.refreshToken) seen.add(record.refreshToken);
   };
-  remember();
+  await remember();
 
   const { logger, logLines } = captureLogger();
   const daemon = await startDaemon(config, logger);
@@ -126,8 +126,8 @@ async function startEnv(options: { metrics?: boolean; protocols?: boolean } = {}
     smtp,
     config,
     logLines,
-    secrets() {
-      remember();
+    async secrets() {
+      await remember();
       return [...seen];
     },
     port(protocol) {
@@ -137,7 +137,7 @@ async function startEnv(options: { metrics?: boolean; protocols?: boolean } = {}
     },
     async close() {
       await daemon.close();
-      seedStore.close();
+      await seedStore.close();
       await imap.close();
       await smtp.close();
       await auth.close();
@@ -252,7 +252,7 @@ describe('GET /metrics through the daemon', () => {
     // The standard process metrics are there too.
     expect(sample(text, 'process_cpu_seconds_total')).toBeGreaterThan(0);
 
-    const secrets = e.secrets();
+    const secrets = await e.secrets();
     expect(secrets.length).toBeGreaterThanOrEqual(3);
     const lower = text.toLowerCase();
     for (const s of [USER, EMAIL, OTHER_USER, OTHER_EMAIL, PASSWORD, 'wrong-password', ...secrets]) {

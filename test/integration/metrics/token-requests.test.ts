@@ -9,27 +9,27 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ConnectionConfig, ResolvedAccount, Settings } from '../../../src/config/types.js';
 import { silentLogger } from '../../../src/log.js';
 import { Metrics } from '../../../src/metrics/metrics.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import { BACKOFF_MAX_MS, TokenManager } from '../../../src/oauth/token-manager.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import type { Store } from '../../../src/oauth/types.js';
 import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
 
 let fake: FakeAuthServer;
 let dir: string;
-let store: TokenStore;
+let store: Store;
 let now: number;
 let metrics: Metrics;
 
 beforeEach(async () => {
   fake = await startFakeAuthServer();
   dir = mkdtempSync(join(tmpdir(), 'xoauth-metrics-tokens-'));
-  store = openTokenStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'store.key') }, { env: {} });
+  store = await openStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'store.key') }, { env: {} });
   now = Date.now();
   metrics = new Metrics({ defaultMetrics: false });
 });
 
 afterEach(async () => {
-  store.close();
+  await store.close();
   await fake.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -61,9 +61,9 @@ function account(email: string, connection: ConnectionConfig): ResolvedAccount {
   return { id: email, username: email, email, connection, entry: email };
 }
 
-function seed(email: string, connection: ConnectionConfig): void {
+async function seed(email: string, connection: ConnectionConfig): Promise<void> {
   const grant = fake.issueGrant(email, { accessTokenTtlSeconds: 0 });
-  store.putToken({
+  await store.putToken({
     accountId: email,
     connection: connection.name,
     refreshToken: grant.refreshToken,
@@ -87,7 +87,7 @@ describe('token request metrics', () => {
   it('refresh: ok, a transient failure (503), then a permanent one (invalid_grant)', async () => {
     const connection = fakeConnection(fake);
     const tokens = manager([connection]);
-    seed('alice@example.com', connection);
+    await seed('alice@example.com', connection);
     const alice = account('alice@example.com', connection);
 
     await tokens.getAccessToken(alice);

@@ -18,9 +18,9 @@ import { silentLogger } from '../../../src/log.js';
 import { signServiceAccountAssertion } from '../../../src/oauth/grants/assertions.js';
 import { clientCredentialsToken } from '../../../src/oauth/grants/client-credentials.js';
 import { refreshAccessToken } from '../../../src/oauth/grants/refresh.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import { TokenManager } from '../../../src/oauth/token-manager.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import type { Store } from '../../../src/oauth/types.js';
 import { startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
 import {
   makeClientCertificate,
@@ -33,7 +33,7 @@ let fake: FakeAuthServer;
 let dir: string;
 let sa: ServiceAccountFixture;
 let cert: CertificateFixture;
-const stores: TokenStore[] = [];
+const stores: Store[] = [];
 
 beforeAll(async () => {
   fake = await startFakeAuthServer();
@@ -45,12 +45,12 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const s of stores) s.close();
+  for (const s of stores) await s.close();
   await fake.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-beforeEach(() => {
+beforeEach(async () => {
   fake.options = {
     serviceAccounts: { [sa.clientEmail]: { publicKey: sa.publicKey } },
     clientCertificates: { 'app-id': { publicKey: cert.publicKey, thumbprintS256: cert.thumbprintS256 } },
@@ -100,8 +100,8 @@ function certificateConfig(grant: string): Config {
   );
 }
 
-function manager(cfg: Config): TokenManager {
-  const store = openTokenStore(
+async function manager(cfg: Config): Promise<TokenManager> {
+  const store = await openStore(
     { path: join(dir, `t-${stores.length}.db`), keyFile: join(dir, `k-${stores.length}`) },
     { env: {} },
   );
@@ -121,7 +121,7 @@ async function refusal(promise: Promise<unknown>): Promise<string> {
 describe('Google service account (domain-wide delegation)', () => {
   it('gets one token per mailbox of a pattern account, signed for that mailbox, cached and single-flight', async () => {
     const cfg = serviceAccountConfig();
-    const tokens = manager(cfg);
+    const tokens = await manager(cfg);
     const alice = resolveAccount(cfg, 'alice@example.com')!;
     const bob = resolveAccount(cfg, 'bob@example.com')!;
     const before = fake.counts.jwtBearer;
@@ -145,12 +145,12 @@ describe('Google service account (domain-wide delegation)', () => {
     await tokens.getAccessToken(alice);
     expect(fake.counts.jwtBearer - before).toBe(2);
     // No refresh token, no consent: status says so.
-    expect(tokens.status().map((s) => s.state)).toEqual(['service-account']);
+    expect((await tokens.status()).map((s) => s.state)).toEqual(['service-account']);
   });
 
   it('maps a missing delegation, an unknown user and a deleted key to what the admin must do', async () => {
     const cfg = serviceAccountConfig();
-    const tokens = manager(cfg);
+    const tokens = await manager(cfg);
     const alice = resolveAccount(cfg, 'alice@example.com')!;
     fake.options.serviceAccounts![sa.clientEmail]!.delegated = false;
     const undelegated = await refusal(tokens.getAccessToken(alice));
@@ -195,7 +195,7 @@ describe('Google service account (domain-wide delegation)', () => {
     expect(await replay.json()).toMatchObject({ error_description: expect.stringMatching(/replay/) });
   });
 
-  it('check-config refuses a key whose client_id is not the clientId, and a JSON that is not a key', () => {
+  it('check-config refuses a key whose client_id is not the clientId, and a JSON that is not a key', async () => {
     writeFileSync(join(dir, 'bad.json'), '{"type":"authorized_user"}');
     const load = (keyFile: string, clientId: string) => () =>
       config([
@@ -247,7 +247,7 @@ describe('Microsoft certificate credentials', () => {
     });
   });
 
-  it('check-config: a key of another certificate, a missing passphrase, and the 30-day warning', () => {
+  it('check-config: a key of another certificate, a missing passphrase, and the 30-day warning', async () => {
     const second = makeClientCertificate(dir, { name: 'second', days: 10 });
     const load =
       (keyFile: string, extra: string[] = [], certFile = cert.certFile) =>

@@ -8,21 +8,21 @@ import { isProxyError } from '../../../src/errors.js';
 import { runCliConsent, type CliConsentOptions } from '../../../src/oauth/consent/cli-consent.js';
 import { parseRedirect } from '../../../src/oauth/consent/redirect.js';
 import { IdentityMismatchError } from '../../../src/oauth/grants/identity.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import { openStore } from '../../../src/store/index.js';
+import type { Store } from '../../../src/oauth/types.js';
 import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
 
 let fake: FakeAuthServer;
 let dir: string;
-let store: TokenStore;
+let store: Store;
 
 beforeEach(async () => {
   fake = await startFakeAuthServer();
   dir = mkdtempSync(join(tmpdir(), 'xoauth-consent-'));
-  store = openTokenStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') }, { env: {} });
+  store = await openStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') }, { env: {} });
 });
 afterEach(async () => {
-  store.close();
+  await store.close();
   await fake.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -87,7 +87,7 @@ describe('consent from the command line', () => {
     expect(await page.text()).toContain('close this tab');
     const result = await run.done;
     expect(result.kind).toBe('stored');
-    const record = store.getToken('alice@example.com')!;
+    const record = (await store.getToken('alice@example.com'))!;
     expect(record).toMatchObject({ state: 'active', identity: 'alice@example.com', displayName: 'Alice' });
     expect(fake.isRefreshTokenValid(record.refreshToken!)).toBe(true);
     expect(fake.checkAccessToken(record.accessToken!)).toBe('Alice@Example.com'); // as the fake signed in
@@ -103,7 +103,7 @@ describe('consent from the command line', () => {
     run.stdin.write('some noise\n');
     run.stdin.write(`${location}\n`);
     expect((await run.done).kind).toBe('stored');
-    expect(store.getToken('bob@example.com')?.identity).toBe('bob@example.com');
+    expect((await store.getToken('bob@example.com'))?.identity).toBe('bob@example.com');
   });
 
   it('ignores a pasted redirect of another attempt and says so', async () => {
@@ -125,7 +125,7 @@ describe('consent from the command line', () => {
     const err = await run.done.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IdentityMismatchError);
     expect((err as Error).message).toMatch(/eve@example\.com.*alice@example\.com/);
-    expect(store.listTokens()).toEqual([]);
+    expect(await store.listTokens()).toEqual([]);
   });
 
   it('accepts an allowed delegate identity', async () => {
@@ -135,7 +135,7 @@ describe('consent from the command line', () => {
     );
     run.stdin.write(`${await authorize(await run.url())}\n`);
     expect((await run.done).kind).toBe('stored');
-    expect(store.getToken('shared@example.com')?.identity).toBe('boss@example.com');
+    expect((await store.getToken('shared@example.com'))?.identity).toBe('boss@example.com');
   });
 
   it('reports a denied consent and stores nothing', async () => {
@@ -145,7 +145,7 @@ describe('consent from the command line', () => {
     const err = await run.done.catch((e: unknown) => e);
     expect(isProxyError(err, 'needs-consent')).toBe(true);
     expect((err as Error).message).toContain('access_denied');
-    expect(store.listTokens()).toEqual([]);
+    expect(await store.listTokens()).toEqual([]);
   });
 
   it('uses http://localhost for Microsoft (port ignored there) and 127.0.0.1 otherwise', async () => {
@@ -187,7 +187,7 @@ describe('consent from the command line', () => {
     });
     expect((await run.done).kind).toBe('stored');
     expect(run.output()).toMatch(/open http:\/\/127\.0\.0\.1:\d+\/device .*enter the code [0-9A-F]{8}/);
-    expect(store.getToken('dev@example.com')?.identity).toBe('dev@example.com');
+    expect((await store.getToken('dev@example.com'))?.identity).toBe('dev@example.com');
     expect(fake.counts.deviceCode).toBe(3);
   });
 
@@ -208,7 +208,7 @@ describe('consent from the command line', () => {
     expect(fake.counts.token).toBe(0);
   });
 
-  it('parseRedirect reads full URLs and bare queries, and checks state', () => {
+  it('parseRedirect reads full URLs and bare queries, and checks state', async () => {
     expect(parseRedirect('http://127.0.0.1:5/?code=abc&state=s', 's')).toEqual({ code: 'abc' });
     expect(parseRedirect('?code=abc&state=s', 's')).toEqual({ code: 'abc' });
     expect(parseRedirect('code=abc&state=s', 's')).toEqual({ code: 'abc' });

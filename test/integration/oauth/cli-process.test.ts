@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 import { startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
 
 const MAIN = fileURLToPath(new URL('../../../src/cli/main.ts', import.meta.url));
@@ -100,9 +100,12 @@ describe('xoauth-proxy consent / status (child process)', () => {
     expect(fake.lastTokenRequest?.get('client_secret')).toBe('cli-secret');
 
     // Another process reads what the CLI wrote.
-    const store = openTokenStore({ path: join(dir, 'data', 'tokens.db'), keyFile: join(dir, 'data', 'key') });
-    const record = store.getToken('alice@example.com')!;
-    store.close();
+    const store = await openStore({
+      path: join(dir, 'data', 'tokens.db'),
+      keyFile: join(dir, 'data', 'key'),
+    });
+    const record = (await store.getToken('alice@example.com'))!;
+    await store.close();
     expect(record).toMatchObject({ state: 'active', identity: 'alice@example.com' });
     expect(fake.isRefreshTokenValid(record.refreshToken!)).toBe(true);
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore } from '../../../src/store/index.js';
 
 const run = promisify(execFile);
 const WRITER = fileURLToPath(new URL('./fixtures/store-writer.ts', import.meta.url));
@@ -29,15 +29,15 @@ afterEach(() => {
 describe('token store across processes', () => {
   it('a store written by one process is read by another', async () => {
     await child(settings.path, settings.keyFile, 'put', 'alice@example.com', 'rt-from-child');
-    const store = openTokenStore(settings, { env: {} });
-    expect(store.getToken('alice@example.com')).toMatchObject({
+    const store = await openStore(settings, { env: {} });
+    expect(await store.getToken('alice@example.com')).toMatchObject({
       refreshToken: 'rt-from-child',
       state: 'active',
     });
-    store.putToken({ ...store.getToken('alice@example.com')!, refreshToken: 'rt-from-parent' });
+    await store.putToken({ ...(await store.getToken('alice@example.com'))!, refreshToken: 'rt-from-parent' });
     const { stdout } = await child(settings.path, settings.keyFile, 'get', 'alice@example.com');
     expect(JSON.parse(stdout)).toMatchObject({ refreshToken: 'rt-from-parent' });
-    store.close();
+    await store.close();
   });
 
   it('two processes starting a fresh store at once agree on one key', async () => {
@@ -46,14 +46,14 @@ describe('token store across processes', () => {
       child(settings.path, settings.keyFile, 'put', 'b@example.com', 'rt-b'),
       child(settings.path, settings.keyFile, 'put', 'c@example.com', 'rt-c'),
     ]);
-    const store = openTokenStore(settings, { env: {} });
-    expect(store.listTokens().map((r) => r.refreshToken)).toEqual(['rt-a', 'rt-b', 'rt-c']);
-    store.close();
+    const store = await openStore(settings, { env: {} });
+    expect((await store.listTokens()).map((r) => r.refreshToken)).toEqual(['rt-a', 'rt-b', 'rt-c']);
+    await store.close();
   });
 
   it('concurrent read-modify-write from two processes and this one loses no update', async () => {
-    const store = openTokenStore(settings, { env: {} });
-    store.putToken({
+    const store = await openStore(settings, { env: {} });
+    await store.putToken({
       accountId: 'n@example.com',
       connection: 'c',
       scopes: [],
@@ -72,7 +72,7 @@ describe('token store across processes', () => {
     let settled = false;
     void done.finally(() => (settled = true));
     while (!settled && ours < 500) {
-      store.updateToken('n@example.com', (cur) => ({
+      await store.updateToken('n@example.com', (cur) => ({
         ...cur!,
         lastRefreshAt: (cur!.lastRefreshAt ?? 0) + 1,
       }));
@@ -80,7 +80,7 @@ describe('token store across processes', () => {
       await new Promise((r) => setTimeout(r, 2));
     }
     await done;
-    expect(store.getToken('n@example.com')?.lastRefreshAt).toBe(2 * perChild + ours);
-    store.close();
+    expect((await store.getToken('n@example.com'))?.lastRefreshAt).toBe(2 * perChild + ours);
+    await store.close();
   });
 });

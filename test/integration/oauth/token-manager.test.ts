@@ -11,7 +11,7 @@ import type {
 import { isProxyError, ProxyError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { storeGrant } from '../../../src/oauth/grant-record.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
+import { openStore as openStoreFile } from '../../../src/store/index.js';
 import {
   BACKOFF_BASE_MS,
   BACKOFF_MAX_MS,
@@ -20,7 +20,7 @@ import {
   FAILING_AFTER_MS,
   TokenManager,
 } from '../../../src/oauth/token-manager.js';
-import type { TokenEvent, TokenRecord, TokenStore } from '../../../src/oauth/types.js';
+import type { TokenEvent, TokenRecord, Store } from '../../../src/oauth/types.js';
 import type { Logger } from 'pino';
 import { corruptRefreshToken } from '../../helpers/corrupt-store.js';
 import { fakeConnection, startFakeAuthServer, type FakeAuthServer } from '../../helpers/fake-auth-server.js';
@@ -29,11 +29,11 @@ import { captureLogger } from '../../helpers/proxy-env.js';
 const MARGIN = 10 * 60_000;
 let fake: FakeAuthServer;
 let dir: string;
-let store: TokenStore;
+let store: Store;
 let now: number;
 let events: TokenEvent[];
 let connection: ConnectionConfig;
-const stores: TokenStore[] = [];
+const stores: Store[] = [];
 
 function settings(overrides: Partial<Settings> = {}): Settings {
   return {
@@ -48,8 +48,11 @@ function settings(overrides: Partial<Settings> = {}): Settings {
   };
 }
 
-function openStore(): TokenStore {
-  const s = openTokenStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'store.key') }, { env: {} });
+async function openStore(): Promise<Store> {
+  const s = await openStoreFile(
+    { path: join(dir, 'tokens.db'), keyFile: join(dir, 'store.key') },
+    { env: {} },
+  );
   stores.push(s);
   return s;
 }
@@ -58,7 +61,7 @@ function manager(
   options: {
     settings?: Partial<Settings>;
     connections?: ConnectionConfig[];
-    store?: TokenStore;
+    store?: Store;
     accounts?: AccountConfig[];
     logger?: Logger;
   } = {},
@@ -82,7 +85,7 @@ function account(email: string, conn: ConnectionConfig = connection): ResolvedAc
 }
 
 /** Seeds a consented grant whose access token has `ttlSeconds` left. */
-function seed(email: string, ttlSeconds = 0, extra: Partial<TokenRecord> = {}) {
+async function seed(email: string, ttlSeconds = 0, extra: Partial<TokenRecord> = {}) {
   const grant = fake.issueGrant(email, { accessTokenTtlSeconds: ttlSeconds });
   const record: TokenRecord = {
     accountId: email,
@@ -97,8 +100,23 @@ function seed(email: string, ttlSeconds = 0, extra: Partial<TokenRecord> = {}) {
     updatedAt: now,
     ...extra,
   };
-  store.putToken(record);
+  await store.putToken(record);
   return { ...grant, record };
+}
+
+/** The store's own methods, bound to it, so that a test can replace some of them. */
+function wrapStore(inner: Store): Store {
+  const out: Record<string, unknown> = { location: inner.location };
+  let proto: object | null = Object.getPrototypeOf(inner) as object | null;
+  while (proto && proto !== Object.prototype) {
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      const value = (inner as unknown as Record<string, unknown>)[name];
+      if (name !== 'constructor' && typeof value === 'function' && !(name in out))
+        out[name] = (value as (...a: unknown[]) => unknown).bind(inner);
+    }
+    proto = Object.getPrototypeOf(proto) as object | null;
+  }
+  return out as unknown as Store;
 }
 
 async function rejection(p: Promise<unknown>): Promise<ProxyError> {
@@ -116,17 +134,17 @@ beforeEach(async () => {
   now = Date.now();
   events = [];
   connection = fakeConnection(fake);
-  store = openStore();
+  store = await openStore();
 });
 afterEach(async () => {
-  for (const s of stores.splice(0)) s.close();
+  for (const s of stores.splice(0)) await s.close();
   await fake.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
 describe('TokenManager', () => {
   it('hands out the stored token while it has more than the margin left, without a request', async () => {
-    const { accessToken } = seed('a@example.com', 3600);
+    const { accessToken } = await seed('a@example.com', 3600);
     const tm = manager();
     expect((await tm.getAccessToken(account('a@example.com'))).token).toBe(accessToken);
     expect((await tm.getAccessToken(account('a@example.com'))).token).toBe(accessToken);
@@ -134,7 +152,7 @@ describe('TokenManager', () => {
   });
 
   it('refreshes a token inside the margin', async () => {
-    const { accessToken } = seed('a@example.com', 9 * 60);
+    const { accessToken } = await seed('a@example.com', 9 * 60);
     const token = await manager().getAccessToken(account('a@example.com'));
     expect(token.token).not.toBe(accessToken);
     expect(fake.checkAccessToken(token.token)).toBe('a@example.com');
@@ -142,7 +160,7 @@ describe('TokenManager', () => {
   });
 
   it('50 concurrent calls on an expired token make exactly one token request', async () => {
-    seed('a@example.com', 0);
+    await seed('a@example.com', 0);
     const tm = manager();
     const results = await Promise.all(
       Array.from({ length: 50 }, () => tm.getAccessToken(account('a@example.com'))),
@@ -159,23 +177,26 @@ describe('TokenManager', () => {
   });
 
   it('persists the access token (encrypted), so a restart does not refresh needlessly', async () => {
-    seed('a@example.com', 0);
+    await seed('a@example.com', 0);
     const first = await manager().getAccessToken(account('a@example.com'));
     for (const f of readdirSync(dir)) {
       expect(readFileSync(join(dir, f)).includes(Buffer.from(first.token)), f).toBe(false);
     }
-    const restarted = manager({ store: openStore() });
+    const restarted = manager({ store: await openStore() });
     expect((await restarted.getAccessToken(account('a@example.com'))).token).toBe(first.token);
     expect(fake.counts.token).toBe(1);
-    expect(store.getToken('a@example.com')).toMatchObject({ accessToken: first.token, lastRefreshAt: now });
+    expect(await store.getToken('a@example.com')).toMatchObject({
+      accessToken: first.token,
+      lastRefreshAt: now,
+    });
   });
 
   it('Microsoft-style rotation persists the new refresh token, and the next refresh uses it', async () => {
     fake.options.rotateRefreshTokens = true;
-    const { refreshToken: old } = seed('m@example.com', 0);
+    const { refreshToken: old } = await seed('m@example.com', 0);
     const tm = manager();
     await tm.getAccessToken(account('m@example.com'));
-    const rotated = store.getToken('m@example.com')!.refreshToken!;
+    const rotated = (await store.getToken('m@example.com'))!.refreshToken!;
     expect(rotated).not.toBe(old);
     expect(fake.isRefreshTokenValid(rotated)).toBe(true);
     expect(fake.isRefreshTokenValid(old)).toBe(false);
@@ -183,17 +204,17 @@ describe('TokenManager', () => {
     const next = await tm.getAccessToken(account('m@example.com'), { forceRefresh: true });
     expect(fake.lastTokenRequest?.get('refresh_token')).toBe(rotated);
     expect(fake.checkAccessToken(next.token)).toBe('m@example.com');
-    expect(store.getToken('m@example.com')!.refreshToken).not.toBe(rotated);
+    expect((await store.getToken('m@example.com'))!.refreshToken).not.toBe(rotated);
   });
 
   it('does not hand out a token whose rotated grant could not be saved', async () => {
     fake.options.rotateRefreshTokens = true;
-    seed('m@example.com', 0);
-    const failing: TokenStore = Object.create(store) as TokenStore;
-    failing.updateToken = () => {
+    await seed('m@example.com', 0);
+    const failing: Store = wrapStore(store);
+    failing.updateToken = async () => {
       throw new Error('disk full');
     };
-    failing.getToken = (id) => store.getToken(id);
+    failing.getToken = async (id) => await store.getToken(id);
     const err = await rejection(manager({ store: failing }).getAccessToken(account('m@example.com')));
     expect(err.code).toBe('token-unavailable');
     expect(err.message).toContain('disk full');
@@ -201,30 +222,30 @@ describe('TokenManager', () => {
 
   it('a rotated refresh token the store could not save is kept in memory, used and saved later', async () => {
     fake.options.rotateRefreshTokens = true;
-    const { refreshToken: old } = seed('m@example.com', 0);
-    const flaky: TokenStore = Object.create(store) as TokenStore;
+    const { refreshToken: old } = await seed('m@example.com', 0);
+    const flaky: Store = wrapStore(store);
     let failWrites = 1;
-    flaky.updateToken = (id, update) => {
+    flaky.updateToken = async (id, update) => {
       if (failWrites > 0) {
         failWrites--;
         throw new Error('SQLITE_BUSY: database is locked');
       }
-      return store.updateToken(id, update);
+      return await store.updateToken(id, update);
     };
-    flaky.getToken = (id) => store.getToken(id);
-    flaky.listTokens = () => store.listTokens();
+    flaky.getToken = async (id) => await store.getToken(id);
+    flaky.listTokens = async () => await store.listTokens();
     const tm = manager({ store: flaky });
     const err = await rejection(tm.getAccessToken(account('m@example.com')));
     expect(err.code).toBe('token-unavailable');
     // The provider killed the old refresh token on rotation; the store still holds it.
     expect(fake.isRefreshTokenValid(old)).toBe(false);
-    expect(store.getToken('m@example.com')!.refreshToken).toBe(old);
+    expect((await store.getToken('m@example.com'))!.refreshToken).toBe(old);
 
     // The next call saves the rotated grant first, and the forced refresh uses the rotated token.
     const next = await tm.getAccessToken(account('m@example.com'), { forceRefresh: true });
     expect(fake.checkAccessToken(next.token)).toBe('m@example.com');
     expect(fake.lastTokenRequest?.get('refresh_token')).not.toBe(old);
-    const saved = store.getToken('m@example.com')!;
+    const saved = (await store.getToken('m@example.com'))!;
     expect(saved.refreshToken).not.toBe(old);
     expect(fake.isRefreshTokenValid(saved.refreshToken!)).toBe(true);
     expect(saved).toMatchObject({ state: 'active', accessToken: next.token });
@@ -232,32 +253,32 @@ describe('TokenManager', () => {
 
   it('while the store stays unwritable, the unsaved rotated token is used for the next refresh', async () => {
     fake.options.rotateRefreshTokens = true;
-    const { refreshToken: old } = seed('m@example.com', 0);
-    const flaky: TokenStore = Object.create(store) as TokenStore;
+    const { refreshToken: old } = await seed('m@example.com', 0);
+    const flaky: Store = wrapStore(store);
     let failWrites = 3;
-    flaky.updateToken = (id, update) => {
+    flaky.updateToken = async (id, update) => {
       if (failWrites > 0) {
         failWrites--;
         throw new Error('disk full');
       }
-      return store.updateToken(id, update);
+      return await store.updateToken(id, update);
     };
-    flaky.getToken = (id) => store.getToken(id);
-    flaky.listTokens = () => store.listTokens();
+    flaky.getToken = async (id) => await store.getToken(id);
+    flaky.listTokens = async () => await store.listTokens();
     const tm = manager({ store: flaky });
     await rejection(tm.getAccessToken(account('m@example.com')));
     expect(fake.lastTokenRequest?.get('refresh_token')).toBe(old);
     // The save fails again; the unsaved access token is fresh, so no new request is made.
     await rejection(tm.getAccessToken(account('m@example.com')));
     expect(fake.counts.refresh).toBe(1);
-    expect(store.getToken('m@example.com')!.refreshToken).toBe(old);
+    expect((await store.getToken('m@example.com'))!.refreshToken).toBe(old);
     // An hour later the save still fails once more: the refresh has to use the unsaved rotated token
     // (the provider killed `old`), and the set it brings is saved.
     now += 3600_000;
     const token = await tm.getAccessToken(account('m@example.com'));
     expect(fake.checkAccessToken(token.token)).toBe('m@example.com');
     expect(fake.counts.refresh).toBe(2);
-    const saved = store.getToken('m@example.com')!;
+    const saved = (await store.getToken('m@example.com'))!;
     expect(saved.refreshToken).not.toBe(old);
     expect(fake.isRefreshTokenValid(saved.refreshToken!)).toBe(true);
     expect(saved.accessToken).toBe(token.token);
@@ -265,22 +286,22 @@ describe('TokenManager', () => {
 
   it('the keep-alive tick saves an unsaved rotated refresh token', async () => {
     fake.options.rotateRefreshTokens = true;
-    const { refreshToken: old } = seed('m@example.com', 0);
-    const flaky: TokenStore = Object.create(store) as TokenStore;
+    const { refreshToken: old } = await seed('m@example.com', 0);
+    const flaky: Store = wrapStore(store);
     let failWrites = 1;
-    flaky.updateToken = (id, update) => {
+    flaky.updateToken = async (id, update) => {
       if (failWrites > 0) {
         failWrites--;
         throw new Error('disk full');
       }
-      return store.updateToken(id, update);
+      return await store.updateToken(id, update);
     };
-    flaky.getToken = (id) => store.getToken(id);
-    flaky.listTokens = () => store.listTokens();
+    flaky.getToken = async (id) => await store.getToken(id);
+    flaky.listTokens = async () => await store.listTokens();
     const tm = manager({ store: flaky });
     await rejection(tm.getAccessToken(account('m@example.com')));
     await tm.runKeepAlive();
-    const saved = store.getToken('m@example.com')!;
+    const saved = (await store.getToken('m@example.com'))!;
     expect(saved.refreshToken).not.toBe(old);
     expect(fake.isRefreshTokenValid(saved.refreshToken!)).toBe(true);
     expect((await tm.getAccessToken(account('m@example.com'))).token).toBe(saved.accessToken);
@@ -288,24 +309,24 @@ describe('TokenManager', () => {
   });
 
   it('Google-style refresh keeps the old refresh token, which keeps working', async () => {
-    const { refreshToken } = seed('g@example.com', 0);
+    const { refreshToken } = await seed('g@example.com', 0);
     const tm = manager();
     await tm.getAccessToken(account('g@example.com'));
-    expect(store.getToken('g@example.com')!.refreshToken).toBe(refreshToken);
+    expect((await store.getToken('g@example.com'))!.refreshToken).toBe(refreshToken);
     await tm.getAccessToken(account('g@example.com'), { forceRefresh: true });
     expect(fake.lastTokenRequest?.get('refresh_token')).toBe(refreshToken);
-    expect(store.getToken('g@example.com')).toMatchObject({ refreshToken, state: 'active' });
+    expect(await store.getToken('g@example.com')).toMatchObject({ refreshToken, state: 'active' });
     expect(fake.counts.refresh).toBe(2);
   });
 
   it('a 500 keeps every token and the account active (lastError recorded), backs off, then recovers', async () => {
-    const { record } = seed('t@example.com', 0);
+    const { record } = await seed('t@example.com', 0);
     const tm = manager();
     fake.failNext(1, 500);
     const err = await rejection(tm.getAccessToken(account('t@example.com')));
     expect(err.code).toBe('token-unavailable');
     expect(err.transient).toBe(true);
-    const stored = store.getToken('t@example.com')!;
+    const stored = (await store.getToken('t@example.com'))!;
     expect(stored).toMatchObject({
       state: 'active',
       refreshToken: record.refreshToken,
@@ -322,50 +343,50 @@ describe('TokenManager', () => {
     now += BACKOFF_BASE_MS + 1;
     const token = await tm.getAccessToken(account('t@example.com'));
     expect(fake.checkAccessToken(token.token)).toBe('t@example.com');
-    expect(store.getToken('t@example.com')).toMatchObject({
+    expect(await store.getToken('t@example.com')).toMatchObject({
       state: 'active',
       refreshToken: record.refreshToken,
     });
-    expect(store.getToken('t@example.com')!.lastError).toBeUndefined();
+    expect((await store.getToken('t@example.com'))!.lastError).toBeUndefined();
     expect(events).toEqual([]);
   });
 
   it(`an account that keeps failing (${FAILING_AFTER_FAILURES} transient failures in a row) goes to failing once, then recovers`, async () => {
-    const { record } = seed('t@example.com', 0);
+    const { record } = await seed('t@example.com', 0);
     const tm = manager();
     fake.failNext(FAILING_AFTER_FAILURES + 1, 503);
     for (let i = 1; i <= FAILING_AFTER_FAILURES + 1; i++) {
       await rejection(tm.getAccessToken(account('t@example.com')));
       expect(fake.counts.token).toBe(i);
-      const state = store.getToken('t@example.com')!.state;
+      const state = (await store.getToken('t@example.com'))!.state;
       expect(state, `after failure ${i}`).toBe(i < FAILING_AFTER_FAILURES ? 'active' : 'failing');
       now += BACKOFF_MAX_MS + 1;
     }
-    expect(store.getToken('t@example.com')).toMatchObject({
+    expect(await store.getToken('t@example.com')).toMatchObject({
       refreshToken: record.refreshToken,
       accessToken: record.accessToken,
     });
     expect(events.map((e) => e.kind)).toEqual(['failing']);
     expect(events[0]!.error).toContain('temporarily_unavailable');
     await tm.getAccessToken(account('t@example.com'));
-    expect(store.getToken('t@example.com')).toMatchObject({ state: 'active' });
+    expect(await store.getToken('t@example.com')).toMatchObject({ state: 'active' });
     expect(events.map((e) => e.kind)).toEqual(['failing', 'recovered']);
   });
 
   it('an account failing for longer than the failing duration goes to failing on its next failure', async () => {
-    seed('t@example.com', 0);
+    await seed('t@example.com', 0);
     const tm = manager();
     fake.failNext(2, 500);
     await rejection(tm.getAccessToken(account('t@example.com')));
     now += FAILING_AFTER_MS;
     await rejection(tm.getAccessToken(account('t@example.com')));
     expect(fake.counts.token).toBe(2);
-    expect(store.getToken('t@example.com')!.state).toBe('failing');
+    expect((await store.getToken('t@example.com'))!.state).toBe('failing');
     expect(events.map((e) => e.kind)).toEqual(['failing']);
   });
 
   it('the thresholds are options: failing after the first failure when asked', async () => {
-    seed('t@example.com', 0);
+    await seed('t@example.com', 0);
     const tm = new TokenManager({
       config: {
         settings: settings(),
@@ -380,24 +401,24 @@ describe('TokenManager', () => {
     });
     fake.failNext(1, 500);
     await rejection(tm.getAccessToken(account('t@example.com')));
-    expect(store.getToken('t@example.com')!.state).toBe('failing');
+    expect((await store.getToken('t@example.com'))!.state).toBe('failing');
     expect(events.map((e) => e.kind)).toEqual(['failing']);
   });
 
   it('keep-alive retries an account in a transient failure streak (still active) after its backoff', async () => {
-    seed('t@example.com', 3600);
+    await seed('t@example.com', 3600);
     const tm = manager();
     fake.failNext(1, 500);
     await tm.getAccessToken(account('t@example.com'), { forceRefresh: true }).catch(() => undefined);
-    expect(store.getToken('t@example.com')!.state).toBe('active');
+    expect((await store.getToken('t@example.com'))!.state).toBe('active');
     now += BACKOFF_BASE_MS + 1;
     await tm.runKeepAlive();
     expect(fake.counts.token).toBe(2);
-    expect(store.getToken('t@example.com')!.lastError).toBeUndefined();
+    expect((await store.getToken('t@example.com'))!.lastError).toBeUndefined();
   });
 
   it("the keep-alive's backoff doubles with repeated failures", async () => {
-    seed('t@example.com', 3600);
+    await seed('t@example.com', 3600);
     const tm = manager();
     fake.failNext(3, 503);
     await tm.runKeepAlive();
@@ -416,7 +437,7 @@ describe('TokenManager', () => {
   });
 
   it(`logins retry the token endpoint ${LOGIN_RETRY_MS / 1000} s after the last attempt, not after the keep-alive's backoff`, async () => {
-    seed('t@example.com', 0);
+    await seed('t@example.com', 0);
     const tm = manager();
     fake.failNext(6, 503);
     for (let i = 1; i <= 6; i++) {
@@ -433,7 +454,7 @@ describe('TokenManager', () => {
   });
 
   it('after an outage of minutes, the first login within 5 s of recovery succeeds and errors name the latest failure', async () => {
-    seed('t@example.com', 0);
+    await seed('t@example.com', 0);
     const tm = manager();
     const start = now;
     // A 90 s outage: the keep-alive and logins fail with one reason, then another.
@@ -470,12 +491,12 @@ describe('TokenManager', () => {
     now += LOGIN_RETRY_MS - 1_000;
     const token = await tm.getAccessToken(account('t@example.com'));
     expect(fake.checkAccessToken(token.token)).toBe('t@example.com');
-    expect(store.getToken('t@example.com')).toMatchObject({ state: 'active' });
-    expect(store.getToken('t@example.com')!.lastError).toBeUndefined();
+    expect(await store.getToken('t@example.com')).toMatchObject({ state: 'active' });
+    expect((await store.getToken('t@example.com'))!.lastError).toBeUndefined();
   });
 
   it('a Retry-After from the provider holds logins back too', async () => {
-    seed('t@example.com', 0);
+    await seed('t@example.com', 0);
     const tm = manager();
     fake.failNext(1, 429, 'temporarily_unavailable', 60);
     await rejection(tm.getAccessToken(account('t@example.com')));
@@ -489,7 +510,7 @@ describe('TokenManager', () => {
   });
 
   it('a timeout keeps every token and the account active', async () => {
-    const { record } = seed('t@example.com', 0);
+    const { record } = await seed('t@example.com', 0);
     fake.setHanging(true);
     const started = Date.now();
     const err = await rejection(
@@ -497,20 +518,23 @@ describe('TokenManager', () => {
     );
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(err.code).toBe('token-unavailable');
-    expect(store.getToken('t@example.com')).toMatchObject({
+    expect(await store.getToken('t@example.com')).toMatchObject({
       state: 'active',
       refreshToken: record.refreshToken,
       accessToken: record.accessToken,
     });
-    expect(store.getToken('t@example.com')!.lastError).toBeDefined();
+    expect((await store.getToken('t@example.com'))!.lastError).toBeDefined();
   });
 
   it('during an outage the old access token is still used while it lasts', async () => {
-    const { accessToken } = seed('t@example.com', 5 * 60);
+    const { accessToken } = await seed('t@example.com', 5 * 60);
     fake.failNext(1, 502);
     const tm = manager();
     expect((await tm.getAccessToken(account('t@example.com'))).token).toBe(accessToken);
-    expect(store.getToken('t@example.com')).toMatchObject({ state: 'active', lastError: expect.any(String) });
+    expect(await store.getToken('t@example.com')).toMatchObject({
+      state: 'active',
+      lastError: expect.any(String),
+    });
     // ...but not when the upstream just refused it.
     tm.invalidate('t@example.com');
     expect((await rejection(tm.getAccessToken(account('t@example.com'), { forceRefresh: true }))).code).toBe(
@@ -519,15 +543,15 @@ describe('TokenManager', () => {
   });
 
   it('invalid_grant moves the account to needs-consent, keeps the refresh token and stops using it', async () => {
-    const { refreshToken } = seed('r@example.com', 0);
+    const { refreshToken } = await seed('r@example.com', 0);
     fake.revoke('r@example.com');
     const tm = manager();
     const err = await rejection(tm.getAccessToken(account('r@example.com')));
     expect(err.code).toBe('needs-consent');
     expect(err.transient).toBe(false);
     expect(err.message).toContain('xoauth-proxy consent r@example.com');
-    expect(store.getToken('r@example.com')).toMatchObject({ state: 'needs-consent', refreshToken });
-    expect(store.getToken('r@example.com')!.lastError).toContain('invalid_grant');
+    expect(await store.getToken('r@example.com')).toMatchObject({ state: 'needs-consent', refreshToken });
+    expect((await store.getToken('r@example.com'))!.lastError).toContain('invalid_grant');
     expect(events.map((e) => e.kind)).toEqual(['needs-consent']);
 
     expect((await rejection(tm.getAccessToken(account('r@example.com'), { forceRefresh: true }))).code).toBe(
@@ -537,8 +561,8 @@ describe('TokenManager', () => {
 
     // The CLI (another process, another store handle) writes a new grant: it works without a restart.
     const grant = fake.issueGrant('r@example.com', { accessTokenTtlSeconds: 3600 });
-    storeGrant(
-      openStore(),
+    await storeGrant(
+      await openStore(),
       account('r@example.com'),
       {
         accessToken: grant.accessToken,
@@ -554,12 +578,12 @@ describe('TokenManager', () => {
   });
 
   it('a refused client (wrong secret) keeps the grant usable: failing, long backoff, no consent needed', async () => {
-    const { refreshToken } = seed('x@example.com', 0);
+    const { refreshToken } = await seed('x@example.com', 0);
     const tm = manager();
     fake.failNext(1, 401, 'invalid_client');
     const err = await rejection(tm.getAccessToken(account('x@example.com')));
     expect(err.code).toBe('token-unavailable');
-    const stored = store.getToken('x@example.com')!;
+    const stored = (await store.getToken('x@example.com'))!;
     expect(stored).toMatchObject({ state: 'failing', refreshToken });
     expect(stored.lastError).toContain('invalid_client');
     expect(stored.lastError).toContain('clientSecret');
@@ -582,7 +606,7 @@ describe('TokenManager', () => {
   });
 
   it('invalidate makes the next call refresh instead of reusing the refused token', async () => {
-    const { accessToken } = seed('i@example.com', 3600);
+    const { accessToken } = await seed('i@example.com', 3600);
     const tm = manager();
     expect((await tm.getAccessToken(account('i@example.com'))).token).toBe(accessToken);
     tm.invalidate('i@example.com');
@@ -594,7 +618,7 @@ describe('TokenManager', () => {
   it('recordConsent stores the grant and reports consented', async () => {
     const tm = manager();
     const grant = fake.issueGrant('c@example.com');
-    tm.recordConsent(
+    await tm.recordConsent(
       account('c@example.com'),
       {
         accessToken: grant.accessToken,
@@ -604,7 +628,7 @@ describe('TokenManager', () => {
       },
       { email: 'c@example.com', name: 'C' },
     );
-    expect(store.getToken('c@example.com')).toMatchObject({
+    expect(await store.getToken('c@example.com')).toMatchObject({
       state: 'active',
       identity: 'c@example.com',
       displayName: 'C',
@@ -630,7 +654,7 @@ describe('TokenManager', () => {
     const renewed = await tm.getAccessToken(account('one@example.com', app));
     expect(renewed.token).not.toBe(a.token);
     expect(fake.counts.clientCredentials).toBe(2);
-    expect(store.listTokens()).toEqual([]);
+    expect(await store.listTokens()).toEqual([]);
     tm.invalidate('two@example.com');
     await tm.getAccessToken(account('two@example.com', app));
     expect(fake.counts.clientCredentials).toBe(3);
@@ -638,17 +662,17 @@ describe('TokenManager', () => {
 
   it('keep-alive refreshes grants not refreshed within the interval and finds revoked ones', async () => {
     const interval = 6 * 3600_000;
-    seed('fresh@example.com', 3600);
-    const stale = seed('stale@example.com', 3600, { lastRefreshAt: now - interval - 1 });
-    seed('revoked@example.com', 3600, { lastRefreshAt: now - interval - 1 });
+    await seed('fresh@example.com', 3600);
+    const stale = await seed('stale@example.com', 3600, { lastRefreshAt: now - interval - 1 });
+    await seed('revoked@example.com', 3600, { lastRefreshAt: now - interval - 1 });
     fake.revoke('revoked@example.com');
     const tm = manager();
     await tm.runKeepAlive();
     expect(fake.counts.refresh).toBe(2);
-    expect(store.getToken('fresh@example.com')!.lastRefreshAt).toBe(now);
-    expect(store.getToken('stale@example.com')).toMatchObject({ lastRefreshAt: now, state: 'active' });
-    expect(store.getToken('stale@example.com')!.accessToken).not.toBe(stale.accessToken);
-    expect(store.getToken('revoked@example.com')!.state).toBe('needs-consent');
+    expect((await store.getToken('fresh@example.com'))!.lastRefreshAt).toBe(now);
+    expect(await store.getToken('stale@example.com')).toMatchObject({ lastRefreshAt: now, state: 'active' });
+    expect((await store.getToken('stale@example.com'))!.accessToken).not.toBe(stale.accessToken);
+    expect((await store.getToken('revoked@example.com'))!.state).toBe('needs-consent');
     // needs-consent accounts are not retried.
     now += interval + 1;
     await tm.runKeepAlive();
@@ -657,15 +681,15 @@ describe('TokenManager', () => {
 
   it('keep-alive: a stored row that cannot be decrypted is reported for its account, every other account is refreshed', async () => {
     const interval = 6 * 3600_000;
-    const broken = seed('broken@example.com', 3600, { lastRefreshAt: now - interval - 1 });
-    const fine = seed('fine@example.com', 3600, { lastRefreshAt: now - interval - 1 });
+    const broken = await seed('broken@example.com', 3600, { lastRefreshAt: now - interval - 1 });
+    const fine = await seed('fine@example.com', 3600, { lastRefreshAt: now - interval - 1 });
     corruptRefreshToken(join(dir, 'tokens.db'), 'broken@example.com');
     const { logger, logLines, logText } = captureLogger();
     const tm = manager({ logger });
     await tm.runKeepAlive();
     expect(fake.counts.refresh).toBe(1);
     expect(fake.lastTokenRequest?.get('refresh_token')).toBe(fine.refreshToken);
-    expect(store.getToken('fine@example.com')!.lastRefreshAt).toBe(now);
+    expect((await store.getToken('fine@example.com'))!.lastRefreshAt).toBe(now);
     const reported = () => logLines.filter((l) => l.account === 'broken@example.com');
     expect(reported()).toHaveLength(1);
     expect(reported()[0]).toMatchObject({
@@ -680,7 +704,7 @@ describe('TokenManager', () => {
     for (const secret of [broken.refreshToken, broken.accessToken, fine.refreshToken]) {
       expect(logText()).not.toContain(secret);
     }
-    expect(tm.status().map((a) => [a.accountId, a.state])).toEqual([
+    expect((await tm.status()).map((a) => [a.accountId, a.state])).toEqual([
       ['broken@example.com', 'unreadable'],
       ['fine@example.com', 'active'],
     ]);
@@ -690,7 +714,7 @@ describe('TokenManager', () => {
     expect(err.message).toContain('cannot be decrypted');
     // A new consent replaces the unreadable row.
     const grant = fake.issueGrant('broken@example.com', { accessTokenTtlSeconds: 3600 });
-    tm.recordConsent(
+    await tm.recordConsent(
       account('broken@example.com'),
       {
         accessToken: grant.accessToken,
@@ -700,14 +724,14 @@ describe('TokenManager', () => {
       },
       { email: 'broken@example.com' },
     );
-    expect(tm.status().find((a) => a.accountId === 'broken@example.com')!.state).toBe('active');
+    expect((await tm.status()).find((a) => a.accountId === 'broken@example.com')!.state).toBe('active');
     expect((await tm.getAccessToken(account('broken@example.com'))).token).toBe(grant.accessToken);
   });
 
   it('keep-alive leaves grants alone that no config entry serves any more', async () => {
-    seed('kept@example.com', 3600, { lastRefreshAt: 0 });
-    seed('orphan@elsewhere.example', 3600, { lastRefreshAt: 0 });
-    seed('shared@example.net', 3600, { lastRefreshAt: 0 });
+    await seed('kept@example.com', 3600, { lastRefreshAt: 0 });
+    await seed('orphan@elsewhere.example', 3600, { lastRefreshAt: 0 });
+    await seed('shared@example.net', 3600, { lastRefreshAt: 0 });
     const tm = manager({
       accounts: [
         { username: '*@example.com', connection: 'fake' },
@@ -716,12 +740,12 @@ describe('TokenManager', () => {
     });
     await tm.runKeepAlive();
     expect(fake.counts.refresh).toBe(2);
-    expect(store.getToken('orphan@elsewhere.example')!.lastRefreshAt).toBe(0);
-    expect(store.getToken('shared@example.net')!.lastRefreshAt).toBe(now);
+    expect((await store.getToken('orphan@elsewhere.example'))!.lastRefreshAt).toBe(0);
+    expect((await store.getToken('shared@example.net'))!.lastRefreshAt).toBe(now);
   });
 
   it('start() runs keep-alive on an unref’d timer; stop() ends it', async () => {
-    seed('k@example.com', 3600, { lastRefreshAt: 0 });
+    await seed('k@example.com', 3600, { lastRefreshAt: 0 });
     const tm = manager({ settings: { keepAliveIntervalMs: 4000 } });
     tm.start();
     await vi.waitFor(() => expect(fake.counts.refresh).toBeGreaterThanOrEqual(1), {
@@ -729,11 +753,11 @@ describe('TokenManager', () => {
       interval: 50,
     });
     await tm.stop();
-    expect(store.getToken('k@example.com')!.lastRefreshAt).toBe(now);
+    expect((await store.getToken('k@example.com'))!.lastRefreshAt).toBe(now);
   });
 
   it('status lists accounts without tokens', async () => {
-    seed('s@example.com', 3600);
+    await seed('s@example.com', 3600);
     const tm = new TokenManager({
       config: {
         settings: settings(),
@@ -746,7 +770,7 @@ describe('TokenManager', () => {
       store,
       logger: silentLogger(),
     });
-    const status = tm.status();
+    const status = await tm.status();
     expect(status.map((s) => [s.accountId, s.state])).toEqual([
       ['s@example.com', 'active'],
       ['new@example.com', 'no-grant'],

@@ -224,7 +224,7 @@ describe('POP3 proxy failures', () => {
     // A retry right away meets the token manager's backoff: still temporary, no new token request.
     expect(await again()).toMatch(TEMPORARY);
     expect(e.auth.counts.refresh).toBe(refreshesBefore + 1);
-    expect(e.store.getToken(EMAIL)?.refreshToken).toBeTruthy();
+    expect((await e.store.getToken(EMAIL))?.refreshToken).toBeTruthy();
     await client!.command('QUIT');
     await eventually(() => sessionLines(e).length === 2);
     expect(sessionLines(e)[1]).toMatchObject({ outcome: 'token-unavailable' });

@@ -50,12 +50,12 @@ export function startSmtpEnv(options: EnvOptions): Promise<SmtpEnv> {
     limits: options.settings,
     // Small delays keep the suite fast; the limiter itself is the real one.
     loginLimiter: { baseDelayMs: 50, maxDelayMs: 200, ...options.loginLimiter },
-    seed: ({ store, account, auth, connection }) => {
+    seed: async ({ store, account, auth, connection }) => {
       const grant = auth.issueGrant(
         options.grantFor ?? EMAIL,
         kind === 'valid' ? {} : { accessTokenTtlSeconds: 0 },
       );
-      store.putToken({
+      await store.putToken({
         accountId: account.id,
         connection: connection.name,
         refreshToken: grant.refreshToken,

@@ -8,7 +8,7 @@ import { LoginLimiter } from '../../../src/credentials/login-limiter.js';
 import { hashPassword } from '../../../src/credentials/password.js';
 import { ProxyError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
-import { generateAppPassword } from '../../../src/oauth/app-passwords.js';
+import { generateAppPassword } from '../../../src/credentials/app-passwords.js';
 import type { AppPasswordRecord } from '../../../src/oauth/types.js';
 import { GOOGLE, load, yaml } from '../config/helpers.js';
 
@@ -41,9 +41,9 @@ async function setup(options: { appPasswords?: AppPasswordRecord[]; lockAfter?: 
   const apps = options.appPasswords ?? [];
   const store = {
     listAppPasswords: vi.fn((accountId?: string) =>
-      apps.filter((a) => accountId === undefined || a.accountId === accountId),
+      Promise.resolve(apps.filter((a) => accountId === undefined || a.accountId === accountId)),
     ),
-    touchAppPassword: vi.fn(),
+    touchAppPassword: vi.fn(() => Promise.resolve()),
   };
   const auth = new LocalAuthenticator({
     config,
@@ -237,7 +237,7 @@ describe('LocalAuthenticator', () => {
   });
 
   describe('recording app password use', () => {
-    async function appSetup(touch?: () => void) {
+    async function appSetup(touch?: () => Promise<void>) {
       const appHash = await hashPassword('app-pw-1', FAST);
       const ctx = await setup({
         appPasswords: [
@@ -263,9 +263,7 @@ describe('LocalAuthenticator', () => {
     });
 
     it('a failing write never fails the login and is not retried on every login', async () => {
-      const { auth, store, clock } = await appSetup(() => {
-        throw new Error('database is locked');
-      });
+      const { auth, store, clock } = await appSetup(() => Promise.reject(new Error('database is locked')));
       await expect(auth.verify(attempt('bob@example.org', 'app-pw-1'))).resolves.toMatchObject({
         id: 'bob@example.org',
       });
@@ -289,7 +287,7 @@ describe('LocalAuthenticator', () => {
     it('a revoked app password stops working at once, even while its check is cached', async () => {
       const { auth, store } = await appSetup();
       await auth.verify(attempt('bob@example.org', 'app-pw-1'));
-      store.listAppPasswords.mockReturnValue([]);
+      store.listAppPasswords.mockResolvedValue([]);
       const err = await failure(auth.verify(attempt('bob@example.org', 'app-pw-1')));
       expect(err.code).toBe('bad-credentials');
     });

@@ -10,21 +10,21 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LocalAuthenticator } from '../../../src/credentials/authenticator.js';
 import { ProxyError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
-import { createAppPassword } from '../../../src/oauth/app-passwords.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import { createAppPassword } from '../../../src/credentials/app-passwords.js';
+import { openStore } from '../../../src/store/index.js';
+import type { Store } from '../../../src/oauth/types.js';
 import { GOOGLE, load, yaml } from '../config/helpers.js';
 
 const SAMPLES = 7;
 
 let dir: string;
-let store: TokenStore;
-beforeEach(() => {
+let store: Store;
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'xoauth-timing-'));
-  store = openTokenStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'store.key') }, { env: {} });
+  store = await openStore({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'store.key') }, { env: {} });
 });
-afterEach(() => {
-  store.close();
+afterEach(async () => {
+  await store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

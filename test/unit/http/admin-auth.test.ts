@@ -7,7 +7,7 @@ import { TrustedProxies, parseCidr } from '../../../src/http/client-address.js';
 import { CsrfTokens } from '../../../src/http/security.js';
 import { silentLogger } from '../../../src/log.js';
 import type { Config } from '../../../src/config/types.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import type { Store } from '../../../src/oauth/types.js';
 
 const scrypts = vi.hoisted(() => ({ count: 0 }));
 vi.mock('../../../src/credentials/password.js', async (importOriginal) => {
@@ -106,7 +106,7 @@ describe('AdminRoutes and the global cap', () => {
     const routes = new AdminRoutes(
       {
         config: {} as Config,
-        store: {} as TokenStore,
+        store: {} as Store,
         logger: silentLogger(),
         resolveAccount: () => undefined,
         now: () => 1_000_000,

@@ -17,15 +17,15 @@ import {
   createAppPassword,
   generateAppPassword,
   revokeAppPassword,
-} from '../../../src/oauth/app-passwords.js';
+} from '../../../src/credentials/app-passwords.js';
 import {
   checkConsentLink,
   createConsentLink,
   hashConsentToken,
   spendConsentLink,
 } from '../../../src/oauth/consent-links.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
-import type { TokenStore } from '../../../src/oauth/types.js';
+import { openStore } from '../../../src/store/index.js';
+import type { Store } from '../../../src/oauth/types.js';
 
 function config(http: string, listenHttp = true): Config {
   return parseConfig(
@@ -167,22 +167,22 @@ describe('ExpiringMap and CSRF tokens', () => {
 
 describe('consent links and app passwords on the real store', () => {
   let dir: string;
-  let store: TokenStore;
+  let store: Store;
   const c = config('');
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'xoauth-unit-http-'));
-    store = openTokenStore(
+    store = await openStore(
       { path: join(dir, 't.db'), keyFile: join(dir, 'k') },
       { env: { XOAUTH_PROXY_KEY: randomBytes(32).toString('base64') } },
     );
   });
-  afterEach(() => {
-    store.close();
+  afterEach(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('stores only the hash, is single use and expires', () => {
-    const link = createConsentLink(store, acct(c, 'bob@example.org'), {
+  it('stores only the hash, is single use and expires', async () => {
+    const link = await createConsentLink(store, acct(c, 'bob@example.org'), {
       baseUrl: 'https://p.example.com/',
       expiresMs: 1000,
       now: 5000,
@@ -191,18 +191,21 @@ describe('consent links and app passwords on the real store', () => {
     const token = link.url.split('/').pop() as string;
     const hash = hashConsentToken(token);
     expect(hash).toMatch(/^[0-9a-f]{64}$/);
-    expect(store.getConsentLink(token)).toBeUndefined();
-    expect(store.getConsentLink(hash)).toMatchObject({ accountId: 'bob@example.org', expiresAt: 6000 });
-    expect(checkConsentLink(store, token, 5999).status).toBe('valid');
-    expect(checkConsentLink(store, token, 6000).status).toBe('expired');
-    expect(checkConsentLink(store, 'x'.repeat(43), 5000).status).toBe('unknown');
-    expect(checkConsentLink(store, `${token}x`, 5000).status).toBe('malformed');
-    expect(spendConsentLink(store, hash, 5500)).toBe(true);
-    expect(spendConsentLink(store, hash, 5501)).toBe(false);
-    expect(checkConsentLink(store, token, 5600)).toMatchObject({ status: 'used', record: { usedAt: 5500 } });
-    expect(() =>
+    expect(await store.getConsentLink(token)).toBeUndefined();
+    expect(await store.getConsentLink(hash)).toMatchObject({ accountId: 'bob@example.org', expiresAt: 6000 });
+    expect((await checkConsentLink(store, token, 5999)).status).toBe('valid');
+    expect((await checkConsentLink(store, token, 6000)).status).toBe('expired');
+    expect((await checkConsentLink(store, 'x'.repeat(43), 5000)).status).toBe('unknown');
+    expect((await checkConsentLink(store, `${token}x`, 5000)).status).toBe('malformed');
+    expect(await spendConsentLink(store, hash, 5500)).toBe(true);
+    expect(await spendConsentLink(store, hash, 5501)).toBe(false);
+    expect(await checkConsentLink(store, token, 5600)).toMatchObject({
+      status: 'used',
+      record: { usedAt: 5500 },
+    });
+    await expect(
       createConsentLink(store, acct(c, 'alice@example.com'), { baseUrl: 'http://x', expiresMs: 0 }),
-    ).toThrow(RangeError);
+    ).rejects.toThrow(RangeError);
   });
 
   it('makes readable, distinct app passwords with unique labels, revocable by id or label', async () => {
@@ -217,9 +220,9 @@ describe('consent links and app passwords on the real store', () => {
     const b = await createAppPassword(store, 'alice@example.com', 'laptop');
     expect(b.record.label).toBe('laptop (2)');
     expect(a.record.hash).not.toContain(a.password);
-    expect(revokeAppPassword(store, 'alice@example.com', 'laptop')).toBe(true);
-    expect(revokeAppPassword(store, 'bob@example.org', b.record.id)).toBe(false);
-    expect(revokeAppPassword(store, 'alice@example.com', b.record.id)).toBe(true);
-    expect(store.listAppPasswords('alice@example.com')).toEqual([]);
+    expect(await revokeAppPassword(store, 'alice@example.com', 'laptop')).toBe(true);
+    expect(await revokeAppPassword(store, 'bob@example.org', b.record.id)).toBe(false);
+    expect(await revokeAppPassword(store, 'alice@example.com', b.record.id)).toBe(true);
+    expect(await store.listAppPasswords('alice@example.com')).toEqual([]);
   });
 });

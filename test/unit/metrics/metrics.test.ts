@@ -125,7 +125,7 @@ describe('Metrics', () => {
       { state: 'active' },
       { state: 'needs-consent' },
     ];
-    m.trackAccounts(() => states);
+    m.trackAccounts(() => Promise.resolve(states));
     const name = 'xoauth_proxy_accounts';
     expect(await value(m, name, { state: 'active' })).toBe(2);
     expect(await value(m, name, { state: 'needs-consent' })).toBe(1);

@@ -1,8 +1,13 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatStatusTable } from '../../../src/cli/commands/status.js';
 import type { AccountConfig, ConnectionConfig } from '../../../src/config/types.js';
 import { collectAccountStatus } from '../../../src/oauth/account-status.js';
+import type { AccountStatus } from '../../../src/oauth/account-status.js';
 import type { TokenRecord } from '../../../src/oauth/types.js';
+import { SqliteStore } from '../../../src/store/sqlite-store.js';
 
 function conn(name: string, grant: ConnectionConfig['grant'] = 'authorization_code'): ConnectionConfig {
   return {
@@ -55,7 +60,16 @@ describe('account status', () => {
     rec('carol@eu.example.org', 'm'),
     rec('gone@old.example', 'g'),
   ];
-  const rows = collectAccountStatus({ accounts, connections }, { listTokens: () => records });
+  // A real store: its summaries are what status reads, so no secret can reach a row.
+  let rows: AccountStatus[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'xoauth-status-'));
+  beforeAll(async () => {
+    const store = SqliteStore.open({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') });
+    for (const r of records) await store.putToken(r);
+    rows = await collectAccountStatus({ accounts, connections }, store);
+    await store.close();
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('lists configured accounts, pattern matches (most specific entry), app-only and orphans', () => {
     expect(rows.map((r) => [r.accountId, r.entry, r.state])).toEqual([

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { decryptSecret, DecryptError, encryptSecret } from '../../../src/oauth/store/cipher.js';
-import { parseKey } from '../../../src/oauth/store/key.js';
+import { decryptSecret, DecryptError, encryptSecret } from '../../../src/store/cipher.js';
+import { parseKey } from '../../../src/store/key.js';
 
 const key = randomBytes(32);
 

@@ -10,7 +10,7 @@ vi.mock('node:fs', async (importOriginal) => {
   return { ...real, fsyncSync: vi.fn(real.fsyncSync) };
 });
 
-const { loadStoreKey } = await import('../../../src/oauth/store/key.js');
+const { loadStoreKey } = await import('../../../src/store/key.js');
 
 let dir: string;
 beforeEach(() => {

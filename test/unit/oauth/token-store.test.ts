@@ -4,20 +4,21 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isProxyError } from '../../../src/errors.js';
-import { openTokenStore } from '../../../src/oauth/store/index.js';
-import type { TokenRecord, TokenStore } from '../../../src/oauth/types.js';
+import { SqliteStore } from '../../../src/store/sqlite-store.js';
+import type { TokenRecord, Store } from '../../../src/store/types.js';
 import { corruptRefreshToken } from '../../helpers/corrupt-store.js';
 
 let dir: string;
 let settings: { path: string; keyFile: string };
 const noEnv = {};
-const open = (env: NodeJS.ProcessEnv = noEnv): TokenStore => openTokenStore(settings, { env });
+// Opening the embedded store is synchronous; its methods are not.
+const open = (env: NodeJS.ProcessEnv = noEnv): Store => SqliteStore.open(settings, { env });
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'xoauth-store-'));
   settings = { path: join(dir, 'data', 'tokens.db'), keyFile: join(dir, 'data', 'store.key') };
 });
-afterEach(() => {
+afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -45,10 +46,10 @@ function digest(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
 
-function expectStoreError(fn: () => unknown, ...fragments: string[]): void {
+async function expectStoreError(fn: () => unknown, ...fragments: string[]): Promise<void> {
   let thrown: unknown;
   try {
-    fn();
+    await fn();
   } catch (err) {
     thrown = err;
   }
@@ -57,53 +58,58 @@ function expectStoreError(fn: () => unknown, ...fragments: string[]): void {
 }
 
 describe('token store', () => {
-  it('round-trips a record, including every optional field', () => {
+  it('round-trips a record, including every optional field', async () => {
     const store = open();
-    store.putToken(record());
-    expect(store.getToken('alice@example.com')).toEqual(record());
-    store.putToken(record({ accountId: 'bob@example.com', refreshToken: undefined, accessToken: undefined }));
-    const bob = store.getToken('bob@example.com')!;
+    await store.putToken(record());
+    expect(await store.getToken('alice@example.com')).toEqual(record());
+    await store.putToken(
+      record({ accountId: 'bob@example.com', refreshToken: undefined, accessToken: undefined }),
+    );
+    const bob = (await store.getToken('bob@example.com'))!;
     expect(bob.refreshToken).toBeUndefined();
     expect(bob.accessToken).toBeUndefined();
-    expect(store.listTokens().map((r) => r.accountId)).toEqual(['alice@example.com', 'bob@example.com']);
-    expect(store.getToken('nobody@example.com')).toBeUndefined();
-    store.close();
+    expect((await store.listTokens()).map((r) => r.accountId)).toEqual([
+      'alice@example.com',
+      'bob@example.com',
+    ]);
+    expect(await store.getToken('nobody@example.com')).toBeUndefined();
+    await store.close();
     // A second open (new process in real life) sees the same data with the same key file.
     const again = open();
-    expect(again.getToken('alice@example.com')).toEqual(record());
-    again.close();
+    expect(await again.getToken('alice@example.com')).toEqual(record());
+    await again.close();
   });
 
-  it('updateToken is read-modify-write and returns the stored record', () => {
+  it('updateToken is read-modify-write and returns the stored record', async () => {
     const store = open();
-    expect(store.updateToken('alice@example.com', () => undefined)).toBeUndefined();
-    store.updateToken('alice@example.com', (cur) => cur ?? record());
-    const next = store.updateToken('alice@example.com', (cur) => ({
+    expect(await store.updateToken('alice@example.com', () => undefined)).toBeUndefined();
+    await store.updateToken('alice@example.com', (cur) => cur ?? record());
+    const next = await store.updateToken('alice@example.com', (cur) => ({
       ...cur!,
       state: 'failing',
       lastError: 'boom',
     }));
     expect(next).toMatchObject({ state: 'failing', lastError: 'boom', refreshToken: REFRESH });
-    expect(store.getToken('alice@example.com')).toEqual(next);
-    store.close();
+    expect(await store.getToken('alice@example.com')).toEqual(next);
+    await store.close();
   });
 
-  it('creates the store 0600, the key file 0600 and the directory 0700', () => {
+  it('creates the store 0600, the key file 0600 and the directory 0700', async () => {
     const store = open();
-    store.putToken(record());
+    await store.putToken(record());
     expect(statSync(settings.path).mode & 0o777).toBe(0o600);
     expect(statSync(settings.keyFile).mode & 0o777).toBe(0o600);
     expect(statSync(join(dir, 'data')).mode & 0o777).toBe(0o700);
     for (const f of readdirSync(join(dir, 'data'))) {
       expect(statSync(join(dir, 'data', f)).mode & 0o077, f).toBe(0);
     }
-    store.close();
+    await store.close();
   });
 
-  it('holds no token in clear text (store, WAL and shm files)', () => {
+  it('holds no token in clear text (store, WAL and shm files)', async () => {
     const store = open();
-    store.putToken(record());
-    store.updateToken('alice@example.com', (cur) => ({ ...cur!, lastError: 'x' }));
+    await store.putToken(record());
+    await store.updateToken('alice@example.com', (cur) => ({ ...cur!, lastError: 'x' }));
     const files = readdirSync(join(dir, 'data')).map((f) => join(dir, 'data', f));
     expect(files.some((f) => f.endsWith('-wal'))).toBe(true);
     const check = () => {
@@ -115,54 +121,59 @@ describe('token store', () => {
       }
     };
     check();
-    store.close(); // checkpoints the WAL into the main file
+    await store.close(); // checkpoints the WAL into the main file
     check();
     // ...and the identity is there, so the grep above would have found plain text.
     expect(readFileSync(settings.path).includes(Buffer.from('alice@example.com'))).toBe(true);
   });
 
-  it('never overwrites an existing key file and uses it', () => {
-    open().close();
+  it('never overwrites an existing key file and uses it', async () => {
+    await open().close();
     const key = readFileSync(settings.keyFile, 'utf8');
     expect(Buffer.from(key.trim(), 'base64')).toHaveLength(32);
     const store = open();
-    store.putToken(record());
-    store.close();
+    await store.putToken(record());
+    await store.close();
     expect(readFileSync(settings.keyFile, 'utf8')).toBe(key);
   });
 
-  it('takes the key from XOAUTH_PROXY_KEY and then creates no key file', () => {
+  it('takes the key from XOAUTH_PROXY_KEY and then creates no key file', async () => {
     const env = { XOAUTH_PROXY_KEY: Buffer.alloc(32, 7).toString('base64') };
     const store = open(env);
-    store.putToken(record());
-    store.close();
+    await store.putToken(record());
+    await store.close();
     expect(() => statSync(settings.keyFile)).toThrow();
-    expect(open(env).getToken('alice@example.com')?.refreshToken).toBe(REFRESH);
+    expect((await open(env).getToken('alice@example.com'))?.refreshToken).toBe(REFRESH);
   });
 
-  it('says clearly when XOAUTH_PROXY_KEY is malformed', () => {
-    expectStoreError(() => open({ XOAUTH_PROXY_KEY: 'not-a-key' }), 'XOAUTH_PROXY_KEY', 'malformed', '32');
-    expectStoreError(
+  it('says clearly when XOAUTH_PROXY_KEY is malformed', async () => {
+    await expectStoreError(
+      () => open({ XOAUTH_PROXY_KEY: 'not-a-key' }),
+      'XOAUTH_PROXY_KEY',
+      'malformed',
+      '32',
+    );
+    await expectStoreError(
       () => open({ XOAUTH_PROXY_KEY: Buffer.alloc(16).toString('base64') }),
       'malformed',
       'decoding to 16 bytes',
     );
   });
 
-  it('says clearly when the key file is malformed, and leaves it alone', () => {
-    open().close();
+  it('says clearly when the key file is malformed, and leaves it alone', async () => {
+    await open().close();
     writeFileSync(settings.keyFile, 'garbage\n', { mode: 0o600 });
-    expectStoreError(() => open(), settings.keyFile, 'malformed');
+    await expectStoreError(() => open(), settings.keyFile, 'malformed');
     expect(readFileSync(settings.keyFile, 'utf8')).toBe('garbage\n');
   });
 
-  it('refuses a wrong key with a clear error and leaves the file untouched', () => {
+  it('refuses a wrong key with a clear error and leaves the file untouched', async () => {
     const store = open();
-    store.putToken(record());
-    store.close();
+    await store.putToken(record());
+    await store.close();
     const before = digest(settings.path);
     const mtime = statSync(settings.path).mtimeMs;
-    expectStoreError(
+    await expectStoreError(
       () => open({ XOAUTH_PROXY_KEY: Buffer.alloc(32, 1).toString('base64') }),
       settings.path,
       'different key',
@@ -171,33 +182,33 @@ describe('token store', () => {
     expect(digest(settings.path)).toBe(before);
     expect(statSync(settings.path).mtimeMs).toBe(mtime);
     // The right key still works afterwards.
-    expect(open().getToken('alice@example.com')?.refreshToken).toBe(REFRESH);
+    expect((await open().getToken('alice@example.com'))?.refreshToken).toBe(REFRESH);
   });
 
-  it('does not make a new key when the store exists but its key file is gone', () => {
+  it('does not make a new key when the store exists but its key file is gone', async () => {
     const store = open();
-    store.putToken(record());
-    store.close();
+    await store.putToken(record());
+    await store.close();
     rmSync(settings.keyFile);
     const before = digest(settings.path);
-    expectStoreError(() => open(), settings.keyFile, 'Restore the key file');
+    await expectStoreError(() => open(), settings.keyFile, 'Restore the key file');
     expect(() => statSync(settings.keyFile)).toThrow();
     expect(digest(settings.path)).toBe(before);
   });
 
-  it('refuses a corrupt file with a clear error and leaves it untouched', () => {
-    open().close();
+  it('refuses a corrupt file with a clear error and leaves it untouched', async () => {
+    await open().close();
     rmSync(settings.path);
     writeFileSync(settings.path, Buffer.from('this is not a database '.repeat(200)), { mode: 0o600 });
     const before = digest(settings.path);
-    expectStoreError(() => open(), settings.path, 'untouched');
+    await expectStoreError(() => open(), settings.path, 'untouched');
     expect(digest(settings.path)).toBe(before);
   });
 
-  it('warns (naming the file and `chmod 600`) about a key file or store file readable by others, and still opens', () => {
-    openTokenStore(settings, { env: noEnv }).close();
+  it('warns (naming the file and `chmod 600`) about a key file or store file readable by others, and still opens', async () => {
+    await SqliteStore.open(settings, { env: noEnv }).close();
     const quiet: string[] = [];
-    openTokenStore(settings, {
+    await SqliteStore.open(settings, {
       env: noEnv,
       logger: { warn: (_o: object, m: string) => quiet.push(m) },
     }).close();
@@ -206,16 +217,16 @@ describe('token store', () => {
     chmodSync(settings.keyFile, 0o644);
     chmodSync(settings.path, 0o640);
     const warnings: Array<{ fields: Record<string, unknown>; message: string }> = [];
-    const store = openTokenStore(settings, {
+    const store = SqliteStore.open(settings, {
       env: noEnv,
       logger: {
         warn: (fields: object, message: string) =>
           warnings.push({ fields: fields as Record<string, unknown>, message }),
       },
     });
-    store.putToken(record());
-    expect(store.getToken('alice@example.com')?.refreshToken).toBe(REFRESH);
-    store.close();
+    await store.putToken(record());
+    expect((await store.getToken('alice@example.com'))?.refreshToken).toBe(REFRESH);
+    await store.close();
     const text = warnings.map((w) => w.message).join('\n');
     expect(text).toContain(`chmod 600 ${settings.keyFile}`);
     expect(text).toContain(`chmod 600 ${settings.path}`);
@@ -226,13 +237,13 @@ describe('token store', () => {
     expect(statSync(settings.keyFile).mode & 0o777).toBe(0o644);
   });
 
-  it('warns (naming `chmod 700`) about a data directory open to group or others', () => {
-    openTokenStore(settings, { env: noEnv }).close();
+  it('warns (naming `chmod 700`) about a data directory open to group or others', async () => {
+    await SqliteStore.open(settings, { env: noEnv }).close();
     const dir = dirname(settings.path);
     chmodSync(dir, 0o755);
     const warnings: string[] = [];
     try {
-      openTokenStore(settings, {
+      await SqliteStore.open(settings, {
         env: noEnv,
         logger: { warn: (_o: object, m: string) => warnings.push(m) },
       }).close();
@@ -243,21 +254,21 @@ describe('token store', () => {
     expect(warnings.join('\n')).toContain(`chmod 700 ${dir}`);
   });
 
-  it('one row whose secret cannot be decrypted is reported for its account; every other row reads', () => {
+  it('one row whose secret cannot be decrypted is reported for its account; every other row reads', async () => {
     const store = open();
-    store.putToken(record());
-    store.putToken(record({ accountId: 'bob@example.com', state: 'failing', lastError: 'http 503' }));
-    store.putToken(record({ accountId: 'carol@example.com', state: 'needs-consent' }));
-    store.updateToken('carol@example.com', (r) => {
+    await store.putToken(record());
+    await store.putToken(record({ accountId: 'bob@example.com', state: 'failing', lastError: 'http 503' }));
+    await store.putToken(record({ accountId: 'carol@example.com', state: 'needs-consent' }));
+    await store.updateToken('carol@example.com', (r) => {
       const next = { ...r! };
       delete next.refreshToken;
       return next;
     });
-    store.close();
+    await store.close();
     corruptRefreshToken(settings.path, 'alice@example.com');
     const reopened = open();
     const unreadable: Array<{ accountId: string; connection: string; reason: string }> = [];
-    const records = reopened.listTokens((row) => unreadable.push(row));
+    const records = await reopened.listTokens((row) => unreadable.push(row));
     expect(records.map((r) => r.accountId)).toEqual(['bob@example.com', 'carol@example.com']);
     expect(records[0]!.refreshToken).toBe(REFRESH);
     expect(unreadable).toEqual([
@@ -269,15 +280,18 @@ describe('token store', () => {
     ]);
     expect(unreadable[0]!.reason).not.toContain('SECRET');
     // Without a handler the bad row is still only left out, never thrown.
-    expect(reopened.listTokens().map((r) => r.accountId)).toEqual(['bob@example.com', 'carol@example.com']);
+    expect((await reopened.listTokens()).map((r) => r.accountId)).toEqual([
+      'bob@example.com',
+      'carol@example.com',
+    ]);
     // Asked for directly, it is a precise store error naming the account and the fix.
-    expectStoreError(
+    await expectStoreError(
       () => reopened.getToken('alice@example.com'),
       'alice@example.com',
       'xoauth-proxy consent',
     );
 
-    const summaries = reopened.listTokenSummaries!();
+    const summaries = await reopened.listTokenSummaries();
     expect(
       summaries.map((s) => [
         s.accountId,
@@ -300,26 +314,29 @@ describe('token store', () => {
 
     // A consent replaces the unreadable row; any other update leaves it as it is.
     expect(
-      reopened.updateToken('alice@example.com', (current) => current && { ...current, state: 'failing' }),
+      await reopened.updateToken(
+        'alice@example.com',
+        (current) => current && { ...current, state: 'failing' },
+      ),
     ).toBeUndefined();
-    expectStoreError(() => reopened.getToken('alice@example.com'), 'cannot be decrypted');
-    reopened.updateToken('alice@example.com', (current) => {
+    await expectStoreError(() => reopened.getToken('alice@example.com'), 'cannot be decrypted');
+    await reopened.updateToken('alice@example.com', (current) => {
       expect(current).toBeUndefined();
       return record({ refreshToken: 'rt-new' });
     });
-    expect(reopened.getToken('alice@example.com')!.refreshToken).toBe('rt-new');
-    reopened.close();
+    expect((await reopened.getToken('alice@example.com'))!.refreshToken).toBe('rt-new');
+    await reopened.close();
   });
 
-  it('stores app passwords', () => {
+  it('stores app passwords', async () => {
     const store = open();
-    store.addAppPassword({ id: 'p1', accountId: 'a@x', label: 'phone', hash: 'h1', createdAt: 1 });
-    store.addAppPassword({ id: 'p2', accountId: 'a@x', label: 'laptop', hash: 'h2', createdAt: 2 });
-    store.addAppPassword({ id: 'p3', accountId: 'b@x', label: 'phone', hash: 'h3', createdAt: 3 });
-    expect(store.listAppPasswords('a@x').map((p) => p.id)).toEqual(['p1', 'p2']);
-    expect(store.listAppPasswords()).toHaveLength(3);
-    store.touchAppPassword('p1', 99);
-    expect(store.listAppPasswords('a@x')[0]).toEqual({
+    await store.addAppPassword({ id: 'p1', accountId: 'a@x', label: 'phone', hash: 'h1', createdAt: 1 });
+    await store.addAppPassword({ id: 'p2', accountId: 'a@x', label: 'laptop', hash: 'h2', createdAt: 2 });
+    await store.addAppPassword({ id: 'p3', accountId: 'b@x', label: 'phone', hash: 'h3', createdAt: 3 });
+    expect((await store.listAppPasswords('a@x')).map((p) => p.id)).toEqual(['p1', 'p2']);
+    expect(await store.listAppPasswords()).toHaveLength(3);
+    await store.touchAppPassword('p1', 99);
+    expect((await store.listAppPasswords('a@x'))[0]).toEqual({
       id: 'p1',
       accountId: 'a@x',
       label: 'phone',
@@ -327,24 +344,24 @@ describe('token store', () => {
       createdAt: 1,
       lastUsedAt: 99,
     });
-    expect(store.removeAppPassword('a@x', 'phone')).toBe(true);
-    expect(store.removeAppPassword('a@x', 'phone')).toBe(false);
-    expect(store.removeAppPassword('b@x', 'p2')).toBe(false); // another account's id
-    expect(store.removeAppPassword('a@x', 'p2')).toBe(true);
-    expect(store.listAppPasswords('b@x')).toHaveLength(1);
-    store.close();
+    expect(await store.removeAppPassword('a@x', 'phone')).toBe(true);
+    expect(await store.removeAppPassword('a@x', 'phone')).toBe(false);
+    expect(await store.removeAppPassword('b@x', 'p2')).toBe(false); // another account's id
+    expect(await store.removeAppPassword('a@x', 'p2')).toBe(true);
+    expect(await store.listAppPasswords('b@x')).toHaveLength(1);
+    await store.close();
   });
 
-  it('stores consent links and spends each once', () => {
+  it('stores consent links and spends each once', async () => {
     const store = open();
     const link = { tokenHash: 'abc', accountId: 'a@x', username: 'a@x', createdAt: 1, expiresAt: 5 };
-    store.addConsentLink(link);
-    expect(store.getConsentLink('abc')).toEqual(link);
-    expect(store.useConsentLink('abc', 3)).toBe(true);
-    expect(store.useConsentLink('abc', 4)).toBe(false);
-    expect(store.getConsentLink('abc')).toEqual({ ...link, usedAt: 3 });
-    expect(store.getConsentLink('nope')).toBeUndefined();
-    expect(store.useConsentLink('nope', 4)).toBe(false);
-    store.close();
+    await store.addConsentLink(link);
+    expect(await store.getConsentLink('abc')).toEqual(link);
+    expect(await store.useConsentLink('abc', 3)).toBe(true);
+    expect(await store.useConsentLink('abc', 4)).toBe(false);
+    expect(await store.getConsentLink('abc')).toEqual({ ...link, usedAt: 3 });
+    expect(await store.getConsentLink('nope')).toBeUndefined();
+    expect(await store.useConsentLink('nope', 4)).toBe(false);
+    await store.close();
   });
 });

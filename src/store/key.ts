@@ -17,7 +17,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { ProxyError } from '../../errors.js';
+import { ProxyError } from '../errors.js';
 
 export const KEY_ENV = 'XOAUTH_PROXY_KEY';
 export const KEY_BYTES = 32;

@@ -4,8 +4,8 @@
  * never part of how tokens are protected, so revoking or forgetting one never touches the grant.
  */
 import { randomInt } from 'node:crypto';
-import { hashPassword } from '../credentials/password.js';
-import type { AppPasswordRecord, TokenStore } from './types.js';
+import { hashPassword } from './password.js';
+import type { AppPasswordRecord, AppPasswordStore } from '../store/types.js';
 
 /** No 0/o, 1/l/i: people copy these from a screen to a phone keyboard. */
 const ALPHABET = 'abcdefghjkmnpqrstuvwxyz23456789';
@@ -56,16 +56,16 @@ export interface CreatedAppPassword {
 }
 
 export async function createAppPassword(
-  store: TokenStore,
+  store: AppPasswordStore,
   accountId: string,
   label: string,
   options: { now?: number } = {},
 ): Promise<CreatedAppPassword> {
   const wanted = label.trim() || 'app password';
-  const taken = new Set(store.listAppPasswords(accountId).map((r) => r.label));
+  const taken = new Set((await store.listAppPasswords(accountId)).map((r) => r.label));
   let unique = wanted;
   for (let n = 2; taken.has(unique); n++) unique = `${wanted} (${n})`;
-  const id = unusedId(store);
+  const id = await unusedId(store);
   const password = generateAppPassword(id);
   const record: AppPasswordRecord = {
     id,
@@ -74,13 +74,13 @@ export async function createAppPassword(
     hash: await hashPassword(password),
     createdAt: options.now ?? Date.now(),
   };
-  store.addAppPassword(record);
+  await store.addAppPassword(record);
   return { password, record };
 }
 
 /** An id no app password of any account has (ids are the store's primary key). */
-function unusedId(store: TokenStore): string {
-  const taken = new Set(store.listAppPasswords().map((r) => r.id));
+async function unusedId(store: AppPasswordStore): Promise<string> {
+  const taken = new Set((await store.listAppPasswords()).map((r) => r.id));
   for (let i = 0; i < MAX_ID_DRAWS; i++) {
     const id = randomGroup();
     if (!taken.has(id)) return id;
@@ -88,12 +88,16 @@ function unusedId(store: TokenStore): string {
   throw new Error('no free app password id left; revoke unused app passwords');
 }
 
-export function listAppPasswords(store: TokenStore, accountId?: string): AppPasswordRecord[] {
+export function listAppPasswords(store: AppPasswordStore, accountId?: string): Promise<AppPasswordRecord[]> {
   return store.listAppPasswords(accountId);
 }
 
 /** Revokes by id or by label; false when the account has no such app password. */
-export function revokeAppPassword(store: TokenStore, accountId: string, idOrLabel: string): boolean {
+export function revokeAppPassword(
+  store: AppPasswordStore,
+  accountId: string,
+  idOrLabel: string,
+): Promise<boolean> {
   return store.removeAppPassword(accountId, idOrLabel);
 }
 

@@ -1,0 +1,195 @@
+/**
+ * One grant as a table row, for every store: the same columns, the same AES-256-GCM sealing of the
+ * two secrets (bound to the field and the account, so a sealed value copied to another row or
+ * column does not open), and the same rules for a row that cannot be read. A copy from one store to
+ * another moves the sealed values as they are; no store ever holds a token in clear.
+ */
+import { ProxyError } from '../errors.js';
+import { decryptSecret, DecryptError, encryptSecret } from './cipher.js';
+import type { AccountState, TokenRecord, TokenSummary, UnreadableToken } from './types.js';
+
+export interface TokenRow {
+  account_id: string;
+  connection: string;
+  refresh_token: string | null;
+  access_token: string | null;
+  access_expires_at: number | null;
+  scopes: string;
+  identity: string | null;
+  display_name: string | null;
+  state: string;
+  last_refresh_at: number | null;
+  last_error: string | null;
+  updated_at: number;
+}
+
+export const TOKEN_COLUMNS = [
+  'account_id',
+  'connection',
+  'refresh_token',
+  'access_token',
+  'access_expires_at',
+  'scopes',
+  'identity',
+  'display_name',
+  'state',
+  'last_refresh_at',
+  'last_error',
+  'updated_at',
+] as const satisfies readonly (keyof TokenRow)[];
+
+const KEY_CHECK_PLAINTEXT = 'xoauth-proxy key check';
+const KEY_CHECK_AAD = 'meta:key-check';
+const STATES: ReadonlySet<string> = new Set<AccountState>(['active', 'needs-consent', 'failing']);
+
+function secretAad(field: 'refresh' | 'access', accountId: string): string {
+  return `xoauth-proxy:${field}:${accountId}`;
+}
+
+export class RowCodec {
+  readonly #key: Buffer;
+  /** Where the rows live, for messages. */
+  readonly #location: string;
+
+  constructor(key: Buffer, location: string) {
+    this.#key = key;
+    this.#location = location;
+  }
+
+  /** The sealed value a new store keeps, to tell later whether it is opened with the same key. */
+  keyCheck(): string {
+    return encryptSecret(this.#key, KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD);
+  }
+
+  keyCheckMatches(sealed: string): boolean {
+    try {
+      return decryptSecret(this.#key, sealed, KEY_CHECK_AAD) === KEY_CHECK_PLAINTEXT;
+    } catch (err) {
+      if (err instanceof DecryptError) return false;
+      throw err;
+    }
+  }
+
+  /** Whether a row's refresh token opens with this key (a copy checks every row it moved). */
+  refreshTokenOpens(row: TokenRow): boolean {
+    try {
+      this.#open('refresh', row.account_id, row.refresh_token);
+      return true;
+    } catch (err) {
+      if (err instanceof ProxyError) return false;
+      throw err;
+    }
+  }
+
+  #open(field: 'refresh' | 'access', accountId: string, sealed: string | null): string | undefined {
+    if (sealed === null) return undefined;
+    try {
+      return decryptSecret(this.#key, sealed, secretAad(field, accountId));
+    } catch (err) {
+      if (err instanceof DecryptError) {
+        throw new ProxyError(
+          'store',
+          `The ${field} token of ${accountId} in ${this.#location} cannot be decrypted (${err.message}). ` +
+            `Run \`xoauth-proxy consent ${accountId}\` to replace it; the rest of the store is unaffected.`,
+          { detail: `the stored ${field} token cannot be decrypted (${err.message})` },
+        );
+      }
+      throw err;
+    }
+  }
+
+  #seal(field: 'refresh' | 'access', accountId: string, value: string | undefined): string | null {
+    return value === undefined ? null : encryptSecret(this.#key, value, secretAad(field, accountId));
+  }
+
+  toRow(record: TokenRecord): TokenRow {
+    return {
+      account_id: record.accountId,
+      connection: record.connection,
+      refresh_token: this.#seal('refresh', record.accountId, record.refreshToken),
+      access_token: this.#seal('access', record.accountId, record.accessToken),
+      access_expires_at: record.accessTokenExpiresAt ?? null,
+      scopes: JSON.stringify(record.scopes),
+      identity: record.identity ?? null,
+      display_name: record.displayName ?? null,
+      state: record.state,
+      last_refresh_at: record.lastRefreshAt ?? null,
+      last_error: record.lastError ?? null,
+      updated_at: record.updatedAt,
+    };
+  }
+
+  /** Throws ProxyError 'store' when a secret does not decrypt. */
+  toRecord(row: TokenRow): TokenRecord {
+    const record: TokenRecord = {
+      accountId: row.account_id,
+      connection: row.connection,
+      scopes: JSON.parse(row.scopes) as string[],
+      state: stateOf(row),
+      updatedAt: Number(row.updated_at),
+    };
+    const refreshToken = this.#open('refresh', row.account_id, row.refresh_token);
+    if (refreshToken !== undefined) record.refreshToken = refreshToken;
+    const accessToken = this.#open('access', row.account_id, row.access_token);
+    if (accessToken !== undefined) record.accessToken = accessToken;
+    copyClearFields(row, record);
+    return record;
+  }
+
+  /**
+   * The record of one row, or why it cannot be read. Anything thrown while decoding is the row's own
+   * problem (a secret that does not decrypt, a damaged scopes column), so it stays with that row.
+   */
+  readRow(row: TokenRow): TokenRecord | UnreadableToken {
+    try {
+      return this.toRecord(row);
+    } catch (err) {
+      const reason =
+        err instanceof ProxyError
+          ? (err.detail ?? err.message)
+          : `the stored row is damaged (${err instanceof Error ? err.message : String(err)})`;
+      return { accountId: row.account_id, connection: row.connection, reason };
+    }
+  }
+
+  /**
+   * The row without its secrets. They are opened only to learn whether they still can be (a row that
+   * cannot is `unreadable` in status, on /admin and in the metrics), and dropped at once.
+   */
+  summary(row: TokenRow): TokenSummary {
+    const read = this.readRow(row);
+    const summary: TokenSummary = {
+      accountId: row.account_id,
+      connection: row.connection,
+      scopes: 'reason' in read ? [] : read.scopes,
+      state: stateOf(row),
+      updatedAt: Number(row.updated_at),
+      hasRefreshToken: row.refresh_token !== null,
+    };
+    copyClearFields(row, summary);
+    if ('reason' in read) summary.unreadable = read.reason;
+    return summary;
+  }
+}
+
+function stateOf(row: TokenRow): AccountState {
+  return (STATES.has(row.state) ? row.state : 'needs-consent') as AccountState;
+}
+
+type ClearColumns = Pick<
+  TokenRow,
+  'access_expires_at' | 'identity' | 'display_name' | 'last_refresh_at' | 'last_error'
+>;
+type ClearFields = Pick<
+  TokenRecord,
+  'accessTokenExpiresAt' | 'identity' | 'displayName' | 'lastRefreshAt' | 'lastError'
+>;
+
+/** The optional fields stored in clear text (numbers as numbers: PostgreSQL's BIGINT comes as text). */
+function copyClearFields(row: ClearColumns, out: ClearFields): void {
+  if (row.access_expires_at !== null) out.accessTokenExpiresAt = Number(row.access_expires_at);
+  if (row.identity !== null) out.identity = row.identity;
+  if (row.display_name !== null) out.displayName = row.display_name;
+  if (row.last_refresh_at !== null) out.lastRefreshAt = Number(row.last_refresh_at);
+  if (row.last_error !== null) out.lastError = row.last_error;
+}
