@@ -13,6 +13,7 @@ export const COMMANDS: ReadonlyArray<() => Promise<{ default: CommandFactory }>>
   () => import('./status.js'),
   () => import('./check.js'),
   () => import('./app-password.js'),
+  () => import('./store.js'),
   () => import('./hash-password.js'),
   () => import('./schema.js'),
 ];

@@ -33,6 +33,7 @@ describe('cli basics', () => {
     'app-password',
     'schema',
     'hash-password',
+    'store',
   ];
 
   it('--help lists every command', async () => {
