@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { Config, ListenerConfig, Protocol, TlsMode } from './config/types.js';
 import { LocalAuthenticator } from './credentials/authenticator.js';
 import { consentHintFor } from './http/consent-hint.js';
-import { publicBaseUrl } from './http/public-url.js';
+import { publicBaseUrl } from './config/public-url.js';
 import { createHttpServer } from './http/server.js';
 import { Metrics } from './metrics/metrics.js';
 import { createConfiguredNotifier, notifyOnTokenEvent } from './notify/index.js';

@@ -13,8 +13,8 @@ import {
   microsoftPreset,
   type MicrosoftCloud,
   type ProviderPreset,
-} from '../oauth/providers.js';
-import { isPasswordHash } from '../credentials/password.js';
+} from './providers.js';
+import { isPasswordHash } from './password-hash.js';
 import { parseCidr } from './address-list.js';
 import { DEFAULTS, DEFAULT_LISTEN_HOST } from './defaults.js';
 import { formatPath } from './errors.js';

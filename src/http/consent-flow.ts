@@ -25,7 +25,7 @@ import {
 } from './pending-consents.js';
 import { redirect, readForm, sendHtml, sendMessage } from './respond.js';
 import { browserId, setBrowserCookie, type CsrfTokens } from './security.js';
-import { redirectUri } from './public-url.js';
+import { redirectUri } from '../config/public-url.js';
 
 export interface ConsentFlowDeps {
   config: Config;

@@ -4,7 +4,7 @@
  */
 import { grantHasNoConsent } from '../config/accounts.js';
 import type { Config, ResolvedAccount } from '../config/types.js';
-import { publicBaseUrl } from './public-url.js';
+import { publicBaseUrl } from '../config/public-url.js';
 
 export function consentHintFor(config: Config, account: ResolvedAccount): string {
   const viaAdmin =

@@ -28,7 +28,7 @@ import { ConsentFlow } from './consent-flow.js';
 import type { ConsentGrants } from './grants.js';
 import { createOAuthGrants, type ConsentRecorder } from './oauth-grants.js';
 import { pages } from './pages/messages.js';
-import { CALLBACK_PATH, publicBaseUrl } from './public-url.js';
+import { CALLBACK_PATH, publicBaseUrl } from '../config/public-url.js';
 import { BodyTooLarge, sendMessage } from './respond.js';
 import { CsrfTokens, securityHeaders } from './security.js';
 import { STYLE_CSS } from './style.js';

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { resolveAccount } from '../config/accounts.js';
 import type { Config } from '../config/types.js';
-import { publicBaseUrl } from '../http/public-url.js';
+import { publicBaseUrl } from '../config/public-url.js';
 import { createConsentLink } from '../oauth/consent-links.js';
 import type { TokenEvent, Store } from '../oauth/types.js';
 import { createNotifier, type Notifier, type NotifyEventKind } from './notifier.js';

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { grantHasNoConsent, resolveAccount } from '../../config/accounts.js';
 import { formatDuration, parseDuration } from '../../config/duration.js';
-import { publicBaseUrl } from '../../http/public-url.js';
+import { publicBaseUrl } from '../../config/public-url.js';
 import { createConsentLink, DEFAULT_CONSENT_LINK_TTL_MS } from '../../oauth/consent-links.js';
 import { openStore } from '../../store/index.js';
 import { UsageError, defineCommand } from '../context.js';

@@ -10,7 +10,7 @@ import { consentHintFor } from '../../../src/http/consent-hint.js';
 import { deviceFlowAvailable } from '../../../src/http/grants.js';
 import { clientHost, formatTime, maskSecret } from '../../../src/http/pages/format.js';
 import { ExpiringMap } from '../../../src/http/pending-consents.js';
-import { publicBaseUrl, redirectUri } from '../../../src/http/public-url.js';
+import { publicBaseUrl, redirectUri } from '../../../src/config/public-url.js';
 import { CsrfTokens, safeEqual } from '../../../src/http/security.js';
 import { loggablePath } from '../../../src/http/server.js';
 import {

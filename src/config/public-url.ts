@@ -1,4 +1,4 @@
-import type { Config } from '../config/types.js';
+import type { Config } from './types.js';
 
 export const CALLBACK_PATH = '/oauth/callback';
 

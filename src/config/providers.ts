@@ -4,7 +4,7 @@
  * The values follow Google's OAuth and Gmail IMAP documentation and Microsoft's identity platform and
  * Exchange Online OAuth documentation.
  */
-import type { GrantType, SaslMechanism, UpstreamServer } from '../config/types.js';
+import type { GrantType, SaslMechanism, UpstreamServer } from './types.js';
 
 export type MicrosoftCloud = 'global' | 'usgov' | 'china';
 export const MICROSOFT_CLOUDS: readonly MicrosoftCloud[] = ['global', 'usgov', 'china'];
