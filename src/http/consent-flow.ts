@@ -12,7 +12,7 @@ import type { Notifier } from '../notify/notifier.js';
 import { createAppPassword, webConsentLabel } from '../credentials/app-passwords.js';
 import { checkConsentLink, spendConsentLink } from '../oauth/consent-links.js';
 import type { ConsentLinkRecord, TokenProvider, Store } from '../oauth/types.js';
-import { deviceFlowAvailable, type ConsentGrants, type PendingGrant } from './grants.js';
+import { deviceFlowAvailable, type ConsentGrants, type PendingGrant } from './consent-grants.js';
 import type { MessagePage } from './pages/messages.js';
 import { pages } from './pages/messages.js';
 import { consentPage, devicePage, welcomePage } from './pages/consent-pages.js';

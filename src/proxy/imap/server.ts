@@ -8,7 +8,7 @@ import { createProtocolServer, type Protocol } from '../shared/session.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
 import { ImapFront } from './front.js';
 import { BUSY } from './replies.js';
-import { imapUpstreamLogin, type ImapUpstream } from './upstream-auth.js';
+import { imapUpstreamLogin, type ImapUpstream } from './upstream.js';
 
 export const imapProtocol: Protocol<ImapUpstream, AuthenticateAction> = {
   name: 'imap',

@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { resolveAccount } from '../../../src/config/accounts.js';
-import type { ConsentGrants, DeviceStart, PendingGrant } from '../../../src/http/grants.js';
+import type { ConsentGrants, DeviceStart, PendingGrant } from '../../../src/http/consent-grants.js';
 import { formAction, formField, location, startHarness, text, TestBrowser, type Harness } from './harness.js';
 
 const CODE_LIFETIME_MS = 15 * 60_000;

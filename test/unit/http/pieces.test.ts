@@ -7,7 +7,7 @@ import { parseConfig } from '../../../src/config/load.js';
 import type { Config, ResolvedAccount } from '../../../src/config/types.js';
 import { resolveAccount } from '../../../src/config/accounts.js';
 import { consentHintFor } from '../../../src/http/consent-hint.js';
-import { deviceFlowAvailable } from '../../../src/http/grants.js';
+import { deviceFlowAvailable } from '../../../src/http/consent-grants.js';
 import { clientHost, formatTime, maskSecret } from '../../../src/http/pages/format.js';
 import { ExpiringMap } from '../../../src/http/pending-consents.js';
 import { publicBaseUrl, redirectUri } from '../../../src/config/public-url.js';

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ConnectionConfig, ResolvedAccount } from '../../../src/config/types.js';
-import { imapUpstreamLogin } from '../../../src/proxy/imap/upstream-auth.js';
+import { imapUpstreamLogin } from '../../../src/proxy/imap/upstream.js';
 import { getTestCerts } from '../../helpers/certs.js';
 
 const certs = getTestCerts();

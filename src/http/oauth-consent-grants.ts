@@ -14,7 +14,7 @@ export type ConsentRecorder = (
   tokenSet: TokenSet,
   identity: ConsentIdentity,
 ) => Promise<TokenRecord>;
-import type { ConsentGrants, DeviceStart, GrantedIdentity, PendingGrant } from './grants.js';
+import type { ConsentGrants, DeviceStart, GrantedIdentity, PendingGrant } from './consent-grants.js';
 
 export function createOAuthGrants(options: {
   store: Store;
