@@ -14,17 +14,24 @@ import {
   type Machine,
   type Transition,
 } from '../shared/front.js';
-import {
-  decodeLoginResponse,
-  decodePlain,
-  LOGIN_PASSWORD_PROMPT,
-  LOGIN_USERNAME_PROMPT,
-} from '../shared/sasl.js';
+import { decodeLoginResponse, decodePlain } from '../shared/sasl.js';
 import { Secret } from '../shared/secret.js';
 import type { SessionOutcome } from '../shared/types.js';
 import type { Frame, FramingErrorKind } from './framer.js';
 import { astring, parseCommand, saslResponse, type Command } from './parser.js';
-import { greeting, loginFailureReply, preAuthCapabilities, safeText, SERVER_NAME } from './replies.js';
+import {
+  BYE,
+  capabilityLine,
+  CONTINUE,
+  greeting,
+  ID_LINE,
+  loggedIn,
+  loginFailureReply,
+  malformed,
+  noArguments,
+  REPLY,
+  tagged,
+} from './replies.js';
 
 export interface MachineConfig {
   tls: TlsMode;
@@ -85,17 +92,10 @@ export function isReading(phase: Phase): boolean {
 }
 
 const send = (reply: string): Action => ({ type: 'send', reply });
-const bye = (state: State, text: string, outcome: SessionOutcome, reason?: string): Step => ({
+const bye = (state: State, line: string, outcome: SessionOutcome, reason?: string): Step => ({
   state: { ...state, phase: { name: 'closed' } },
-  actions: [send(`* BYE ${text}`), { type: 'close', outcome, ...(reason ? { reason } : {}) }],
+  actions: [send(line), { type: 'close', outcome, ...(reason ? { reason } : {}) }],
 });
-
-const FRAMING_MESSAGES: Record<FramingErrorKind, string> = {
-  'line-too-long': 'Command line too long',
-  'literal-too-large': 'Literal too large',
-  'too-many-literals': 'Too many literals in one command',
-  'command-too-large': 'Literals too large in one command',
-};
 
 export function step(config: MachineConfig, state: State, event: Event): Step {
   const phase = state.phase;
@@ -110,33 +110,31 @@ export function step(config: MachineConfig, state: State, event: Event): Step {
           actions: [{ type: 'close', outcome: 'shutdown' }],
         };
       }
-      return bye(state, 'Server shutting down', 'shutdown');
+      return bye(state, BYE.shutdown, 'shutdown');
     case 'idle-timeout':
       if (!isReading(phase)) return { state, actions: [] };
-      return bye(state, 'Idle for too long before login', 'timeout');
+      return bye(state, BYE.idle, 'timeout');
     case 'framing-error':
-      return bye(state, FRAMING_MESSAGES[event.kind], 'limit', event.kind);
+      return bye(state, BYE[event.kind], 'limit', event.kind);
     case 'continue-literal':
-      return { state, actions: [send('+ Ready for literal data')] };
+      return { state, actions: [send(CONTINUE.literal)] };
     case 'tls-ready':
       if (phase.name !== 'starting-tls') return { state, actions: [] };
       return { state: { ...state, secure: true, phase: { name: 'ready' } }, actions: [] };
     case 'auth-succeeded': {
       if (phase.name !== 'authenticating') return { state, actions: [] };
-      const code = event.capabilities ? `[CAPABILITY ${event.capabilities}] ` : '';
-      const text = safeText(event.text ?? 'Logged in') || 'Logged in';
       return {
         state: { ...state, phase: { name: 'relay' } },
-        actions: [send(`${phase.tag} OK ${code}${text}`), { type: 'start-relay' }],
+        actions: [send(tagged(phase.tag, loggedIn(event.capabilities, event.text))), { type: 'start-relay' }],
       };
     }
     case 'auth-failed': {
       if (phase.name !== 'authenticating') return { state, actions: [] };
       const failures = countFailure(state.failures, event.error);
       const next: State = { ...state, failures, phase: { name: 'ready' } };
-      const reply = send(`${phase.tag} ${loginFailureReply(event.error, event.consentHint)}`);
+      const reply = send(tagged(phase.tag, loginFailureReply(event.error, event.consentHint)));
       if (failures >= config.maxFailedLogins) {
-        const closed = bye(next, 'Too many failed login attempts', event.error.code, TOO_MANY_FAILURES);
+        const closed = bye(next, BYE.tooManyFailures, event.error.code, TOO_MANY_FAILURES);
         return { state: closed.state, actions: [reply, ...closed.actions] };
       }
       return { state: next, actions: [reply] };
@@ -150,7 +148,7 @@ function onFrame(config: MachineConfig, state: State, frame: Frame): Step {
   if (!isReading(state.phase)) return { state, actions: [] };
   const counted: State = { ...state, commands: state.commands + 1 };
   if (counted.commands > config.maxCommandsBeforeLogin) {
-    return bye(counted, 'Too many commands before login', 'limit', TOO_MANY_COMMANDS);
+    return bye(counted, BYE.tooManyCommands, 'limit', TOO_MANY_COMMANDS);
   }
   const phase = state.phase;
   switch (phase.name) {
@@ -163,7 +161,7 @@ function onFrame(config: MachineConfig, state: State, frame: Frame): Step {
   }
   const parsed = parseCommand(frame);
   if (!parsed.ok) {
-    return { state: counted, actions: [send(`${parsed.tag ?? '*'} BAD ${parsed.message}`)] };
+    return { state: counted, actions: [send(tagged(parsed.tag, malformed(parsed.message)))] };
   }
   return onCommand(config, counted, parsed.command);
 }
@@ -171,60 +169,48 @@ function onFrame(config: MachineConfig, state: State, frame: Frame): Step {
 function onCommand(config: MachineConfig, state: State, command: Command): Step {
   const { tag, name, args } = command;
   const reply = (...lines: string[]): Step => ({ state, actions: lines.map(send) });
-  const noArgs = (): Step | undefined =>
-    args.length > 0 ? reply(`${tag} BAD ${name} takes no arguments`) : undefined;
+  const done = (text: string): string => tagged(tag, text);
+  const noArgs = (): Step | undefined => (args.length > 0 ? reply(done(noArguments(name))) : undefined);
   switch (name) {
     case 'CAPABILITY':
-      return (
-        noArgs() ??
-        reply(
-          `* CAPABILITY ${preAuthCapabilities(config.tls, state.secure).join(' ')}`,
-          `${tag} OK CAPABILITY completed`,
-        )
-      );
+      return noArgs() ?? reply(capabilityLine(config.tls, state.secure), done(REPLY.capabilityDone));
     case 'NOOP':
-      return noArgs() ?? reply(`${tag} OK NOOP completed`);
+      return noArgs() ?? reply(done(REPLY.noopDone));
     case 'LOGOUT': {
       const bad = noArgs();
       if (bad) return bad;
       return {
         state: { ...state, phase: { name: 'closed' } },
-        actions: [
-          send('* BYE Logging out'),
-          send(`${tag} OK LOGOUT completed`),
-          { type: 'close', outcome: 'client-quit' },
-        ],
+        actions: [send(BYE.logout), send(done(REPLY.logoutDone)), { type: 'close', outcome: 'client-quit' }],
       };
     }
     case 'ID':
       // RFC 2971: one argument, a list of field/value pairs or NIL. The client's ID is not forwarded.
-      if (args.length !== 1) return reply(`${tag} BAD ID takes one argument`);
-      return reply(`* ID ("name" "${SERVER_NAME}")`, `${tag} OK ID completed`);
+      if (args.length !== 1) return reply(done(REPLY.idArguments));
+      return reply(ID_LINE, done(REPLY.idDone));
     case 'STARTTLS': {
       const bad = noArgs();
       if (bad) return bad;
-      if (state.secure) return reply(`${tag} BAD TLS is already active`);
-      if (config.tls !== 'starttls') return reply(`${tag} BAD STARTTLS is not available here`);
+      if (state.secure) return reply(done(REPLY.tlsActive));
+      if (config.tls !== 'starttls') return reply(done(REPLY.startTlsUnavailable));
       return {
         state: { ...state, phase: { name: 'starting-tls' } },
-        actions: [send(`${tag} OK Begin TLS negotiation now`), { type: 'start-tls' }],
+        actions: [send(done(REPLY.beginTls)), { type: 'start-tls' }],
       };
     }
     case 'LOGIN': {
-      if (!loginAllowed(config.tls, state.secure))
-        return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
+      if (!loginAllowed(config.tls, state.secure)) return reply(done(REPLY.tlsRequired));
       const username = astring(args[0]);
       const password = astring(args[1]);
       if (args.length !== 2 || username === undefined || password === undefined) {
-        return reply(`${tag} BAD LOGIN needs a user name and a password`);
+        return reply(done(REPLY.loginArguments));
       }
       return login(state, tag, username, password);
     }
     case 'AUTHENTICATE':
       return onAuthenticate(config, state, command);
     default:
-      // The command name is not echoed: after a framing mix-up it could be part of a password.
-      return reply(`${tag} BAD Log in first (LOGIN or AUTHENTICATE): command not available before login`);
+      return reply(done(REPLY.needsLogin));
   }
 }
 
@@ -232,7 +218,7 @@ function login(state: State, tag: string, username: string, password: string): S
   if (username === '' || password === '') {
     return {
       state: { ...state, phase: { name: 'ready' } },
-      actions: [send(`${tag} NO [AUTHENTICATIONFAILED] Authentication failed`)],
+      actions: [send(tagged(tag, REPLY.authenticationFailed))],
     };
   }
   return {
@@ -243,17 +229,17 @@ function login(state: State, tag: string, username: string, password: string): S
 
 function onAuthenticate(config: MachineConfig, state: State, command: Command): Step {
   const { tag, args } = command;
-  const reply = (text: string): Step => ({ state, actions: [send(text)] });
-  if (!loginAllowed(config.tls, state.secure)) return reply(`${tag} NO [PRIVACYREQUIRED] Run STARTTLS first`);
+  const reply = (text: string): Step => ({ state, actions: [send(tagged(tag, text))] });
+  if (!loginAllowed(config.tls, state.secure)) return reply(REPLY.tlsRequired);
   const mechanism = args[0]?.kind === 'atom' ? args[0].value.toUpperCase() : undefined;
   if (mechanism === undefined || args.length > 2 || (args[1] !== undefined && args[1].kind !== 'atom')) {
-    return reply(`${tag} BAD AUTHENTICATE needs a mechanism and at most one initial response`);
+    return reply(REPLY.authenticateArguments);
   }
   // RFC 4959: "=" is an empty initial response; absent means "send a continuation".
   const initial = args[1]?.kind === 'atom' ? (args[1].value === '=' ? '' : args[1].value) : undefined;
   if (mechanism === 'PLAIN') {
     if (initial === undefined) {
-      return { state: { ...state, phase: { name: 'sasl-plain', tag } }, actions: [send('+ ')] };
+      return { state: { ...state, phase: { name: 'sasl-plain', tag } }, actions: [send(CONTINUE.empty)] };
     }
     return plainResponse(state, tag, initial);
   }
@@ -261,23 +247,26 @@ function onAuthenticate(config: MachineConfig, state: State, command: Command): 
     if (initial === undefined) {
       return {
         state: { ...state, phase: { name: 'sasl-login-user', tag } },
-        actions: [send(`+ ${LOGIN_USERNAME_PROMPT}`)],
+        actions: [send(CONTINUE.loginUsername)],
       };
     }
     const username = decodeLoginResponse(initial);
-    if (username === undefined) return reply(`${tag} BAD Invalid base64 in initial response`);
+    if (username === undefined) return reply(REPLY.badInitialResponse);
     return {
       state: { ...state, phase: { name: 'sasl-login-pass', tag, username } },
-      actions: [send(`+ ${LOGIN_PASSWORD_PROMPT}`)],
+      actions: [send(CONTINUE.loginPassword)],
     };
   }
-  return reply(`${tag} NO [CANNOT] Unsupported authentication mechanism; use PLAIN or LOGIN`);
+  return reply(REPLY.unknownMechanism);
 }
 
 function plainResponse(state: State, tag: string, base64: string): Step {
   const decoded = decodePlain(base64);
   if ('error' in decoded) {
-    return { state: { ...state, phase: { name: 'ready' } }, actions: [send(`${tag} BAD ${decoded.error}`)] };
+    return {
+      state: { ...state, phase: { name: 'ready' } },
+      actions: [send(tagged(tag, malformed(decoded.error)))],
+    };
   }
   return login(state, tag, decoded.username, decoded.password);
 }
@@ -289,24 +278,25 @@ function onSaslResponse(
 ): Step {
   const ready: State = { ...state, phase: { name: 'ready' } };
   const response = saslResponse(frame);
-  if (!response.ok) return { state: ready, actions: [send(`${phase.tag} BAD Invalid SASL response`)] };
+  if (!response.ok) return { state: ready, actions: [send(tagged(phase.tag, REPLY.badSaslResponse))] };
   // RFC 9051 §6.2.2: a lone "*" cancels, answered with BAD.
-  if (response.text === '*')
-    return { state: ready, actions: [send(`${phase.tag} BAD Authentication cancelled`)] };
+  if (response.text === '*') return { state: ready, actions: [send(tagged(phase.tag, REPLY.authCancelled))] };
   switch (phase.name) {
     case 'sasl-plain':
       return plainResponse(state, phase.tag, response.text);
     case 'sasl-login-user': {
       const username = decodeLoginResponse(response.text);
-      if (username === undefined) return { state: ready, actions: [send(`${phase.tag} BAD Invalid base64`)] };
+      if (username === undefined)
+        return { state: ready, actions: [send(tagged(phase.tag, REPLY.badBase64))] };
       return {
         state: { ...state, phase: { name: 'sasl-login-pass', tag: phase.tag, username } },
-        actions: [send(`+ ${LOGIN_PASSWORD_PROMPT}`)],
+        actions: [send(CONTINUE.loginPassword)],
       };
     }
     case 'sasl-login-pass': {
       const password = decodeLoginResponse(response.text);
-      if (password === undefined) return { state: ready, actions: [send(`${phase.tag} BAD Invalid base64`)] };
+      if (password === undefined)
+        return { state: ready, actions: [send(tagged(phase.tag, REPLY.badBase64))] };
       return login(state, phase.tag, phase.username, password);
     }
   }

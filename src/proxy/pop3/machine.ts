@@ -22,7 +22,7 @@ import { decodePlain } from '../shared/sasl.js';
 import { Secret } from '../shared/secret.js';
 import type { SessionOutcome } from '../shared/types.js';
 import { parseCommand } from './parser.js';
-import { REPLY, capaReply, loginFailureReply, loginSucceededReply } from './replies.js';
+import { REPLY, capaReply, loginFailureReply, loginSucceededReply, syntaxError } from './replies.js';
 
 export interface Pop3FrontConfig {
   /** The listener's TLS mode: 'starttls' offers STLS and refuses logins until it is done. */
@@ -203,7 +203,7 @@ function onCommand(config: Pop3FrontConfig, state: Pop3State, line: string): Tra
     case 'http':
       return closeWith(state, REPLY.http, 'protocol-error', HTTP_REQUEST);
     case 'syntax-error':
-      return reply(state, command.reply);
+      return reply(state, syntaxError(command.command));
     case 'empty':
     case 'unknown':
       return reply(state, REPLY.unknownCommand);

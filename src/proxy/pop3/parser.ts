@@ -24,7 +24,8 @@ export type Pop3Command =
   | { kind: 'http' }
   | { kind: 'empty' }
   | { kind: 'unknown' }
-  | { kind: 'syntax-error'; reply: string };
+  /** A known command with arguments it cannot take; replies.ts says what the syntax is. */
+  | { kind: 'syntax-error'; command: 'USER' | 'PASS' | 'AUTH' | 'STLS' };
 
 const TRANSACTION = new Set(['STAT', 'LIST', 'RETR', 'DELE', 'NOOP', 'RSET', 'TOP', 'UIDL', 'LAST', 'UTF8']);
 const HTTP_REQUEST = /^(?:OPTIONS|GET|HEAD|POST|PUT|DELETE|TRACE|CONNECT|PATCH) \S+ HTTP\/\d(?:\.\d)?$/i;
@@ -48,11 +49,11 @@ export function parseCommand(line: string): Pop3Command {
       return { kind: 'capa' };
     case 'USER': {
       const name = rest.trim();
-      if (name.length === 0) return { kind: 'syntax-error', reply: '-ERR Syntax: USER name' };
+      if (name.length === 0) return { kind: 'syntax-error', command: 'USER' };
       return { kind: 'user', name };
     }
     case 'PASS':
-      if (rest.length === 0) return { kind: 'syntax-error', reply: '-ERR Syntax: PASS password' };
+      if (rest.length === 0) return { kind: 'syntax-error', command: 'PASS' };
       return { kind: 'pass', password: rest };
     case 'AUTH': {
       if (args.length === 0) return { kind: 'auth-list' };
@@ -63,14 +64,14 @@ export function parseCommand(line: string): Pop3Command {
         !MECHANISM.test(mechanism) ||
         (initialResponse !== undefined && !INITIAL_RESPONSE.test(initialResponse))
       ) {
-        return { kind: 'syntax-error', reply: '-ERR Syntax: AUTH mechanism [initial-response]' };
+        return { kind: 'syntax-error', command: 'AUTH' };
       }
       return initialResponse === undefined
         ? { kind: 'auth', mechanism: mechanism.toUpperCase() }
         : { kind: 'auth', mechanism: mechanism.toUpperCase(), initialResponse };
     }
     case 'STLS':
-      if (args.length > 0) return { kind: 'syntax-error', reply: '-ERR Syntax: STLS' };
+      if (args.length > 0) return { kind: 'syntax-error', command: 'STLS' };
       return { kind: 'stls' };
     case 'QUIT':
       return { kind: 'quit' };

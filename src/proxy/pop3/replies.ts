@@ -97,3 +97,15 @@ export function loginFailureReply(error: ProxyError, consentHint?: string): stri
       return '-ERR [SYS/TEMP] Internal error, try again later';
   }
 }
+
+const SYNTAX = {
+  USER: '-ERR Syntax: USER name',
+  PASS: '-ERR Syntax: PASS password',
+  AUTH: '-ERR Syntax: AUTH mechanism [initial-response]',
+  STLS: '-ERR Syntax: STLS',
+} as const;
+
+/** The reply to a known command given arguments it cannot take. */
+export function syntaxError(command: keyof typeof SYNTAX): string {
+  return SYNTAX[command];
+}

@@ -22,7 +22,7 @@ import {
 import { Secret } from '../shared/secret.js';
 import type { SessionOutcome } from '../shared/types.js';
 import { parseCommand } from './parser.js';
-import { REPLY, ehloReply, greeting, heloReply, loginFailureReply } from './replies.js';
+import { REPLY, ehloReply, greeting, heloReply, loginFailureReply, syntaxError } from './replies.js';
 import { decodeLoginField, decodePlain, type SaslFailure } from './sasl.js';
 
 export interface SmtpFrontConfig {
@@ -251,7 +251,7 @@ function onCommand(config: SmtpFrontConfig, state0: SmtpState, line: string): Tr
     case 'http':
       return closeWith(state, REPLY.http, 'protocol-error', HTTP_REQUEST);
     case 'syntax-error':
-      return reply(state, command.reply);
+      return reply(state, syntaxError(command.verb));
     case 'empty':
     case 'unknown':
       return reply(state, REPLY.unknownCommand);

@@ -23,7 +23,8 @@ export type SmtpCommand =
   | { kind: 'http' }
   | { kind: 'empty' }
   | { kind: 'unknown' }
-  | { kind: 'syntax-error'; verb: string; reply: string };
+  /** A known command with arguments it cannot take; replies.ts says what the syntax is. */
+  | { kind: 'syntax-error'; verb: 'EHLO' | 'HELO' | 'STARTTLS' | 'AUTH' };
 
 const MAIL_VERBS = new Set(['MAIL', 'RCPT', 'DATA', 'BDAT']);
 const NOT_IMPLEMENTED = new Set([
@@ -61,17 +62,17 @@ export function parseCommand(line: string): SmtpCommand {
       // first word is taken and the rest ignored rather than refusing them.
       const name = args[0];
       if (name === undefined || !HELO_NAME.test(name)) {
-        return { kind: 'syntax-error', verb, reply: `501 5.5.4 Syntax: ${verb} hostname` };
+        return { kind: 'syntax-error', verb };
       }
       return { kind: verb === 'EHLO' ? 'ehlo' : 'helo', name };
     }
     case 'STARTTLS':
-      if (args.length > 0) return { kind: 'syntax-error', verb, reply: '501 5.5.4 Syntax: STARTTLS' };
+      if (args.length > 0) return { kind: 'syntax-error', verb };
       return { kind: 'starttls' };
     case 'AUTH': {
       const mechanism = args[0];
       if (mechanism === undefined || args.length > 2 || !MECHANISM.test(mechanism)) {
-        return { kind: 'syntax-error', verb, reply: '501 5.5.4 Syntax: AUTH mechanism [initial-response]' };
+        return { kind: 'syntax-error', verb };
       }
       const initialResponse = args[1];
       return initialResponse === undefined

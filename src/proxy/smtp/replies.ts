@@ -37,6 +37,19 @@ export const REPLY = {
   emptyChallenge: '334 ',
 } as const;
 
+/** The reply to a known command given arguments it cannot take. */
+export function syntaxError(verb: 'EHLO' | 'HELO' | 'STARTTLS' | 'AUTH'): string {
+  switch (verb) {
+    case 'EHLO':
+    case 'HELO':
+      return `501 5.5.4 Syntax: ${verb} hostname`;
+    case 'STARTTLS':
+      return '501 5.5.4 Syntax: STARTTLS';
+    case 'AUTH':
+      return '501 5.5.4 Syntax: AUTH mechanism [initial-response]';
+  }
+}
+
 export function greeting(serverName: string): string {
   return `220 ${serverName} ESMTP xoauth-proxy ready`;
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseCommand } from '../../../src/proxy/pop3/parser.js';
+import { syntaxError } from '../../../src/proxy/pop3/replies.js';
 
 describe('POP3 command parser', () => {
   it.each([
@@ -7,28 +8,22 @@ describe('POP3 command parser', () => {
     ['capa', { kind: 'capa' }],
     ['USER alice@example.com', { kind: 'user', name: 'alice@example.com' }],
     ['user  bob ', { kind: 'user', name: 'bob' }],
-    ['USER', { kind: 'syntax-error', reply: '-ERR Syntax: USER name' }],
+    ['USER', { kind: 'syntax-error', command: 'USER' }],
     // RFC 1939 §7: the password is the rest of the line, spaces (even trailing ones) included.
     ['PASS secret', { kind: 'pass', password: 'secret' }],
     ['PASS  two  spaces ', { kind: 'pass', password: ' two  spaces ' }],
     ['pass Pässwörd ✓', { kind: 'pass', password: 'Pässwörd ✓' }],
-    ['PASS', { kind: 'syntax-error', reply: '-ERR Syntax: PASS password' }],
+    ['PASS', { kind: 'syntax-error', command: 'PASS' }],
     ['AUTH', { kind: 'auth-list' }],
     ['AUTH plain', { kind: 'auth', mechanism: 'PLAIN' }],
     ['AUTH PLAIN AGEAYg==', { kind: 'auth', mechanism: 'PLAIN', initialResponse: 'AGEAYg==' }],
     ['AUTH PLAIN =', { kind: 'auth', mechanism: 'PLAIN', initialResponse: '=' }],
     ['AUTH XOAUTH2', { kind: 'auth', mechanism: 'XOAUTH2' }],
-    ['AUTH PLAIN a b', { kind: 'syntax-error', reply: '-ERR Syntax: AUTH mechanism [initial-response]' }],
-    [
-      'AUTH PLAIN not!base64',
-      { kind: 'syntax-error', reply: '-ERR Syntax: AUTH mechanism [initial-response]' },
-    ],
-    [
-      'AUTH WAY-TOO-LONG-MECHANISM-NAME',
-      { kind: 'syntax-error', reply: '-ERR Syntax: AUTH mechanism [initial-response]' },
-    ],
+    ['AUTH PLAIN a b', { kind: 'syntax-error', command: 'AUTH' }],
+    ['AUTH PLAIN not!base64', { kind: 'syntax-error', command: 'AUTH' }],
+    ['AUTH WAY-TOO-LONG-MECHANISM-NAME', { kind: 'syntax-error', command: 'AUTH' }],
     ['STLS', { kind: 'stls' }],
-    ['STLS now', { kind: 'syntax-error', reply: '-ERR Syntax: STLS' }],
+    ['STLS now', { kind: 'syntax-error', command: 'STLS' }],
     ['QUIT', { kind: 'quit' }],
     ['APOP bob 0123456789abcdef', { kind: 'apop' }],
     ['STAT', { kind: 'needs-login' }],
@@ -42,5 +37,16 @@ describe('POP3 command parser', () => {
     ['XYZZY', { kind: 'unknown' }],
   ] as const)('%j', (line, expected) => {
     expect(parseCommand(line)).toEqual(expected);
+  });
+
+  it.each([
+    ['USER', '-ERR Syntax: USER name'],
+    ['PASS', '-ERR Syntax: PASS password'],
+    ['AUTH PLAIN a b', '-ERR Syntax: AUTH mechanism [initial-response]'],
+    ['STLS now', '-ERR Syntax: STLS'],
+  ])('the syntax error for %j says how to write it', (line, reply) => {
+    const parsed = parseCommand(line);
+    if (parsed.kind !== 'syntax-error') throw new Error(`not a syntax error: ${parsed.kind}`);
+    expect(syntaxError(parsed.command)).toBe(reply);
   });
 });

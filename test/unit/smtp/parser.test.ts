@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseCommand } from '../../../src/proxy/smtp/parser.js';
+import { syntaxError } from '../../../src/proxy/smtp/replies.js';
 
 describe('parseCommand', () => {
   it.each([
@@ -40,6 +41,8 @@ describe('parseCommand', () => {
     ['AUTH PLAIN a b', '501 5.5.4 Syntax: AUTH mechanism [initial-response]'],
     ['AUTH PL@IN', '501 5.5.4 Syntax: AUTH mechanism [initial-response]'],
   ])('syntax error %j', (line, reply) => {
-    expect(parseCommand(line)).toMatchObject({ kind: 'syntax-error', reply });
+    const parsed = parseCommand(line);
+    if (parsed.kind !== 'syntax-error') throw new Error(`not a syntax error: ${parsed.kind}`);
+    expect(syntaxError(parsed.verb)).toBe(reply);
   });
 });
