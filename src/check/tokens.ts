@@ -34,6 +34,14 @@ export async function openCheckStore(config: Pick<Config, 'store'>, env: NodeJS.
     addConsentLink: none,
     getConsentLink: async () => undefined,
     useConsentLink: async () => false,
+    putPendingConsent: none,
+    getPendingConsent: async () => undefined,
+    takePendingConsent: async () => undefined,
+    putCompletedConsent: none,
+    getCompletedConsent: async () => undefined,
+    deriveKey: () => {
+      throw new Error(`no token store yet at ${location}`);
+    },
     close: async () => undefined,
   };
 }

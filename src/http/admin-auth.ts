@@ -43,6 +43,8 @@ export interface AdminAuthOptions {
   attemptsPerMinute?: number;
   /** `http.trustedProxies`: peers whose X-Forwarded-For names the client. */
   trustedProxies?: readonly string[];
+  /** Signs session cookies; without one, a per-process key (a restart then ends every session). */
+  sessionKey?: Buffer;
 }
 
 interface Failures {
@@ -61,8 +63,8 @@ export class AdminAuth {
   private attempts: number[] = [];
   private readonly attemptsPerMinute: number;
   private readonly proxies: TrustedProxies;
-  /** Signs session cookies; a restart ends every session. */
-  private readonly sessionKey = randomBytes(32);
+  /** Signs session cookies: from the store key (every instance accepts them), else per process. */
+  private readonly sessionKey: Buffer;
 
   constructor(
     private readonly secret: string,
@@ -72,6 +74,7 @@ export class AdminAuth {
     this.failures = new LRUCache<string, Failures>({ max: options.maxClients ?? MAX_CLIENTS });
     this.attemptsPerMinute = options.attemptsPerMinute ?? ATTEMPTS_PER_MINUTE;
     this.proxies = new TrustedProxies(options.trustedProxies);
+    this.sessionKey = options.sessionKey ?? randomBytes(32);
   }
 
   /** The address failures are counted for (and logged). */

@@ -2,6 +2,7 @@
  * /admin: status of every connection and account, and the buttons that start consent. Only exists when
  * http.adminPassword is set. Every POST carries a CSRF token bound to the admin's browser.
  */
+import { createHash } from 'node:crypto';
 import { grantHasNoConsent } from '../config/accounts.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -50,6 +51,8 @@ export class AdminRoutes {
   ) {
     this.auth = new AdminAuth(secret, deps.now, {
       ...(deps.config.http?.trustedProxies ? { trustedProxies: deps.config.http.trustedProxies } : {}),
+      // Bound to the password too: changing it ends every session.
+      sessionKey: deps.store.deriveKey(`admin-session:${createHash('sha256').update(secret).digest('hex')}`),
     });
   }
 

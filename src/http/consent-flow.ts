@@ -17,12 +17,7 @@ import type { MessagePage } from './pages/messages.js';
 import { pages } from './pages/messages.js';
 import { consentPage, devicePage, welcomePage } from './pages/consent-pages.js';
 import { providerName } from './pages/format.js';
-import {
-  ExpiringMap,
-  PENDING_CONSENT_TTL_MS,
-  type CompletedConsent,
-  type PendingConsent,
-} from './pending-consents.js';
+import { ExpiringMap, MAX_PENDING_CONSENTS, PENDING_CONSENT_TTL_MS } from './pending-consents.js';
 import { redirect, readForm, sendHtml, sendMessage } from './respond.js';
 import { browserId, setBrowserCookie, type CsrfTokens } from './security.js';
 import { redirectUri } from '../config/public-url.js';
@@ -78,8 +73,6 @@ function errorText(err: unknown): string {
 }
 
 export class ConsentFlow {
-  private readonly pending: ExpiringMap<PendingConsent>;
-  private readonly completed: ExpiringMap<CompletedConsent>;
   private readonly devices: ExpiringMap<DeviceSession>;
   /** Link hash -> id of its device session: one link has at most one poller at the provider. */
   private readonly deviceByLink = new Map<string, string>();
@@ -87,8 +80,6 @@ export class ConsentFlow {
   private readonly replacedDevices: ExpiringMap<{ browser: string; expiresAt: number }>;
 
   constructor(private readonly deps: ConsentFlowDeps) {
-    this.pending = new ExpiringMap(deps.now);
-    this.completed = new ExpiringMap(deps.now);
     // A session pushed out by the cap or expired must stop polling the provider, or it would go on
     // until the code expires (~15 min) with nobody left to see the result.
     this.devices = new ExpiringMap(deps.now, MAX_DEVICE_SESSIONS, (id, session) => this.retire(id, session));
@@ -189,35 +180,28 @@ export class ConsentFlow {
     const { record, account, browser } = checked;
     const callback = redirectUri(this.deps.baseUrl());
     const auth = this.deps.grants.startAuthorization(account, callback);
-    this.makeRoomForLink(record.tokenHash);
-    this.pending.set(auth.state, {
-      state: auth.state,
-      linkHash: record.tokenHash,
-      accountId: account.id,
-      username: account.username,
-      codeVerifier: auth.codeVerifier,
-      redirectUri: callback,
-      browser,
-      expiresAt: this.deps.now() + PENDING_CONSENT_TTL_MS,
-    });
+    // In the store, so that the provider may send the owner back to any instance. Keeps at most
+    // MAX_PENDING_PER_LINK consents in progress for one link, dropping that link's oldest: pressing
+    // the button over and over (or a leaked link) then fills only its own few places, never the
+    // global table where other owners' consents wait. The newest press always works, so the owner
+    // who pressed last is never locked out; refusing new presses instead would let three presses
+    // shut the owner out for the full 15 minutes.
+    const now = this.deps.now();
+    await this.deps.store.putPendingConsent(
+      {
+        state: auth.state,
+        linkHash: record.tokenHash,
+        accountId: account.id,
+        username: account.username,
+        codeVerifier: auth.codeVerifier,
+        redirectUri: callback,
+        browser,
+        expiresAt: now + PENDING_CONSENT_TTL_MS,
+      },
+      { now, maxPerLink: MAX_PENDING_PER_LINK, maxTotal: MAX_PENDING_CONSENTS },
+    );
     this.deps.logger.info({ account: account.id }, 'consent started');
     redirect(res, auth.url);
-  }
-
-  /**
-   * Keeps at most MAX_PENDING_PER_LINK consents in progress for one link, dropping that link's oldest:
-   * pressing the button over and over (or a leaked link) then fills only its own few places, never the
-   * global table where other owners' consents wait. The newest press always works, so the owner who
-   * pressed last is never locked out; refusing new presses instead would let three presses shut the
-   * owner out for the full 15 minutes.
-   */
-  private makeRoomForLink(linkHash: string): void {
-    const mine: string[] = [];
-    for (const [state, p] of this.pending.live()) if (p.linkHash === linkHash) mine.push(state);
-    // Oldest first (insertion order); leave room for the one about to be added.
-    for (const state of mine.slice(0, Math.max(0, mine.length - MAX_PENDING_PER_LINK + 1))) {
-      this.pending.delete(state);
-    }
   }
 
   /** The link behind a consent in progress, if it may still be used now; else the page saying why. */
@@ -235,9 +219,10 @@ export class ConsentFlow {
   /** GET /oauth/callback?code=..&state=.. (or ?error=..) */
   async callback(req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<void> {
     const state = query.get('state') ?? '';
-    const found = state ? this.pending.get(state) : undefined;
+    const now = this.deps.now();
+    const found = state ? await this.deps.store.getPendingConsent(state, now) : undefined;
     if (!found) {
-      const done = state ? this.completed.get(state) : undefined;
+      const done = state ? await this.deps.store.getCompletedConsent(state, now) : undefined;
       if (done) return sendMessage(res, pages.alreadyDone(done.email));
       this.deps.logger.warn('consent callback with an unknown or expired state');
       return sendMessage(res, pages.stateMismatch());
@@ -248,8 +233,8 @@ export class ConsentFlow {
       this.deps.logger.warn({ account: found.accountId }, 'consent callback from another browser');
       return sendMessage(res, pages.stateMismatch());
     }
-    // Spent now, before any await: a state is good for one callback only.
-    const p = this.pending.take(state);
+    // Spent now, in one step in the store: a state is good for one callback only, on any instance.
+    const p = await this.deps.store.takePendingConsent(state, now);
     if (!p) return sendMessage(res, pages.stateMismatch());
     const usable = await this.linkStillUsable(p.linkHash);
     if ('page' in usable) return sendMessage(res, usable.page);
@@ -336,7 +321,10 @@ export class ConsentFlow {
       const created = await createAppPassword(this.deps.store, account.id, webConsentLabel(now), { now });
       appPassword = { password: created.password, label: created.record.label };
     }
-    this.completed.set(f.state, { accountId: account.id, email: account.email, expiresAt: now + 3600_000 });
+    await this.deps.store.putCompletedConsent(
+      { state: f.state, accountId: account.id, email: account.email, expiresAt: now + 3600_000 },
+      now,
+    );
     this.deps.logger.info(
       { account: account.id, appPassword: Boolean(appPassword), device: !f.sameBrowser },
       'consent complete',

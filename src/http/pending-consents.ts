@@ -1,26 +1,12 @@
 /**
- * Consents in progress, keyed by the OAuth `state`: the PKCE verifier never leaves the server, and the
- * record is bound to the browser that started it. Short-lived, bounded in size, single use.
+ * Limits of consents in progress (kept in the store, keyed by the OAuth `state`: the PKCE verifier
+ * never leaves the server, and the record is bound to the browser that started it; short-lived,
+ * bounded in size, single use), and the bounded, expiring map that holds what stays in one process:
+ * device-code sessions, whose poller runs where the button was pressed.
  */
-export interface PendingConsent {
-  state: string;
-  /** sha256 of the consent-link token this started from. */
-  linkHash: string;
-  accountId: string;
-  username: string;
-  codeVerifier: string;
-  redirectUri: string;
-  browser: string;
-  expiresAt: number;
-}
-
-export interface CompletedConsent {
-  accountId: string;
-  email: string;
-  expiresAt: number;
-}
-
 export const PENDING_CONSENT_TTL_MS = 15 * 60_000;
+/** Consents in progress kept at most (across all instances sharing a store). */
+export const MAX_PENDING_CONSENTS = 1000;
 const MAX_ENTRIES = 1000;
 
 /**

@@ -60,9 +60,12 @@ export function appendSetCookie(res: ServerResponse, cookie: string): void {
   res.setHeader('Set-Cookie', [...list, cookie]);
 }
 
-/** Keyed HMACs with a per-process secret: a CSRF token is bound to a browser and a purpose. */
+/**
+ * Keyed HMACs: a CSRF token is bound to a browser and a purpose. The key comes from the store, so a
+ * form served by one instance may be posted to another behind the same load balancer.
+ */
 export class CsrfTokens {
-  private readonly secret = randomBytes(32);
+  constructor(private readonly secret: Buffer = randomBytes(32)) {}
 
   issue(browser: string, purpose: string): string {
     return createHmac('sha256', this.secret).update(`${purpose}\u0000${browser}`).digest('base64url');

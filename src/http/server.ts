@@ -79,7 +79,7 @@ const DEVICE_ROUTE = new RegExp(`^/consent/device/${TOKEN_SEGMENT}/?$`);
 export function createHttpServer(listener: ListenerConfig, deps: HttpServerDeps): HttpServer {
   const now = deps.now ?? Date.now;
   const resolve = deps.resolveAccount ?? ((username: string) => resolveAccount(deps.config, username));
-  const csrf = new CsrfTokens();
+  const csrf = new CsrfTokens(deps.store.deriveKey('csrf'));
   const metrics = deps.config.http.metrics === false ? undefined : deps.metrics;
   let boundPort: number | undefined;
   const baseUrl = (): string => publicBaseUrl(deps.config, boundPort ?? listener.port);

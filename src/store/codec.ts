@@ -4,9 +4,39 @@
  * column does not open), and the same rules for a row that cannot be read. A copy from one store to
  * another moves the sealed values as they are; no store ever holds a token in clear.
  */
+import { hkdfSync } from 'node:crypto';
 import { ProxyError } from '../errors.js';
 import { decryptSecret, DecryptError, encryptSecret } from './cipher.js';
-import type { AccountState, TokenRecord, TokenSummary, UnreadableToken } from './types.js';
+import type {
+  AccountState,
+  CompletedConsentRecord,
+  PendingConsentRecord,
+  TokenRecord,
+  TokenSummary,
+  UnreadableToken,
+} from './types.js';
+
+/** A consent in progress or finished, as a row: what is secret or personal is in `body`, sealed. */
+export interface ConsentStateRow {
+  state: string;
+  link_hash: string | null;
+  account_id: string;
+  expires_at: number;
+  created_at: number;
+  body: string;
+}
+
+interface PendingBody {
+  kind: 'pending';
+  username: string;
+  codeVerifier: string;
+  redirectUri: string;
+  browser: string;
+}
+interface CompletedBody {
+  kind: 'completed';
+  email: string;
+}
 
 export interface TokenRow {
   account_id: string;
@@ -67,6 +97,78 @@ export class RowCodec {
     } catch (err) {
       if (err instanceof DecryptError) return false;
       throw err;
+    }
+  }
+
+  deriveKey(purpose: string): Buffer {
+    return Buffer.from(hkdfSync('sha256', this.#key, Buffer.alloc(0), `xoauth-proxy:${purpose}`, 32));
+  }
+
+  pendingConsentRow(record: PendingConsentRecord, createdAt: number): ConsentStateRow {
+    const body: PendingBody = {
+      kind: 'pending',
+      username: record.username,
+      codeVerifier: record.codeVerifier,
+      redirectUri: record.redirectUri,
+      browser: record.browser,
+    };
+    return this.#consentRow(record.state, record.linkHash, record.accountId, record.expiresAt, createdAt, body);
+  }
+
+  completedConsentRow(record: CompletedConsentRecord, createdAt: number): ConsentStateRow {
+    const body: CompletedBody = { kind: 'completed', email: record.email };
+    return this.#consentRow(record.state, null, record.accountId, record.expiresAt, createdAt, body);
+  }
+
+  /** A row back as a pending consent; undefined when it is not one or does not open (then it is useless). */
+  pendingConsent(row: ConsentStateRow): PendingConsentRecord | undefined {
+    const body = this.#consentBody(row);
+    if (body?.kind !== 'pending' || row.link_hash === null) return undefined;
+    const { username, codeVerifier, redirectUri, browser } = body;
+    return {
+      state: row.state,
+      linkHash: row.link_hash,
+      accountId: row.account_id,
+      username,
+      codeVerifier,
+      redirectUri,
+      browser,
+      expiresAt: Number(row.expires_at),
+    };
+  }
+
+  completedConsent(row: ConsentStateRow): CompletedConsentRecord | undefined {
+    const body = this.#consentBody(row);
+    if (body?.kind !== 'completed') return undefined;
+    return { state: row.state, accountId: row.account_id, email: body.email, expiresAt: Number(row.expires_at) };
+  }
+
+  #consentRow(
+    state: string,
+    linkHash: string | null,
+    accountId: string,
+    expiresAt: number,
+    createdAt: number,
+    body: PendingBody | CompletedBody,
+  ): ConsentStateRow {
+    return {
+      state,
+      link_hash: linkHash,
+      account_id: accountId,
+      expires_at: expiresAt,
+      created_at: createdAt,
+      body: encryptSecret(this.#key, JSON.stringify(body), `xoauth-proxy:consent-state:${state}`),
+    };
+  }
+
+  #consentBody(row: ConsentStateRow): PendingBody | CompletedBody | undefined {
+    try {
+      return JSON.parse(decryptSecret(this.#key, row.body, `xoauth-proxy:consent-state:${row.state}`)) as
+        | PendingBody
+        | CompletedBody;
+    } catch {
+      // A state that does not open is as good as unknown: the owner presses the button again.
+      return undefined;
     }
   }
 

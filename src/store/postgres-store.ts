@@ -18,11 +18,13 @@ import pg from 'pg';
 import type { PostgresStoreSettings } from '../config/types.js';
 import { KEY_ENV, loadStoreKey, type StoreWarnings } from './key.js';
 import { ProxyError } from '../errors.js';
-import { RowCodec, TOKEN_COLUMNS, type TokenRow } from './codec.js';
+import { RowCodec, TOKEN_COLUMNS, type ConsentStateRow, type TokenRow } from './codec.js';
 import type {
   AppPasswordRecord,
+  CompletedConsentRecord,
   ConsentLinkRecord,
   LeaseResult,
+  PendingConsentRecord,
   Store,
   TokenRecord,
   TokenSummary,
@@ -75,7 +77,26 @@ CREATE TABLE IF NOT EXISTS xoauth_refresh_leases (
   holder TEXT NOT NULL,
   expires_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS xoauth_consent_states (
+  state TEXT PRIMARY KEY,
+  seq BIGSERIAL,
+  link_hash TEXT,
+  account_id TEXT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  created_at BIGINT NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS xoauth_consent_states_link ON xoauth_consent_states (link_hash);
 `;
+
+const INSERT_CONSENT_STATE = `INSERT INTO xoauth_consent_states
+  (state, link_hash, account_id, expires_at, created_at, body) VALUES ($1, $2, $3, $4, $5, $6)
+  ON CONFLICT (state) DO UPDATE SET link_hash = EXCLUDED.link_hash, account_id = EXCLUDED.account_id,
+  expires_at = EXCLUDED.expires_at, created_at = EXCLUDED.created_at, body = EXCLUDED.body`;
+
+function consentStateValues(row: ConsentStateRow): unknown[] {
+  return [row.state, row.link_hash, row.account_id, row.expires_at, row.created_at, row.body];
+}
 
 const UPSERT_TOKEN = `INSERT INTO xoauth_tokens (${TOKEN_COLUMNS.join(', ')})
   VALUES (${TOKEN_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})
@@ -549,6 +570,67 @@ export class PostgresStore implements Store {
       [at, tokenHash],
     );
     return rows.length > 0;
+  }
+
+  async putPendingConsent(
+    record: PendingConsentRecord,
+    limits: { now: number; maxPerLink: number; maxTotal: number },
+  ): Promise<void> {
+    const row = this.#codec.pendingConsentRow(record, limits.now);
+    await this.#tx('cannot write it', async (client) => {
+      // One at a time, so that the caps hold when several instances insert at once.
+      await client.query('LOCK TABLE xoauth_consent_states IN SHARE ROW EXCLUSIVE MODE');
+      await client.query('DELETE FROM xoauth_consent_states WHERE expires_at <= $1', [row.created_at]);
+      await client.query(
+        `DELETE FROM xoauth_consent_states WHERE state IN (SELECT state FROM xoauth_consent_states
+         WHERE link_hash = $1 ORDER BY seq DESC OFFSET $2)`,
+        [row.link_hash, Math.max(0, limits.maxPerLink - 1)],
+      );
+      await client.query(
+        `DELETE FROM xoauth_consent_states WHERE state IN (SELECT state FROM xoauth_consent_states
+         ORDER BY seq DESC OFFSET $1)`,
+        [Math.max(0, limits.maxTotal - 1)],
+      );
+      await client.query(INSERT_CONSENT_STATE, consentStateValues(row));
+    });
+  }
+
+  async getPendingConsent(state: string, now: number): Promise<PendingConsentRecord | undefined> {
+    const row = await this.#consentState(state, now);
+    return row ? this.#codec.pendingConsent(row) : undefined;
+  }
+
+  async takePendingConsent(state: string, now: number): Promise<PendingConsentRecord | undefined> {
+    const rows = await this.#query<ConsentStateRow>(
+      'cannot write it',
+      `DELETE FROM xoauth_consent_states WHERE state = $1 AND link_hash IS NOT NULL AND expires_at > $2
+       RETURNING *`,
+      [state, now],
+    );
+    return rows[0] ? this.#codec.pendingConsent(rows[0]) : undefined;
+  }
+
+  async putCompletedConsent(record: CompletedConsentRecord, now: number): Promise<void> {
+    const row = this.#codec.completedConsentRow(record, now);
+    await this.#query('cannot write it', INSERT_CONSENT_STATE, consentStateValues(row));
+  }
+
+  async getCompletedConsent(state: string, now: number): Promise<CompletedConsentRecord | undefined> {
+    const row = await this.#consentState(state, now);
+    return row ? this.#codec.completedConsent(row) : undefined;
+  }
+
+  async #consentState(state: string, now: number): Promise<ConsentStateRow | undefined> {
+    const rows = await this.#query<ConsentStateRow>(
+      'cannot read it',
+      'SELECT * FROM xoauth_consent_states WHERE state = $1 AND expires_at > $2',
+      [state, now],
+    );
+    return rows[0];
+  }
+
+  deriveKey(purpose: string): Buffer {
+    return this.#codec.deriveKey(purpose);
   }
 
   /** Every grant row as stored, sealed values untouched (for `store migrate` and its check). */

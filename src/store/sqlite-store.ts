@@ -16,17 +16,19 @@ import type { SqliteStoreSettings } from '../config/types.js';
 import { ProxyError } from '../errors.js';
 import type {
   AppPasswordRecord,
+  CompletedConsentRecord,
   ConsentLinkRecord,
   LeaseResult,
+  PendingConsentRecord,
   Store,
   TokenRecord,
   TokenSummary,
   UnreadableToken,
 } from './types.js';
-import { RowCodec, TOKEN_COLUMNS, type TokenRow } from './codec.js';
+import { RowCodec, TOKEN_COLUMNS, type ConsentStateRow, type TokenRow } from './codec.js';
 import { loadStoreKey, warnIfOpenMode, type StoreWarnings } from './key.js';
 
-/** 2: refresh leases. */
+/** 2: refresh leases, consents in progress. */
 const SCHEMA_VERSION = 2;
 /** How often another process's commits are looked for while someone watches the grants. */
 const WATCH_POLL_MS = 500;
@@ -73,6 +75,15 @@ CREATE TABLE IF NOT EXISTS refresh_leases (
   holder TEXT NOT NULL,
   expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS consent_states (
+  state TEXT PRIMARY KEY,
+  link_hash TEXT,
+  account_id TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consent_states_link ON consent_states(link_hash);
 `;
 
 interface AppPasswordRow {
@@ -541,6 +552,79 @@ export class SqliteStore implements Store {
           .prepare('UPDATE consent_links SET used_at = ? WHERE token_hash = ? AND used_at IS NULL')
           .run(at, tokenHash).changes > 0,
     );
+  }
+
+  async putPendingConsent(
+    record: PendingConsentRecord,
+    limits: { now: number; maxPerLink: number; maxTotal: number },
+  ): Promise<void> {
+    const row = this.#codec.pendingConsentRow(record, limits.now);
+    this.#guard('cannot write it', () =>
+      this.#db
+        .transaction(() => {
+          const db = this.#db;
+          db.prepare('DELETE FROM consent_states WHERE expires_at <= ?').run(row.created_at);
+          // Leave room for the new one: the link's oldest go first, then the oldest of all.
+          db.prepare(
+            `DELETE FROM consent_states WHERE state IN (SELECT state FROM consent_states WHERE link_hash = ?
+             ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)`,
+          ).run(row.link_hash, Math.max(0, limits.maxPerLink - 1));
+          db.prepare(
+            `DELETE FROM consent_states WHERE state IN (SELECT state FROM consent_states
+             ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)`,
+          ).run(Math.max(0, limits.maxTotal - 1));
+          db.prepare(
+            `INSERT OR REPLACE INTO consent_states (state, link_hash, account_id, expires_at, created_at, body)
+             VALUES (@state, @link_hash, @account_id, @expires_at, @created_at, @body)`,
+          ).run(row);
+        })
+        .immediate(),
+    );
+  }
+
+  async getPendingConsent(state: string, now: number): Promise<PendingConsentRecord | undefined> {
+    const row = this.#guard('cannot read it', () => this.#consentState(state, now));
+    return row ? this.#codec.pendingConsent(row) : undefined;
+  }
+
+  async takePendingConsent(state: string, now: number): Promise<PendingConsentRecord | undefined> {
+    const row = this.#guard(
+      'cannot write it',
+      () =>
+        this.#db
+          .prepare(
+            'DELETE FROM consent_states WHERE state = ? AND link_hash IS NOT NULL AND expires_at > ? RETURNING *',
+          )
+          .get(state, now) as ConsentStateRow | undefined,
+    );
+    return row ? this.#codec.pendingConsent(row) : undefined;
+  }
+
+  async putCompletedConsent(record: CompletedConsentRecord, now: number): Promise<void> {
+    const row = this.#codec.completedConsentRow(record, now);
+    this.#guard('cannot write it', () => {
+      this.#db
+        .prepare(
+          `INSERT OR REPLACE INTO consent_states (state, link_hash, account_id, expires_at, created_at, body)
+           VALUES (@state, @link_hash, @account_id, @expires_at, @created_at, @body)`,
+        )
+        .run(row);
+    });
+  }
+
+  async getCompletedConsent(state: string, now: number): Promise<CompletedConsentRecord | undefined> {
+    const row = this.#guard('cannot read it', () => this.#consentState(state, now));
+    return row ? this.#codec.completedConsent(row) : undefined;
+  }
+
+  #consentState(state: string, now: number): ConsentStateRow | undefined {
+    return this.#db
+      .prepare('SELECT * FROM consent_states WHERE state = ? AND expires_at > ?')
+      .get(state, now) as ConsentStateRow | undefined;
+  }
+
+  deriveKey(purpose: string): Buffer {
+    return this.#codec.deriveKey(purpose);
   }
 
   async close(): Promise<void> {

@@ -118,11 +118,52 @@ export interface AppPasswordStore {
   touchAppPassword(id: string, at: number): Promise<void>;
 }
 
+/**
+ * A consent in progress between the press on the consent page and the provider's callback, keyed by
+ * the OAuth `state`. In the store rather than in memory so that the callback may land on any instance.
+ */
+export interface PendingConsentRecord {
+  state: string;
+  /** sha256 of the consent-link token this started from. */
+  linkHash: string;
+  accountId: string;
+  username: string;
+  /** The PKCE verifier: sealed in the store like a token. */
+  codeVerifier: string;
+  redirectUri: string;
+  /** The browser cookie that started it; only that browser may finish it. */
+  browser: string;
+  expiresAt: number;
+}
+
+/** What is left of a finished consent, so that a repeated callback says "already done". */
+export interface CompletedConsentRecord {
+  state: string;
+  accountId: string;
+  email: string;
+  expiresAt: number;
+}
+
 export interface ConsentStore {
   addConsentLink(record: ConsentLinkRecord): Promise<void>;
   getConsentLink(tokenHash: string): Promise<ConsentLinkRecord | undefined>;
   /** Marks used; false when it was already used (single use, race-free across processes). */
   useConsentLink(tokenHash: string, at: number): Promise<boolean>;
+  /**
+   * Stores a consent in progress. In the same transaction: drops the ones expired at `now`, the
+   * link's oldest so that at most `maxPerLink` stay for it, and the oldest overall beyond `maxTotal`.
+   */
+  putPendingConsent(
+    record: PendingConsentRecord,
+    options: { now: number; maxPerLink: number; maxTotal: number },
+  ): Promise<void>;
+  /** A live consent in progress (not spent). */
+  getPendingConsent(state: string, now: number): Promise<PendingConsentRecord | undefined>;
+  /** Gets and removes in one step: a state is good for one callback, on whichever instance. */
+  takePendingConsent(state: string, now: number): Promise<PendingConsentRecord | undefined>;
+  /** Remembers a finished consent under its state until `expiresAt`. */
+  putCompletedConsent(record: CompletedConsentRecord, now: number): Promise<void>;
+  getCompletedConsent(state: string, now: number): Promise<CompletedConsentRecord | undefined>;
 }
 
 /** One store holding all three; each caller asks for the part it needs. */
@@ -131,5 +172,10 @@ export interface Store extends GrantStore, AppPasswordStore, ConsentStore {
   readonly location: string;
   /** Resolves when the store answers a trivial query; rejects with ProxyError 'store' otherwise. */
   ping(): Promise<void>;
+  /**
+   * A 32-byte key for `purpose` derived from the store key, the same on every instance that shares
+   * the store: CSRF tokens and admin sessions made by one instance are good on the others.
+   */
+  deriveKey(purpose: string): Buffer;
   close(): Promise<void>;
 }

@@ -205,5 +205,58 @@ export function storeContract(name: string, { fresh, open }: StoreUnderTest): vo
       expect((await a.getConsentLink(link.tokenHash))?.usedAt).toBeGreaterThanOrEqual(5);
       expect(await a.getConsentLink('0'.repeat(64))).toBeUndefined();
     });
+
+    it('a consent in progress is stored sealed, taken once across handles, and capped per link and in all', async () => {
+      const [a, b] = [await handle(), await handle()];
+      const pending = (state: string, linkHash: string, expiresAt = 10_000) => ({
+        state,
+        linkHash,
+        accountId: 'alice@example.com',
+        username: 'alice@example.com',
+        codeVerifier: `verifier-${state}`,
+        redirectUri: 'https://proxy.example.com/oauth/callback',
+        browser: 'browser-1',
+        expiresAt,
+      });
+      const limits = { now: 1_000, maxPerLink: 2, maxTotal: 4 };
+      await a.putPendingConsent(pending('s1', 'link-1'), limits);
+      expect(await b.getPendingConsent('s1', 1_000)).toEqual(pending('s1', 'link-1'));
+      expect(await b.getPendingConsent('s1', 10_000)).toBeUndefined();
+      // Taken once: the second take, on either handle, finds nothing.
+      const takes = await Promise.all([a.takePendingConsent('s1', 1_000), b.takePendingConsent('s1', 1_000)]);
+      expect(takes.filter(Boolean)).toEqual([pending('s1', 'link-1')]);
+      expect(await a.getPendingConsent('s1', 1_000)).toBeUndefined();
+
+      // Per link: the link's oldest goes; other links keep theirs. In all: the oldest goes.
+      await a.putPendingConsent(pending('s2', 'link-1'), limits);
+      await b.putPendingConsent(pending('s3', 'link-1'), limits);
+      await a.putPendingConsent(pending('s4', 'link-1'), limits);
+      expect(await a.getPendingConsent('s2', 1_000)).toBeUndefined();
+      expect(await a.getPendingConsent('s3', 1_000)).toBeDefined();
+      for (const s of ['t1', 't2', 't3']) await b.putPendingConsent(pending(s, `link-${s}`), limits);
+      const live = [];
+      for (const s of ['s3', 's4', 't1', 't2', 't3']) if (await a.getPendingConsent(s, 1_000)) live.push(s);
+      expect(live).toEqual(['s4', 't1', 't2', 't3']);
+      // Expired ones are dropped when the next one is stored.
+      await a.putPendingConsent(pending('late', 'link-9'), { ...limits, now: 20_000 });
+      expect(await a.takePendingConsent('t3', 1_000)).toBeUndefined();
+
+      // A finished consent is remembered under its state, and is not a pending one.
+      await b.putCompletedConsent(
+        { state: 'done', accountId: 'alice@example.com', email: 'alice@example.com', expiresAt: 5_000 },
+        1_000,
+      );
+      expect(await a.getCompletedConsent('done', 1_000)).toMatchObject({ email: 'alice@example.com' });
+      expect(await a.getPendingConsent('done', 1_000)).toBeUndefined();
+      expect(await a.takePendingConsent('done', 1_000)).toBeUndefined();
+      expect(await a.getCompletedConsent('done', 5_000)).toBeUndefined();
+    });
+
+    it('keys derived for CSRF and sessions are the same on every handle and differ by purpose', async () => {
+      const [a, b] = [await handle(), await handle()];
+      expect(a.deriveKey('csrf').equals(b.deriveKey('csrf'))).toBe(true);
+      expect(a.deriveKey('csrf')).toHaveLength(32);
+      expect(a.deriveKey('csrf').equals(a.deriveKey('admin'))).toBe(false);
+    });
   });
 }

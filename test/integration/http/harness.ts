@@ -20,6 +20,8 @@ import {
 } from '../../helpers/fake-auth-server.js';
 
 export interface Harness {
+  /** Another handle on the same store, as a second instance (or process) would have. */
+  openStore(): Promise<Store>;
   fake: FakeAuthServer;
   config: Config;
   store: Store;
@@ -101,9 +103,8 @@ ${options.http ? `http:\n${options.http}` : ''}
 ${options.extra ?? ''}
 `;
   const config = parseConfig(yaml, { file: join(dir, 'config.yaml'), env: {} });
-  const store = await openStore(config.store, {
-    env: { XOAUTH_PROXY_KEY: randomBytes(32).toString('base64') },
-  });
+  const storeEnv = { XOAUTH_PROXY_KEY: randomBytes(32).toString('base64') };
+  const store = await openStore(config.store, { env: storeEnv });
   const clock = { now: Date.now() };
   const invalidated: string[] = [];
   const listener = config.listen.http[0];
@@ -138,6 +139,7 @@ ${options.extra ?? ''}
     events,
     tokens,
     clock,
+    openStore: () => openStore(config.store, { env: storeEnv }),
     async close() {
       await server.close();
       await store.close();

@@ -59,9 +59,8 @@ describe('health probes', () => {
 
   it('/readyz is 503 with a store whose reads fail, and says nothing of the error or any account', async () => {
     const failing = {
-      getToken: () => {
-        throw new Error('SQLITE_IOERR at /secret/path/tokens.db for alice@example.com');
-      },
+      ping: () => Promise.reject(new Error('SQLITE_IOERR at /secret/path/tokens.db for alice@example.com')),
+      deriveKey: () => Buffer.alloc(32, 7),
     } as unknown as Store;
     h = await startHarness({ deps: { store: failing } });
     const r = await probe(h.base, '/readyz');

@@ -106,7 +106,7 @@ describe('AdminRoutes and the global cap', () => {
     const routes = new AdminRoutes(
       {
         config: {} as Config,
-        store: {} as Store,
+        store: { deriveKey: () => Buffer.alloc(32, 7) } as unknown as Store,
         logger: silentLogger(),
         resolveAccount: () => undefined,
         now: () => 1_000_000,
