@@ -42,6 +42,11 @@ export interface ProxyHostOptions {
   accounts: SeededAccount[];
   /** Proposed fixes to try (see experiments.ts). */
   experiments?: Experiment[];
+  /**
+   * A shared PostgreSQL store instead of the embedded file: `key` (base64) is the same for every
+   * instance; only one of them seeds the grants.
+   */
+  postgres?: { url: string; key: string; seed: boolean };
 }
 
 export interface ProxyHost {
@@ -84,7 +89,9 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
   const config: Config = {
     file: join(dir, 'config.yaml'),
     listen: { imap: [], smtp: [], pop3: [], http: [] },
-    store: { path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') },
+    store: o.postgres
+      ? { kind: 'postgres', url: o.postgres.url, keyFile: join(dir, 'key'), ...DEFAULTS.postgres }
+      : { path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') },
     connections: new Map([[connection.name, connection]]),
     accounts: o.accounts.map((a) => ({
       username: a.username,
@@ -97,8 +104,8 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
     notify: DEFAULTS.notify,
   };
   const logger = createLogger({ level: 'info', destination: createWriteStream('/dev/null') });
-  const store = await openStore(config.store, { env: {} });
-  for (const a of o.accounts) {
+  const store = await openStore(config.store, { env: o.postgres ? { XOAUTH_PROXY_KEY: o.postgres.key } : {} });
+  for (const a of o.postgres?.seed === false ? [] : o.accounts) {
     const account: ResolvedAccount = {
       id: a.email.toLowerCase(),
       username: a.username,
