@@ -106,6 +106,11 @@ export function explainConfig(
   for (const { protocol, l } of listeners) {
     lines.push(`  ${listenerLine(protocol, l)}`);
     if (l.allowFrom) lines.push(`    only from ${l.allowFrom.join(', ')}`);
+    if (l.proxyProtocol) {
+      lines.push(
+        `    PROXY protocol header from ${l.proxyProtocol.trustedProxies.join(', ')} (only those may connect)`,
+      );
+    }
     if (l.tls === 'none' && !isLoopback(l.host) && !l.allowFrom) {
       warnings.push(
         `${PROTOCOL_LABEL[protocol]} listener ${l.host}:${l.port} is reachable from the network without TLS: passwords cross it in clear text. Add TLS, or allowFrom with the networks that may connect.`,

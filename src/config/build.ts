@@ -19,7 +19,7 @@ import { parseCidr } from './address-list.js';
 import { DEFAULTS, DEFAULT_LISTEN_HOST } from './defaults.js';
 import { formatPath } from './errors.js';
 import { loadClientCertificate, parseServiceAccountKey } from './key-material.js';
-import type { RawConfig, RawConnection } from './schema.js';
+import type { RawConfig, RawConnection, RawMailListener } from './schema.js';
 import type {
   AccountConfig,
   Config,
@@ -180,6 +180,7 @@ function buildListeners(
         }
         listener.allowFrom = l.allowFrom.map((e) => e.trim());
       }
+      if ('proxyProtocol' in l) buildProxyProtocol(l, listener, path, report);
       if (protocol === 'http' && l.tls === 'starttls') {
         report([...path, 'tls'], 'HTTP has no STARTTLS', 'Use tls: implicit (HTTPS) or tls: none.');
       }
@@ -224,6 +225,38 @@ function buildListeners(
     });
   }
   return out;
+}
+
+/** A mail listener's PROXY protocol keys: trustedProxies must name who may send the header. */
+function buildProxyProtocol(l: RawMailListener, listener: ListenerConfig, path: Path, report: Report): void {
+  const trusted = l.trustedProxies ?? [];
+  trusted.forEach((entry, j) => {
+    if (!parseCidr(entry))
+      report(
+        [...path, 'trustedProxies', j],
+        `"${entry}" is not an IP address or CIDR range`,
+        "Write the load balancer's address or network, such as 10.0.0.5 or 10.0.0.0/24.",
+      );
+  });
+  if (!l.proxyProtocol) {
+    if (l.trustedProxies !== undefined) {
+      report(
+        [...path, 'trustedProxies'],
+        'trustedProxies has no effect without proxyProtocol: true',
+        'Set proxyProtocol: true if a load balancer sends PROXY headers to this listener, or remove trustedProxies.',
+      );
+    }
+    return;
+  }
+  if (trusted.length === 0) {
+    report(
+      [...path, 'trustedProxies'],
+      'proxyProtocol: true needs trustedProxies, the load balancers allowed to name the client address',
+      "List the load balancers' addresses, such as trustedProxies: [10.0.0.5] (anyone else would be able to claim any address).",
+    );
+    return;
+  }
+  listener.proxyProtocol = { trustedProxies: trusted.map((e) => e.trim()) };
 }
 
 function checkUrl(report: Report, path: Path, value: string | undefined): void {

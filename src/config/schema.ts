@@ -74,9 +74,26 @@ export const listenerSchema = z
   })
   .meta({ description: 'One listening socket.' });
 
-const listeners = (what: string) =>
+/** IMAP, SMTP and POP3 listeners may sit behind a TCP load balancer; HTTP has trustedProxies instead. */
+export const mailListenerSchema = listenerSchema
+  .extend({
+    proxyProtocol: z.boolean().default(false).meta({
+      description:
+        'Every connection starts with a PROXY protocol header (v1 or v2, e.g. HAProxy send-proxy-v2) naming the real client; only from trustedProxies.',
+    }),
+    trustedProxies: z
+      .array(z.string({ error: 'must be an IP address or CIDR range, as text' }))
+      .optional()
+      .meta({
+        description:
+          'Load balancers (addresses or CIDR ranges) that may connect and send the PROXY header; required with proxyProtocol. Others are closed at once.',
+      }),
+  })
+  .meta({ description: 'One listening socket for a mail protocol.' });
+
+const listeners = (what: string, schema: typeof listenerSchema | typeof mailListenerSchema) =>
   z
-    .array(listenerSchema)
+    .array(schema)
     .default([])
     .meta({ description: `${what} listeners.` });
 
@@ -321,10 +338,10 @@ export const configSchema = z
   .strictObject({
     listen: z
       .strictObject({
-        imap: listeners('IMAP'),
-        smtp: listeners('SMTP submission'),
-        pop3: listeners('POP3'),
-        http: listeners('HTTP (consent and admin pages)'),
+        imap: listeners('IMAP', mailListenerSchema),
+        smtp: listeners('SMTP submission', mailListenerSchema),
+        pop3: listeners('POP3', mailListenerSchema),
+        http: listeners('HTTP (consent and admin pages)', listenerSchema),
       })
       .optional(),
     store: z
@@ -389,6 +406,7 @@ export const configSchema = z
 export type RawConfig = z.output<typeof configSchema>;
 export type RawConnection = z.output<typeof connectionSchema>;
 export type RawListener = z.output<typeof listenerSchema>;
+export type RawMailListener = z.output<typeof mailListenerSchema>;
 
 /** JSON Schema (draft-07) of the YAML input, for editors (yaml-language-server) and `xoauth-proxy schema`. */
 export function configJsonSchema(): Record<string, unknown> {

@@ -19,6 +19,11 @@ export interface ListenerConfig {
   minVersion?: SecureVersion;
   /** Who may connect (addresses and CIDR ranges); absent: anyone who can reach the port. */
   allowFrom?: string[];
+  /**
+   * Mail listeners behind a load balancer: each connection starts with a PROXY protocol header (v1 or
+   * v2) naming the real client, accepted only from these balancers. Absent: no PROXY protocol.
+   */
+  proxyProtocol?: { trustedProxies: string[] };
 }
 
 export interface UpstreamServer {

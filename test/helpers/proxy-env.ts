@@ -130,6 +130,8 @@ export interface ProxyEnvSpec<Up extends { close(): Promise<void> }> {
   seed?(context: SeedContext): void | Promise<void>;
   listenerTls: TlsMode;
   minVersion?: ListenerConfig['minVersion'] | undefined;
+  /** The listener expects a PROXY protocol header from these balancers. */
+  proxyProtocol?: ListenerConfig['proxyProtocol'] | undefined;
   createServer(listener: ListenerConfig, deps: ProxyDeps): ProxyServer;
 }
 
@@ -205,6 +207,7 @@ export async function startProxyEnv<Up extends { close(): Promise<void> }>(
     tls: spec.listenerTls,
     ...(spec.listenerTls === 'none' ? {} : { cert: certs.certPem, key: certs.keyPem }),
     ...(spec.minVersion ? { minVersion: spec.minVersion } : {}),
+    ...(spec.proxyProtocol ? { proxyProtocol: spec.proxyProtocol } : {}),
   };
   const proxy = spec.createServer(listener, deps);
   const { port } = await proxy.listen();

@@ -9,6 +9,8 @@ import type { Logger } from 'pino';
 import { AddressList } from '../../config/address-list.js';
 import type { ListenerConfig } from '../../config/types.js';
 import { addressKey } from '../../credentials/login-limiter.js';
+import { readProxyHeader } from './proxy-header-reader.js';
+import { serverHandshake } from './starttls.js';
 import { createLocalSecureContext, localTlsOptions } from './tls-context.js';
 import type { CloseOptions, ProxyServer, ProxySession, RefusalReason, SessionFactory } from './types.js';
 
@@ -20,6 +22,11 @@ const CLOSE_GRACE_MS = 5_000;
 const REFUSAL_GRACE_MS = 2_000;
 /** A client outside allowFrom is logged once per address in this time, however often it retries. */
 const NOT_ALLOWED_LOG_EVERY_MS = 60_000;
+/**
+ * A trusted balancer writes its PROXY header at once; a connection that has not sent one by then is
+ * dropped, so half-open connections cannot pile up before the caps see them.
+ */
+const PROXY_HEADER_TIMEOUT_MS = 5_000;
 /** Addresses remembered for that; beyond it the oldest is forgotten (a scan must not grow memory). */
 const NOT_ALLOWED_LOG_MAX = 1_000;
 
@@ -51,6 +58,10 @@ export class ProxyListener implements ProxyServer {
   readonly #allowFrom: AddressList | undefined;
   /** When each refused address was last logged. */
   readonly #notAllowedLogged = new Map<string, number>();
+  /** Who may send a PROXY header; absent: the listener does not speak the PROXY protocol. */
+  readonly #trustedProxies: AddressList | undefined;
+  /** Connections still in their PROXY header or the TLS handshake after it, so close() can end them. */
+  readonly #arriving = new Set<Socket>();
 
   constructor(config: ListenerConfig, factory: SessionFactory, logger: Logger, caps: ListenerCaps = {}) {
     this.#config = config;
@@ -58,6 +69,9 @@ export class ProxyListener implements ProxyServer {
     this.#logger = logger;
     this.#caps = caps;
     this.#allowFrom = config.allowFrom ? new AddressList(config.allowFrom) : undefined;
+    this.#trustedProxies = config.proxyProtocol
+      ? new AddressList(config.proxyProtocol.trustedProxies)
+      : undefined;
     // Build the TLS context up front so a bad cert fails at start, not at the first STARTTLS.
     this.#secureContext = config.tls === 'none' ? undefined : createLocalSecureContext(config);
   }
@@ -69,15 +83,21 @@ export class ProxyListener implements ProxyServer {
 
   listen(): Promise<{ host: string; port: number }> {
     if (this.#server) throw new Error('listen() called twice');
-    const server =
-      this.#config.tls === 'implicit'
-        ? new TlsServer({ ...localTlsOptions(this.#config), handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS })
-        : createServer();
-    // allowFrom is checked on the bare TCP connection: a stranger gets no TLS handshake and no greeting.
-    if (this.#allowFrom) server.on('connection', (socket: Socket) => this.#screen(socket));
-    server.on(this.#config.tls === 'implicit' ? 'secureConnection' : 'connection', (socket: Socket) => {
-      if (!socket.destroyed) this.#accept(socket);
-    });
+    // Behind a balancer the PROXY header comes before the TLS handshake, so the listener takes the
+    // bare TCP connection and starts TLS itself once the header is read.
+    const tlsServer = this.#config.tls === 'implicit' && !this.#trustedProxies;
+    const server = tlsServer
+      ? new TlsServer({ ...localTlsOptions(this.#config), handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS })
+      : createServer();
+    if (this.#trustedProxies) {
+      server.on('connection', (socket: Socket) => void this.#arrive(socket));
+    } else {
+      // allowFrom is checked on the bare TCP connection: a stranger gets no TLS handshake and no greeting.
+      if (this.#allowFrom) server.on('connection', (socket: Socket) => this.#screen(socket));
+      server.on(tlsServer ? 'secureConnection' : 'connection', (socket: Socket) => {
+        if (!socket.destroyed) this.#accept(socket, peerOf(socket));
+      });
+    }
     // A failed client handshake is the client's problem; log it quietly and carry on.
     server.on('tlsClientError', (err: Error) =>
       this.#logger.debug({ err: err.message }, 'client TLS handshake failed'),
@@ -119,28 +139,76 @@ export class ProxyListener implements ProxyServer {
       if (left.length > 0)
         this.#logger.info({ sessions: left.length }, 'shutdown grace over; closing sessions');
     }
+    for (const socket of this.#arriving) socket.destroy();
     const sessions = [...this.#sessions];
     for (const session of sessions) session.close('shutdown');
     await raceTimeout(Promise.all([stopped, ...sessions.map((s) => s.closed)]), CLOSE_GRACE_MS);
   }
 
-  #accept(socket: Socket): void {
+  /**
+   * A connection to a PROXY protocol listener: only a trusted balancer may connect, and its header
+   * names the client that allowFrom, the caps, the login limiter and the logs then see.
+   */
+  async #arrive(socket: Socket): Promise<void> {
+    socket.on('error', () => undefined);
+    const balancer = peerOf(socket);
+    if (!this.#trustedProxies?.has(balancer.address)) {
+      this.#dropNotAllowed(socket, balancer.address, 'not in trustedProxies');
+      return;
+    }
+    this.#arriving.add(socket);
+    try {
+      const header = await readProxyHeader(socket, PROXY_HEADER_TIMEOUT_MS);
+      if (header.type === 'closed') {
+        this.#logger.debug({ proxy: balancer.address }, 'connection closed before its PROXY header');
+        socket.destroy();
+        return;
+      }
+      if (header.type === 'error') {
+        this.#logger.warn({ proxy: balancer.address, reason: header.reason }, 'bad PROXY protocol header');
+        socket.destroy();
+        return;
+      }
+      const client = header.type === 'proxied' ? { address: header.address, port: header.port } : balancer;
+      if (this.#allowFrom && !this.#allowFrom.has(client.address)) {
+        this.#dropNotAllowed(socket, client.address, 'not in allowFrom');
+        return;
+      }
+      let clientSocket: Socket = socket;
+      if (this.#config.tls === 'implicit' && this.#secureContext) {
+        try {
+          clientSocket = await serverHandshake(socket, this.#secureContext, TLS_HANDSHAKE_TIMEOUT_MS);
+        } catch (err) {
+          this.#logger.debug(
+            { client: client.address, err: (err as Error).message },
+            'client TLS handshake failed',
+          );
+          return;
+        }
+      }
+      if (!clientSocket.destroyed) this.#accept(clientSocket, client);
+    } finally {
+      this.#arriving.delete(socket);
+    }
+  }
+
+  #accept(socket: Socket, client: Peer): void {
     if (this.#closing) {
       socket.destroy();
       return;
     }
     // An error before the session attaches its own handlers must not crash the process.
     socket.on('error', () => undefined);
-    const remoteAddress = socket.remoteAddress ?? 'unknown';
+    const remoteAddress = client.address;
     const key = addressKey(remoteAddress);
     const { maxConnections, maxConnectionsPerAddress } = this.#caps;
     if (maxConnections !== undefined && this.#sessions.size >= maxConnections) {
-      this.#refuse(socket, 'too many connections');
+      this.#refuse(socket, remoteAddress, 'too many connections');
       return;
     }
     const preAuth = this.#preAuth.get(key) ?? 0;
     if (maxConnectionsPerAddress !== undefined && preAuth >= maxConnectionsPerAddress) {
-      this.#refuse(socket, 'too many connections not logged in from this address');
+      this.#refuse(socket, remoteAddress, 'too many connections not logged in from this address');
       return;
     }
     this.#preAuth.set(key, preAuth + 1);
@@ -157,7 +225,7 @@ export class ProxyListener implements ProxyServer {
       secure: this.#config.tls === 'implicit',
       secureContext: this.#secureContext,
       remoteAddress,
-      remotePort: socket.remotePort ?? 0,
+      remotePort: client.port,
       id: randomBytes(4).toString('hex'),
       loggedIn: () => {
         release();
@@ -186,6 +254,11 @@ export class ProxyListener implements ProxyServer {
   #screen(socket: Socket): void {
     const address = socket.remoteAddress ?? '';
     if (this.#allowFrom?.has(address)) return;
+    this.#dropNotAllowed(socket, address, 'not in allowFrom');
+  }
+
+  /** Closes without a word, counts it, and logs it once a minute per address however often it retries. */
+  #dropNotAllowed(socket: Socket, address: string, why: 'not in allowFrom' | 'not in trustedProxies'): void {
     socket.on('error', () => undefined);
     socket.destroy();
     this.#caps.onRefused?.('not-allowed');
@@ -200,18 +273,28 @@ export class ProxyListener implements ProxyServer {
     }
     this.#logger.warn(
       { client: address },
-      'connection refused: address not in allowFrom (logged once a minute per address)',
+      `connection refused: address ${why} (logged once a minute per address)`,
     );
   }
 
   /** Says the protocol's "too busy" and closes, without a session (no greeting, no log line per client). */
-  #refuse(socket: Socket, why: string): void {
+  #refuse(socket: Socket, client: string, why: string): void {
     this.#caps.onRefused?.('busy');
-    this.#logger.warn({ client: socket.remoteAddress, why }, 'connection refused');
+    this.#logger.warn({ client, why }, 'connection refused');
     if (this.#caps.busyReply) socket.end(this.#caps.busyReply);
     else socket.end();
     setTimeout(() => socket.destroy(), REFUSAL_GRACE_MS).unref();
   }
+}
+
+/** A client's address and port, as the socket or a PROXY header gives them. */
+interface Peer {
+  address: string;
+  port: number;
+}
+
+function peerOf(socket: Socket): Peer {
+  return { address: socket.remoteAddress ?? 'unknown', port: socket.remotePort ?? 0 };
 }
 
 /** Waits for `promise`, or for `ms` at most; never rejects (session `closed` promises never do). */

@@ -39,6 +39,23 @@ export function upgradeToTls(
   for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
     discardedBytes += chunk.length;
   }
+  return serverHandshake(socket, secureContext, timeoutMs).then((tlsSocket) => ({
+    socket: tlsSocket,
+    discardedBytes,
+  }));
+}
+
+/**
+ * The server side of a TLS handshake on an accepted plain socket. Bytes still buffered in `socket`
+ * are fed to the TLS engine first: for STARTTLS the caller has dropped them already; behind a PROXY
+ * header they are the start of the client's ClientHello. Rejects on failure or timeout, after
+ * destroying both sockets.
+ */
+export function serverHandshake(
+  socket: Socket,
+  secureContext: SecureContext,
+  timeoutMs = HANDSHAKE_TIMEOUT_MS,
+): Promise<TLSSocket> {
   const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error('TLS handshake timed out')), timeoutMs);
@@ -57,7 +74,7 @@ export function upgradeToTls(
       tlsSocket.off('close', onClose);
       // Keep an error handler until the session attaches its own, so a reset cannot crash us.
       tlsSocket.on('error', () => undefined);
-      resolve({ socket: tlsSocket, discardedBytes });
+      resolve(tlsSocket);
     });
   });
 }

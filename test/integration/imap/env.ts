@@ -3,7 +3,13 @@
  * a fake Gmail IMAP server as the upstream and a grant seeded as consent would store it.
  */
 import { afterEach } from 'vitest';
-import type { SaslMechanism, Settings, TlsMode, UpstreamServer } from '../../../src/config/types.js';
+import type {
+  ListenerConfig,
+  SaslMechanism,
+  Settings,
+  TlsMode,
+  UpstreamServer,
+} from '../../../src/config/types.js';
 import { createImapServer } from '../../../src/proxy/imap/server.js';
 import { fakeConnection } from '../../helpers/fake-auth-server.js';
 import {
@@ -29,6 +35,8 @@ export interface EnvOptions {
   /** The stored access token is one the fake already considers expired (the cache does not know). */
   staleAccessToken?: boolean;
   sasl?: SaslMechanism;
+  /** The listener expects a PROXY protocol header from these balancers. */
+  proxyProtocol?: ListenerConfig['proxyProtocol'];
   /** Point the connection at another IMAP server than the fake (e.g. one that stalls). */
   imapServer?: UpstreamServer;
   fake?: Partial<Omit<FakeImapOptions, 'tls' | 'checkAccessToken' | 'messages'>>;
@@ -60,6 +68,7 @@ export function startImapEnv(options: EnvOptions): Promise<ImapEnv> {
     noLimiterDelay: true,
     seed: (context) => seedConsentGrant(context, options.staleAccessToken),
     listenerTls: options.listenerTls,
+    proxyProtocol: options.proxyProtocol,
     createServer: createImapServer,
   });
 }

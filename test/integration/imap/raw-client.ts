@@ -1,9 +1,15 @@
 /** A bare IMAP client for exact transcripts: write lines, read until a pattern, with TLS options. */
+import type { Socket } from 'node:net';
 import { RawClient, openRawSocket } from '../../helpers/raw-client.js';
 
 export class RawImap extends RawClient {
   static async connect(port: number, tls = false, localAddress?: string): Promise<RawImap> {
     return new RawImap(await openRawSocket(port, tls, {}, localAddress));
+  }
+
+  /** A client on a socket the test connected itself (e.g. after writing a PROXY header). */
+  static wrap(socket: Socket): RawImap {
+    return new RawImap(socket);
   }
 
   /** Everything received so far. */

@@ -46,7 +46,7 @@ describe('config errors name file:line:col, the key, the problem and the fix', (
   });
   it('unknown key with nothing close lists what is allowed', () => {
     expect(errorOf(yaml('listen:', '  imap:', '    - port: 1143', '      address: 0.0.0.0'))).toBe(
-      'cfg.yaml:4:7: listen.imap[0].address: unknown key "address". Remove it; allowed here: host, port, tls, cert, key, minVersion, allowFrom.',
+      'cfg.yaml:4:7: listen.imap[0].address: unknown key "address". Remove it; allowed here: host, port, tls, cert, key, minVersion, allowFrom, proxyProtocol, trustedProxies.',
     );
     expect(errorOf(yaml('settings:', '  loginLimiter:', '    lockTime: 1m'))).toBe(
       'cfg.yaml:3:5: settings.loginLimiter.lockTime: unknown key "lockTime". Remove it; allowed here: freeFailures, baseDelay, maxDelay, lockAfter, addressLockAfter, lockDuration, window.',
