@@ -154,6 +154,10 @@ export class TokenManager implements TokenProvider {
   /** Who this process is when it holds a refresh lease (unique per manager, readable in the store). */
   readonly #holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   readonly #keepAlive: KeepAlive;
+  /** Changes heard per account, so a wait can tell whether the commit came before it began. */
+  readonly #changes = new Map<string, number>();
+  readonly #changeWaiters = new Map<string, Set<() => void>>();
+  readonly #stopWatching: () => void;
 
   constructor(options: TokenManagerOptions) {
     this.#config = options.config;
@@ -173,6 +177,18 @@ export class TokenManager implements TokenProvider {
       tokens: this,
       flush: () => this.#flushAllUnsaved(),
     });
+    // Watching from the start rather than per wait: a networked store needs a moment to start
+    // listening, and a commit that lands in that moment must not leave a waiter waiting for the
+    // whole lease.
+    this.#stopWatching = this.#store.watchGrants((id) => this.#heard(id));
+  }
+
+  #heard(id: string): void {
+    this.#changes.set(id, (this.#changes.get(id) ?? 0) + 1);
+    const waiters = this.#changeWaiters.get(id);
+    if (!waiters) return;
+    this.#changeWaiters.delete(id);
+    for (const wake of waiters) wake();
   }
 
   #entry(key: string): Entry {
@@ -279,6 +295,7 @@ export class TokenManager implements TokenProvider {
   }
 
   async stop(): Promise<void> {
+    this.#stopWatching();
     await this.#keepAlive.stop();
     await Promise.allSettled([...this.#entries.values()].flatMap((e) => (e.flight ? [e.flight] : [])));
     await this.#flushAllUnsaved();
@@ -364,6 +381,25 @@ export class TokenManager implements TokenProvider {
         // What another process stored answers a forced refresh too (a refused token is never reused).
         force = false;
         continue;
+      }
+      if (lease.kind !== 'unleased') {
+        // Another process may have refreshed and let go of the lease between our read and our take:
+        // then its grant answers, and a second request would only rotate the token again.
+        const current = await this.#read(id).catch(() => record);
+        if (
+          current &&
+          (current.refreshToken !== record.refreshToken || current.accessToken !== record.accessToken)
+        ) {
+          await this.#releaseLease(id, lease.stopRenewing);
+          if (++waits > MAX_LEASE_WAITS) {
+            throw new ProxyError(
+              'token-unavailable',
+              `The grant of ${id} keeps changing in the token store while this process refreshes; try again shortly.`,
+            );
+          }
+          force = false;
+          continue;
+        }
       }
       try {
         const grant = { ...record, refreshToken: record.refreshToken };
@@ -470,6 +506,7 @@ export class TokenManager implements TokenProvider {
     | { kind: 'busy'; holder: string }
   > {
     let result;
+    const seen = this.#changes.get(id) ?? 0;
     try {
       result = await this.#store.acquireRefreshLease(id, this.#holder, this.#leaseMs);
     } catch (err) {
@@ -480,7 +517,7 @@ export class TokenManager implements TokenProvider {
       return { kind: 'unleased' };
     }
     if (!result.acquired) {
-      await this.#waitForChange(id, result.remainingMs);
+      await this.#waitForChange(id, seen, result.remainingMs);
       return { kind: 'busy', holder: result.holder };
     }
     // Renewed while the request runs, so only a holder that died or froze loses it.
@@ -510,20 +547,23 @@ export class TokenManager implements TokenProvider {
     }
   }
 
-  /** Until the store reports a change of the account, or `ms` (plus a little) passed. */
-  #waitForChange(id: string, ms: number): Promise<void> {
+  /**
+   * Until the store reports a change of the account after the `seen`-th one (at once if it already
+   * did), or `ms` (plus a little) passed.
+   */
+  #waitForChange(id: string, seen: number, ms: number): Promise<void> {
+    if ((this.#changes.get(id) ?? 0) !== seen) return Promise.resolve();
     return new Promise((resolve) => {
-      let stop: () => void = () => undefined;
-      const done = () => {
+      const done = (): void => {
         clearTimeout(timer);
-        stop();
+        this.#changeWaiters.get(id)?.delete(done);
         resolve();
       };
       const timer = setTimeout(done, Math.min(Math.max(ms, 0), this.#leaseMs) + LEASE_SLACK_MS);
       timer.unref();
-      stop = this.#store.watchGrants((changed) => {
-        if (changed === id) done();
-      });
+      const waiters = this.#changeWaiters.get(id) ?? new Set();
+      waiters.add(done);
+      this.#changeWaiters.set(id, waiters);
     });
   }
 

@@ -98,6 +98,29 @@ describe('refresh leases across token managers', () => {
     }
   });
 
+  it('a manager that takes the lease just after another one committed and let go reads that grant', async () => {
+    const first = open();
+    const late = open();
+    const id = 'race@example.com';
+    await seedExpired(first, id);
+    const winner = manager(first);
+    // The late manager has read the expired grant; before it takes the lease, the winner refreshes,
+    // commits and releases the lease: the take then succeeds, on a grant that is already fresh.
+    const acquire = late.acquireRefreshLease.bind(late);
+    let raced = false;
+    late.acquireRefreshLease = async (...args) => {
+      if (!raced) {
+        raced = true;
+        await winner.getAccessToken(account(id));
+      }
+      return acquire(...args);
+    };
+    const token = await manager(late).getAccessToken(account(id));
+    expect(raced).toBe(true);
+    expect(fake.counts.refresh).toBe(1);
+    expect(fake.checkAccessToken(token.token)).toBe(id);
+  });
+
   it('a holder that stopped before its request: another takes over after the lease and refreshes', async () => {
     const store = open();
     await seedExpired(store, 'x@example.com');
