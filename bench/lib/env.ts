@@ -32,6 +32,12 @@ export interface Env {
   storm: Record<string, Credentials[]>;
   /** Replaces the proxy and bare relay children with fresh ones (clean RSS baseline). */
   restartMiddle(): Promise<void>;
+  /** One more proxy child with the same accounts, on a shared PostgreSQL store. */
+  startPostgresProxy(postgres: { url: string; key: string; seed: boolean }): Promise<{
+    child: Child;
+    imapPort: number;
+    smtpPort: number;
+  }>;
   stop(): Promise<void>;
 }
 
@@ -112,6 +118,23 @@ export async function startEnv(options: {
     smtp: { direct: up.smtpPort, bare: first.b.smtpPort, proxy: first.p.smtpPort },
     warm,
     storm,
+    async startPostgresProxy(postgres) {
+      const child = new Child('proxy');
+      const ports = await child.call<Ports>('start', {
+        cert: certs.certPem,
+        key: certs.keyPem,
+        ca: certs.caPem,
+        tokenUrl: up.tokenUrl,
+        authorizeUrl: up.authorizeUrl,
+        imapPort: up.imapPort,
+        smtpPort: up.smtpPort,
+        passwordHash,
+        accounts: seeded,
+        experiments: options.experiments ?? [],
+        postgres,
+      });
+      return { child, ...ports };
+    },
     async restartMiddle() {
       await Promise.all([env.proxy.stop(), env.bare.stop()]);
       const next = await startMiddle();

@@ -99,12 +99,22 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
       connection: connection.name,
       password: o.passwordHash,
     })),
-    settings: DEFAULTS.settings,
+    // Every bench client comes from 127.0.0.1: the per-address cap (meant for one abusive host)
+    // would refuse most of a storm or of the idle sessions.
+    settings: {
+      ...DEFAULTS.settings,
+      limits: {
+        ...DEFAULTS.settings.limits,
+        maxConnectionsPerAddress: DEFAULTS.settings.limits.maxConnections,
+      },
+    },
     http: { consentHint: 'command' },
     notify: DEFAULTS.notify,
   };
   const logger = createLogger({ level: 'info', destination: createWriteStream('/dev/null') });
-  const store = await openStore(config.store, { env: o.postgres ? { XOAUTH_PROXY_KEY: o.postgres.key } : {} });
+  const store = await openStore(config.store, {
+    env: o.postgres ? { XOAUTH_PROXY_KEY: o.postgres.key } : {},
+  });
   for (const a of o.postgres?.seed === false ? [] : o.accounts) {
     const account: ResolvedAccount = {
       id: a.email.toLowerCase(),
