@@ -61,6 +61,7 @@ describe('accounts gauge', () => {
       throw new Error('getToken decrypts a token');
     };
     noSecrets.listTokenSummaries = () => store.listTokenSummaries!();
+    noSecrets.watchGrants = (listener) => store.watchGrants(listener);
     const tokens = new TokenManager({
       config: {
         settings: { refreshMarginMs: 600_000, keepAliveIntervalMs: 3600_000 } as Settings,
