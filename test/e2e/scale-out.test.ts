@@ -188,7 +188,7 @@ describe.runIf(requirePostgres())('three proxy instances on one PostgreSQL datab
 
     const startedAt = Date.now();
     expect(await imapLogin(c.port(1), email, PASSWORD)).toMatch(/^a1 OK/);
-    // It could only refresh once the dead holder's 2 s lease had run out (less what already passed).
+    // It waits out what is left of the dead holder's 2 s lease, then refreshes: seconds, not a hang.
     expect(Date.now() - startedAt).toBeLessThan(15_000);
     expect(c.auth.counts.refresh).toBe(1);
     expect(c.auth.counts.refreshReuse).toBe(0);
@@ -296,7 +296,7 @@ describe.runIf(requirePostgres())('three proxy instances on one PostgreSQL datab
     };
     const storm = await Promise.all(
       Array.from({ length: INSTANCES }, (_, i) =>
-        [...warm, ...cold, ...warm, ...cold].map((email) => timed(i, email)),
+        Array.from({ length: 16 }, (_, n) => timed(i, [...warm, ...cold][n % 4]!)),
       ).flat(),
     );
     server.unblackhole();
@@ -306,7 +306,7 @@ describe.runIf(requirePostgres())('three proxy instances on one PostgreSQL datab
       if (warm.includes(r.email)) expect(r.reply).toMatch(/^a1 OK/);
       else expect(r.reply).toMatch(/^a1 NO \[UNAVAILABLE\]/);
       // Two store round trips at most (app passwords, then the grant), each bounded by the 2 s timeout.
-      expect(r.ms).toBeLessThan(10_000);
+      expect(r.ms).toBeLessThan(8_000);
     }
 
     // Back without restarting anything: every account works on every instance.
