@@ -86,6 +86,21 @@ const LEASE_SLACK_MS = 100;
 const MAX_LEASE_WAITS = 4;
 /** After taking over a lease, a refused refresh token stays `failing` (in doubt) this long. */
 const IN_DOUBT_MS = 2 * 60_000;
+/**
+ * How the stored lastError of a grant in doubt names the doubt's end. The store has no column for it,
+ * and the other instances must honour it too (one that refreshes next would otherwise declare the grant
+ * lost at once); in the error text the admin reads the same deadline in `status`.
+ */
+const IN_DOUBT_UNTIL = 'in doubt until';
+const IN_DOUBT_RE = /\bin doubt until (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)/;
+
+/** The end of the doubt a stored lastError names, in epoch ms; undefined when it names none. */
+function doubtDeadline(lastError: string | undefined): number | undefined {
+  const match = lastError === undefined ? null : IN_DOUBT_RE.exec(lastError);
+  if (!match) return undefined;
+  const at = Date.parse(match[1]!);
+  return Number.isNaN(at) ? undefined : at;
+}
 
 /** The access token side of an account: what a login may be handed without asking the store. */
 type TokenState =
@@ -451,16 +466,27 @@ export class TokenManager implements TokenProvider {
       if (failure.kind === 'permanent' && tookOver) {
         // The process whose lease ran out may have used this refresh token and be about to commit the
         // one that replaced it: in doubt, not yet a lost grant. Its late commit makes it active again.
+        const until = this.#now() + IN_DOUBT_MS;
         return this.#transient(id, stored, failure, force, {
           error:
-            `${failure.summary} (in doubt: another proxy process stopped while refreshing this grant and ` +
-            'may still save a newer refresh token; if none arrives, the owner must consent again)',
+            `${failure.summary} (${IN_DOUBT_UNTIL} ${new Date(until).toISOString()}: another proxy process ` +
+            'stopped while refreshing this grant and may still save a newer refresh token; if none arrives, ' +
+            'the owner must consent again)',
           failingNow: true,
-          inDoubt: true,
+          inDoubt: until,
         });
       }
       if (failure.kind === 'permanent') {
         const doubt = this.#entry(id).doubt;
+        // Other instances sharing the store learn of the doubt from the stored error, not from memory.
+        const latest = changed ?? record;
+        const storedUntil = latest.refreshToken === stored ? doubtDeadline(latest.lastError) : undefined;
+        if (storedUntil !== undefined && storedUntil > this.#now()) {
+          return this.#transient(id, stored, failure, force, {
+            failingNow: true,
+            error: latest.lastError,
+          });
+        }
         if (doubt && doubt.refreshToken === stored && doubt.until > this.#now()) {
           return this.#transient(id, stored, failure, force, {
             failingNow: true,
@@ -733,12 +759,13 @@ export class TokenManager implements TokenProvider {
       error?: string | undefined;
       minDelayMs?: number;
       failingNow?: boolean;
-      inDoubt?: boolean;
+      /** Epoch ms until which a refusal of `used` is in doubt. */
+      inDoubt?: number;
     } = {},
   ): Promise<AccessToken> {
     const now = this.#now();
     const previous = this.#backoffOf(id);
-    if (options.inDoubt) this.#entry(id).doubt = { refreshToken: used, until: now + IN_DOUBT_MS };
+    if (options.inDoubt !== undefined) this.#entry(id).doubt = { refreshToken: used, until: options.inDoubt };
     const sameRun = previous?.refreshToken === used;
     const failures = (sameRun ? previous.failures : 0) + 1;
     const since = sameRun ? previous.since : now;

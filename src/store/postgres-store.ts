@@ -413,14 +413,16 @@ export class PostgresStore implements Store {
 
   watchGrants(listener: (accountId: string) => void): () => void {
     this.#watchers.add(listener);
-    if (this.#watchers.size === 1) this.#listen();
+    this.#listen();
+    // The LISTEN connection stays open when the last watcher goes (until close): a refresh waiter
+    // watches for a moment at a time, and a fresh connection per wait would miss every commit made
+    // while it connects, leaving the waiter to sit out the rest of the holder's lease.
     return () => {
       this.#watchers.delete(listener);
-      if (this.#watchers.size === 0) this.#unlisten();
     };
   }
 
-  /** One LISTEN connection while anyone watches; opened again after it breaks. */
+  /** One LISTEN connection from the first watch until close; opened again after it breaks. */
   #listen(): void {
     if (this.#closed || this.#listener || this.#watchers.size === 0) return;
     const client = new pg.Client({

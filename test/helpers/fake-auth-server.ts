@@ -24,6 +24,11 @@ export interface FakeAuthOptions {
   rotateRefreshTokens?: boolean;
   /** Answers every token request this much later (a slow provider, so concurrent refreshes overlap). */
   tokenDelayMs?: number;
+  /**
+   * A successful refresh is answered this much later, after the refresh token was already rotated: a
+   * client that dies meanwhile has lost the new one, and its old one is dead.
+   */
+  refreshAnswerDelayMs?: number;
   /** Scope string put in tokens / tokeninfo (default 'https://mail.google.com/'). */
   scope?: string;
   /** The `tid` claim of id_tokens, like a Microsoft tenant (default FAKE_TENANT_ID). */
@@ -545,6 +550,9 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
         if (options.rotateRefreshTokens) {
           refreshTokens.delete(presented);
           retired.add(presented);
+        }
+        if (options.refreshAnswerDelayMs) {
+          await new Promise((r) => setTimeout(r, options.refreshAnswerDelayMs));
         }
         json(res, 200, response);
         return;

@@ -14,6 +14,7 @@ import { stringify as stringifyYaml } from 'yaml';
 import { hashPassword } from '../../src/credentials/password.js';
 import { openStore } from '../../src/store/index.js';
 import type { Store } from '../../src/oauth/types.js';
+import type { StoreSettings } from '../../src/config/types.js';
 import { getTestCerts } from './certs.js';
 
 /**
@@ -104,6 +105,15 @@ export interface StartProxyOptions {
   settings?: Record<string, unknown>;
   /** Extra environment for the child. */
   env?: Record<string, string>;
+  /**
+   * A shared PostgreSQL store instead of the embedded file (raw `store:` keys such as `refreshLease`
+   * or `timeout` go in `extra`). Several instances on one database need one key: pass `key`.
+   */
+  store?: { kind: 'postgres'; url: string; keyFile?: string; extra?: Record<string, unknown> };
+  /** The store key (base64 of 32 bytes); default a fresh random one. */
+  key?: string;
+  /** Write `grants` into the store (default true); only one of several instances on one database seeds. */
+  seed?: boolean;
 }
 
 export interface ProxyProcess {
@@ -141,6 +151,25 @@ const CLI_ENTRY = process.env.XOAUTH_PROXY_E2E_CLI ?? join(REPO_ROOT, 'src', 'cl
 
 function cliArgs(args: string[]): string[] {
   return CLI_ENTRY.endsWith('.js') ? [CLI_ENTRY, ...args] : ['--import', 'tsx', CLI_ENTRY, ...args];
+}
+
+/** Runs one `xoauth-proxy` command (no proxy needed, e.g. `store migrate`); never rejects. */
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      cliArgs([...args]),
+      { cwd: REPO_ROOT, env, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? ((err as { code?: number }).code ?? null) : 0;
+        resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
+      },
+    );
+  });
 }
 
 /** Resolves once a TCP connection to host:port succeeds. */
@@ -192,7 +221,7 @@ export async function startProxyProcess(options: StartProxyOptions): Promise<Pro
 
 async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'e2e-proxy-'));
-  const key = randomBytes(32).toString('base64');
+  const key = options.key ?? randomBytes(32).toString('base64');
   const env: NodeJS.ProcessEnv = { ...process.env, XOAUTH_PROXY_KEY: key, ...options.env };
   // The child must not think it is a test worker, and must not pretty-print.
   delete env.VITEST;
@@ -241,7 +270,15 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
   );
   const config = {
     listen,
-    store: { path: './data/tokens.db', keyFile: './data/key' },
+    store:
+      options.store === undefined
+        ? { path: './data/tokens.db', keyFile: './data/key' }
+        : {
+            kind: 'postgres',
+            url: options.store.url,
+            keyFile: options.store.keyFile ?? './data/key',
+            ...options.store.extra,
+          },
     connections: Object.entries({ e2e: options.upstream, ...options.moreConnections })
       .map(([name, up]) => ({
         name,
@@ -273,9 +310,20 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
   const configFile = join(dir, 'config.yaml');
   writeFileSync(configFile, stringifyYaml(config, { lineWidth: 0 }), { mode: 0o600 });
 
-  const storeSettings = { path: join(dir, 'data', 'tokens.db'), keyFile: join(dir, 'data', 'key') };
+  const keyFile = join(dir, 'data', 'key');
+  const storeSettings: StoreSettings =
+    options.store === undefined
+      ? { path: join(dir, 'data', 'tokens.db'), keyFile }
+      : {
+          kind: 'postgres',
+          url: options.store.url,
+          keyFile: options.store.keyFile ?? keyFile,
+          refreshLeaseMs: 20_000,
+          poolMax: 4,
+          timeoutMs: 10_000,
+        };
   const openTheStore = (): Promise<Store> => openStore(storeSettings, { env: { XOAUTH_PROXY_KEY: key } });
-  if (options.grants?.length) {
+  if (options.grants?.length && options.seed !== false) {
     const store = await openTheStore();
     try {
       for (const g of options.grants) {
@@ -326,18 +374,7 @@ async function startProxyOnce(options: StartProxyOptions): Promise<ProxyProcess>
     ports,
     localCaPem: certs.caPem,
     output: () => output,
-    cli: (args, timeoutMs = 30_000) =>
-      new Promise((resolve) => {
-        execFile(
-          process.execPath,
-          cliArgs([...args]),
-          { cwd: REPO_ROOT, env, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
-          (err, stdout, stderr) => {
-            const code = err ? ((err as { code?: number }).code ?? null) : 0;
-            resolve({ code: typeof code === 'number' ? code : null, stdout, stderr });
-          },
-        );
-      }),
+    cli: (args, timeoutMs = 30_000) => runCli(args, env, timeoutMs),
     async status() {
       const r = await proc.cli(['status', '--config', configFile, '--json']);
       try {

@@ -134,6 +134,13 @@ export function storeContract(name: string, { fresh, open }: StoreUnderTest): vo
       const b = await handle();
       const heard: string[] = [];
       const stop = a.watchGrants((id) => heard.push(id));
+      // The very first watch may take a moment before the store can tell (a database connects its
+      // listener): written again until heard, so what follows starts from a listening store.
+      for (let i = 0; i < 50 && !heard.includes('warm@example.com'); i++) {
+        await b.putToken(record('warm@example.com'));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(heard).toContain('warm@example.com');
       await a.putToken(record('own@example.com'));
       await until(() => heard.includes('own@example.com'));
       // Another handle's change is heard once the watch is set up (a networked store starts listening
@@ -153,6 +160,15 @@ export function storeContract(name: string, { fresh, open }: StoreUnderTest): vo
       await b.putToken(record('late@example.com'));
       await new Promise((r) => setTimeout(r, 700));
       expect(heard.length).toBe(before);
+
+      // Watching again (as every refresh waiter does, briefly): a change made at once is heard, each time.
+      for (let round = 0; round < 5; round++) {
+        const again: string[] = [];
+        const stopAgain = a.watchGrants((id) => again.push(id));
+        await b.putToken(record(`again${round}@example.com`));
+        await until(() => again.includes(`again${round}@example.com`), 2_000);
+        stopAgain();
+      }
     });
 
     it('app passwords: add, list per account and all, touch, remove by id or label', async () => {

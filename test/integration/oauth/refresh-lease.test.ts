@@ -179,4 +179,32 @@ describe('refresh leases across token managers', () => {
     expect(token.token).toBe(rotated.access_token);
     expect((await store.getToken('y@example.com'))?.state).toBe('active');
   });
+
+  it('in doubt after a takeover: a third manager that refreshes next keeps it in doubt too', async () => {
+    const store = open();
+    const sent = await seedExpired(store, 'z@example.com');
+    await store.acquireRefreshLease('z@example.com', 'frozen-holder', 300);
+    // The frozen holder's request spent the refresh token at the provider.
+    await fetch(connection.tokenUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: sent,
+        client_id: connection.clientId,
+        client_secret: connection.clientSecret ?? '',
+      }),
+    });
+    const refusal = (m: TokenManager) =>
+      m.getAccessToken(account('z@example.com')).then(
+        () => undefined,
+        (e: unknown) => (e as { code: string }).code,
+      );
+    expect(await refusal(manager(open()))).toBe('token-unavailable');
+    // This one took no lease over; only the store tells it that the refusal may be undone.
+    expect(await refusal(manager(open()))).toBe('token-unavailable');
+    const record = await store.getToken('z@example.com');
+    expect(record?.state).toBe('failing');
+    expect(record?.lastError).toMatch(/in doubt until \d{4}-/);
+  });
 });
