@@ -86,21 +86,6 @@ const LEASE_SLACK_MS = 100;
 const MAX_LEASE_WAITS = 4;
 /** After taking over a lease, a refused refresh token stays `failing` (in doubt) this long. */
 const IN_DOUBT_MS = 2 * 60_000;
-/**
- * How the stored lastError of a grant in doubt names the doubt's end. The store has no column for it,
- * and the other instances must honour it too (one that refreshes next would otherwise declare the grant
- * lost at once); in the error text the admin reads the same deadline in `status`.
- */
-const IN_DOUBT_UNTIL = 'in doubt until';
-const IN_DOUBT_RE = /\bin doubt until (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)/;
-
-/** The end of the doubt a stored lastError names, in epoch ms; undefined when it names none. */
-function doubtDeadline(lastError: string | undefined): number | undefined {
-  const match = lastError === undefined ? null : IN_DOUBT_RE.exec(lastError);
-  if (!match) return undefined;
-  const at = Date.parse(match[1]!);
-  return Number.isNaN(at) ? undefined : at;
-}
 
 /** The access token side of an account: what a login may be handed without asking the store. */
 type TokenState =
@@ -469,7 +454,7 @@ export class TokenManager implements TokenProvider {
         const until = this.#now() + IN_DOUBT_MS;
         return this.#transient(id, stored, failure, force, {
           error:
-            `${failure.summary} (${IN_DOUBT_UNTIL} ${new Date(until).toISOString()}: another proxy process ` +
+            `${failure.summary} (in doubt until ${new Date(until).toISOString()}: another proxy process ` +
             'stopped while refreshing this grant and may still save a newer refresh token; if none arrives, ' +
             'the owner must consent again)',
           failingNow: true,
@@ -478,9 +463,9 @@ export class TokenManager implements TokenProvider {
       }
       if (failure.kind === 'permanent') {
         const doubt = this.#entry(id).doubt;
-        // Other instances sharing the store learn of the doubt from the stored error, not from memory.
+        // Other instances sharing the store learn of the doubt from the stored grant, not from memory.
         const latest = changed ?? record;
-        const storedUntil = latest.refreshToken === stored ? doubtDeadline(latest.lastError) : undefined;
+        const storedUntil = latest.refreshToken === stored ? latest.inDoubtUntil : undefined;
         if (storedUntil !== undefined && storedUntil > this.#now()) {
           return this.#transient(id, stored, failure, force, {
             failingNow: true,
@@ -614,6 +599,7 @@ export class TokenManager implements TokenProvider {
       if (refreshToken === undefined) delete next.refreshToken;
       else next.refreshToken = refreshToken;
       delete next.lastError;
+      delete next.inDoubtUntil;
       return next;
     };
   }
@@ -794,6 +780,7 @@ export class TokenManager implements TokenProvider {
             ...current,
             state: keepsFailing ? 'failing' : current.state,
             lastError: error,
+            ...(options.inDoubt !== undefined ? { inDoubtUntil: options.inDoubt } : {}),
             updatedAt: now,
           }
         : undefined,

@@ -50,6 +50,7 @@ export interface TokenRow {
   state: string;
   last_refresh_at: number | null;
   last_error: string | null;
+  in_doubt_until: number | null;
   updated_at: number;
 }
 
@@ -65,6 +66,7 @@ export const TOKEN_COLUMNS = [
   'state',
   'last_refresh_at',
   'last_error',
+  'in_doubt_until',
   'updated_at',
 ] as const satisfies readonly (keyof TokenRow)[];
 
@@ -112,7 +114,14 @@ export class RowCodec {
       redirectUri: record.redirectUri,
       browser: record.browser,
     };
-    return this.#consentRow(record.state, record.linkHash, record.accountId, record.expiresAt, createdAt, body);
+    return this.#consentRow(
+      record.state,
+      record.linkHash,
+      record.accountId,
+      record.expiresAt,
+      createdAt,
+      body,
+    );
   }
 
   completedConsentRow(record: CompletedConsentRecord, createdAt: number): ConsentStateRow {
@@ -140,7 +149,12 @@ export class RowCodec {
   completedConsent(row: ConsentStateRow): CompletedConsentRecord | undefined {
     const body = this.#consentBody(row);
     if (body?.kind !== 'completed') return undefined;
-    return { state: row.state, accountId: row.account_id, email: body.email, expiresAt: Number(row.expires_at) };
+    return {
+      state: row.state,
+      accountId: row.account_id,
+      email: body.email,
+      expiresAt: Number(row.expires_at),
+    };
   }
 
   #consentRow(
@@ -164,8 +178,7 @@ export class RowCodec {
   #consentBody(row: ConsentStateRow): PendingBody | CompletedBody | undefined {
     try {
       return JSON.parse(decryptSecret(this.#key, row.body, `xoauth-proxy:consent-state:${row.state}`)) as
-        | PendingBody
-        | CompletedBody;
+        PendingBody | CompletedBody;
     } catch {
       // A state that does not open is as good as unknown: the owner presses the button again.
       return undefined;
@@ -217,6 +230,7 @@ export class RowCodec {
       state: record.state,
       last_refresh_at: record.lastRefreshAt ?? null,
       last_error: record.lastError ?? null,
+      in_doubt_until: record.inDoubtUntil ?? null,
       updated_at: record.updatedAt,
     };
   }
@@ -280,11 +294,11 @@ function stateOf(row: TokenRow): AccountState {
 
 type ClearColumns = Pick<
   TokenRow,
-  'access_expires_at' | 'identity' | 'display_name' | 'last_refresh_at' | 'last_error'
+  'access_expires_at' | 'identity' | 'display_name' | 'last_refresh_at' | 'last_error' | 'in_doubt_until'
 >;
 type ClearFields = Pick<
   TokenRecord,
-  'accessTokenExpiresAt' | 'identity' | 'displayName' | 'lastRefreshAt' | 'lastError'
+  'accessTokenExpiresAt' | 'identity' | 'displayName' | 'lastRefreshAt' | 'lastError' | 'inDoubtUntil'
 >;
 
 /** The optional fields stored in clear text (numbers as numbers: PostgreSQL's BIGINT comes as text). */
@@ -294,4 +308,7 @@ function copyClearFields(row: ClearColumns, out: ClearFields): void {
   if (row.display_name !== null) out.displayName = row.display_name;
   if (row.last_refresh_at !== null) out.lastRefreshAt = Number(row.last_refresh_at);
   if (row.last_error !== null) out.lastError = row.last_error;
+  // Absent in rows written before the column existed.
+  if (row.in_doubt_until !== null && row.in_doubt_until !== undefined)
+    out.inDoubtUntil = Number(row.in_doubt_until);
 }

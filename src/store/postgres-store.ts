@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS xoauth_tokens (
   state TEXT NOT NULL,
   last_refresh_at BIGINT,
   last_error TEXT,
+  in_doubt_until BIGINT,
   updated_at BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS xoauth_app_passwords (

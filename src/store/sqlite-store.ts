@@ -28,7 +28,7 @@ import type {
 import { RowCodec, TOKEN_COLUMNS, type ConsentStateRow, type TokenRow } from './codec.js';
 import { loadStoreKey, warnIfOpenMode, type StoreWarnings } from './key.js';
 
-/** 2: refresh leases, consents in progress. */
+/** 2: refresh leases, consents in progress, the in-doubt deadline of a grant. */
 const SCHEMA_VERSION = 2;
 /** How often another process's commits are looked for while someone watches the grants. */
 const WATCH_POLL_MS = 500;
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS tokens (
   state TEXT NOT NULL,
   last_refresh_at INTEGER,
   last_error TEXT,
+  in_doubt_until INTEGER,
   updated_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS app_passwords (
@@ -188,6 +189,11 @@ export class SqliteStore implements Store {
     if ((db.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION && checkKey() === 'ok')
       return;
     db.transaction(() => {
+      // Schema 1 files have a tokens table without the in-doubt column.
+      const columns = db.pragma('table_info(tokens)') as { name: string }[];
+      if (columns.length > 0 && !columns.some((c) => c.name === 'in_doubt_until')) {
+        db.exec('ALTER TABLE tokens ADD COLUMN in_doubt_until INTEGER');
+      }
       db.exec(SCHEMA);
       db.pragma(`user_version = ${SCHEMA_VERSION}`);
       if (checkKey() === 'missing') {

@@ -26,6 +26,11 @@ export interface TokenRecord {
   state: AccountState;
   lastRefreshAt?: number;
   lastError?: string;
+  /**
+   * Epoch ms until which a refusal of this refresh token is in doubt: a process that stopped mid-refresh
+   * may still save the token that replaced it, so until then a refusal is temporary on every instance.
+   */
+  inDoubtUntil?: number;
   updatedAt: number;
 }
 

@@ -206,5 +206,6 @@ describe('refresh leases across token managers', () => {
     const record = await store.getToken('z@example.com');
     expect(record?.state).toBe('failing');
     expect(record?.lastError).toMatch(/in doubt until \d{4}-/);
+    expect(record?.inDoubtUntil).toBeGreaterThan(Date.now());
   });
 });
