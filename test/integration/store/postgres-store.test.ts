@@ -11,7 +11,11 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { PostgresStoreSettings } from '../../../src/config/types.js';
 import { isProxyError } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/log.js';
+import { TokenManager } from '../../../src/oauth/token-manager.js';
+import type { ResolvedAccount, Settings } from '../../../src/config/types.js';
 import { PostgresStore } from '../../../src/store/postgres-store.js';
+import { fakeConnection, startFakeAuthServer } from '../../helpers/fake-auth-server.js';
 import { requirePostgres, usePostgres } from '../../helpers/postgres.js';
 import { record, storeContract } from '../../helpers/store-contract.js';
 
@@ -118,5 +122,69 @@ describe.runIf(enabled)('PostgreSQL store', () => {
     }
     expect(back).toMatchObject({ refreshToken: 'rt-alice@example.com' });
     await store.close();
+  });
+
+  it('a rotated refresh token the database cannot take stays in memory and is committed once it is back', async () => {
+    const db = await postgres.createDatabase();
+    const server = await postgres.server();
+    // The provider answers slowly, so the database can go away between the lease and the commit.
+    const fake = await startFakeAuthServer({ rotateRefreshTokens: true, tokenDelayMs: 800 });
+    const store = await PostgresStore.open(settings(db.url, { timeoutMs: 1_000 }), { env: {} });
+    try {
+      const connection = fakeConnection(fake);
+      const email = 'rot@example.com';
+      const grant = fake.issueGrant(email, { accessTokenTtlSeconds: 0 });
+      await store.putToken({
+        ...record(email, { connection: connection.name, refreshToken: grant.refreshToken }),
+        accessToken: grant.accessToken,
+        accessTokenExpiresAt: Date.now(),
+      });
+      const tokens = new TokenManager({
+        config: {
+          settings: {
+            refreshMarginMs: 600_000,
+            keepAliveIntervalMs: 3600_000,
+            tokenRequestTimeoutMs: 5_000,
+          } as Settings,
+          accounts: [{ username: email, connection: connection.name }],
+          connections: new Map([[connection.name, connection]]),
+        },
+        store,
+        logger: silentLogger(),
+      });
+      const account: ResolvedAccount = { id: email, username: email, email, connection, entry: email };
+      const login = tokens.getAccessToken(account).then(
+        () => 'ok',
+        (e: unknown) => (e as { code?: string }).code,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      server.blackhole();
+      try {
+        // Not handed out before its grant is saved: a temporary error, never "needs consent".
+        expect(await login).toBe('token-unavailable');
+        expect(fake.counts.refresh).toBe(1);
+      } finally {
+        server.unblackhole();
+      }
+      // Back: the next login commits the token only memory held, and asks the provider nothing more.
+      let token: string | undefined;
+      for (let i = 0; i < 50 && token === undefined; i++) {
+        token = await tokens.getAccessToken(account).then(
+          (t) => t.token,
+          () => undefined,
+        );
+        if (token === undefined) await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(fake.checkAccessToken(token!)).toBe(email);
+      expect(fake.counts.refresh).toBe(1);
+      expect(fake.counts.refreshReuse).toBe(0);
+      const stored = await store.getToken(email);
+      expect(stored?.refreshToken).not.toBe(grant.refreshToken);
+      expect(fake.isRefreshTokenValid(stored!.refreshToken!)).toBe(true);
+      await tokens.stop();
+    } finally {
+      await store.close();
+      await fake.close();
+    }
   });
 });
