@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,7 @@ import {
   type ImapEnv,
 } from '../integration/imap/env.js';
 import { RawImap } from '../integration/imap/raw-client.js';
+import { pickFreePort } from '../helpers/ports.js';
 
 const HAPROXY_BIN = process.env.HAPROXY_BIN ?? '/usr/sbin/haproxy';
 const CLIENT_ADDRESS = '127.0.0.5';
@@ -34,22 +35,6 @@ function requireHaproxy(): boolean {
     `\n*** SKIPPING HAProxy end-to-end test: ${reason}. It runs in CI (.ci/run installs haproxy). ***\n`,
   );
   return false;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('no port'));
-        return;
-      }
-      server.close(() => resolve(address.port));
-    });
-  });
 }
 
 /** Connects to 127.0.0.1:port from the client address; undefined while nothing listens there. */
@@ -96,8 +81,8 @@ describe.runIf(requireHaproxy())('IMAP behind HAProxy (PROXY protocol)', () => {
       upstreamTls: 'implicit',
       proxyProtocol: { trustedProxies: ['127.0.0.1'] },
     });
-    ports.v2 = await freePort();
-    ports.v1 = await freePort();
+    ports.v2 = await pickFreePort();
+    ports.v1 = await pickFreePort();
     dir = mkdtempSync(join(tmpdir(), 'haproxy-e2e-'));
     const config = join(dir, 'haproxy.cfg');
     writeFileSync(

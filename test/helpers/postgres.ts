@@ -15,12 +15,12 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll } from 'vitest';
+import { pickFreePort } from './ports.js';
 
 const run = promisify(execFile);
 
@@ -89,23 +89,6 @@ function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('no port'));
-        return;
-      }
-      server.close(() => resolve(address.port));
-    });
-  });
-}
-
 export class PostgresServer {
   readonly #bin: string;
   readonly #dir: string;
@@ -130,7 +113,7 @@ export class PostgresServer {
       const gid = Number(execFileSync('id', ['-g', OS_USER], { encoding: 'utf8' }).trim());
       chownSync(dir, uid, gid);
     }
-    const server = new PostgresServer(a.bin, dir, await freePort());
+    const server = new PostgresServer(a.bin, dir, await pickFreePort());
     await server.#exec('initdb', [
       '-D',
       server.#data,

@@ -1,12 +1,11 @@
 /**
  * Runs the real `xoauth-proxy` binary (`node --import tsx src/cli/main.ts start`) as a child process with
- * a generated config, for end-to-end tests and the benchmark. Also the free-port helpers that the Dovecot
- * stand-in shares.
+ * a generated config, for end-to-end tests and the benchmark.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, createServer } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,37 +16,9 @@ import type { Store } from '../../src/oauth/types.js';
 import type { StoreSettings } from '../../src/config/types.js';
 import { getTestCerts } from './certs.js';
 
-/**
- * A port that was free a moment ago on `host`. A child process cannot report ports it bound on port 0
- * in a machine-readable way, so the test picks them: bind port 0, read the port, close, pass it on.
- * The window between close and the child's bind is tiny; callers that can retry on EADDRINUSE do.
- */
-export async function pickFreePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen({ host, port: 0, exclusive: true }, () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('no port'));
-        return;
-      }
-      server.close(() => resolve(address.port));
-    });
-  });
-}
+import { pickFreePorts } from './ports.js';
 
-/** Several distinct free ports (distinct even if the kernel hands the same one out twice). */
-export async function pickFreePorts(count: number, host = '127.0.0.1'): Promise<number[]> {
-  const ports = new Set<number>();
-  for (let attempt = 0; ports.size < count && attempt < count * 10; attempt++) {
-    ports.add(await pickFreePort(host));
-  }
-  if (ports.size < count) throw new Error(`could not find ${count} free ports on ${host}`);
-  return [...ports];
-}
+export { pickFreePort, pickFreePorts } from './ports.js';
 
 // ---------------------------------------------------------------------------------------------------
 // The proxy binary as a child process.
