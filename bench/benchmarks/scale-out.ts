@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { PostgresServer } from '../../test/helpers/postgres.js';
 import { Conn, imapLogin, imapTagged, type Credentials } from '../lib/client.js';
+import { storm } from './storm.js';
 import type { Env } from '../lib/env.js';
-import { runPool, sleep } from '../lib/pool.js';
 import { median, type Row } from '../lib/report.js';
 import type { Child } from '../lib/rpc.js';
 
@@ -22,44 +22,6 @@ export interface ScaleOutOptions {
   instances: number;
   /** FETCHes of the big mailbox per store kind. */
   fetches: number;
-}
-
-interface Counts {
-  auth: { token: number; refresh: number };
-}
-
-interface StormRun {
-  seconds: number;
-  ok: number;
-  failed: number;
-  errors: string[];
-  tokenRequests: number;
-}
-
-async function storm(env: Env, ports: number[], accounts: Credentials[], clients: number): Promise<StormRun> {
-  const before = await env.upstream.call<Counts>('stats');
-  const t0 = performance.now();
-  const run = await runPool(clients, clients, async (i) => {
-    const conn = await Conn.open(ports[i % ports.length]!, env.ca, 60_000);
-    try {
-      await imapLogin(conn, 'proxy', accounts[i % accounts.length]!, 60_000);
-      return conn;
-    } catch (err) {
-      conn.close();
-      throw err;
-    }
-  });
-  const seconds = (performance.now() - t0) / 1000;
-  for (const c of run.ok) c.close();
-  const after = await env.upstream.call<Counts>('stats');
-  await sleep(500);
-  return {
-    seconds,
-    ok: run.ok.length,
-    failed: run.errors.length,
-    errors: [...new Set(run.errors)].slice(0, 5),
-    tokenRequests: after.auth.token - before.auth.token,
-  };
 }
 
 /** MB/s of FETCHing the big mailbox `times` times over one logged-in session. */
@@ -118,8 +80,8 @@ export async function runScaleOut(env: Env, o: ScaleOutOptions): Promise<{ rows:
     await warm(env.proxy, env.warm);
     await warm(children[0]!, env.warm);
 
-    const one = await storm(env, [env.imap.proxy], single, o.clients);
-    const many = await storm(env, ports, shared, o.clients);
+    const one = await storm(env, 'proxy', single, o.clients);
+    const many = await storm(env, 'proxy', shared, o.clients, ports);
     const sqliteRates = await fetchRate(env, env.imap.proxy, o.fetches);
     const postgresRates = await fetchRate(env, ports[0]!, o.fetches);
     const oneRate = one.ok / one.seconds;

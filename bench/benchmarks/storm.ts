@@ -24,7 +24,7 @@ interface Counts {
   auth: { token: number; refresh: number };
 }
 
-interface StormRun {
+export interface StormRun {
   seconds: number;
   ok: number;
   failed: number;
@@ -34,12 +34,22 @@ interface StormRun {
   scryptRuns: number;
 }
 
-async function storm(env: Env, mode: Mode, accounts: Credentials[], clients: number): Promise<StormRun> {
+/**
+ * `clients` logins at once over `accounts`, spread round-robin over `ports` (default: the mode's one
+ * listener). scrypt runs are those of the main proxy child.
+ */
+export async function storm(
+  env: Env,
+  mode: Mode,
+  accounts: Credentials[],
+  clients: number,
+  ports: number[] = [env.imap[mode]],
+): Promise<StormRun> {
   const before = await env.upstream.call<Counts>('stats');
   const scryptBefore = mode === 'proxy' ? await env.proxy.call<number>('scryptCalls') : 0;
   const t0 = performance.now();
   const run = await runPool(clients, clients, async (i) => {
-    const conn = await Conn.open(env.imap[mode], env.ca, 60_000);
+    const conn = await Conn.open(ports[i % ports.length]!, env.ca, 60_000);
     try {
       await imapLogin(conn, mode, accounts[i % accounts.length]!, 60_000);
       return conn;

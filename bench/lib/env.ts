@@ -6,7 +6,7 @@ import { hashPassword } from '../../src/credentials/password.js';
 import { getTestCerts } from '../../test/helpers/certs.js';
 import type { Credentials, Mode } from './client.js';
 import type { MailboxSpec } from './messages.js';
-import type { SeededAccount } from './proxy-host.js';
+import type { ProxyHostOptions, SeededAccount } from './proxy-host.js';
 import type { Experiment } from './experiments.js';
 import { Child } from './rpc.js';
 
@@ -77,23 +77,25 @@ export async function startEnv(options: {
     }
   }
 
+  // What every proxy child gets: the same upstreams, accounts and grants.
+  const proxyOptions: ProxyHostOptions = {
+    cert: certs.certPem,
+    key: certs.keyPem,
+    ca: certs.caPem,
+    tokenUrl: up.tokenUrl,
+    authorizeUrl: up.authorizeUrl,
+    imapPort: up.imapPort,
+    smtpPort: up.smtpPort,
+    passwordHash,
+    accounts: seeded,
+    experiments: options.experiments ?? [],
+  };
   const startMiddle = async (): Promise<{ proxy: Child; bare: Child; p: Ports; b: Ports }> => {
     const profile = options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {};
     const proxy = new Child('proxy', profile);
     const bare = new Child('bare', profile);
     const [p, b] = await Promise.all([
-      proxy.call<Ports>('start', {
-        cert: certs.certPem,
-        key: certs.keyPem,
-        ca: certs.caPem,
-        tokenUrl: up.tokenUrl,
-        authorizeUrl: up.authorizeUrl,
-        imapPort: up.imapPort,
-        smtpPort: up.smtpPort,
-        passwordHash,
-        accounts: seeded,
-        experiments: options.experiments ?? [],
-      }),
+      proxy.call<Ports>('start', proxyOptions),
       bare.call<Ports>('start', {
         cert: certs.certPem,
         key: certs.keyPem,
@@ -120,19 +122,7 @@ export async function startEnv(options: {
     storm,
     async startPostgresProxy(postgres) {
       const child = new Child('proxy');
-      const ports = await child.call<Ports>('start', {
-        cert: certs.certPem,
-        key: certs.keyPem,
-        ca: certs.caPem,
-        tokenUrl: up.tokenUrl,
-        authorizeUrl: up.authorizeUrl,
-        imapPort: up.imapPort,
-        smtpPort: up.smtpPort,
-        passwordHash,
-        accounts: seeded,
-        experiments: options.experiments ?? [],
-        postgres,
-      });
+      const ports = await child.call<Ports>('start', { ...proxyOptions, postgres });
       return { child, ...ports };
     },
     async restartMiddle() {
