@@ -87,6 +87,10 @@ CREATE TABLE IF NOT EXISTS consent_states (
 CREATE INDEX IF NOT EXISTS consent_states_link ON consent_states(link_hash);
 `;
 
+const PUT_CONSENT_STATE = `INSERT OR REPLACE INTO consent_states
+  (state, link_hash, account_id, expires_at, created_at, body)
+  VALUES (@state, @link_hash, @account_id, @expires_at, @created_at, @body)`;
+
 interface AppPasswordRow {
   id: string;
   account_id: string;
@@ -579,10 +583,7 @@ export class SqliteStore implements Store {
             `DELETE FROM consent_states WHERE state IN (SELECT state FROM consent_states
              ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?)`,
           ).run(Math.max(0, limits.maxTotal - 1));
-          db.prepare(
-            `INSERT OR REPLACE INTO consent_states (state, link_hash, account_id, expires_at, created_at, body)
-             VALUES (@state, @link_hash, @account_id, @expires_at, @created_at, @body)`,
-          ).run(row);
+          db.prepare(PUT_CONSENT_STATE).run(row);
         })
         .immediate(),
     );
@@ -609,12 +610,7 @@ export class SqliteStore implements Store {
   async putCompletedConsent(record: CompletedConsentRecord, now: number): Promise<void> {
     const row = this.#codec.completedConsentRow(record, now);
     this.#guard('cannot write it', () => {
-      this.#db
-        .prepare(
-          `INSERT OR REPLACE INTO consent_states (state, link_hash, account_id, expires_at, created_at, body)
-           VALUES (@state, @link_hash, @account_id, @expires_at, @created_at, @body)`,
-        )
-        .run(row);
+      this.#db.prepare(PUT_CONSENT_STATE).run(row);
     });
   }
 
