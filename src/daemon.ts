@@ -17,6 +17,7 @@ import { openStore } from './store/index.js';
 import { TokenManager } from './oauth/token-manager.js';
 import { createImapServer } from './proxy/imap/server.js';
 import { createPop3Server } from './proxy/pop3/server.js';
+import { probePop3Capabilities } from './proxy/pop3/upstream.js';
 import type { CloseOptions, ProxyDeps, ProxyServer } from './proxy/shared/types.js';
 import { UpstreamCapabilities } from './proxy/shared/upstream-capabilities.js';
 import { createSmtpServer } from './proxy/smtp/server.js';
@@ -91,6 +92,11 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       smtp: (connection, server, signal) =>
         probeSmtpExtensions(connection, server, {
           heloName: hostname(),
+          timeoutMs: config.settings.limits.upstreamConnectTimeoutMs,
+          signal,
+        }),
+      pop3: (connection, server, signal) =>
+        probePop3Capabilities(connection, server, {
           timeoutMs: config.settings.limits.upstreamConnectTimeoutMs,
           signal,
         }),

@@ -1,6 +1,8 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Config, ConnectionConfig, UpstreamServer } from '../../../src/config/types.js';
+import { CAPA_PASS_THROUGH } from '../../../src/proxy/pop3/replies.js';
+import { EHLO_PASS_THROUGH } from '../../../src/proxy/smtp/replies.js';
 import {
   intersectExtensions,
   UpstreamCapabilities,
@@ -80,6 +82,74 @@ describe('intersectExtensions', () => {
 
   it('one upstream with no extensions at all is known and empty, not unknown', () => {
     expect(intersectExtensions([['CHUNKING'], []], SMTP_RULE)).toEqual({ kind: 'learned', extensions: [] });
+  });
+});
+
+describe("the protocols' pass-through rules", () => {
+  it("SMTP: the upstream's AUTH, STARTTLS, BURL, XCLIENT and HELP never pass; the transaction ones do", () => {
+    const dovecot = [
+      '8BITMIME',
+      'AUTH PLAIN XOAUTH2',
+      'BINARYMIME',
+      'BURL imap',
+      'CHUNKING',
+      'DSN',
+      'ENHANCEDSTATUSCODES',
+      'PIPELINING',
+      'SIZE',
+      'SMTPUTF8',
+      'STARTTLS',
+      'VRFY',
+      'XCLIENT ADDR',
+      'HELP',
+    ];
+    expect(intersectExtensions([dovecot], EHLO_PASS_THROUGH)).toEqual({
+      kind: 'learned',
+      extensions: [
+        '8BITMIME',
+        'BINARYMIME',
+        'CHUNKING',
+        'DSN',
+        'ENHANCEDSTATUSCODES',
+        'PIPELINING',
+        'SIZE',
+        'SMTPUTF8',
+      ],
+    });
+  });
+
+  it("POP3: the upstream's USER, SASL, STLS, CAPA and IMPLEMENTATION never pass (RESP-CODES are ours anyway)", () => {
+    const dovecot = [
+      'CAPA',
+      'TOP',
+      'UIDL',
+      'RESP-CODES',
+      'PIPELINING',
+      'AUTH-RESP-CODE',
+      'STLS',
+      'USER',
+      'SASL PLAIN XOAUTH2',
+      'IMPLEMENTATION Dovecot',
+      'UTF8',
+    ];
+    const gmail = [
+      'USER',
+      'RESP-CODES',
+      'EXPIRE 0',
+      'LOGIN-DELAY 300',
+      'TOP',
+      'UIDL',
+      'X-GOOGLE-RICO',
+      'SASL PLAIN XOAUTH2 OAUTHBEARER',
+    ];
+    expect(intersectExtensions([dovecot], CAPA_PASS_THROUGH)).toEqual({
+      kind: 'learned',
+      extensions: ['TOP', 'UIDL', 'PIPELINING'],
+    });
+    expect(intersectExtensions([dovecot, gmail], CAPA_PASS_THROUGH)).toEqual({
+      kind: 'learned',
+      extensions: ['TOP', 'UIDL'],
+    });
   });
 });
 
