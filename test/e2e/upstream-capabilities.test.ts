@@ -4,10 +4,22 @@
  * through the proxy to the sink byte for byte; CAPA offers Dovecot's UIDL and PIPELINING and UIDL
  * works after login.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { hashPassword } from '../../src/credentials/password.js';
 import { requireDovecot } from '../helpers/dovecot.js';
 import { RawPop3Client } from '../integration/pop3/raw-client.js';
-import { LineClient, printLogsOnFailure, startWorld, testMessage, worldLogs, type World } from './support.js';
+import {
+  LineClient,
+  printLogsOnFailure,
+  startWorld,
+  testMessage,
+  waitForOutput,
+  worldLogs,
+  type World,
+} from './support.js';
 
 const ALICE = { email: 'alice@example.com', password: 'alice caps ü' };
 
@@ -122,5 +134,60 @@ describe.runIf(requireDovecot([], { pop3: true }))('upstream capabilities before
     } finally {
       c.close();
     }
+  });
+
+  /** A port on 127.0.0.1 that nothing listens on (bound once, then let go). */
+  async function deadPort(): Promise<number> {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
+
+  it('reload: an account on an unreachable upstream brings the fixed list back; pointing it at Dovecot is probed at once', async () => {
+    const p = world.proxy;
+    const original = readFileSync(p.configFile, 'utf8');
+    const config = parseYaml(original) as {
+      connections: Array<Record<string, unknown>>;
+      accounts: Array<Record<string, unknown>>;
+    };
+    const e2e = config.connections.find((c) => c.name === 'e2e')!;
+    config.connections.push({
+      ...e2e,
+      name: 'dead',
+      smtp: { host: '127.0.0.1', port: await deadPort(), tls: 'implicit' },
+    });
+    config.accounts.push({
+      username: 'dave@example.com',
+      connection: 'dead',
+      password: await hashPassword('dave pw', { ln: 10, r: 8, p: 1 }),
+    });
+    writeFileSync(p.configFile, stringifyYaml(config, { lineWidth: 0 }));
+    expect((await p.cli(['reload', '--config', p.configFile])).code).toBe(0);
+    await waitForOutput(p, '"msg":"config reloaded"');
+    // Nothing is known about `dead` (its probe is refused): the fixed list, with the configured SIZE.
+    const fallback = await eventually(ehlo, (k) => !k.includes('CHUNKING'), 'EHLO still with CHUNKING');
+    expect(fallback.slice(1)).toEqual([
+      'PIPELINING',
+      '8BITMIME',
+      'ENHANCEDSTATUSCODES',
+      'SIZE 35000000',
+      'AUTH PLAIN LOGIN',
+    ]);
+
+    // The same connection moved to Dovecot's submissions port: only the reload's probe can know it (no
+    // login went there, and the periodic round is hours away).
+    const dead = config.connections.find((c) => c.name === 'dead')!;
+    dead.smtp = {
+      host: (e2e.smtp as { host: string }).host,
+      port: world.dovecot.ports.submissions,
+      tls: 'implicit',
+    };
+    writeFileSync(p.configFile, stringifyYaml(config, { lineWidth: 0 }));
+    expect((await p.cli(['reload', '--config', p.configFile])).code).toBe(0);
+    await waitForOutput(p, '"msg":"config reloaded"', 2);
+    await eventually(ehlo, (k) => k.includes('CHUNKING'), 'EHLO without CHUNKING after the second reload');
+    writeFileSync(p.configFile, original);
   });
 });
