@@ -5,7 +5,8 @@
  * works through it as long as the client heard of it in time.
  *
  * Knowledge comes from probes (connect with verified TLS, EHLO or CAPA, QUIT) at start, on reload and
- * every few hours, and from the EHLO every SMTP login already sends. A front never waits for any of
+ * every few hours, and from the EHLO every SMTP login already sends (a POP3 login sends no CAPA, so
+ * one through a connection still unknown starts a probe of it instead). A front never waits for any of
  * it: a session takes what is known when the client connects, and a connection nothing is known about
  * yet makes the front fall back to its fixed list.
  *
