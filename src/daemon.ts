@@ -3,6 +3,7 @@
  * listener, and closes them all on shutdown. Wiring only; every piece lives in its own module.
  */
 import { rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config, ListenerConfig, Protocol, TlsMode } from './config/types.js';
@@ -16,8 +17,11 @@ import { openStore } from './store/index.js';
 import { TokenManager } from './oauth/token-manager.js';
 import { createImapServer } from './proxy/imap/server.js';
 import { createPop3Server } from './proxy/pop3/server.js';
+import { probePop3Capabilities } from './proxy/pop3/upstream.js';
 import type { CloseOptions, ProxyDeps, ProxyServer } from './proxy/shared/types.js';
+import { UpstreamCapabilities } from './proxy/shared/upstream-capabilities.js';
 import { createSmtpServer } from './proxy/smtp/server.js';
+import { probeSmtpExtensions } from './proxy/smtp/upstream.js';
 
 export interface RunningListener {
   protocol: Protocol;
@@ -79,8 +83,28 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       c.clientCertificate ? [{ connection: c.name, notAfter: c.clientCertificate.notAfter }] : [],
     ),
   );
+  // The upstreams' extension lists, for what the fronts advertise before login; learned in the
+  // background, never awaited by a client.
+  const capabilities = new UpstreamCapabilities({
+    config,
+    logger: logger.child({ component: 'capabilities' }),
+    probes: {
+      smtp: (connection, server, signal) =>
+        probeSmtpExtensions(connection, server, {
+          heloName: hostname(),
+          timeoutMs: config.settings.limits.upstreamConnectTimeoutMs,
+          signal,
+        }),
+      pop3: (connection, server, signal) =>
+        probePop3Capabilities(connection, server, {
+          timeoutMs: config.settings.limits.upstreamConnectTimeoutMs,
+          signal,
+        }),
+    },
+  });
   const deps: ProxyDeps = {
     config,
+    capabilities,
     authenticator: new LocalAuthenticator({ config, store, logger: logger.child({ component: 'auth' }) }),
     tokens,
     logger,
@@ -129,6 +153,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const listeners: RunningListener[] = [];
   const shutdown = async (options: CloseOptions = {}): Promise<void> => {
     stopping = true;
+    capabilities.stop();
     // Every listener stops accepting at the same moment; only the mail fronts have sessions worth waiting for.
     await Promise.allSettled(
       started.map((s) => (s.protocol === 'http' ? s.server.close() : s.server.close(options))),
@@ -155,6 +180,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     throw err;
   }
   tokens.start();
+  capabilities.start();
   try {
     writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
   } catch (err) {
@@ -202,6 +228,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         c.clientCertificate ? [{ connection: c.name, notAfter: c.clientCertificate.notAfter }] : [],
       ),
     );
+    // Accounts and connections may have changed: learn the lists anew (the old ones serve meanwhile).
+    void capabilities.refresh();
     const keep: Entry[] = [];
     for (const [key, { entry, print }] of before) {
       const want = wanted.get(key);

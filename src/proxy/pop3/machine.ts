@@ -18,9 +18,10 @@ import {
   type Machine,
   type Transition as Step,
 } from '../shared/front.js';
-import { decodePlain } from '../shared/sasl.js';
+import { decodeLoginResponse, decodePlain } from '../shared/sasl.js';
 import { Secret } from '../shared/secret.js';
 import type { SessionOutcome } from '../shared/types.js';
+import type { Advertised } from '../shared/upstream-capabilities.js';
 import { parseCommand } from './parser.js';
 import { REPLY, capaReply, loginFailureReply, loginSucceededReply, syntaxError } from './replies.js';
 
@@ -31,6 +32,8 @@ export interface Pop3FrontConfig {
   maxCommandsBeforeLogin: number;
   /** Failed logins per connection; the connection ends after the last allowed one fails. */
   maxFailedLogins: number;
+  /** What the reachable upstreams share, as known when the session started (see shared/upstream-capabilities). */
+  upstream: Advertised;
 }
 
 export type Pop3Phase =
@@ -38,6 +41,10 @@ export type Pop3Phase =
   | { name: 'command'; user?: string }
   /** `AUTH PLAIN` got `+ `; the next line is the response. */
   | { name: 'plain-response' }
+  /** `AUTH LOGIN` got the user name prompt; the next line is the base64 user name. */
+  | { name: 'login-username' }
+  /** The password prompt was sent for `username`. */
+  | { name: 'login-password'; username: string }
   | { name: 'starting-tls' }
   | { name: 'authenticating'; username: string }
   | { name: 'relay' }
@@ -57,9 +64,11 @@ export type Pop3Action = FrontAction;
 
 export type Transition = Step<Pop3State, Pop3Action>;
 
+const READING = new Set<Pop3Phase['name']>(['command', 'plain-response', 'login-username', 'login-password']);
+
 /** Phases in which the machine reads client lines. */
 export function isReading(phase: Pop3Phase): boolean {
-  return phase.name === 'command' || phase.name === 'plain-response';
+  return READING.has(phase.name);
 }
 
 export function initialState(config: Pop3FrontConfig): Pop3State {
@@ -140,12 +149,33 @@ function onLine(config: Pop3FrontConfig, state0: Pop3State, line: string): Trans
   if (state.commands > config.maxCommandsBeforeLogin) {
     return closeWith(state, REPLY.tooManyCommands, 'limit', TOO_MANY_COMMANDS);
   }
-  if (state.phase.name === 'plain-response') {
-    // RFC 5034 §4: a lone `*` cancels the exchange.
-    if (line.trim() === '*') return reply(state, REPLY.authCancelled);
-    return authenticatePlain(state, line.trim());
+  const phase = state.phase;
+  switch (phase.name) {
+    case 'plain-response':
+      // RFC 5034 §4: a lone `*` cancels the exchange.
+      if (line.trim() === '*') return reply(state, REPLY.authCancelled);
+      return authenticatePlain(state, line.trim());
+    case 'login-username': {
+      if (line.trim() === '*') return reply(state, REPLY.authCancelled);
+      const username = loginField(line);
+      if (username === undefined) return reply(state, REPLY.malformedLogin);
+      return reply(state, REPLY.loginPassword, { name: 'login-password', username });
+    }
+    case 'login-password': {
+      if (line.trim() === '*') return reply(state, REPLY.authCancelled);
+      const password = loginField(line);
+      if (password === undefined) return reply(state, REPLY.malformedLogin);
+      return authenticate(state, phase.username, password);
+    }
+    default:
+      return onCommand(config, state, line);
   }
-  return onCommand(config, state, line);
+}
+
+/** One AUTH LOGIN response: base64 text, not empty (neither a user name nor a password can be). */
+function loginField(line: string): string | undefined {
+  const value = decodeLoginResponse(line.trim());
+  return value === undefined || value === '' ? undefined : value;
 }
 
 function authenticate(state: Pop3State, username: string, password: string): Transition {
@@ -169,7 +199,10 @@ function onCommand(config: Pop3FrontConfig, state: Pop3State, line: string): Tra
   switch (command.kind) {
     case 'capa':
       // CAPA between USER and PASS is harmless; keep the pending USER (RFC 2449 allows CAPA anywhere).
-      return reply(state, capaReply(config.tls, state.secure), { name: 'command', ...userOf(pendingUser) });
+      return reply(state, capaReply(config.tls, state.secure, config.upstream), {
+        name: 'command',
+        ...userOf(pendingUser),
+      });
     case 'user':
       if (!allowed) return reply(state, REPLY.tlsRequired);
       return reply(state, REPLY.userOk, { name: 'command', user: command.name });
@@ -182,6 +215,15 @@ function onCommand(config: Pop3FrontConfig, state: Pop3State, line: string): Tra
       return reply(state, REPLY.mechanisms);
     case 'auth':
       if (!allowed) return reply(state, REPLY.tlsRequired);
+      if (command.mechanism === 'LOGIN') {
+        if (command.initialResponse === undefined) {
+          return reply(state, REPLY.loginUsername, { name: 'login-username' });
+        }
+        // RFC 5034 §4: an initial response is the user name; `=` (empty) is none at all.
+        const username = loginField(command.initialResponse === '=' ? '' : command.initialResponse);
+        if (username === undefined) return reply(state, REPLY.malformedLogin);
+        return reply(state, REPLY.loginPassword, { name: 'login-password', username });
+      }
       if (command.mechanism !== 'PLAIN') return reply(state, REPLY.unknownMechanism);
       if (command.initialResponse === undefined) {
         return reply(state, REPLY.emptyChallenge, { name: 'plain-response' });

@@ -6,6 +6,8 @@
 import type { TlsMode } from '../../config/types.js';
 import type { ProxyError } from '../../errors.js';
 import { loginAllowed, tlsOffered } from '../shared/front.js';
+import { LOGIN_PASSWORD_PROMPT, LOGIN_USERNAME_PROMPT } from '../shared/sasl.js';
+import type { Advertised, IntersectionRule } from '../shared/upstream-capabilities.js';
 
 export const SERVER_NAME = 'xoauth-proxy';
 
@@ -23,8 +25,12 @@ export const REPLY = {
   emptyChallenge: '+ ',
   authCancelled: '-ERR Authentication cancelled',
   malformedPlain: '-ERR Malformed AUTH PLAIN response',
+  malformedLogin: '-ERR Malformed AUTH LOGIN response',
+  /** RFC 5034 AUTH LOGIN: the customary base64 "Username:" and "Password:" challenges. */
+  loginUsername: `+ ${LOGIN_USERNAME_PROMPT}`,
+  loginPassword: `+ ${LOGIN_PASSWORD_PROMPT}`,
   unknownMechanism: '-ERR Unsupported authentication mechanism',
-  mechanisms: '+OK\r\nPLAIN\r\n.',
+  mechanisms: '+OK\r\nPLAIN\r\nLOGIN\r\n.',
   apop: '-ERR APOP not supported: use USER/PASS or AUTH PLAIN',
   needsLogin: '-ERR Not logged in: log in first with USER/PASS or AUTH PLAIN',
   unknownCommand: '-ERR Unknown command',
@@ -39,14 +45,26 @@ export const REPLY = {
 } as const;
 
 /**
- * The CAPA reply (RFC 2449): only what is true before login. After login the client talks to the
- * upstream, which answers CAPA itself, so TOP, UIDL, PIPELINING and the like are its to announce.
+ * The upstream's CAPA items that may be advertised before login: after it the client talks to the
+ * upstream through a byte pipe, so the TRANSACTION-state extensions work as the upstream has them.
+ * Never the upstream's USER, SASL or STLS (those are our dialogue's), nor items about the server
+ * itself (IMPLEMENTATION) or commands our AUTHORIZATION dialogue does not know (UTF8, LANG).
+ * RESP-CODES and AUTH-RESP-CODE are ours in any case.
+ */
+export const CAPA_PASS_THROUGH: IntersectionRule = {
+  passThrough: new Set(['TOP', 'UIDL', 'PIPELINING', 'EXPIRE', 'LOGIN-DELAY']),
+};
+
+/**
+ * The CAPA reply (RFC 2449): our login items, then what every reachable upstream has in common (while
+ * one of them is not known, none: the client may still ask the upstream's CAPA after login).
  * RESP-CODES and AUTH-RESP-CODE are true: our failures carry `[SYS/TEMP]` and `[AUTH]`.
  */
-export function capaReply(tls: TlsMode, secure: boolean): string {
+export function capaReply(tls: TlsMode, secure: boolean, upstream: Advertised): string {
   const lines = ['+OK Capability list follows'];
-  if (loginAllowed(tls, secure)) lines.push('USER', 'SASL PLAIN');
+  if (loginAllowed(tls, secure)) lines.push('USER', 'SASL PLAIN LOGIN');
   lines.push('RESP-CODES', 'AUTH-RESP-CODE');
+  if (upstream.kind === 'learned') lines.push(...upstream.extensions);
   if (tlsOffered(tls, secure)) lines.push('STLS');
   lines.push('.');
   return lines.join('\r\n');

@@ -7,7 +7,8 @@ import type { AuthenticateAction } from '../shared/front.js';
 import { createProtocolServer, type Protocol } from '../shared/session.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
 import { Pop3Front } from './front.js';
-import { REPLY } from './replies.js';
+import { intersectExtensions } from '../shared/upstream-capabilities.js';
+import { CAPA_PASS_THROUGH, REPLY } from './replies.js';
 import { pop3UpstreamLogin, type Pop3Upstream } from './upstream.js';
 
 export const pop3Protocol: Protocol<Pop3Upstream, AuthenticateAction> = {
@@ -18,10 +19,12 @@ export const pop3Protocol: Protocol<Pop3Upstream, AuthenticateAction> = {
   maxBufferDuringLogin: 64 * 1024,
   failedLoginIsOutcome: true,
   busyReply: REPLY.busy,
-  front: (context, limits) =>
+  front: (context, limits, deps) =>
     new Pop3Front(
       {
         tls: context.listener.tls,
+        // What is known now: a client's CAPA never waits for the network.
+        upstream: intersectExtensions(deps.capabilities?.lists('pop3') ?? [], CAPA_PASS_THROUGH),
         maxCommandsBeforeLogin: limits.maxCommandsBeforeLogin,
         maxFailedLogins: limits.maxFailedLogins,
       },

@@ -12,11 +12,17 @@
  * itself; the shared orchestration then forces one refresh and calls `authenticate` again on the same
  * connection (RFC 1939 §4: a failed login leaves the session in the AUTHORIZATION state).
  */
-import type { ResolvedAccount, UpstreamServer } from '../../config/types.js';
+import type { ConnectionConfig, ResolvedAccount, UpstreamServer } from '../../config/types.js';
 import { ProxyError } from '../../errors.js';
 import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
 import { errorChallengeResponse, mechanismName, oauthBearerPayload, xoauth2Payload } from '../shared/sasl.js';
-import { connectAccountUpstream, type UpstreamConnection, type UpstreamDialect } from '../shared/upstream.js';
+import {
+  connectAccountUpstream,
+  connectUpstream,
+  timedOutAfter,
+  type UpstreamConnection,
+  type UpstreamDialect,
+} from '../shared/upstream.js';
 
 /** A greeted, TLS-protected upstream POP3 connection in the AUTHORIZATION state. */
 export interface Pop3Upstream {
@@ -139,4 +145,56 @@ export function pop3UpstreamLogin(timeoutMs: number): UpstreamLogin<Pop3Upstream
       up.conn.close();
     },
   };
+}
+
+/** Longest CAPA reply we read from an upstream (Dovecot's and Gmail's have about ten lines). */
+const MAX_CAPA_LINES = 100;
+
+/**
+ * Asks an upstream for its capabilities without logging in: greeting, STLS where configured, CAPA,
+ * QUIT. A server without CAPA (`-ERR`) has no extensions (RFC 2449 §5); the result is then empty.
+ */
+export async function probePop3Capabilities(
+  connection: ConnectionConfig,
+  server: UpstreamServer,
+  options: { timeoutMs: number; signal: AbortSignal },
+): Promise<string[]> {
+  const { conn } = await connectUpstream(
+    {
+      server,
+      ...(connection.ca ? { ca: connection.ca } : {}),
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+    },
+    dialect(),
+  );
+  try {
+    const lines = await conn.withDeadline(
+      options.timeoutMs,
+      timedOutAfter('CAPA', options.timeoutMs),
+      async () => {
+        conn.write('CAPA\r\n');
+        const status = await conn.readLine();
+        if (isErr(status)) return [];
+        if (!isOk(status)) throw upstreamError(conn, `unexpected reply to CAPA: ${status.slice(0, 100)}`);
+        const items: string[] = [];
+        for (let i = 0; i < MAX_CAPA_LINES; i++) {
+          const line = await conn.readLine();
+          if (line === '.') return items;
+          items.push(line);
+        }
+        throw upstreamError(conn, 'CAPA reply too long');
+      },
+    );
+    // A polite goodbye; its answer does not matter.
+    await conn
+      .withDeadline(options.timeoutMs, timedOutAfter('QUIT', options.timeoutMs), () => {
+        conn.write('QUIT\r\n');
+        return conn.readLine();
+      })
+      .catch(() => undefined);
+    return lines;
+  } finally {
+    conn.close();
+  }
 }

@@ -37,6 +37,8 @@ export interface AuthenticatedUpstream {
   postLoginCapabilities?: string;
   /** The upstream's text after its success reply, passed on where the protocol allows. */
   loginText?: string;
+  /** The upstream's extension list as its login dialogue saw it (SMTP: the EHLO keywords), if it asked. */
+  extensions?: readonly string[];
 }
 
 /** The pure front a session drives (framer + machine), see ./front.ts. */
@@ -66,7 +68,8 @@ export interface Protocol<U extends AuthenticatedUpstream, Auth extends Authenti
   failedLoginIsOutcome: boolean;
   /** What a client refused by the connection caps reads. */
   busyReply: string;
-  front(context: ConnectionContext, limits: FrontLimits): SessionFront<FrontAction<Auth>>;
+  /** `deps.capabilities` says what the upstreams are known to support right now. */
+  front(context: ConnectionContext, limits: FrontLimits, deps: ProxyDeps): SessionFront<FrontAction<Auth>>;
   upstreamLogin(action: Auth, limits: FrontLimits): UpstreamLogin<U>;
 }
 
@@ -148,7 +151,7 @@ export class Session<
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     socket.setNoDelay(true);
     deps.metrics?.sessionStarted(protocol.name);
-    this.#front = protocol.front(context, limits);
+    this.#front = protocol.front(context, limits, deps);
     this.#attach(socket);
     this.#run(this.#front.start());
     this.#armIdleTimer();
@@ -364,6 +367,12 @@ export class Session<
       return;
     }
     if (result.ok) {
+      // A login shows that this connection works as configured; its dialogue's EHLO is fresh knowledge.
+      this.#deps.capabilities?.loggedIn(
+        this.#protocol.name,
+        result.account.connection,
+        result.upstream.extensions,
+      );
       this.#loginFailed = false;
       this.#upstream = result.upstream;
       this.#upstreamLabel = result.upstream.conn.label;

@@ -5,6 +5,7 @@ import type { Config, ListenerConfig, ResolvedAccount } from '../../config/types
 import type { ProxyErrorCode } from '../../errors.js';
 import type { Authenticator } from '../../credentials/types.js';
 import type { TokenProvider } from '../../oauth/types.js';
+import type { CapabilitySource } from './upstream-capabilities.js';
 
 /** Everything a protocol front needs from the rest of the program. */
 export interface ProxyDeps {
@@ -16,6 +17,8 @@ export interface ProxyDeps {
   consentHint(account: ResolvedAccount): string;
   /** Prometheus instrumentation (src/metrics); absent: nothing is counted. */
   metrics?: SessionMetrics;
+  /** The upstreams' known extension lists (SMTP EHLO, POP3 CAPA); absent: the fronts' fixed lists. */
+  capabilities?: CapabilitySource;
 }
 
 /** A listening protocol front (IMAP, SMTP, or the HTTP pages). */

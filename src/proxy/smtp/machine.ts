@@ -20,6 +20,7 @@ import {
   type Transition as Step,
 } from '../shared/front.js';
 import { Secret } from '../shared/secret.js';
+import type { Advertised } from '../shared/upstream-capabilities.js';
 import type { SessionOutcome } from '../shared/types.js';
 import { parseCommand } from './parser.js';
 import { REPLY, ehloReply, greeting, heloReply, loginFailureReply, syntaxError } from './replies.js';
@@ -30,8 +31,10 @@ export interface SmtpFrontConfig {
   serverName: string;
   /** The listener's TLS mode: 'starttls' offers STARTTLS and refuses AUTH until it is done. */
   tls: TlsMode;
-  /** SIZE advertised in EHLO (bytes). */
+  /** SIZE advertised in EHLO (bytes) while the upstreams' own lists are not all known. */
   maxMessageSize: number;
+  /** What the reachable upstreams share, as known when the session started (see shared/upstream-capabilities). */
+  upstream: Advertised;
   /** Commands accepted before a successful login; the next one ends the connection. */
   maxCommandsBeforeLogin: number;
   /** Failed logins per connection; the connection ends after the last allowed one fails. */
@@ -210,6 +213,7 @@ function onCommand(config: SmtpFrontConfig, state0: SmtpState, line: string): Tr
         { ...state, heloName: command.name },
         ehloReply(config.serverName, {
           maxMessageSize: config.maxMessageSize,
+          upstream: config.upstream,
           offerStartTls: tlsOffered(config.tls, state.secure),
           offerAuth: loginAllowed(config.tls, state.secure),
         }),

@@ -3,6 +3,7 @@
  * (RFC 4954 §6 and RFC 3463 codes). Single-line replies are strings without CRLF; the session adds it.
  */
 import type { ProxyError } from '../../errors.js';
+import type { Advertised, IntersectionRule } from '../shared/upstream-capabilities.js';
 
 export const REPLY = {
   ok: '250 2.0.0 OK',
@@ -59,21 +60,51 @@ export function heloReply(serverName: string): string {
 }
 
 /**
- * The EHLO reply. Only extensions every supported upstream (Gmail, Exchange Online) also has, because
- * after AUTH the client talks to the upstream directly under what it learned here: no CHUNKING
- * (Gmail has it, Exchange's submission port doesn't reliably), no SMTPUTF8, no DSN.
+ * The upstream's EHLO keywords that may be advertised before AUTH: after it the client talks to the
+ * upstream through a byte pipe, so every extension of the mail transaction works as the upstream
+ * implements it. Never the upstream's AUTH or STARTTLS (those are our dialogue's), nor anything that
+ * concerns the session itself (XCLIENT, VRFY, ETRN, BURL, which needs the upstream's IMAP).
+ */
+export const EHLO_PASS_THROUGH: IntersectionRule = {
+  passThrough: new Set([
+    'PIPELINING',
+    '8BITMIME',
+    'SMTPUTF8',
+    'CHUNKING',
+    'BINARYMIME',
+    'DSN',
+    'SIZE',
+    'ENHANCEDSTATUSCODES',
+    'DELIVERBY',
+    'MT-PRIORITY',
+    'FUTURERELEASE',
+    'RRVS',
+  ]),
+  smallest: new Set(['SIZE']),
+};
+
+/**
+ * Advertised while some reachable upstream's list is not known: only extensions every supported
+ * upstream (Gmail, Exchange Online) has, because after AUTH the client talks to the upstream under
+ * what it learned here.
+ */
+function fallbackExtensions(maxMessageSize: number): string[] {
+  return ['PIPELINING', '8BITMIME', 'ENHANCEDSTATUSCODES', `SIZE ${maxMessageSize}`];
+}
+
+/**
+ * The EHLO reply: the extensions all reachable upstreams share (or the fixed fallback), then our own
+ * STARTTLS and AUTH.
  */
 export function ehloReply(
   serverName: string,
-  options: { maxMessageSize: number; offerStartTls: boolean; offerAuth: boolean },
+  options: { maxMessageSize: number; upstream: Advertised; offerStartTls: boolean; offerAuth: boolean },
 ): string {
-  const lines = [
-    serverName,
-    'PIPELINING',
-    '8BITMIME',
-    'ENHANCEDSTATUSCODES',
-    `SIZE ${options.maxMessageSize}`,
-  ];
+  const extensions =
+    options.upstream.kind === 'learned'
+      ? options.upstream.extensions
+      : fallbackExtensions(options.maxMessageSize);
+  const lines = [serverName, ...extensions];
   if (options.offerStartTls) lines.push('STARTTLS');
   if (options.offerAuth) lines.push('AUTH PLAIN LOGIN');
   return lines.map((text, i) => `250${i === lines.length - 1 ? ' ' : '-'}${text}`).join('\r\n');

@@ -8,7 +8,8 @@ import { createProtocolServer, type Protocol } from '../shared/session.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
 import { SmtpFront } from './front.js';
 import type { SmtpAuthenticate } from './machine.js';
-import { REPLY } from './replies.js';
+import { intersectExtensions } from '../shared/upstream-capabilities.js';
+import { EHLO_PASS_THROUGH, REPLY } from './replies.js';
 import { smtpUpstreamLogin, type SmtpUpstream } from './upstream.js';
 
 export interface SmtpServerOptions {
@@ -25,12 +26,14 @@ export function smtpProtocol(serverName: string): Protocol<SmtpUpstream, SmtpAut
     maxBufferDuringLogin: 64 * 1024,
     failedLoginIsOutcome: true,
     busyReply: REPLY.busy,
-    front: (context, limits) =>
+    front: (context, limits, deps) =>
       new SmtpFront(
         {
           serverName,
           tls: context.listener.tls,
           maxMessageSize: limits.maxMessageSize,
+          // What is known now: a client's EHLO never waits for the network.
+          upstream: intersectExtensions(deps.capabilities?.lists('smtp') ?? [], EHLO_PASS_THROUGH),
           maxCommandsBeforeLogin: limits.maxCommandsBeforeLogin,
           maxFailedLogins: limits.maxFailedLogins,
         },

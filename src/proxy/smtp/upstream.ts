@@ -13,7 +13,7 @@
  * same connection (an SMTP server accepts a new AUTH after a failed one), or on a new one if the
  * server hung up.
  */
-import type { ResolvedAccount, UpstreamServer } from '../../config/types.js';
+import type { ConnectionConfig, ResolvedAccount, UpstreamServer } from '../../config/types.js';
 import { ProxyError } from '../../errors.js';
 import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
 import {
@@ -202,4 +202,39 @@ function refused(conn: UpstreamConnection, reply: SmtpReply): UpstreamAuthOutcom
     });
   }
   return { ok: false, reason: text, reusable: !conn.socket.destroyed };
+}
+
+/**
+ * Asks an upstream for its extensions without logging in: greeting, STARTTLS where configured, EHLO,
+ * QUIT. The keywords (first reply line, the server's name, left out) are what a login would have seen.
+ */
+export async function probeSmtpExtensions(
+  connection: ConnectionConfig,
+  server: UpstreamServer,
+  options: { heloName: string; timeoutMs: number; signal: AbortSignal },
+): Promise<string[]> {
+  const { conn } = await connectUpstream(
+    {
+      server,
+      ...(connection.ca ? { ca: connection.ca } : {}),
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+    },
+    dialect(options.heloName),
+  );
+  try {
+    const reply = await conn.withDeadline(options.timeoutMs, timedOutAfter('EHLO', options.timeoutMs), () =>
+      ehlo(conn, options.heloName),
+    );
+    // A polite goodbye; its answer does not matter, and a server that hangs up first is fine too.
+    await conn
+      .withDeadline(options.timeoutMs, timedOutAfter('QUIT', options.timeoutMs), () => {
+        conn.write('QUIT\r\n');
+        return readReply(conn);
+      })
+      .catch(() => undefined);
+    return reply.lines.slice(1);
+  } finally {
+    conn.close();
+  }
 }

@@ -4,6 +4,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { dotStuff } from '../../helpers/fake-pop3-server.js';
+import { probePop3Capabilities } from '../../../src/proxy/pop3/upstream.js';
 import { RawPop3Client } from './raw-client.js';
 import {
   EMAIL,
@@ -78,7 +79,7 @@ describe('POP3 proxy on the wire', () => {
     c.write(`CAPA\r\nUSER ${USER}\r\nPASS ${PASSWORD}\r\nSTAT\r\nLIST\r\nNOOP\r\n`);
     expect(await c.line()).toBe('+OK Capability list follows');
     expect((await c.multiline()).toString()).toBe(
-      'USER\r\nSASL PLAIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n.\r\n',
+      'USER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n.\r\n',
     );
     expect(await c.line()).toBe('+OK Send PASS');
     expect(await c.line()).toBe('+OK Welcome.');
@@ -107,6 +108,31 @@ describe('POP3 proxy on the wire', () => {
     expect(await c.command('AUTH PLAIN')).toBe('+ ');
     expect(await c.command(plain)).toBe('+OK Welcome.');
   });
+
+  it('AUTH LOGIN with the base64 prompts over a real socket, then the upstream', async () => {
+    env = await startPop3Env({ listenerTls: 'none', upstreamTls: 'implicit', messages: [message] });
+    const c = await connect(env);
+    const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+    expect(await c.command('AUTH LOGIN')).toBe('+ VXNlcm5hbWU6');
+    expect(await c.command(b64(USER))).toBe('+ UGFzc3dvcmQ6');
+    expect(await c.command(b64(PASSWORD))).toBe('+OK Welcome.');
+    expect(await c.command('STAT')).toBe(`+OK 1 ${message.length}`);
+    expect(env.upstream.commands[0]).toEqual(['AUTH XOAUTH2', '<payload>', 'STAT']);
+  });
+
+  it.each(['implicit', 'starttls'] as const)(
+    'the capability probe (upstream %s) reads the CAPA list without logging in',
+    async (upstreamTls) => {
+      env = await startPop3Env({ listenerTls: 'none', upstreamTls, messages: [] });
+      const connection = env.account.connection;
+      const lines = await probePop3Capabilities(connection, connection.pop3!, {
+        timeoutMs: 5_000,
+        signal: new AbortController().signal,
+      });
+      expect(lines).toEqual(expect.arrayContaining(['TOP', 'UIDL', 'USER']));
+      expect(env.upstream.authAttempts).toEqual([]);
+    },
+  );
 
   it('STLS then USER/PASS; a command injected after STLS in the same packet is never run', async () => {
     env = await startPop3Env({ listenerTls: 'starttls', upstreamTls: 'starttls', messages: [message] });

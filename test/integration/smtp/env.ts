@@ -4,6 +4,7 @@
  * the stored token in one of three states.
  */
 import type { ListenerConfig, Settings, TlsMode, UpstreamServer } from '../../../src/config/types.js';
+import type { CapabilitySource } from '../../../src/proxy/shared/upstream-capabilities.js';
 import { createSmtpServer } from '../../../src/proxy/smtp/server.js';
 import { fakeConnection } from '../../helpers/fake-auth-server.js';
 import { startFakeSmtpUpstream, type FakeSmtpUpstream } from '../../helpers/fake-smtp-upstream.js';
@@ -31,6 +32,8 @@ export interface EnvOptions {
   loginLimiter?: Partial<Settings['loginLimiter']>;
   /** Point the connection at another SMTP server than the fake (e.g. one that stalls). */
   smtpServer?: UpstreamServer;
+  /** What the sessions know of the upstreams' extensions (the daemon's cache); absent: none. */
+  capabilities?: CapabilitySource;
 }
 
 export type SmtpEnv = ProxyEnv<FakeSmtpUpstream>;
@@ -70,6 +73,13 @@ export function startSmtpEnv(options: EnvOptions): Promise<SmtpEnv> {
     },
     listenerTls: options.listenerTls,
     minVersion: options.minVersion,
-    createServer: (listener, deps) => createSmtpServer(listener, deps, { serverName: 'proxy.test' }),
+    createServer: (listener, deps) =>
+      createSmtpServer(
+        listener,
+        options.capabilities ? { ...deps, capabilities: options.capabilities } : deps,
+        {
+          serverName: 'proxy.test',
+        },
+      ),
   });
 }

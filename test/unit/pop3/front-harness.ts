@@ -6,7 +6,12 @@ import { FrontHarness } from '../../helpers/front-harness.js';
 
 export { b64, plain } from '../../helpers/front-harness.js';
 
-export const CONFIG: Pop3FrontConfig = { tls: 'none', maxCommandsBeforeLogin: 20, maxFailedLogins: 3 };
+export const CONFIG: Pop3FrontConfig = {
+  tls: 'none',
+  maxCommandsBeforeLogin: 20,
+  maxFailedLogins: 3,
+  upstream: { kind: 'fallback' },
+};
 
 export class Harness extends FrontHarness<Pop3Action, FrontEvent, Pop3Front> {
   constructor(config: Partial<Pop3FrontConfig> = {}, maxLineLength = 1000) {

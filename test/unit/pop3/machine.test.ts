@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/errors.js';
-import { Harness, plain } from './front-harness.js';
+import { b64, Harness, plain } from './front-harness.js';
 
 const GREETING = '+OK xoauth-proxy POP3 ready\r\n';
 const CAPA_PLAIN =
-  '+OK Capability list follows\r\nUSER\r\nSASL PLAIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n.\r\n';
+  '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\n.\r\n';
 const CAPA_BEFORE_STLS = '+OK Capability list follows\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nSTLS\r\n.\r\n';
 const NEEDS_LOGIN = '-ERR Not logged in: log in first with USER/PASS or AUTH PLAIN\r\n';
 const TLS_REQUIRED = '-ERR [AUTH] Plain text login disallowed: use STLS first\r\n';
@@ -36,7 +36,7 @@ describe('POP3 front: greeting, CAPA, simple commands', () => {
     expect(h.send('APOP bob c4c9334bac560ecc979e58001b3e22fb\r\n')).toBe(
       '-ERR APOP not supported: use USER/PASS or AUTH PLAIN\r\n',
     );
-    expect(h.send('AUTH\r\n')).toBe('+OK\r\nPLAIN\r\n.\r\n');
+    expect(h.send('AUTH\r\n')).toBe('+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n');
     expect(h.send('AUTH CRAM-MD5\r\n')).toBe('-ERR Unsupported authentication mechanism\r\n');
     expect(h.ofType('authenticate')).toEqual([]);
   });
@@ -155,6 +155,72 @@ describe('POP3 front: AUTH PLAIN (RFC 5034)', () => {
     );
     expect(h.send('AUTH PLAIN =\r\n')).toBe('-ERR Malformed AUTH PLAIN response\r\n');
     expect(h.ofType('authenticate')).toEqual([]);
+  });
+});
+
+describe('POP3 front: AUTH LOGIN (RFC 5034, the customary prompts)', () => {
+  it('prompts for the user name and the password in base64', () => {
+    const h = new Harness();
+    expect(h.send('AUTH LOGIN\r\n')).toBe('+ VXNlcm5hbWU6\r\n');
+    expect(h.send(`${b64('alice')}\r\n`)).toBe('+ UGFzc3dvcmQ6\r\n');
+    expect(h.phase).toBe('login-password');
+    expect(h.send(`${b64('pässwörd with space')}\r\n`)).toBe('');
+    expect(h.ofType('authenticate')).toEqual([
+      { type: 'authenticate', username: 'alice', password: 'pässwörd with space' },
+    ]);
+  });
+
+  it('with the user name as initial response, and lower-case mechanism', () => {
+    const h = new Harness();
+    expect(h.send(`auth login ${b64('bob')}\r\n`)).toBe('+ UGFzc3dvcmQ6\r\n');
+    expect(h.send(`${b64('pw')}\r\n`)).toBe('');
+    expect(h.ofType('authenticate')).toEqual([{ type: 'authenticate', username: 'bob', password: 'pw' }]);
+  });
+
+  it('`*` cancels at either prompt; junk and empty answers are refused; the dialogue starts over', () => {
+    const h = new Harness();
+    h.send('AUTH LOGIN\r\n');
+    expect(h.send('*\r\n')).toBe('-ERR Authentication cancelled\r\n');
+    h.send(`AUTH LOGIN ${b64('alice')}\r\n`);
+    expect(h.send('*\r\n')).toBe('-ERR Authentication cancelled\r\n');
+    h.send('AUTH LOGIN\r\n');
+    expect(h.send('!!!\r\n')).toBe('-ERR Malformed AUTH LOGIN response\r\n');
+    expect(h.send('AUTH LOGIN =\r\n')).toBe('-ERR Malformed AUTH LOGIN response\r\n');
+    h.send(`AUTH LOGIN ${b64('alice')}\r\n`);
+    expect(h.send('\r\n')).toBe('-ERR Malformed AUTH LOGIN response\r\n');
+    expect(h.phase).toBe('command');
+    expect(h.ofType('authenticate')).toEqual([]);
+  });
+
+  it('refused before STLS on a STLS listener; prompt answers count as commands', () => {
+    expect(new Harness({ tls: 'starttls' }).send('AUTH LOGIN\r\n')).toBe(TLS_REQUIRED);
+    const h = new Harness({ maxCommandsBeforeLogin: 3 });
+    expect(h.send('AUTH LOGIN\r\n*\r\nAUTH LOGIN\r\n')).toBe(
+      '+ VXNlcm5hbWU6\r\n-ERR Authentication cancelled\r\n+ VXNlcm5hbWU6\r\n',
+    );
+    expect(h.send(`${b64('alice')}\r\n`)).toBe('-ERR Too many commands before login, closing connection\r\n');
+  });
+});
+
+describe("POP3 front: the upstreams' capabilities before login", () => {
+  const learned = (extensions: string[]) => ({ upstream: { kind: 'learned' as const, extensions } });
+
+  it('CAPA adds what the upstreams share after our own items, STLS last', () => {
+    const h = new Harness({ tls: 'starttls', ...learned(['TOP', 'UIDL', 'PIPELINING']) });
+    expect(h.send('CAPA\r\n')).toBe(
+      '+OK Capability list follows\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nTOP\r\nUIDL\r\nPIPELINING\r\nSTLS\r\n.\r\n',
+    );
+    h.send('STLS\r\n');
+    h.resolve({ type: 'tls-ready' });
+    expect(h.send('CAPA\r\n')).toBe(
+      '+OK Capability list follows\r\nUSER\r\nSASL PLAIN LOGIN\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nTOP\r\nUIDL\r\nPIPELINING\r\n.\r\n',
+    );
+  });
+
+  it('the fallback and an empty list leave only ours; UIDL before login still needs a login', () => {
+    expect(new Harness(learned([])).send('CAPA\r\n')).toBe(CAPA_PLAIN);
+    const h = new Harness(learned(['UIDL']));
+    expect(h.send('UIDL\r\n')).toBe(NEEDS_LOGIN);
   });
 });
 

@@ -9,6 +9,7 @@ export const CONFIG: SmtpFrontConfig = {
   serverName: 'proxy.test',
   tls: 'none',
   maxMessageSize: 36_700_160,
+  upstream: { kind: 'fallback' },
   maxCommandsBeforeLogin: 20,
   maxFailedLogins: 3,
 };

@@ -90,6 +90,36 @@ describe('SMTP front: STARTTLS listener', () => {
   });
 });
 
+describe("SMTP front: the upstreams' extensions before login", () => {
+  const learned = (extensions: string[]) => ({ upstream: { kind: 'learned' as const, extensions } });
+
+  it('advertises the given extensions instead of the fixed list, then our own STARTTLS and AUTH', () => {
+    const h = new Harness({
+      tls: 'starttls',
+      ...learned(['PIPELINING', 'CHUNKING', 'SMTPUTF8', 'SIZE 41943040']),
+    });
+    expect(h.send('EHLO c\r\n')).toBe(
+      '250-proxy.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SMTPUTF8\r\n250-SIZE 41943040\r\n250 STARTTLS\r\n',
+    );
+    h.send('STARTTLS\r\n');
+    h.resolve({ type: 'tls-ready' });
+    expect(h.send('EHLO c\r\n')).toBe(
+      '250-proxy.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SMTPUTF8\r\n250-SIZE 41943040\r\n250 AUTH PLAIN LOGIN\r\n',
+    );
+  });
+
+  it('an upstream with no extensions leaves only ours; the fallback keeps the configured SIZE', () => {
+    expect(new Harness(learned([])).send('EHLO c\r\n')).toBe('250-proxy.test\r\n250 AUTH PLAIN LOGIN\r\n');
+    expect(new Harness({ upstream: { kind: 'fallback' } }).send('EHLO c\r\n')).toBe(EHLO_PLAIN);
+  });
+
+  it("BDAT before AUTH is still refused: the extensions are the upstream's, after login", () => {
+    const h = new Harness(learned(['CHUNKING']));
+    h.send('EHLO c\r\n');
+    expect(h.send('BDAT 10 LAST\r\n')).toBe('530 5.7.0 Authentication required\r\n');
+  });
+});
+
 describe('SMTP front: AUTH PLAIN and LOGIN in every form', () => {
   const expectAuth = (h: Harness, username: string, password: string, heloName = 'c') =>
     expect(h.ofType('authenticate')).toEqual([{ type: 'authenticate', username, password, heloName }]);
