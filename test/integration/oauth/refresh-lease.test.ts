@@ -68,6 +68,23 @@ async function seedExpired(store: Store, email: string): Promise<string> {
   return grant.refreshToken;
 }
 
+/** What a holder's token request did at the provider before it stopped: the refresh token is spent. */
+async function spendAtProvider(
+  refreshToken: string,
+): Promise<{ access_token: string; refresh_token: string; expires_in: number }> {
+  const res = await fetch(connection.tokenUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+      client_id: connection.clientId,
+      client_secret: connection.clientSecret ?? '',
+    }),
+  });
+  return (await res.json()) as { access_token: string; refresh_token: string; expires_in: number };
+}
+
 beforeEach(async () => {
   fake = await startFakeAuthServer({ rotateRefreshTokens: true, tokenDelayMs: 150 });
   connection = fakeConnection(fake);
@@ -139,16 +156,7 @@ describe('refresh leases across token managers', () => {
       acquired: true,
     });
     // The frozen holder's request reached the provider, which rotated the refresh token.
-    const rotated = await fetch(connection.tokenUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: sent,
-        client_id: connection.clientId,
-        client_secret: connection.clientSecret ?? '',
-      }),
-    }).then((r) => r.json() as Promise<{ access_token: string; refresh_token: string; expires_in: number }>);
+    const rotated = await spendAtProvider(sent);
     expect(fake.isRefreshTokenValid(sent)).toBe(false);
 
     const other = manager(open());
@@ -185,16 +193,7 @@ describe('refresh leases across token managers', () => {
     const sent = await seedExpired(store, 'z@example.com');
     await store.acquireRefreshLease('z@example.com', 'frozen-holder', 300);
     // The frozen holder's request spent the refresh token at the provider.
-    await fetch(connection.tokenUrl, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: sent,
-        client_id: connection.clientId,
-        client_secret: connection.clientSecret ?? '',
-      }),
-    });
+    await spendAtProvider(sent);
     const refusal = (m: TokenManager) =>
       m.getAccessToken(account('z@example.com')).then(
         () => undefined,
