@@ -10,6 +10,7 @@ import {
   GOOGLE_MAIL_SCOPE,
   MICROSOFT_MULTI_TENANTS,
   googlePreset,
+  microsoftGraphPreset,
   microsoftPreset,
   type MicrosoftCloud,
   type ProviderPreset,
@@ -24,6 +25,8 @@ import type {
   AccountConfig,
   Config,
   ConnectionConfig,
+  GrantType,
+  GraphSettings,
   ListenerConfig,
   Protocol,
   ProviderKind,
@@ -490,8 +493,9 @@ function buildConnections(
         );
       }
     }
-    for (const key of ['authorizeUrl', 'tokenUrl', 'deviceCodeUrl', 'userinfoUrl'] as const)
+    for (const key of ['authorizeUrl', 'tokenUrl', 'deviceCodeUrl', 'userinfoUrl', 'graphUrl'] as const)
       checkUrl(report, at(key), c[key]);
+    const graph = buildGraph(c, provider, grant, at, report);
 
     const conn: ConnectionConfig = {
       name: c.name,
@@ -506,6 +510,10 @@ function buildConnections(
       sasl: c.sasl ?? preset.sasl ?? 'xoauth2',
       allowedIdentities: (c.allowedIdentities ?? []).map((id) => id.toLowerCase()),
     };
+    if (graph) {
+      conn.send = c.send ?? 'smtp';
+      conn.graph = graph;
+    }
     // An empty secret (e.g. ${SECRET:-}) means a public client: send no client_secret at all.
     if (clientSecret !== undefined && clientSecret !== '') conn.clientSecret = clientSecret;
     if (serviceAccount) conn.serviceAccount = serviceAccount;
@@ -524,6 +532,74 @@ function buildConnections(
     out.set(c.name, conn);
   });
   return out;
+}
+
+/**
+ * Graph sending: Microsoft connections bring the cloud's Graph URL and scope; a custom connection
+ * must name both. Google has no Graph, and a Graph key without a Graph mode would be silently unused.
+ */
+function buildGraph(
+  c: RawConnection,
+  provider: ProviderKind,
+  grant: GrantType,
+  at: (key: string) => Path,
+  report: Report,
+): GraphSettings | undefined {
+  const send = c.send ?? 'smtp';
+  if (send === 'smtp') {
+    for (const key of ['graphUrl', 'graphScopes', 'saveToSentItems'] as const) {
+      if (c[key] !== undefined) {
+        report(
+          at(key),
+          `${key} is only used when send is graph or auto`,
+          `Remove ${key}, or set send: graph (or auto).`,
+        );
+      }
+    }
+    return undefined;
+  }
+  if (provider === 'google') {
+    report(
+      at('send'),
+      `send: ${send} sends through Microsoft Graph, which Google accounts do not have`,
+      'Remove send (Gmail accepts XOAUTH2 on SMTP).',
+    );
+    return undefined;
+  }
+  if (grant === 'service_account') {
+    report(at('send'), 'Graph sending needs a Microsoft grant, not service_account', 'Remove send.');
+    return undefined;
+  }
+  if (provider === 'custom') {
+    if (send === 'auto') {
+      report(
+        at('send'),
+        'send: auto reacts to Exchange Online refusing SMTP AUTH (535 5.7.139); a custom connection has no such answer',
+        'Use send: graph, or send: smtp.',
+      );
+    }
+    if (c.graphUrl === undefined)
+      report(
+        at('graphUrl'),
+        'a custom connection with send: graph needs graphUrl',
+        'Add the Graph API base URL.',
+      );
+    if (c.graphScopes === undefined)
+      report(
+        at('graphScopes'),
+        'a custom connection with send: graph needs graphScopes',
+        'List the Graph scopes.',
+      );
+  }
+  const preset =
+    provider === 'microsoft'
+      ? microsoftGraphPreset({ cloud: (c.cloud ?? 'global') as MicrosoftCloud, grant })
+      : { url: '', scopes: [] };
+  return {
+    url: (c.graphUrl ?? preset.url).replace(/\/+$/, ''),
+    scopes: c.graphScopes ?? preset.scopes,
+    saveToSentItems: c.saveToSentItems ?? true,
+  };
 }
 
 function buildServiceAccount(

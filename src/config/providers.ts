@@ -57,6 +57,8 @@ interface CloudFacts {
   appScope: string;
   mailHost: string;
   smtpHost: string;
+  /** Microsoft Graph on this cloud: a separate resource, so its tokens are separate token requests. */
+  graphHost: string;
 }
 
 const CLOUDS: Record<MicrosoftCloud, CloudFacts> = {
@@ -70,6 +72,7 @@ const CLOUDS: Record<MicrosoftCloud, CloudFacts> = {
     appScope: 'https://outlook.office365.com/.default',
     mailHost: 'outlook.office365.com',
     smtpHost: 'smtp.office365.com',
+    graphHost: 'graph.microsoft.com',
   },
   usgov: {
     login: 'https://login.microsoftonline.us',
@@ -81,6 +84,7 @@ const CLOUDS: Record<MicrosoftCloud, CloudFacts> = {
     appScope: 'https://outlook.office365.us/.default',
     mailHost: 'outlook.office365.us',
     smtpHost: 'smtp.office365.us',
+    graphHost: 'graph.microsoft.us',
   },
   // 21Vianet only accepts the `.default` scope for mail (email-oauth2-proxy #255).
   china: {
@@ -89,6 +93,7 @@ const CLOUDS: Record<MicrosoftCloud, CloudFacts> = {
     appScope: 'https://partner.outlook.cn/.default',
     mailHost: 'partner.outlook.cn',
     smtpHost: 'smtp.partner.outlook.cn',
+    graphHost: 'microsoftgraph.chinacloudapi.cn',
   },
 };
 
@@ -123,5 +128,22 @@ export function microsoftPreset(options: {
     pop3: { host: cloud.mailHost, port: 995, tls: 'implicit' },
     // Exchange Online speaks XOAUTH2 only.
     sasl: 'xoauth2',
+  };
+}
+
+/**
+ * Graph sending on a Microsoft cloud: the v1.0 API of the cloud's Graph host, and the delegated
+ * `Mail.Send` scope (app-only: the `.default` scope, which carries the application permission).
+ */
+export function microsoftGraphPreset(options: { cloud: MicrosoftCloud; grant: GrantType }): {
+  url: string;
+  scopes: string[];
+} {
+  const host = CLOUDS[options.cloud].graphHost;
+  return {
+    url: `https://${host}/v1.0`,
+    scopes: [
+      options.grant === 'client_credentials' ? `https://${host}/.default` : `https://${host}/Mail.Send`,
+    ],
   };
 }

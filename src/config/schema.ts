@@ -197,6 +197,27 @@ export const connectionSchema = z.strictObject({
     .array(z.email({ error: 'must be an email address' }))
     .optional()
     .meta({ description: 'Identities besides the mailbox itself allowed to consent (delegates).' }),
+  send: z
+    .enum(['smtp', 'graph', 'auto'])
+    .optional()
+    .meta({
+      description:
+        'How SMTP submissions are sent: smtp (relay to the SMTP server), graph (Microsoft Graph sendMail), ' +
+        'or auto (SMTP, and Graph for a mailbox whose SMTP AUTH is disabled).',
+      default: 'smtp',
+    }),
+  graphUrl: z.string().optional().meta({
+    description: 'Graph API base including the version (default from the Microsoft cloud).',
+  }),
+  graphScopes: z
+    .array(nonEmpty('a scope'))
+    .min(1, 'must list at least one scope')
+    .optional()
+    .meta({ description: 'Scopes of the Graph token (default the Mail.Send scope of the cloud).' }),
+  saveToSentItems: z
+    .boolean()
+    .optional()
+    .meta({ description: 'Graph sending: keep a copy in Sent Items.', default: true }),
 });
 
 export const accountSchema = z.strictObject({

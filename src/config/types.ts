@@ -90,6 +90,24 @@ export interface ConnectionConfig {
   ca?: string;
   /** Identities besides the mailbox itself allowed to consent (delegates of a shared mailbox). */
   allowedIdentities: string[];
+  /** How SMTP submissions of this connection's accounts leave the proxy (absent: 'smtp'). */
+  send?: SendMode;
+  /** Microsoft Graph sending; present when `send` is 'graph' or 'auto'. */
+  graph?: GraphSettings;
+}
+
+/**
+ * 'smtp': relayed to the connection's SMTP server; 'graph': the proxy ends the SMTP transaction itself
+ * and sends through Microsoft Graph; 'auto': SMTP, and Graph for a mailbox whose SMTP AUTH is off.
+ */
+export type SendMode = 'smtp' | 'graph' | 'auto';
+
+export interface GraphSettings {
+  /** API base including the version, e.g. https://graph.microsoft.com/v1.0. */
+  url: string;
+  /** Scopes of the Graph token request (one resource per request; never mixed with the mail scopes). */
+  scopes: string[];
+  saveToSentItems: boolean;
 }
 
 export interface AccountConfig {
