@@ -5,6 +5,7 @@
 import type { ResolvedAccount } from '../config/types.js';
 import { ProxyError } from '../errors.js';
 import type { GrantStore } from '../store/types.js';
+import { consentScopes, graphConsentScopes } from './grants/scopes.js';
 import type { ConsentIdentity, TokenRecord, TokenSet } from './types.js';
 
 /**
@@ -35,7 +36,8 @@ export async function storeGrant(
       refreshToken,
       accessToken: tokenSet.accessToken,
       accessTokenExpiresAt: tokenSet.expiresAt,
-      scopes: tokenSet.scopes,
+      // The token response names one resource's scopes; the consent also granted Graph's when asked.
+      scopes: grantedScopes(account, tokenSet),
       identity: identity.email,
       state: 'active',
       lastRefreshAt: now,
@@ -58,4 +60,16 @@ export async function storeGrant(
     );
   }
   return stored;
+}
+
+/**
+ * A consent's scopes: those the token response named (one resource's), plus the Graph scopes when the
+ * consent asked for them too. Entra's consent is for everything asked at once, so asked is granted.
+ */
+function grantedScopes(account: ResolvedAccount, tokenSet: TokenSet): string[] {
+  const asked = new Set(consentScopes(account.connection));
+  const graph = graphConsentScopes(account.connection).filter(
+    (s) => asked.has(s) && !tokenSet.scopes.includes(s),
+  );
+  return [...tokenSet.scopes, ...graph];
 }

@@ -30,6 +30,7 @@ import { storeGrant } from './grant-record.js';
 import { clientCredentialsToken } from './grants/client-credentials.js';
 import { serviceAccountAdvice, serviceAccountToken } from './grants/service-account.js';
 import { refreshAccessToken } from './grants/refresh.js';
+import { graphTokenScopes, scopesAfterRefresh } from './grants/scopes.js';
 import { classifyTokenError, isClientError, type TokenEndpointError } from './grants/token-errors.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -40,7 +41,9 @@ import type {
   ConsentIdentity,
   TokenEvent,
   TokenMetrics,
+  TokenOptions,
   TokenProvider,
+  TokenResource,
   TokenRequestGrant,
   TokenRequestResult,
   TokenSet,
@@ -100,6 +103,9 @@ type Attempts = { kind: 'ok' } | { kind: 'failing'; backoff: Backoff };
 /** A refreshed token set the store refused to take; the only copy of a rotated refresh token. */
 interface Unsaved {
   set: TokenSet;
+  /** Which resource `set`'s access token is for (a Graph token never replaces the stored mail one). */
+  resource: TokenResource;
+  connection: ResolvedAccount['connection'];
   /** The refresh token the store holds for this grant (the one the refresh replaced). */
   replaced: string;
   /** When the refresh was done (lastRefreshAt once saved). */
@@ -158,6 +164,12 @@ export class TokenManager implements TokenProvider {
   readonly #changes = new Map<string, number>();
   readonly #changeWaiters = new Map<string, Set<() => void>>();
   readonly #stopWatching: () => void;
+  /**
+   * One token request per account at a time in this process, whatever its resource: a mail and a
+   * Graph refresh would otherwise both send the same rotating refresh token (the store's lease is
+   * per process, so it does not keep them apart).
+   */
+  readonly #accountTurns = new Map<string, Promise<void>>();
 
   constructor(options: TokenManagerOptions) {
     this.#config = options.config;
@@ -235,12 +247,16 @@ export class TokenManager implements TokenProvider {
     return this.#config.settings.refreshMarginMs;
   }
 
-  async getAccessToken(
-    account: ResolvedAccount,
-    options: { forceRefresh?: boolean } = {},
-  ): Promise<AccessToken> {
-    const key = cacheKey(account);
-    if (key !== account.id) this.#entry(account.id).appKey = key;
+  async getAccessToken(account: ResolvedAccount, options: TokenOptions = {}): Promise<AccessToken> {
+    const resource = options.resource ?? 'mail';
+    if (resource === 'graph' && !account.connection.graph) {
+      throw new ProxyError(
+        'config',
+        `Connection ${account.connection.name} does not send through Microsoft Graph (no send: graph or auto).`,
+      );
+    }
+    const key = resource === 'graph' ? graphKey(account) : cacheKey(account);
+    if (resource === 'mail' && key !== account.id) this.#entry(account.id).appKey = key;
     const entry = this.#entry(key);
     if (!options.forceRefresh) {
       const cached = this.#cached(key);
@@ -253,13 +269,31 @@ export class TokenManager implements TokenProvider {
     const force = options.forceRefresh === true;
     const promise = (
       grantHasNoConsent(account.connection)
-        ? this.#appOnly(account, key, force)
-        : this.#refresh(account, force)
+        ? this.#appOnly(account, key, force, resource)
+        : this.#inTurn(account.id, () => this.#refresh(account, force, resource))
     ).finally(() => {
       if (entry.flight === promise) delete entry.flight;
     });
     entry.flight = promise;
     return promise;
+  }
+
+  /** Runs `work` after every earlier token request of the account in this process has ended. */
+  async #inTurn<T>(id: string, work: () => Promise<T>): Promise<T> {
+    const before = this.#accountTurns.get(id);
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const turn = (before ?? Promise.resolve()).then(() => mine);
+    this.#accountTurns.set(id, turn);
+    try {
+      if (before) await before;
+      return await work();
+    } finally {
+      done();
+      if (this.#accountTurns.get(id) === turn) this.#accountTurns.delete(id);
+    }
   }
 
   invalidate(accountId: string): void {
@@ -314,7 +348,7 @@ export class TokenManager implements TokenProvider {
     return this.#keepAlive.run();
   }
 
-  async #refresh(account: ResolvedAccount, forced: boolean): Promise<AccessToken> {
+  async #refresh(account: ResolvedAccount, forced: boolean, resource: TokenResource): Promise<AccessToken> {
     const id = account.id;
     const entry = this.#entry(id);
     let force = forced;
@@ -346,6 +380,7 @@ export class TokenManager implements TokenProvider {
       const now = this.#now();
       const refused = this.#refused(id);
       if (
+        resource === 'mail' &&
         !force &&
         record.accessToken !== undefined &&
         record.accessToken !== refused &&
@@ -357,7 +392,7 @@ export class TokenManager implements TokenProvider {
       // The keep-alive checked its own (longer) backoff before calling; a login only waits this long.
       const backoff = this.#backoffOf(id);
       if (backoff && backoff.loginUntil > now && backoff.refreshToken === record.refreshToken) {
-        return this.#duringOutage(id, record, force, backoff);
+        return this.#duringOutage(id, record, force, backoff, undefined, resource);
       }
       if (pending && pending.set.expiresAt - now > this.#marginMs) {
         // Its access token is still fresh: another rotation would only add one more unsaved token.
@@ -410,6 +445,7 @@ export class TokenManager implements TokenProvider {
           force,
           lease.kind === 'took-over',
           changes,
+          resource,
         );
         if (outcome !== 'changed') return outcome;
         changes++;
@@ -427,6 +463,7 @@ export class TokenManager implements TokenProvider {
     force: boolean,
     tookOver: boolean,
     changes: number,
+    resource: TokenResource,
   ): Promise<AccessToken | 'changed'> {
     const id = account.id;
     // The stored refresh token, or the rotated one only memory holds (the stored one is dead then).
@@ -437,22 +474,35 @@ export class TokenManager implements TokenProvider {
       set = await refreshAccessToken(account.connection, used, {
         timeoutMs: this.#config.settings.tokenRequestTimeoutMs,
         now: this.#now,
+        ...(resource === 'graph' ? { scopes: graphTokenScopes(account.connection) } : {}),
       });
     } catch (err) {
       const failure = classifyTokenError(err);
       this.#count('refresh_token', failure.kind);
+      if (resource === 'graph' && lacksGraphConsent(failure)) {
+        // The grant still works for mail: only sending through Graph needs the owner to consent again.
+        this.#log.warn({ account: id, error: failure.summary }, 'the grant does not cover Microsoft Graph');
+        throw new ProxyError(
+          'needs-consent',
+          `The grant of ${id} does not allow sending through Microsoft Graph (${failure.summary}): the ` +
+            `mailbox owner must consent again (\`xoauth-proxy consent ${id}\`, or a consent link), and ` +
+            'the app registration needs the Mail.Send permission.',
+          { cause: failure, detail: 'consent again to allow sending through Microsoft Graph' },
+        );
+      }
       const changed = await this.#read(id);
       if (changed?.refreshToken !== undefined && changed.refreshToken !== stored && changes === 0) {
         this.#dropUnsaved(id, 'a new grant was stored meanwhile');
         return 'changed';
       }
       if (isClientError(failure))
-        return this.#clientProblem(id, stored, failure, force, account.connection.name);
+        return this.#clientProblem(id, stored, failure, force, account.connection.name, resource);
       if (failure.kind === 'permanent' && tookOver) {
         // The process whose lease ran out may have used this refresh token and be about to commit the
         // one that replaced it: in doubt, not yet a lost grant. Its late commit makes it active again.
         const until = this.#now() + IN_DOUBT_MS;
         return this.#transient(id, stored, failure, force, {
+          resource,
           error:
             `${failure.summary} (in doubt until ${new Date(until).toISOString()}: another proxy process ` +
             'stopped while refreshing this grant and may still save a newer refresh token; if none arrives, ' +
@@ -468,19 +518,21 @@ export class TokenManager implements TokenProvider {
         const storedUntil = latest.refreshToken === stored ? latest.inDoubtUntil : undefined;
         if (storedUntil !== undefined && storedUntil > this.#now()) {
           return this.#transient(id, stored, failure, force, {
+            resource,
             failingNow: true,
             error: latest.lastError,
           });
         }
         if (doubt && doubt.refreshToken === stored && doubt.until > this.#now()) {
           return this.#transient(id, stored, failure, force, {
+            resource,
             failingNow: true,
             error: this.#backoffOf(id)?.error,
           });
         }
         throw await this.#permanent(id, stored, failure);
       }
-      return this.#transient(id, stored, failure, force);
+      return this.#transient(id, stored, failure, force, { resource });
     }
     this.#count('refresh_token', 'ok');
     // Rotated: the store's refresh token is no longer the live one (also when `used` was unsaved).
@@ -489,7 +541,13 @@ export class TokenManager implements TokenProvider {
     // The rotated refresh token is committed here, before anyone gets the new access token, and only
     // over the refresh token that was sent (compare-and-set in #applyRefresh).
     const fallback = record;
-    const unsaved: Unsaved = { set: { ...set, refreshToken: live }, replaced: stored, at: this.#now() };
+    const unsaved: Unsaved = {
+      set: { ...set, refreshToken: live },
+      resource,
+      connection: account.connection,
+      replaced: stored,
+      at: this.#now(),
+    };
     const saved = await this.#persist(id, rotated, unsaved, (update) =>
       this.#store.updateToken(id, (current) => update(current ?? fallback)),
     );
@@ -497,11 +555,11 @@ export class TokenManager implements TokenProvider {
     entry.attempts = { kind: 'ok' };
     delete entry.doubt;
     this.#log.info(
-      { account: id, rotated, expiresAt: new Date(set.expiresAt).toISOString() },
+      { account: id, resource, rotated, expiresAt: new Date(set.expiresAt).toISOString() },
       'access token refreshed',
     );
     this.#transition(id, saved?.state ?? 'active', undefined);
-    return this.#remember(id, set.accessToken, set.expiresAt);
+    return this.#remember(resource === 'graph' ? graphKey(account) : id, set.accessToken, set.expiresAt);
   }
 
   /**
@@ -583,15 +641,24 @@ export class TokenManager implements TokenProvider {
    * by a consent (another refresh token in the store) wins: then only a fresh access token is taken.
    */
   #applyRefresh(unsaved: Unsaved): (base: TokenRecord) => TokenRecord {
-    const { set, replaced, at } = unsaved;
+    const { set, replaced, at, resource, connection } = unsaved;
     return (base) => {
       const refreshToken =
         base.refreshToken !== replaced ? base.refreshToken : (set.refreshToken ?? replaced);
+      // The store keeps the mail token only; a Graph token is cached by each process (see docs).
+      const access =
+        resource === 'mail'
+          ? { accessToken: set.accessToken, accessTokenExpiresAt: set.expiresAt }
+          : {
+              ...(base.accessToken !== undefined ? { accessToken: base.accessToken } : {}),
+              ...(base.accessTokenExpiresAt !== undefined
+                ? { accessTokenExpiresAt: base.accessTokenExpiresAt }
+                : {}),
+            };
       const next: TokenRecord = {
         ...base,
-        accessToken: set.accessToken,
-        accessTokenExpiresAt: set.expiresAt,
-        scopes: set.scopes,
+        ...access,
+        scopes: scopesAfterRefresh(connection, base.scopes, set.scopes, resource),
         state: 'active',
         lastRefreshAt: at,
         updatedAt: this.#now(),
@@ -724,12 +791,14 @@ export class TokenManager implements TokenProvider {
     failure: TokenEndpointError,
     force: boolean,
     connection: string,
+    resource: TokenResource,
   ): Promise<AccessToken> {
     const error =
       `${failure.summary} (the provider refused the OAuth client of connection ${connection}: check its ` +
       'clientId/clientSecret and app registration; the grant is kept)';
     // Not a blip that may pass: the admin has to act, so the account is `failing` at once.
     return this.#transient(id, used, failure, force, {
+      resource,
       error,
       minDelayMs: BACKOFF_MAX_MS,
       failingNow: true,
@@ -742,6 +811,7 @@ export class TokenManager implements TokenProvider {
     failure: TokenEndpointError,
     force: boolean,
     options: {
+      resource?: TokenResource;
       error?: string | undefined;
       minDelayMs?: number;
       failingNow?: boolean;
@@ -790,7 +860,7 @@ export class TokenManager implements TokenProvider {
       'token refresh failed, will retry',
     );
     if (keepsFailing) this.#transition(id, 'failing', error);
-    return this.#duringOutage(id, record, force, backoff, failure);
+    return this.#duringOutage(id, record, force, backoff, failure, options.resource ?? 'mail');
   }
 
   /** During an outage: the old access token while it is still usable, else "temporarily unavailable". */
@@ -800,8 +870,15 @@ export class TokenManager implements TokenProvider {
     force: boolean,
     backoff: Backoff,
     cause?: unknown,
+    resource: TokenResource = 'mail',
   ): AccessToken {
     const now = this.#now();
+    if (resource === 'graph') {
+      const key = `${GRAPH_PREFIX}${id}`;
+      const cached = this.#cached(key);
+      if (!force && cached && cached.expiresAt - now > MIN_USABLE_MS) return { ...cached };
+      return throwUnavailable(id, backoff, now, cause);
+    }
     const token = record?.accessToken;
     const expiresAt = record?.accessTokenExpiresAt ?? 0;
     if (!force && token !== undefined && token !== this.#refused(id) && expiresAt - now > MIN_USABLE_MS) {
@@ -814,7 +891,12 @@ export class TokenManager implements TokenProvider {
    * Grants without a refresh token (client credentials; a service account, per mailbox): ask the
    * token endpoint again when the cached token nears expiry.
    */
-  async #appOnly(account: ResolvedAccount, key: string, force: boolean): Promise<AccessToken> {
+  async #appOnly(
+    account: ResolvedAccount,
+    key: string,
+    force: boolean,
+    resource: TokenResource,
+  ): Promise<AccessToken> {
     const connection = account.connection;
     const delegation = connection.grant === 'service_account';
     const grant: TokenRequestGrant = delegation ? 'service_account' : 'client_credentials';
@@ -830,7 +912,10 @@ export class TokenManager implements TokenProvider {
       const options = { timeoutMs: this.#config.settings.tokenRequestTimeoutMs, now: this.#now };
       const set = delegation
         ? await serviceAccountToken(connection, account.email, options)
-        : await clientCredentialsToken(connection, options);
+        : await clientCredentialsToken(
+            connection,
+            resource === 'graph' ? { ...options, scopes: graphTokenScopes(connection) } : options,
+          );
       this.#count(grant, 'ok');
       this.#clearBackoff(key);
       this.#log.info(
@@ -938,6 +1023,23 @@ export class TokenManager implements TokenProvider {
 }
 
 const APP_PREFIX = 'app-only:';
+/** Graph tokens are cached apart from the mail token of the same account (or app-only connection). */
+const GRAPH_PREFIX = 'graph:';
+
+function graphKey(account: ResolvedAccount): string {
+  return `${GRAPH_PREFIX}${cacheKey(account)}`;
+}
+
+/**
+ * A Graph refresh refused because the user never consented to Graph (a grant from before the
+ * connection sent through Graph, or Mail.Send missing from the app): Entra says AADSTS65001
+ * (consent_required) or refuses the scope. The refresh token itself is fine for mail then.
+ */
+function lacksGraphConsent(failure: TokenEndpointError): boolean {
+  const code = failure.oauthError ?? '';
+  if (code === 'invalid_scope' || code === 'consent_required' || code === 'interaction_required') return true;
+  return code === 'invalid_grant' && /AADSTS65001|consent/i.test(failure.description ?? '');
+}
 
 function cacheKey(account: ResolvedAccount): string {
   // One app-only token serves every mailbox of its connection.

@@ -10,13 +10,26 @@ export interface AccessToken {
   expiresAt: number;
 }
 
+/**
+ * What a token is for: the mail servers (IMAP, POP, SMTP), or Microsoft Graph (sending when SMTP AUTH
+ * is off). One grant serves both, but each resource's token is its own token request.
+ */
+export type TokenResource = 'mail' | 'graph';
+
+export interface TokenOptions {
+  /** After the upstream rejected a token. */
+  forceRefresh?: boolean;
+  /** Default 'mail'; 'graph' needs a connection with Graph sending. */
+  resource?: TokenResource;
+}
+
 export interface TokenProvider {
   /**
    * A token with more than the refresh margin left: cached, or refreshed (one refresh per account in
-   * flight). `forceRefresh` after the upstream rejected a token.
+   * flight, whatever the resource). `forceRefresh` after the upstream rejected a token.
    * Throws ProxyError 'needs-consent' (permanent) or 'token-unavailable' (transient).
    */
-  getAccessToken(account: ResolvedAccount, options?: { forceRefresh?: boolean }): Promise<AccessToken>;
+  getAccessToken(account: ResolvedAccount, options?: TokenOptions): Promise<AccessToken>;
   /** Drop the cached access token (the refresh token stays). */
   invalidate(accountId: string): void;
 }

@@ -49,6 +49,22 @@ export interface FakeAuthOptions {
   serviceAccounts?: Record<string, { publicKey: KeyObject; delegated?: boolean; users?: string[] }>;
   /** Certificate credentials by client id: the public key of a client assertion and its x5t#S256. */
   clientCertificates?: Record<string, { publicKey: KeyObject; thumbprintS256?: string }>;
+  /**
+   * Entra-like resources: a scope `https://host/Name` belongs to the resource `https://host`. A token
+   * request naming scopes of two resources is refused (AADSTS28000), a refresh asking for scopes the
+   * grant was not consented with is refused (AADSTS65001), and each access token is for one resource
+   * (`describeAccessToken`). Without it the fake ignores what a request's scope says.
+   */
+  multiResource?: boolean;
+}
+
+/** What an access token was issued for. */
+export interface FakeAccessToken {
+  owner: string;
+  /** The scopes it carries (one resource's, in multiResource mode). */
+  scopes: string[];
+  /** multiResource: the resource (`https://graph.microsoft.com`); otherwise undefined. */
+  audience: string | undefined;
 }
 
 export type DeviceOutcome = 'approve' | 'declined' | 'expired' | 'slow_down-then-approve';
@@ -97,11 +113,14 @@ export interface FakeAuthServer {
   /** Where a user would type the device code (nobody does; deviceScript decides). */
   readonly verificationUrl: string;
   options: FakeAuthOptions;
+  /** `scopes`: what the owner consented to (multiResource checks refreshes against it; default: anything). */
   issueGrant(
     email: string,
-    opts?: { accessTokenTtlSeconds?: number },
+    opts?: { accessTokenTtlSeconds?: number; scopes?: string[] },
   ): { refreshToken: string; accessToken: string; expiresAt: number };
   checkAccessToken(token: string): string | undefined;
+  /** Who and what a live access token is for; undefined when unknown or expired. */
+  describeAccessToken(token: string): FakeAccessToken | undefined;
   /** True while this refresh token would be accepted. */
   isRefreshTokenValid(token: string): boolean;
   revoke(email: string): void;
@@ -151,10 +170,15 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
   const codes = new Map<string, AuthCode>();
   /** refresh token -> email */
   const refreshTokens = new Map<string, string>();
+  /** refresh token -> the scopes its grant was consented with (absent: anything goes) */
+  const consented = new Map<string, string[]>();
   /** Refresh tokens rotated away: presenting one again is a reuse. */
   const retired = new Set<string>();
   /** access token -> owner + expiry */
-  const accessTokens = new Map<string, { owner: string; expiresAt: number }>();
+  const accessTokens = new Map<
+    string,
+    { owner: string; expiresAt: number; scopes: string[]; audience: string | undefined }
+  >();
   const deviceGrants = new Map<string, DeviceGrant>();
   let nextDeviceScript: { pendingPolls: number; outcome: DeviceOutcome; email?: string } | undefined;
   const failures: Array<{ status: number | 'hang'; error: string; retryAfter?: number }> = [];
@@ -185,18 +209,51 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
   const ttl = (override?: number): number => override ?? options.accessTokenTtlSeconds ?? 3600;
   const random = (prefix: string): string => `${prefix}${randomBytes(18).toString('base64url')}`;
 
-  function mintAccess(owner: string, ttlSeconds?: number): { accessToken: string; expiresIn: number } {
+  function mintAccess(
+    owner: string,
+    ttlSeconds?: number,
+    scopes: string[] = scope().split(' '),
+  ): { accessToken: string; expiresIn: number } {
     const expiresIn = ttl(ttlSeconds);
     const accessToken = random('at-');
-    accessTokens.set(accessToken, { owner, expiresAt: Date.now() + expiresIn * 1000 });
+    const audience = options.multiResource ? resourcesOf(scopes)[0] : undefined;
+    accessTokens.set(accessToken, { owner, expiresAt: Date.now() + expiresIn * 1000, scopes, audience });
     return { accessToken, expiresIn };
   }
 
-  function mintRefresh(email: string): string {
+  function mintRefresh(email: string, scopes?: string[]): string {
     const token = random('rt-');
     refreshTokens.set(token, email);
+    if (scopes) consented.set(token, scopes);
     return token;
   }
+
+  /** The resources (URL origins) a scope list names; OIDC and offline_access belong to none. */
+  function resourcesOf(scopes: string[]): string[] {
+    const out: string[] = [];
+    for (const s of scopes) {
+      if (!s.includes('://')) continue;
+      const origin = new URL(s).origin;
+      if (!out.includes(origin)) out.push(origin);
+    }
+    return out;
+  }
+
+  /**
+   * multiResource: the scopes one token may carry. `requested` absent: the consented ones of the first
+   * resource (what Entra does for a code whose authorization named several resources).
+   */
+  function tokenScopes(requested: string[] | undefined, grantScopes: string[] | undefined): string[] {
+    const base = requested ?? grantScopes ?? scope().split(' ');
+    if (!options.multiResource) return requested ?? scope().split(' ');
+    const first = resourcesOf(base)[0];
+    return base.filter((s) => s.includes('://') && new URL(s).origin === first);
+  }
+
+  const requestedScopes = (body: URLSearchParams): string[] | undefined => {
+    const raw = body.get('scope');
+    return raw === null || raw.trim() === '' ? undefined : raw.trim().split(/\s+/);
+  };
 
   function idToken(email: string, clientId: string): string {
     const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
@@ -434,15 +491,22 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
     res.end();
   }
 
-  function tokenResponse(email: string, clientId: string, withRefresh: boolean, withIdToken: boolean) {
-    const { accessToken, expiresIn } = mintAccess(email);
+  function tokenResponse(
+    email: string,
+    clientId: string,
+    withRefresh: boolean,
+    withIdToken: boolean,
+    grant: { requested?: string[] | undefined; consented?: string[] | undefined } = {},
+  ) {
+    const scopes = tokenScopes(grant.requested, grant.consented);
+    const { accessToken, expiresIn } = mintAccess(email, undefined, scopes);
     const body: Record<string, unknown> = {
       token_type: 'Bearer',
       access_token: accessToken,
       expires_in: expiresIn,
-      scope: scope(),
+      scope: options.multiResource ? scopes.join(' ') : scope(),
     };
-    if (withRefresh) body.refresh_token = mintRefresh(email);
+    if (withRefresh) body.refresh_token = mintRefresh(email, grant.consented);
     if (withIdToken) body.id_token = idToken(email, clientId);
     return body;
   }
@@ -503,6 +567,17 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
       return;
     }
 
+    const asked = requestedScopes(body);
+    if (options.multiResource && asked && resourcesOf(asked).length > 1) {
+      oauthError(
+        res,
+        400,
+        'invalid_scope',
+        'AADSTS28000: Provided value for the input parameter scope is not valid because it contains more than one resource.',
+      );
+      return;
+    }
+
     switch (grantType) {
       case 'authorization_code': {
         const code = body.get('code') ?? '';
@@ -535,7 +610,14 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
           oauthError(res, 400, 'invalid_grant', 'code_verifier sent but no code_challenge was.');
           return;
         }
-        json(res, 200, tokenResponse(grant.email, grant.clientId, true, true));
+        json(
+          res,
+          200,
+          tokenResponse(grant.email, grant.clientId, true, true, {
+            requested: asked,
+            consented: grant.scope.split(' '),
+          }),
+        );
         return;
       }
       case 'refresh_token': {
@@ -546,9 +628,28 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
           oauthError(res, 400, 'invalid_grant', 'Token has been expired or revoked.');
           return;
         }
-        const response = tokenResponse(email, auth.clientId, options.rotateRefreshTokens === true, false);
+        const grantScopes = consented.get(presented);
+        if (options.multiResource && asked && grantScopes) {
+          const free = new Set(['offline_access', 'openid', 'email', 'profile']);
+          const held = new Set(grantScopes.map((x) => x.toLowerCase()));
+          const missing = asked.filter((x) => !free.has(x) && !held.has(x.toLowerCase()));
+          if (missing.length > 0) {
+            oauthError(
+              res,
+              400,
+              'invalid_grant',
+              `AADSTS65001: The user or administrator has not consented to use the application with ID '${auth.clientId}'. Send an interactive authorization request for this user and resource.`,
+            );
+            return;
+          }
+        }
+        const response = tokenResponse(email, auth.clientId, options.rotateRefreshTokens === true, false, {
+          requested: asked,
+          consented: grantScopes,
+        });
         if (options.rotateRefreshTokens) {
           refreshTokens.delete(presented);
+          consented.delete(presented);
           retired.add(presented);
         }
         if (options.refreshAnswerDelayMs) {
@@ -598,7 +699,11 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
           oauthError(res, 401, 'invalid_client', 'client_credentials needs a confidential client.');
           return;
         }
-        const { accessToken, expiresIn } = mintAccess(`app:${auth.clientId}`);
+        const { accessToken, expiresIn } = mintAccess(
+          `app:${auth.clientId}`,
+          undefined,
+          asked ?? scope().split(' '),
+        );
         json(res, 200, { token_type: 'Bearer', access_token: accessToken, expires_in: expiresIn });
         return;
       }
@@ -652,6 +757,12 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
     const entry = accessTokens.get(token);
     if (!entry || entry.expiresAt <= Date.now()) return undefined;
     return entry.owner;
+  }
+
+  function describeAccessToken(token: string): FakeAccessToken | undefined {
+    const entry = accessTokens.get(token);
+    if (!entry || entry.expiresAt <= Date.now()) return undefined;
+    return { owner: entry.owner, scopes: [...entry.scopes], audience: entry.audience };
   }
 
   function handleUserinfo(req: IncomingMessage, res: ServerResponse): void {
@@ -739,11 +850,16 @@ export async function startFakeAuthServer(initial: FakeAuthOptions = {}): Promis
       Object.assign(options, value);
     },
     issueGrant(email, opts) {
-      const refreshToken = mintRefresh(email);
-      const { accessToken, expiresIn } = mintAccess(email, opts?.accessTokenTtlSeconds);
+      const refreshToken = mintRefresh(email, opts?.scopes);
+      const { accessToken, expiresIn } = mintAccess(
+        email,
+        opts?.accessTokenTtlSeconds,
+        tokenScopes(undefined, opts?.scopes),
+      );
       return { refreshToken, accessToken, expiresAt: accessTokens.get(accessToken)?.expiresAt ?? expiresIn };
     },
     checkAccessToken,
+    describeAccessToken,
     isRefreshTokenValid(token) {
       return refreshTokens.has(token);
     },

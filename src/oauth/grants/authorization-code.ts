@@ -15,6 +15,7 @@ import {
   toTokenSet,
   type RequestOptions,
 } from './token-response.js';
+import { consentScopes } from './scopes.js';
 
 export interface AuthorizationRequest {
   /** Send the user here. */
@@ -48,7 +49,7 @@ export function createAuthorizationRequest(
     ...fromUrl,
     ...connection.authorizeParams,
     redirect_uri: options.redirectUri,
-    scope: connection.scopes,
+    scope: consentScopes(connection),
     state,
     code_challenge: codeChallengeS256(codeVerifier),
     code_challenge_method: 'S256',

@@ -15,10 +15,12 @@ import {
   type RequestOptions,
 } from './token-response.js';
 
+/** `scopes`: another resource's `.default` scope (Microsoft Graph) instead of the connection's. */
 export async function clientCredentialsToken(
   connection: ConnectionConfig,
-  options: RequestOptions = {},
+  options: RequestOptions & { scopes?: string[] } = {},
 ): Promise<TokenSet> {
+  const scopes = options.scopes ?? connection.scopes;
   if (isPublicClient(connection)) {
     throw new ProxyError(
       'config',
@@ -33,11 +35,11 @@ export async function clientCredentialsToken(
       ? await postForm(
           connection.tokenUrl,
           connection,
-          { grant_type: 'client_credentials', scope: connection.scopes.join(' ') },
+          { grant_type: 'client_credentials', scope: scopes.join(' ') },
           { timeoutMs, now },
         )
-      : (await clientCredentialsClient(connection, timeoutMs).getToken({ scope: connection.scopes })).token;
-    const set = toTokenSet(raw, connection.scopes, now());
+      : (await clientCredentialsClient(connection, timeoutMs).getToken({ scope: scopes })).token;
+    const set = toTokenSet(raw, scopes, now());
     // Some servers send one anyway; an app-only grant has nothing to refresh.
     delete set.refreshToken;
     return set;

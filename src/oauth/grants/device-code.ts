@@ -12,6 +12,7 @@ import { ProxyError } from '../../errors.js';
 import type { TokenSet } from '../types.js';
 import { classifyTokenError, TokenEndpointError } from './token-errors.js';
 import { DEFAULT_TOKEN_REQUEST_TIMEOUT_MS, postForm, toTokenSet } from './token-response.js';
+import { consentScopes } from './scopes.js';
 
 export const DEVICE_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:device_code';
 const DEFAULT_INTERVAL_S = 5;
@@ -81,7 +82,7 @@ export async function startDeviceAuthorization(
   const raw = await postForm(
     connection.deviceCodeUrl,
     connection,
-    { scope: connection.scopes.join(' ') },
+    { scope: consentScopes(connection).join(' ') },
     { timeoutMs: options.timeoutMs ?? DEFAULT_TOKEN_REQUEST_TIMEOUT_MS },
   );
   const deviceCode = raw.device_code;

@@ -16,6 +16,13 @@ export {
 } from './device-code.js';
 export { checkIdentity, decodeJwtClaims, identityFromTokenSet, IdentityMismatchError } from './identity.js';
 export { refreshAccessToken } from './refresh.js';
+export {
+  consentScopes,
+  graphConsentScopes,
+  graphTokenScopes,
+  hasGraphConsent,
+  scopesAfterRefresh,
+} from './scopes.js';
 export { serviceAccountAdvice, serviceAccountToken } from './service-account.js';
 export { signClientAssertion, signServiceAccountAssertion } from './assertions.js';
 export {

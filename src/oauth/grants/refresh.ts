@@ -25,21 +25,27 @@ function refreshScope(connection: ConnectionConfig): string[] | undefined {
   return connection.provider === 'microsoft' ? connection.scopes : undefined;
 }
 
+/**
+ * `scopes`: redeem the refresh token for another resource than the mail servers (Microsoft Graph).
+ * Entra refresh tokens are multi-resource: the same one, with that resource's scopes, yields a token
+ * for it, as long as the user consented to them.
+ */
 export async function refreshAccessToken(
   connection: ConnectionConfig,
   refreshToken: string,
-  options: RequestOptions = {},
+  options: RequestOptions & { scopes?: string[] } = {},
 ): Promise<TokenSet> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TOKEN_REQUEST_TIMEOUT_MS;
   const now = options.now ?? Date.now;
-  const scope = refreshScope(connection);
+  const scope = options.scopes ?? refreshScope(connection);
+  const requested = options.scopes ?? connection.scopes;
   let set: TokenSet;
   if (!hasClientSecret(connection)) {
     const params: Record<string, string> = { grant_type: 'refresh_token', refresh_token: refreshToken };
     if (scope) params.scope = scope.join(' ');
     set = toTokenSet(
       await postForm(connection.tokenUrl, connection, params, { timeoutMs }),
-      connection.scopes,
+      requested,
       now(),
     );
   } else {
@@ -47,7 +53,7 @@ export async function refreshAccessToken(
       const client = authorizationCodeClient(connection, timeoutMs);
       const current = client.createToken({ refresh_token: refreshToken, access_token: '', expires_in: 0 });
       const next = await current.refresh(scope ? { scope } : {});
-      set = toTokenSet(next.token, connection.scopes, now());
+      set = toTokenSet(next.token, requested, now());
     } catch (err) {
       throw classifyTokenError(err);
     }
