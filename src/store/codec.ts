@@ -51,6 +51,7 @@ export interface TokenRow {
   last_refresh_at: number | null;
   last_error: string | null;
   in_doubt_until: number | null;
+  graph_send_until: number | null;
   updated_at: number;
 }
 
@@ -67,6 +68,7 @@ export const TOKEN_COLUMNS = [
   'last_refresh_at',
   'last_error',
   'in_doubt_until',
+  'graph_send_until',
   'updated_at',
 ] as const satisfies readonly (keyof TokenRow)[];
 
@@ -231,6 +233,7 @@ export class RowCodec {
       last_refresh_at: record.lastRefreshAt ?? null,
       last_error: record.lastError ?? null,
       in_doubt_until: record.inDoubtUntil ?? null,
+      graph_send_until: record.graphSendUntil ?? null,
       updated_at: record.updatedAt,
     };
   }
@@ -294,11 +297,23 @@ function stateOf(row: TokenRow): AccountState {
 
 type ClearColumns = Pick<
   TokenRow,
-  'access_expires_at' | 'identity' | 'display_name' | 'last_refresh_at' | 'last_error' | 'in_doubt_until'
+  | 'access_expires_at'
+  | 'identity'
+  | 'display_name'
+  | 'last_refresh_at'
+  | 'last_error'
+  | 'in_doubt_until'
+  | 'graph_send_until'
 >;
 type ClearFields = Pick<
   TokenRecord,
-  'accessTokenExpiresAt' | 'identity' | 'displayName' | 'lastRefreshAt' | 'lastError' | 'inDoubtUntil'
+  | 'accessTokenExpiresAt'
+  | 'identity'
+  | 'displayName'
+  | 'lastRefreshAt'
+  | 'lastError'
+  | 'inDoubtUntil'
+  | 'graphSendUntil'
 >;
 
 /** The optional fields stored in clear text (numbers as numbers: PostgreSQL's BIGINT comes as text). */
@@ -311,4 +326,6 @@ function copyClearFields(row: ClearColumns, out: ClearFields): void {
   // Absent in rows written before the column existed.
   if (row.in_doubt_until !== null && row.in_doubt_until !== undefined)
     out.inDoubtUntil = Number(row.in_doubt_until);
+  if (row.graph_send_until !== null && row.graph_send_until !== undefined)
+    out.graphSendUntil = Number(row.graph_send_until);
 }

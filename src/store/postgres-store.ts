@@ -31,7 +31,7 @@ import type {
   UnreadableToken,
 } from './types.js';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 /** Advisory lock keys: one for schema changes, one namespace each for grant updates and leases. */
 const SCHEMA_LOCK = 0x78_6f_61_75; // "xoau"
 const GRANT_LOCK = 0x78_67;
@@ -54,8 +54,11 @@ CREATE TABLE IF NOT EXISTS xoauth_tokens (
   last_refresh_at BIGINT,
   last_error TEXT,
   in_doubt_until BIGINT,
+  graph_send_until BIGINT,
   updated_at BIGINT NOT NULL
 );
+-- Schema 2: Graph sending (send: auto) remembered per account.
+ALTER TABLE xoauth_tokens ADD COLUMN IF NOT EXISTS graph_send_until BIGINT;
 CREATE TABLE IF NOT EXISTS xoauth_app_passwords (
   id TEXT PRIMARY KEY,
   account_id TEXT NOT NULL,

@@ -29,7 +29,7 @@ import { RowCodec, TOKEN_COLUMNS, type ConsentStateRow, type TokenRow } from './
 import { loadStoreKey, warnIfOpenMode, type StoreWarnings } from './key.js';
 
 /** 2: refresh leases, consents in progress, the in-doubt deadline of a grant. */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 /** How often another process's commits are looked for while someone watches the grants. */
 const WATCH_POLL_MS = 500;
 const BUSY_TIMEOUT_MS = 10_000;
@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS tokens (
   last_refresh_at INTEGER,
   last_error TEXT,
   in_doubt_until INTEGER,
+  graph_send_until INTEGER,
   updated_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS app_passwords (
@@ -193,10 +194,13 @@ export class SqliteStore implements Store {
     if ((db.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION && checkKey() === 'ok')
       return;
     db.transaction(() => {
-      // Schema 1 files have a tokens table without the in-doubt column.
+      // Older files have a tokens table without the columns added since (schema 1: in doubt; 2: Graph).
       const columns = db.pragma('table_info(tokens)') as { name: string }[];
-      if (columns.length > 0 && !columns.some((c) => c.name === 'in_doubt_until')) {
-        db.exec('ALTER TABLE tokens ADD COLUMN in_doubt_until INTEGER');
+      if (columns.length > 0) {
+        for (const column of ['in_doubt_until', 'graph_send_until']) {
+          if (!columns.some((c) => c.name === column))
+            db.exec(`ALTER TABLE tokens ADD COLUMN ${column} INTEGER`);
+        }
       }
       db.exec(SCHEMA);
       db.pragma(`user_version = ${SCHEMA_VERSION}`);

@@ -31,6 +31,12 @@ export interface TokenRecord {
    * may still save the token that replaced it, so until then a refusal is temporary on every instance.
    */
   inDoubtUntil?: number;
+  /**
+   * Epoch ms until which this account's SMTP submissions go through Microsoft Graph (a `send: auto`
+   * connection, after Exchange Online refused its SMTP login because SMTP AUTH is off). Shared, so
+   * every instance switches after one refusal; afterwards SMTP is tried again.
+   */
+  graphSendUntil?: number;
   updatedAt: number;
 }
 

@@ -52,10 +52,11 @@ export function storeContract(name: string, { fresh, open }: StoreUnderTest): vo
 
     it('round-trips a grant with every field, lists it, summarises it without secrets, deletes it', async () => {
       const a = await handle();
-      await a.putToken(record('alice@example.com'));
+      const every = { inDoubtUntil: 1_900_000_000_002, graphSendUntil: 1_900_000_000_003 };
+      await a.putToken(record('alice@example.com', every));
       await a.putToken(record('bob@example.com', { refreshToken: undefined, state: 'needs-consent' }));
       const b = await handle();
-      expect(await b.getToken('alice@example.com')).toEqual(record('alice@example.com'));
+      expect(await b.getToken('alice@example.com')).toEqual(record('alice@example.com', every));
       expect((await b.listTokens()).map((r) => r.accountId)).toEqual([
         'alice@example.com',
         'bob@example.com',

@@ -87,6 +87,28 @@ describe.runIf(enabled)('PostgreSQL store', () => {
     expect((err as Error).message).toMatch(/openssl rand -base64 32/);
   });
 
+  it('a schema 1 database gains the Graph column in place and keeps its grants', async () => {
+    const db = await postgres.createDatabase();
+    const first = await PostgresStore.open(settings(db.url), { env: {} });
+    await first.putToken(record('old@example.com'));
+    await first.close();
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query('ALTER TABLE xoauth_tokens DROP COLUMN graph_send_until');
+    await client.query("UPDATE xoauth_meta SET value = '1' WHERE key = 'schema_version'");
+    await client.end();
+    const store = await PostgresStore.open(settings(db.url), { env: {} });
+    try {
+      expect(await store.getToken('old@example.com')).toEqual(record('old@example.com'));
+      await store.updateToken('old@example.com', (r) =>
+        r ? { ...r, graphSendUntil: 1_900_000_000_000 } : r,
+      );
+      expect((await store.getToken('old@example.com'))?.graphSendUntil).toBe(1_900_000_000_000);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('a database written by a newer version is refused and left untouched', async () => {
     const db = await postgres.createDatabase();
     const store = await PostgresStore.open(settings(db.url), { env: {} });
