@@ -3,7 +3,8 @@
  * stored accounts a pattern entry matched, and stored grants no entry names any more. Never a token.
  */
 import { findAccountEntry } from '../config/accounts.js';
-import type { AccountConfig, Config } from '../config/types.js';
+import type { AccountConfig, Config, ConnectionConfig, SendMode } from '../config/types.js';
+import { hasGraphConsent } from './grants/scopes.js';
 import type { AccountState, GrantStore, TokenSummary } from '../store/types.js';
 
 /** `unreadable`: the stored row cannot be decrypted; consent again (or restore the store) to fix it. */
@@ -23,6 +24,34 @@ export interface AccountStatus {
   lastRefreshAt?: number;
   lastError?: string;
   scopes?: string[];
+  /** Connections that send through Microsoft Graph (`send: graph` or `auto`): how this account sends. */
+  sending?: SendingStatus;
+}
+
+export interface SendingStatus {
+  mode: SendMode;
+  /** What the next SMTP submission of this account uses. */
+  via: 'smtp' | 'graph';
+  /** `auto`: Exchange refused SMTP AUTH for this mailbox; Graph is used until then (epoch ms). */
+  graphUntil?: number;
+  /** false: the grant was consented without the Graph scopes, so the owner must consent again. */
+  graphConsent?: boolean;
+}
+
+function sendingStatus(
+  connection: ConnectionConfig | undefined,
+  record: TokenSummary | undefined,
+  now: number,
+): SendingStatus | undefined {
+  const mode = connection?.send;
+  if (!connection || mode === undefined || mode === 'smtp') return undefined;
+  const until = record?.graphSendUntil;
+  const switched = mode === 'auto' && until !== undefined && until > now;
+  const out: SendingStatus = { mode, via: mode === 'graph' || switched ? 'graph' : 'smtp' };
+  if (switched) out.graphUntil = until;
+  if (record && record.unreadable === undefined && record.hasRefreshToken)
+    out.graphConsent = hasGraphConsent(connection, record.scopes);
+  return out;
 }
 
 function isPattern(text: string): boolean {
@@ -81,6 +110,7 @@ export function entryForStoredAccount(
 export async function collectAccountStatus(
   config: Pick<Config, 'accounts' | 'connections'>,
   store: Pick<GrantStore, 'listTokenSummaries'>,
+  now: number = Date.now(),
 ): Promise<AccountStatus[]> {
   // Summaries: no token leaves the store for a status list or a metrics scrape.
   const summaries = await tokenSummaries(store);
@@ -144,6 +174,14 @@ export async function collectAccountStatus(
   }
   for (const record of records.values()) {
     if (!seen.has(record.accountId)) out.push(fromRecord(undefined, record));
+  }
+  for (const status of out) {
+    const sending = sendingStatus(
+      config.connections.get(status.connection),
+      records.get(status.accountId),
+      now,
+    );
+    if (sending) status.sending = sending;
   }
   return out;
 }

@@ -26,16 +26,43 @@ const HINT: Record<AccountStatus['state'], string> = {
   unreadable: 'the stored grant cannot be decrypted: xoauth-proxy consent <account>',
 };
 
+/** How an account sends, for connections that may use Microsoft Graph. */
+function sendsVia(r: AccountStatus, now: number): string {
+  const s = r.sending;
+  if (!s) return 'smtp';
+  if (s.mode === 'graph') return 'graph';
+  return s.via === 'graph'
+    ? `graph (auto; SMTP AUTH off, SMTP again ${when(s.graphUntil, now)})`
+    : 'smtp (auto)';
+}
+
+function note(r: AccountStatus): string {
+  const text = r.lastError ?? HINT[r.state].replace('<account>', r.accountId);
+  if (r.sending?.graphConsent !== false) return text;
+  const graph = `consented without Graph (Mail.Send): to send through Graph, xoauth-proxy consent ${r.accountId}`;
+  return text === '' ? graph : `${text}; ${graph}`;
+}
+
 export function formatStatusTable(rows: AccountStatus[], now: number): string {
   if (rows.length === 0) return 'No accounts configured and no grants stored.\n';
+  // The column appears only where a connection may send through Graph.
+  const graph = rows.some((r) => r.sending !== undefined);
   const table = [
-    ['ACCOUNT', 'STATE', 'TOKEN EXPIRES', 'LAST REFRESH', 'LAST ERROR / NOTE'],
+    [
+      'ACCOUNT',
+      'STATE',
+      'TOKEN EXPIRES',
+      'LAST REFRESH',
+      ...(graph ? ['SENDS VIA'] : []),
+      'LAST ERROR / NOTE',
+    ],
     ...rows.map((r) => [
       r.entry === undefined ? `${r.accountId} (not in config)` : r.accountId,
       r.state,
       when(r.accessTokenExpiresAt, now),
       when(r.lastRefreshAt, now),
-      r.lastError ?? HINT[r.state].replace('<account>', r.accountId),
+      ...(graph ? [sendsVia(r, now)] : []),
+      note(r),
     ]),
   ];
   const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));

@@ -98,3 +98,56 @@ describe('account status', () => {
     expect(table).not.toContain('secret');
   });
 });
+
+describe('account status of connections that send through Graph', () => {
+  const graph = { url: 'https://graph.example/v1.0', scopes: ['graph.send'], saveToSentItems: true };
+  const connections = new Map<string, ConnectionConfig>([
+    ['auto', { ...conn('auto'), send: 'auto', graph }],
+    ['always', { ...conn('always'), send: 'graph', graph }],
+    ['plain', conn('plain')],
+  ]);
+  const accounts: AccountConfig[] = [
+    { username: 'switched@example.com', connection: 'auto' },
+    { username: 'back@example.com', connection: 'auto' },
+    { username: 'old@example.com', connection: 'always' },
+    { username: 'plain@example.com', connection: 'plain' },
+  ];
+  const now = 5_000_000;
+  let rows: AccountStatus[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'xoauth-status-graph-'));
+  beforeAll(async () => {
+    const store = SqliteStore.open({ path: join(dir, 'tokens.db'), keyFile: join(dir, 'key') });
+    await store.putToken(
+      rec('switched@example.com', 'auto', { scopes: ['s', 'graph.send'], graphSendUntil: now + 3600_000 }),
+    );
+    await store.putToken(
+      rec('back@example.com', 'auto', { scopes: ['s', 'graph.send'], graphSendUntil: now - 1 }),
+    );
+    await store.putToken(rec('old@example.com', 'always', { scopes: ['s'] }));
+    await store.putToken(rec('plain@example.com', 'plain'));
+    rows = await collectAccountStatus({ accounts, connections }, store, now);
+    await store.close();
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('says which way each account sends, and which grant lacks the Graph consent', () => {
+    expect(rows.map((r) => [r.accountId, r.sending])).toEqual([
+      [
+        'switched@example.com',
+        { mode: 'auto', via: 'graph', graphUntil: now + 3600_000, graphConsent: true },
+      ],
+      ['back@example.com', { mode: 'auto', via: 'smtp', graphConsent: true }],
+      ['old@example.com', { mode: 'graph', via: 'graph', graphConsent: false }],
+      ['plain@example.com', undefined],
+    ]);
+    const table = formatStatusTable(rows, now);
+    expect(table).toMatch(/^ACCOUNT\s+STATE\s+TOKEN EXPIRES\s+LAST REFRESH\s+SENDS VIA\s+LAST ERROR/);
+    expect(table).toMatch(
+      /switched@example\.com\s+active.*graph \(auto; SMTP AUTH off, SMTP again .*\(in 60 min\)\)/,
+    );
+    expect(table).toMatch(/back@example\.com\s+active.*smtp \(auto\)/);
+    expect(table).toMatch(
+      /old@example\.com.*consented without Graph \(Mail\.Send\): to send through Graph, xoauth-proxy consent old@example\.com/,
+    );
+  });
+});
