@@ -12,21 +12,30 @@
 import type { ResolvedAccount } from '../../config/types.js';
 import type { Authenticator } from '../../credentials/types.js';
 import { ProxyError, isProxyError } from '../../errors.js';
-import type { TokenProvider } from '../../oauth/types.js';
+import type { TokenOptions, TokenProvider, TokenResource } from '../../oauth/types.js';
 import type { Secret } from './secret.js';
 import type { SessionMetrics, SessionRecord } from './types.js';
 
-export type UpstreamAuthOutcome =
-  | { ok: true }
+export type UpstreamAuthOutcome<U = never> =
+  /**
+   * `upstream`: what the session goes on with instead of the one that was authenticated (SMTP with
+   * `send: auto`: Graph, after Exchange refused SMTP AUTH for the mailbox).
+   */
+  | { ok: true; upstream?: U }
   /** `reason`: the upstream's own text (safe to show); `reusable`: the connection can take a retry. */
   | { ok: false; reason: string; reusable: boolean };
 
 /** The protocol-specific half of a login (IMAP: AUTHENTICATE XOAUTH2; SMTP: AUTH XOAUTH2). */
 export interface UpstreamLogin<U> {
+  /**
+   * Which token the login needs, decided before anything else (SMTP in Graph mode: a Graph token).
+   * Absent: the mail token.
+   */
+  tokenResource?(account: ResolvedAccount): Promise<TokenResource>;
   /** Connect and greet (and STARTTLS); throw ProxyError 'upstream-unavailable' on failure. */
   connect(account: ResolvedAccount, signal: AbortSignal): Promise<U>;
   /** One authentication attempt; throw ProxyError 'upstream-unavailable' if the dialogue breaks. */
-  authenticate(upstream: U, account: ResolvedAccount, accessToken: string): Promise<UpstreamAuthOutcome>;
+  authenticate(upstream: U, account: ResolvedAccount, accessToken: string): Promise<UpstreamAuthOutcome<U>>;
   /** Drop an upstream that will not be used (failure, abort). */
   close(upstream: U): void;
 }
@@ -99,6 +108,12 @@ async function runLogin<U>(
     return { ok: false, error: new ProxyError('bad-credentials', 'credential check failed', { cause: err }) };
   }
 
+  let tokenOptions: TokenOptions = {};
+  try {
+    if (protocol.tokenResource) tokenOptions = { resource: await protocol.tokenResource(account) };
+  } catch (err) {
+    return { ok: false, error: asProxyError(err, 'token-unavailable'), account };
+  }
   // Connecting and fetching the token overlap: both are network round trips.
   const connecting = protocol.connect(account, signal).then(
     (upstream) => ({ upstream }),
@@ -106,7 +121,7 @@ async function runLogin<U>(
   );
   let token: string;
   try {
-    token = (await deps.tokens.getAccessToken(account)).token;
+    token = (await deps.tokens.getAccessToken(account, tokenOptions)).token;
   } catch (err) {
     const connected = await connecting;
     if ('upstream' in connected) protocol.close(connected.upstream);
@@ -118,12 +133,12 @@ async function runLogin<U>(
 
   try {
     const first = await protocol.authenticate(upstream, account, token);
-    if (first.ok) return { ok: true, account, upstream, refreshed: false };
+    if (first.ok) return { ok: true, account, upstream: first.upstream ?? upstream, refreshed: false };
 
     // The upstream refused a token we believed valid: it may have been revoked or expired early.
     let fresh: string;
     try {
-      fresh = (await deps.tokens.getAccessToken(account, { forceRefresh: true })).token;
+      fresh = (await deps.tokens.getAccessToken(account, { ...tokenOptions, forceRefresh: true })).token;
     } catch (err) {
       protocol.close(upstream);
       return { ok: false, error: asProxyError(err, 'token-unavailable'), account };
@@ -137,7 +152,7 @@ async function runLogin<U>(
       }
     }
     const second = await protocol.authenticate(upstream, account, fresh);
-    if (second.ok) return { ok: true, account, upstream, refreshed: true };
+    if (second.ok) return { ok: true, account, upstream: second.upstream ?? upstream, refreshed: true };
     protocol.close(upstream);
     return {
       ok: false,

@@ -1,0 +1,97 @@
+/**
+ * The SMTP login when a connection may send through Microsoft Graph. It wraps the relay login:
+ *
+ *   route graph  ->  a Graph token is the whole login; the session then ends the SMTP transaction
+ *                    itself and hands each message to the account's Graph sender
+ *   route smtp   ->  the relay login as always; with `send: auto`, Exchange's `535 5.7.139` (SMTP AUTH
+ *                    off for this mailbox) switches the account to Graph and this very login goes on
+ *                    through Graph, so the client sees `235` and never the refusal
+ */
+import type { ResolvedAccount } from '../../config/types.js';
+import { isProxyError, ProxyError } from '../../errors.js';
+import type { MessageSender } from '../../graph/types.js';
+import type { TokenProvider } from '../../oauth/types.js';
+import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
+import { smtpAuthDisabled, type SendRoute, type SendRouter } from './send-route.js';
+import type { SmtpUpstream } from './upstream.js';
+
+/** An authenticated login whose messages the proxy sends itself. */
+export interface GraphUpstream {
+  sender: MessageSender;
+  /** For the session's log line (where the messages went). */
+  label: string;
+}
+
+export interface GraphLoginDeps {
+  router: SendRouter;
+  tokens: TokenProvider;
+  /** The Graph sender of one logged-in account. */
+  createSender(account: ResolvedAccount): MessageSender;
+}
+
+export function isGraphUpstream(upstream: SmtpUpstream | GraphUpstream): upstream is GraphUpstream {
+  return 'sender' in upstream;
+}
+
+function graphUpstream(account: ResolvedAccount, deps: GraphLoginDeps): GraphUpstream {
+  const url = account.connection.graph?.url ?? '';
+  let host = url;
+  try {
+    host = new URL(url).host;
+  } catch {
+    // The config checked the URL; a label must never fail a login.
+  }
+  return { sender: deps.createSender(account), label: `graph ${host}` };
+}
+
+/** One login's upstream dialogue (a new one per login: it remembers the route it chose). */
+export function graphAwareLogin(
+  relay: UpstreamLogin<SmtpUpstream>,
+  deps: GraphLoginDeps,
+): UpstreamLogin<SmtpUpstream | GraphUpstream> {
+  let route: SendRoute = 'smtp';
+  return {
+    async tokenResource(account) {
+      route = account.connection.graph ? await deps.router.route(account) : 'smtp';
+      return route === 'graph' ? 'graph' : 'mail';
+    },
+
+    async connect(account, signal) {
+      if (route === 'graph') return graphUpstream(account, deps);
+      return relay.connect(account, signal);
+    },
+
+    async authenticate(
+      upstream,
+      account,
+      accessToken,
+    ): Promise<UpstreamAuthOutcome<SmtpUpstream | GraphUpstream>> {
+      // Holding a Graph token is the whole login: Graph itself is asked only when a message is sent.
+      if (isGraphUpstream(upstream)) return { ok: true };
+      try {
+        return await relay.authenticate(upstream, account, accessToken);
+      } catch (err) {
+        if (!isProxyError(err, 'upstream-rejected')) throw err;
+        const reply = err.detail ?? err.message;
+        if (!smtpAuthDisabled(reply)) throw err;
+        if (account.connection.send !== 'auto') {
+          throw new ProxyError(
+            'upstream-rejected',
+            `${err.message} (SMTP AUTH is off for this mailbox: set send: auto or send: graph on connection ` +
+              `${account.connection.name} to send through Microsoft Graph)`,
+            { cause: err, detail: reply },
+          );
+        }
+        relay.close(upstream);
+        await deps.router.switchToGraph(account, reply);
+        // Throws needs-consent when the grant lacks the Graph scope: the client is told to consent again.
+        await deps.tokens.getAccessToken(account, { resource: 'graph' });
+        return { ok: true, upstream: graphUpstream(account, deps) };
+      }
+    },
+
+    close(upstream) {
+      if (!isGraphUpstream(upstream)) relay.close(upstream);
+    },
+  };
+}
