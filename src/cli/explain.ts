@@ -56,6 +56,12 @@ function describeConnection(c: ConnectionConfig): string[] {
     `    token endpoint ${c.tokenUrl}`,
     `    servers: ${servers || 'none'}`,
   ];
+  const sending = describeSending(c);
+  if (sending) lines.push(`    sending: ${sending}`);
+  if (sending && (c.grant === 'authorization_code' || c.grant === 'device_code')) {
+    // Grants from before this connection sent through Graph lack it: `status` names them.
+    lines.push('    consent asks for the mail and the Graph scopes at once');
+  }
   if (c.clientCertificate) {
     const cert = c.clientCertificate;
     lines.push(
@@ -63,6 +69,18 @@ function describeConnection(c: ConnectionConfig): string[] {
     );
   }
   return lines;
+}
+
+/** How SMTP submissions of the connection's accounts leave the proxy (undefined: plain SMTP relay). */
+function describeSending(c: ConnectionConfig): string | undefined {
+  const graph = c.graph;
+  if (!graph || c.send === undefined || c.send === 'smtp') return undefined;
+  const via = `Microsoft Graph ${graph.url} (scopes ${graph.scopes.join(' ')}; ${
+    graph.saveToSentItems ? 'copies in Sent Items' : 'no copies in Sent Items'
+  })`;
+  return c.send === 'graph'
+    ? `every message through ${via}; the proxy answers MAIL/RCPT/DATA itself`
+    : `SMTP relay; a mailbox whose SMTP login is refused with 535 5.7.139 (SMTP AUTH off) switches to ${via}`;
 }
 
 export function listenerLine(protocol: Protocol, l: Pick<ListenerConfig, 'host' | 'port' | 'tls'>): string {
@@ -96,7 +114,14 @@ export function explainConfig(
       ? `any address at ${a.username.slice(2)} (and its subdomains), each with its own consent`
       : `mailbox ${a.email ?? a.username}`;
     const password = a.password !== undefined ? 'password + app passwords' : 'app passwords only';
-    lines.push(`  ${a.username} -> ${a.connection}: ${target}; ${password}`);
+    const send = config.connections.get(a.connection)?.send;
+    const sends =
+      send === 'graph'
+        ? '; sends through Graph'
+        : send === 'auto'
+          ? '; sends by SMTP, or Graph if SMTP AUTH is off'
+          : '';
+    lines.push(`  ${a.username} -> ${a.connection}: ${target}; ${password}${sends}`);
   }
 
   const listeners = (Object.keys(config.listen) as Protocol[]).flatMap((p) =>

@@ -81,6 +81,43 @@ describe('check-config', () => {
     expect(r.stdout).toContain('  HTTP  127.0.0.1:8080  (no TLS)');
   });
 
+  it('explains which accounts send through Microsoft Graph', async () => {
+    const dir = tempDir({
+      'c.yaml': yaml(
+        'connections:',
+        '  - name: m365',
+        '    provider: microsoft',
+        '    clientId: x',
+        '    tenantId: contoso.onmicrosoft.com',
+        '    send: auto',
+        '  - name: graph-only',
+        '    provider: microsoft',
+        '    clientId: x',
+        '    tenantId: contoso.onmicrosoft.com',
+        '    send: graph',
+        '    saveToSentItems: false',
+        'accounts:',
+        '  - username: "*@contoso.com"',
+        '    connection: m365',
+        '  - username: scanner@contoso.com',
+        '    connection: graph-only',
+      ),
+    });
+    const r = await runCli(['check-config', join(dir, 'c.yaml')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      '    sending: SMTP relay; a mailbox whose SMTP login is refused with 535 5.7.139 (SMTP AUTH off) switches to Microsoft Graph https://graph.microsoft.com/v1.0 (scopes https://graph.microsoft.com/Mail.Send; copies in Sent Items)',
+    );
+    expect(r.stdout).toContain(
+      '    sending: every message through Microsoft Graph https://graph.microsoft.com/v1.0 (scopes https://graph.microsoft.com/Mail.Send; no copies in Sent Items); the proxy answers MAIL/RCPT/DATA itself',
+    );
+    expect(r.stdout).toContain('    consent asks for the mail and the Graph scopes at once');
+    expect(r.stdout).toContain('sends by SMTP, or Graph if SMTP AUTH is off');
+    expect(r.stdout).toContain(
+      '  scanner@contoso.com -> graph-only: mailbox scanner@contoso.com; app passwords only; sends through Graph',
+    );
+  });
+
   it('takes the file from --config too (before or after the command)', async () => {
     expect((await runCli(['--config', EXAMPLE, 'check-config'])).code).toBe(0);
     expect((await runCli(['check-config', '--config', EXAMPLE])).code).toBe(0);
