@@ -111,7 +111,8 @@ export function describeFailure(
         message:
           'SMTP AUTH disabled for the tenant (5.7.139): enable it (Exchange Online PowerShell: ' +
           'Set-TransportConfig -SmtpClientAuthenticationDisabled $false, or per mailbox ' +
-          `Set-CASMailbox ${account.email} -SmtpClientAuthenticationDisabled $false)`,
+          `Set-CASMailbox ${account.email} -SmtpClientAuthenticationDisabled $false), or send through ` +
+          `Microsoft Graph instead: send: auto (or graph) on connection ${account.connection.name}`,
       };
     }
     return {

@@ -134,6 +134,10 @@ function learned(result: Extract<CheckResult, { ok: true }>): string {
     const { inboxMessages, capabilities } = result.imap;
     return `${how}: INBOX has ${inboxMessages} message${inboxMessages === 1 ? '' : 's'}; capabilities ${capabilities.join(' ')}${refreshed}`;
   }
+  if (result.smtp?.graph) {
+    const g = result.smtp.graph;
+    return `sends through Microsoft Graph ${g.url} (${g.why}): a token for ${g.scopes.join(' ')} was obtained, no mail sent`;
+  }
   if (result.smtp) return `${how}: login accepted (${result.smtp.authResponse}), no mail sent${refreshed}`;
   if (result.pop3) {
     const { messages, octets } = result.pop3;

@@ -118,7 +118,28 @@ async function quit(conn: SMTPConnection, timeoutMs: number): Promise<void> {
   });
 }
 
+/**
+ * An account that sends through Graph: the check is that a Graph token can be had (a grant consented
+ * without the Graph scope fails here with "consent again"). Sending a test message would put it in the
+ * mailbox's Sent Items, so none is sent.
+ */
+async function checkGraph(
+  env: CheckEnv,
+  why: NonNullable<SmtpFacts['graph']>['why'],
+): Promise<CheckSuccess<SmtpFacts>> {
+  const graph = env.account.connection.graph;
+  if (!graph)
+    throw new ProxyError('config', `connection ${env.account.connection.name} does not send through Graph`);
+  await env.tokens.getAccessToken(env.account, { resource: 'graph' });
+  return {
+    mechanism: 'Graph',
+    refreshed: false,
+    facts: { authResponse: 'Graph token obtained', graph: { url: graph.url, scopes: graph.scopes, why } },
+  };
+}
+
 export async function checkSmtp(env: CheckEnv): Promise<CheckSuccess<SmtpFacts>> {
+  if (env.account.connection.send === 'graph') return checkGraph(env, 'send: graph');
   const server = env.account.connection.smtp;
   if (!server) throw new ProxyError('config', `connection ${env.account.connection.name} has no SMTP server`);
   // The token before the connection: an account that cannot get one costs the mail server nothing.
@@ -139,6 +160,10 @@ export async function checkSmtp(env: CheckEnv): Promise<CheckSuccess<SmtpFacts>>
   }
   if ('tokenError' in outcome) throw outcome.tokenError;
   const err = outcome.error;
+  if (env.account.connection.send === 'auto' && /\b5\.7\.139\b/.test(err.response ?? '')) {
+    // What the proxy does for this mailbox too: Graph instead of the refused SMTP login.
+    return checkGraph(env, 'SMTP AUTH is off (send: auto)');
+  }
   if (err.responseCode !== undefined && err.responseCode >= 500 && err.response) {
     // A final refusal of the login (after the fresh token, or one no token would cure).
     throw new ProxyError('upstream-rejected', `the SMTP server refused the login: ${err.response}`, {

@@ -46,8 +46,10 @@ export interface ImapFacts {
 }
 
 export interface SmtpFacts {
-  /** The server's reply to our AUTH (e.g. `235 2.7.0 Accepted`). */
+  /** The server's reply to our AUTH (e.g. `235 2.7.0 Accepted`); with Graph, what was checked instead. */
   authResponse: string;
+  /** The account sends through Microsoft Graph: a Graph token was obtained (no message is sent). */
+  graph?: { url: string; scopes: string[]; why: 'send: graph' | 'SMTP AUTH is off (send: auto)' };
 }
 
 export interface Pop3Facts {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runChecks } from '../../../src/check/index.js';
+import { buildReport, formatReport, runChecks } from '../../../src/check/index.js';
 import { DEFAULTS } from '../../../src/config/defaults.js';
 import type { Config, ResolvedAccount } from '../../../src/config/types.js';
 import { storeGrant } from '../../../src/oauth/grant-record.js';
@@ -28,13 +28,15 @@ interface ExchangeLike {
   attempts: boolean[];
   /** Refuse every token, even a fresh one. */
   refuseAll: boolean;
+  /** Answer every login like a tenant with SMTP AUTH switched off. */
+  smtpAuthOff: boolean;
   close(): Promise<void>;
 }
 
 /** smtp-server on STARTTLS (587 style), XOAUTH2 only, refusing bad tokens at once like Exchange. */
 async function startExchangeLike(auth: FakeAuthServer): Promise<ExchangeLike> {
   const certs = getTestCerts();
-  const state = { refuseAll: false };
+  const state = { refuseAll: false, smtpAuthOff: false };
   const attempts: boolean[] = [];
   const server = new SMTPServer({
     secure: false,
@@ -47,6 +49,12 @@ async function startExchangeLike(auth: FakeAuthServer): Promise<ExchangeLike> {
       const owner = a.accessToken ? auth.checkAccessToken(a.accessToken) : undefined;
       const ok = !state.refuseAll && owner === (a.username ?? '').toLowerCase();
       attempts.push(ok);
+      if (state.smtpAuthOff) {
+        const off =
+          '5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.';
+        callback(Object.assign(new Error(off), { responseCode: 535 }));
+        return;
+      }
       if (ok) callback(null, { user: a.username });
       else callback(Object.assign(new Error(EXCHANGE_REFUSAL), { responseCode: 535 }));
     },
@@ -62,6 +70,12 @@ async function startExchangeLike(auth: FakeAuthServer): Promise<ExchangeLike> {
     set refuseAll(on: boolean) {
       state.refuseAll = on;
     },
+    get smtpAuthOff() {
+      return state.smtpAuthOff;
+    },
+    set smtpAuthOff(on: boolean) {
+      state.smtpAuthOff = on;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const conn of server.connections) (conn as unknown as { close(): void }).close();
@@ -76,7 +90,7 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function setup(): Promise<{
+async function setup(send?: 'graph' | 'auto'): Promise<{
   auth: FakeAuthServer;
   exchange: ExchangeLike;
   account: ResolvedAccount;
@@ -91,6 +105,16 @@ async function setup(): Promise<{
     provider: 'microsoft',
     smtp: { host: '127.0.0.1', port: exchange.port, tls: 'starttls' },
     ca: getTestCerts().caPem,
+    ...(send
+      ? {
+          send,
+          graph: {
+            url: 'http://127.0.0.1:9/v1.0',
+            scopes: ['https://graph.microsoft.com/Mail.Send'],
+            saveToSentItems: true,
+          },
+        }
+      : {}),
   });
   const dir = mkdtempSync(join(tmpdir(), 'check-exchange-'));
   cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -118,6 +142,39 @@ async function setup(): Promise<{
   const tokens = new TokenManager({ config, store, logger: pino({ level: 'silent' }) });
   return { auth, exchange, account, tokens, store };
 }
+
+describe('check: SMTP of accounts that send through Microsoft Graph', () => {
+  it('send: auto and SMTP AUTH off: the check is that a Graph token can be had', async () => {
+    const { auth, exchange, account, tokens } = await setup('auto');
+    exchange.smtpAuthOff = true;
+    const [result] = await runChecks({ account, tokens, protocols: ['smtp'], timeoutMs: 10_000 });
+    expect(result).toMatchObject({
+      ok: true,
+      mechanism: 'Graph',
+      smtp: { graph: { why: 'SMTP AUTH is off (send: auto)', url: 'http://127.0.0.1:9/v1.0' } },
+    });
+    expect(auth.lastTokenRequest?.get('scope')).toBe('https://graph.microsoft.com/Mail.Send offline_access');
+    const text = formatReport(buildReport(account, result ? [result] : []));
+    expect(text).toContain(
+      'SMTP  OK    sends through Microsoft Graph http://127.0.0.1:9/v1.0 (SMTP AUTH is off (send: auto))',
+    );
+  });
+
+  it('send: graph never logs in to SMTP', async () => {
+    const { exchange, account, tokens } = await setup('graph');
+    const [result] = await runChecks({ account, tokens, protocols: ['smtp'], timeoutMs: 10_000 });
+    expect(result).toMatchObject({ ok: true, smtp: { graph: { why: 'send: graph' } } });
+    expect(exchange.attempts).toEqual([]);
+  });
+
+  it('send: smtp and SMTP AUTH off: a failure that names the switch to make', async () => {
+    const { exchange, account, tokens } = await setup();
+    exchange.smtpAuthOff = true;
+    const [result] = await runChecks({ account, tokens, protocols: ['smtp'], timeoutMs: 10_000 });
+    expect(result?.ok).toBe(false);
+    if (result && !result.ok) expect(result.error.kind).toBe('smtp-auth-disabled');
+  });
+});
 
 describe('check: SMTP against an Exchange-like server', () => {
   it('a plain 535 5.7.3 gets one forced refresh and a new login, which works', async () => {
