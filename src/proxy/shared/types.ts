@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config, ListenerConfig, ResolvedAccount } from '../../config/types.js';
 import type { ProxyErrorCode } from '../../errors.js';
 import type { Authenticator } from '../../credentials/types.js';
+import type { MessageSender } from '../../graph/types.js';
 import type { TokenProvider } from '../../oauth/types.js';
 import type { CapabilitySource } from './upstream-capabilities.js';
 
@@ -19,6 +20,17 @@ export interface ProxyDeps {
   metrics?: SessionMetrics;
   /** The upstreams' known extension lists (SMTP EHLO, POP3 CAPA); absent: the fronts' fixed lists. */
   capabilities?: CapabilitySource;
+  /** Microsoft Graph sending for connections with `send: graph` or `auto`; absent: SMTP relay only. */
+  graph?: GraphSending;
+}
+
+/** Which SMTP logins send through Microsoft Graph, and the sender of one logged-in account. */
+export interface GraphSending {
+  /** The way this account's next SMTP login sends (`send: auto` remembers an SMTP AUTH refusal). */
+  route(account: ResolvedAccount): Promise<'smtp' | 'graph'>;
+  /** Exchange refused SMTP AUTH for this mailbox (`535 5.7.139`): Graph from now on. */
+  switchToGraph(account: ResolvedAccount, reply: string): Promise<void>;
+  createSender(account: ResolvedAccount): MessageSender;
 }
 
 /** A listening protocol front (IMAP, SMTP, or the HTTP pages). */

@@ -12,7 +12,8 @@ import { isProxyError, ProxyError } from '../../errors.js';
 import type { MessageSender } from '../../graph/types.js';
 import type { TokenProvider } from '../../oauth/types.js';
 import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
-import { smtpAuthDisabled, type SendRoute, type SendRouter } from './send-route.js';
+import type { GraphSending } from '../shared/types.js';
+import { smtpAuthDisabled, type SendRoute } from './send-route.js';
 import type { SmtpUpstream } from './upstream.js';
 
 /** An authenticated login whose messages the proxy sends itself. */
@@ -23,10 +24,8 @@ export interface GraphUpstream {
 }
 
 export interface GraphLoginDeps {
-  router: SendRouter;
+  graph: GraphSending;
   tokens: TokenProvider;
-  /** The Graph sender of one logged-in account. */
-  createSender(account: ResolvedAccount): MessageSender;
 }
 
 export function isGraphUpstream(upstream: SmtpUpstream | GraphUpstream): upstream is GraphUpstream {
@@ -41,7 +40,7 @@ function graphUpstream(account: ResolvedAccount, deps: GraphLoginDeps): GraphUps
   } catch {
     // The config checked the URL; a label must never fail a login.
   }
-  return { sender: deps.createSender(account), label: `graph ${host}` };
+  return { sender: deps.graph.createSender(account), label: `graph ${host}` };
 }
 
 /** One login's upstream dialogue (a new one per login: it remembers the route it chose). */
@@ -52,7 +51,7 @@ export function graphAwareLogin(
   let route: SendRoute = 'smtp';
   return {
     async tokenResource(account) {
-      route = account.connection.graph ? await deps.router.route(account) : 'smtp';
+      route = account.connection.graph ? await deps.graph.route(account) : 'smtp';
       return route === 'graph' ? 'graph' : 'mail';
     },
 
@@ -83,7 +82,7 @@ export function graphAwareLogin(
           );
         }
         relay.close(upstream);
-        await deps.router.switchToGraph(account, reply);
+        await deps.graph.switchToGraph(account, reply);
         // Throws needs-consent when the grant lacks the Graph scope: the client is told to consent again.
         await deps.tokens.getAccessToken(account, { resource: 'graph' });
         return { ok: true, upstream: graphUpstream(account, deps) };
