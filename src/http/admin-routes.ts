@@ -12,8 +12,9 @@ import {
   DEFAULT_CONSENT_LINK_TTL_MS,
   createConsentLink,
 } from '../oauth/consent-links.js';
-import { displayState, tokenSummaries } from '../oauth/account-status.js';
-import type { Store } from '../oauth/types.js';
+import { displayState, sendingStatus, tokenSummaries } from '../oauth/account-status.js';
+import type { Store, TokenSummary } from '../oauth/types.js';
+import { formatTime } from './pages/format.js';
 import { ADMIN_ATTEMPT_WINDOW_MS, AdminAuth } from './admin-auth.js';
 import { html } from './html.js';
 import { adminPage, consentLinkCreatedPage, type AdminAccountRow } from './pages/admin-page.js';
@@ -156,6 +157,7 @@ export class AdminRoutes {
                   : {}),
             }
           : {}),
+        ...sendingLine(account, t, this.deps.now()),
         appPasswords: passwords.filter((p) => p.accountId === account.id),
         hasAdminPassword: Boolean(account.passwordHash),
         ...(grantHasNoConsent(account.connection)
@@ -232,4 +234,21 @@ export class AdminRoutes {
       consentLinkCreatedPage({ username: account.username, url: created.url, expiresAt: created.expiresAt }),
     );
   }
+}
+
+/** The admin row's note on Graph sending: which way the account sends, and a missing Graph consent. */
+function sendingLine(
+  account: ResolvedAccount,
+  summary: TokenSummary | undefined,
+  now: number,
+): { sending?: string } {
+  const status = sendingStatus(account.connection, summary, now);
+  if (!status) return {};
+  const via =
+    status.via === 'smtp'
+      ? 'sends by SMTP (Graph if SMTP AUTH is off)'
+      : status.mode === 'auto'
+        ? `sends through Graph (SMTP AUTH off) until ${formatTime(status.graphUntil)}`
+        : 'sends through Graph';
+  return { sending: status.graphConsent === false ? `${via}; consent again to allow Graph` : via };
 }

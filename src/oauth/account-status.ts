@@ -38,7 +38,7 @@ export interface SendingStatus {
   graphConsent?: boolean;
 }
 
-function sendingStatus(
+export function sendingStatus(
   connection: ConnectionConfig | undefined,
   record: TokenSummary | undefined,
   now: number,

@@ -20,6 +20,8 @@ export interface AdminAccountRow {
   lastError?: string;
   appPasswords: AppPasswordRecord[];
   hasAdminPassword: boolean;
+  /** How the account sends, for connections that may use Microsoft Graph (one short line). */
+  sending?: string;
   /** Client-credentials or service-account connection: nobody consents, so no consent buttons. */
   noConsent?: 'app-only' | 'service account';
 }
@@ -124,7 +126,7 @@ export function adminPage(m: AdminPageModel): SafeHtml {
         <th scope="row">
           ${a.label}${a.mailbox && a.mailbox !== a.label ? html`<div class="small muted">${a.mailbox}</div>` : ''}
         </th>
-        <td>${a.connection}</td>
+        <td>${a.connection}${a.sending ? html`<div class="small muted">${a.sending}</div>` : ''}</td>
         <td>${stateBadge(a.state)}</td>
         <td class="small">${tokenTimes(a)}</td>
         <td class="small error">${a.lastError ?? '—'}</td>

@@ -128,6 +128,43 @@ describe('admin page', () => {
     expect(page).not.toContain('rt-secret-value');
   });
 
+  it('says how accounts of a Graph connection send, and which grant lacks the Graph consent', async () => {
+    const hash = await hashPassword('correct horse battery', { ln: 10, r: 8, p: 1 });
+    h = await startHarness({
+      http: `  adminPassword: '${hash}'`,
+      connections: [
+        '  - name: m365',
+        '    provider: microsoft',
+        '    clientId: m365-client',
+        '    tenantId: 11111111-2222-3333-4444-555555555555',
+        '    send: auto',
+      ].join('\n'),
+      accounts: [
+        '  - username: dana@contoso.com',
+        '    connection: m365',
+        '  - username: eve@contoso.com',
+        '    connection: m365',
+      ].join('\n'),
+    });
+    const base = { connection: 'm365', refreshToken: 'rt', state: 'active' as const, updatedAt: Date.now() };
+    await h.store.putToken({
+      ...base,
+      accountId: 'dana@contoso.com',
+      scopes: ['https://graph.microsoft.com/Mail.Send'],
+      graphSendUntil: Date.UTC(2031, 4, 6, 7, 8),
+    });
+    await h.store.putToken({
+      ...base,
+      accountId: 'eve@contoso.com',
+      scopes: ['https://outlook.office.com/SMTP.Send'],
+    });
+    const t = text(
+      await (await fetch(`${h.base}/admin`, { headers: basic('correct horse battery') })).text(),
+    );
+    expect(t).toContain('sends through Graph (SMTP AUTH off) until 2031-05-06 07:08 UTC');
+    expect(t).toContain('sends by SMTP (Graph if SMTP AUTH is off); consent again to allow Graph');
+  });
+
   it('app-only accounts get no consent buttons and no consent links', async () => {
     const h = await withHash();
     const browser = new TestBrowser(basic('correct horse battery'));

@@ -42,6 +42,8 @@ export interface HarnessOptions {
   http?: string;
   /** Extra YAML account entries (each starting with "  - "). */
   accounts?: string;
+  /** Extra YAML connection entries (each starting with "  - "). */
+  connections?: string;
   extra?: string;
   deps?: Partial<HttpServerDeps>;
   /** Use the real clock instead of the injected one. */
@@ -89,6 +91,7 @@ connections:
     tenantId: 11111111-2222-3333-4444-555555555555
     grant: client_credentials
     tokenUrl: ${fake.tokenUrl}
+${options.connections ?? ''}
 accounts:
   - username: robot@contoso.com
     connection: app
