@@ -13,6 +13,7 @@ import type {
   SessionMetrics,
   SessionRecord,
 } from '../proxy/shared/types.js';
+import type { SendOutcome } from '../graph/types.js';
 
 export const METRICS_PREFIX = 'xoauth_proxy_';
 
@@ -49,6 +50,7 @@ export class Metrics implements SessionMetrics, TokenMetrics {
   readonly #tokenRequests: Counter<'grant' | 'result'>;
   readonly #certificateExpiry: Gauge<'connection'>;
   readonly #refused: Counter<'protocol' | 'reason'>;
+  readonly #graphMessages: Histogram<'result'>;
   #accountSource: AccountStateSource | undefined;
 
   constructor(options: MetricsOptions = {}) {
@@ -88,6 +90,13 @@ export class Metrics implements SessionMetrics, TokenMetrics {
       name: `${METRICS_PREFIX}token_requests_total`,
       help: 'Requests to OAuth token endpoints, by grant and result (ok, transient or permanent failure).',
       labelNames: ['grant', 'result'],
+      registers,
+    });
+    this.#graphMessages = new Histogram({
+      name: `${METRICS_PREFIX}graph_send_duration_seconds`,
+      help: 'Messages the proxy sent through Microsoft Graph (send: graph or auto), by result, and how long each took.',
+      labelNames: ['result'],
+      buckets: GRAPH_BUCKETS,
       registers,
     });
     const source = (): AccountStateSource | undefined => this.#accountSource;
@@ -179,7 +188,15 @@ export class Metrics implements SessionMetrics, TokenMetrics {
   tokenRequest(grant: TokenRequestGrant, result: TokenRequestResult): void {
     this.#tokenRequests.inc({ grant, result });
   }
+
+  /** One message handed to Microsoft Graph; `result` is the SendOutcome kind (`sent`, `temporary`, ...). */
+  graphMessage(result: SendOutcome['kind'], seconds: number): void {
+    this.#graphMessages.observe({ result: result.replace(/-/g, '_') }, nonNegative(seconds));
+  }
 }
+
+/** From a small message (a fraction of a second) to a large one in upload sessions (tens of seconds). */
+const GRAPH_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 /** prom-client throws on a negative counter increment; a bookkeeping slip must not end a session. */
 function nonNegative(n: number): number {

@@ -98,6 +98,16 @@ describe('Metrics', () => {
     );
   });
 
+  it('times messages sent through Graph by result', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    m.graphMessage('sent', 0.3);
+    m.graphMessage('send-as-denied', 0.05);
+    const text = await m.scrape();
+    expect(text).toContain('xoauth_proxy_graph_send_duration_seconds_count{result="sent"} 1');
+    expect(text).toContain('xoauth_proxy_graph_send_duration_seconds_bucket{le="0.5",result="sent"} 1');
+    expect(text).toContain('xoauth_proxy_graph_send_duration_seconds_count{result="send_as_denied"} 1');
+  });
+
   it('counts token requests by grant and result, every series present from the start', async () => {
     const m = new Metrics({ defaultMetrics: false });
     const name = 'xoauth_proxy_token_requests_total';
