@@ -90,7 +90,12 @@ export class GraphRequester {
         response.text,
         parseRetryAfter(response.headers.get('retry-after')),
       );
-      const outcome = outcomeForGraphError(answer);
+      // The pre-authorized upload URL refusing us says nothing about the grant (it expired, or
+      // Graph lost the session): worth another try, not a consent.
+      const outcome: SendOutcome =
+        !authorize && (answer.status === 401 || answer.status === 403)
+          ? { kind: 'temporary', reason: `the attachment upload session was refused (${answer.status})` }
+          : outcomeForGraphError(answer);
       if (outcome.kind === 'temporary' && outcome.retryAfterSeconds !== undefined) {
         this.ctx.throttle.record(this.ctx.mailbox, outcome.retryAfterSeconds);
       }

@@ -3,9 +3,11 @@
  * arrives, and what each failure becomes.
  */
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProxyError } from '../../../src/errors.js';
+import { createLogger } from '../../../src/log.js';
 import { createGraphSender, GraphThrottle, type GraphSenderOptions } from '../../../src/graph/index.js';
 import type { OutgoingMessage } from '../../../src/graph/types.js';
 import { startFakeGraph, type FakeGraph } from '../../helpers/fake-graph.js';
@@ -213,6 +215,26 @@ describe('Graph sender: routes and what arrives', () => {
     expect(graph.openDrafts).toBe(0);
     expect(graph.delivered).toHaveLength(0);
   });
+  it('an upload URL that refuses us is temporary (not a consent problem), and the draft goes', async () => {
+    const data = await compose({
+      to: 'bob@example.org',
+      text: 'x',
+      attachments: [{ filename: 'big.bin', content: randomBytes(3_500_000) }],
+    });
+    const refusePut: typeof fetch = (input, init) =>
+      init?.method === 'PUT' ? Promise.resolve(new Response('', { status: 401 })) : fetch(input, init);
+    const calls: boolean[] = [];
+    const outcome = await sender({
+      fetch: refusePut,
+      accessToken: ({ forceRefresh }) => {
+        calls.push(forceRefresh);
+        return Promise.resolve('good');
+      },
+    }).sender.send({ from: MAILBOX, recipients: ['bob@example.org'], data }, signal());
+    expect(outcome).toMatchObject({ kind: 'temporary', reason: expect.stringContaining('upload session') });
+    expect(calls).toEqual([false]);
+    expect(graph.openDrafts).toBe(0);
+  });
 });
 
 describe('Graph sender: failures', () => {
@@ -347,5 +369,44 @@ describe('Graph sender: failures', () => {
     await closed.close();
     const outcome = await sender({ graphUrl: url }).sender.send(await small(), signal());
     expect(outcome).toMatchObject({ kind: 'temporary', reason: expect.stringContaining('ECONNREFUSED') });
+  });
+});
+
+describe('Graph sender: logging', () => {
+  it('logs each send and each failure without the token or the message content', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(
+          ...chunk
+            .toString('utf8')
+            .split('\n')
+            .filter((l) => l !== ''),
+        );
+        done();
+      },
+    });
+    const logger = createLogger({ level: 'debug', pretty: false, destination });
+    tokens.set('tok-SECRET-fresh', { email: MAILBOX, scopes: [GRAPH_SCOPE] });
+    try {
+      const { sender: s } = sender({
+        logger,
+        accessToken: ({ forceRefresh }) =>
+          Promise.resolve(forceRefresh ? 'tok-SECRET-fresh' : 'tok-SECRET-stale'),
+      });
+      const data = await compose({ to: 'bob@example.org', subject: 'Subject-SECRET', text: 'Body-SECRET' });
+      const message = { from: MAILBOX, recipients: ['bob@example.org', 'hidden-SECRET@example.net'], data };
+      expect(await s.send(message, signal())).toEqual({ kind: 'sent' });
+      graph.failNext(1, 503);
+      expect((await s.send(message, signal())).kind).toBe('temporary');
+    } finally {
+      tokens.delete('tok-SECRET-fresh');
+    }
+    expect(lines.some((l) => l.includes('"msg":"graph send"') && l.includes('"outcome":"sent"'))).toBe(true);
+    expect(lines.some((l) => l.includes('"msg":"graph request failed"') && l.includes('"status":503'))).toBe(
+      true,
+    );
+    expect(lines.length).toBeGreaterThanOrEqual(3);
+    for (const line of lines) expect(line).not.toContain('SECRET');
   });
 });
