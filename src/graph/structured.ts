@@ -91,7 +91,9 @@ function importance(parsed: ParsedMail): GraphMessage['importance'] {
 
 function attachmentName(attachment: Attachment, index: number): string {
   if (attachment.filename !== undefined && attachment.filename !== '') return attachment.filename;
-  return attachment.contentType === 'message/rfc822' ? `message-${index + 1}.eml` : `attachment-${index + 1}`;
+  if (attachment.contentType === 'message/rfc822') return `message-${index + 1}.eml`;
+  if (attachment.contentType === 'text/calendar') return `invite-${index + 1}.ics`;
+  return `attachment-${index + 1}`;
 }
 
 /** Parses the message and builds the structured form; recipients come from the plan (the envelope). */
