@@ -103,8 +103,10 @@ export function createGraphSender(options: GraphSenderOptions): MessageSender {
         await sendMime(requester, plan);
       } else {
         const structured = await parse(message.data, plan);
-        const json = jsonSendMail(structured);
-        if (Buffer.byteLength(json) <= GRAPH_MAX_REQUEST_BYTES) {
+        // The attachments' base64 alone decides most cases; only build the JSON when it might fit.
+        const encoded = structured.attachments.reduce((n, a) => n + base64Length(a.content.length), 0);
+        const json = encoded <= GRAPH_MAX_REQUEST_BYTES ? jsonSendMail(structured) : undefined;
+        if (json !== undefined && Buffer.byteLength(json) <= GRAPH_MAX_REQUEST_BYTES) {
           route = 'json';
           await requester.request({
             method: 'POST',

@@ -347,8 +347,7 @@ export async function startFakeGraph(options: FakeGraphOptions): Promise<FakeGra
         'Do not send an Authorization header to the upload URL.',
       );
     }
-    if (bytes > MAX_UPLOAD_RANGE_BYTES)
-      throw new Answer(400, 'InvalidRange', 'A range may be at most 4 MB.');
+    if (bytes > MAX_UPLOAD_RANGE_BYTES) throw new Answer(400, 'InvalidRange', 'A range may be at most 4 MB.');
     const m = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(req.headers['content-range'] ?? '');
     if (!m) throw new Answer(400, 'InvalidContentRange', 'Content-Range must be "bytes a-b/size".');
     const [from, to, size] = [Number(m[1]), Number(m[2]), Number(m[3])];

@@ -185,6 +185,32 @@ describe('Graph sender: routes and what arrives', () => {
     expect(graph.delivered[0]).toMatchObject({ via: 'json', recipients: ['bob@example.org'] });
   });
 
+  it('the MIME route carries exactly 3,000,000 bytes (4,000,000 in base64); one byte more goes structured', async () => {
+    const sized = (n: number): OutgoingMessage => {
+      const head = `From: ${MAILBOX}\r\nTo: bob@example.org\r\nSubject: sized\r\n\r\n`;
+      const lines = 'a'.repeat(76) + '\r\n';
+      let body = lines.repeat(Math.floor((n - head.length) / lines.length));
+      body += 'b'.repeat(n - head.length - body.length - 2) + '\r\n';
+      const data = Buffer.from(head + body);
+      expect(data.length).toBe(n);
+      return { from: MAILBOX, recipients: ['bob@example.org'], data };
+    };
+    const { sender: s } = sender();
+    const atCap = sized(3_000_000);
+    expect(await s.send(atCap, signal())).toEqual({ kind: 'sent' });
+    expect(graph.delivered[0]!.via).toBe('mime');
+    expect(graph.delivered[0]!.mime!.equals(atCap.data)).toBe(true);
+    expect(graph.requests[0]!.bytes).toBe(4_000_000);
+    expect(await s.send(sized(3_000_001), signal())).toEqual({ kind: 'sent' });
+    expect(graph.delivered[1]!.via).toBe('json');
+  });
+
+  it('a message of exactly maxMessageBytes goes', async () => {
+    const message = await small();
+    const outcome = await sender({ maxMessageBytes: message.data.length }).sender.send(message, signal());
+    expect(outcome).toEqual({ kind: 'sent' });
+  });
+
   it('a message over maxMessageBytes is too-large without a request', async () => {
     const message = await small();
     const outcome = await sender({ maxMessageBytes: message.data.length - 1 }).sender.send(message, signal());
@@ -215,6 +241,26 @@ describe('Graph sender: routes and what arrives', () => {
     expect(graph.openDrafts).toBe(0);
     expect(graph.delivered).toHaveLength(0);
   });
+  it('the client hanging up during an upload still deletes the draft', async () => {
+    const data = await compose({
+      to: 'bob@example.org',
+      text: 'x',
+      attachments: [{ filename: 'big.bin', content: randomBytes(5_000_000) }],
+    });
+    const controller = new AbortController();
+    const hangUpAtFirstPut: typeof fetch = (input, init) => {
+      if (init?.method === 'PUT') controller.abort();
+      return fetch(input, init);
+    };
+    const outcome = await sender({ fetch: hangUpAtFirstPut }).sender.send(
+      { from: MAILBOX, recipients: ['bob@example.org'], data },
+      controller.signal,
+    );
+    expect(outcome).toMatchObject({ kind: 'temporary', reason: expect.stringContaining('went away') });
+    expect(graph.counts).toMatchObject({ createDraft: 1, uploadSession: 1, deleteDraft: 1 });
+    expect(graph.openDrafts).toBe(0);
+  });
+
   it('an upload URL that refuses us is temporary (not a consent problem), and the draft goes', async () => {
     const data = await compose({
       to: 'bob@example.org',
