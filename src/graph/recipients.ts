@@ -38,42 +38,50 @@ interface HeaderField {
   name: string;
   /** Byte offset of the field's first character. */
   start: number;
-  /** Byte offset just past the field's last CRLF (continuation lines included). */
-  end: number;
-  /** The field as written, folding included, without the final CRLF (latin1). */
+  /** The field as written, folding included, without its final line break (latin1). */
   raw: string;
 }
 
 interface HeaderBlock {
   fields: HeaderField[];
-  /** Byte offset where the blank line that ends the header block starts (or the end of the data). */
+  /** Byte offset where the header block ends: its blank line, the first line that is no header, or the end. */
   end: number;
+  /** The message's line break: CRLF, or a bare LF from a client that sends those. */
+  eol: '\r\n' | '\n';
 }
 
-/** The header fields of a message whose lines end in CRLF. */
+const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+
+/**
+ * The header fields of a message. Lines should end in CRLF; a message with bare LFs is read the same
+ * way, so a header is never mistaken for the body (a Bcc added after the body would be visible).
+ */
 function readHeaderBlock(data: Buffer): HeaderBlock {
   const text = data.toString('latin1');
+  const firstLf = text.indexOf('\n');
+  const eol = firstLf > 0 && text[firstLf - 1] !== '\r' ? '\n' : '\r\n';
   const fields: HeaderField[] = [];
   let at = 0;
   while (at < text.length) {
-    const eol = text.indexOf('\r\n', at);
-    const lineEnd = eol === -1 ? text.length : eol;
-    if (lineEnd === at) return { fields, end: at }; // the blank line
-    const next = eol === -1 ? text.length : eol + 2;
+    const lf = text.indexOf('\n', at);
+    const next = lf === -1 ? text.length : lf + 1;
+    const lineEnd = lf === -1 ? text.length : lf > at && text[lf - 1] === '\r' ? lf - 1 : lf;
+    if (lineEnd === at) return { fields, end: at, eol }; // the blank line
     const ch = text[at];
     const last = fields[fields.length - 1];
     if ((ch === ' ' || ch === '\t') && last !== undefined) {
       // A continuation line (RFC 5322 folding) belongs to the field before it.
       last.raw = text.slice(last.start, lineEnd);
-      last.end = next;
     } else {
       const colon = text.indexOf(':', at);
-      const name = colon !== -1 && colon < lineEnd ? text.slice(at, colon).trim().toLowerCase() : '';
-      fields.push({ name, start: at, end: next, raw: text.slice(at, lineEnd) });
+      const name = colon !== -1 && colon < lineEnd ? text.slice(at, colon).trimEnd() : '';
+      // Not a header field: the header section ended without its blank line; what follows is body.
+      if (!FIELD_NAME.test(name)) return { fields, end: at, eol };
+      fields.push({ name: name.toLowerCase(), start: at, raw: text.slice(at, lineEnd) });
     }
     at = next;
   }
-  return { fields, end: text.length };
+  return { fields, end: text.length, eol };
 }
 
 /** A field's value, unfolded, decoded as UTF-8. */
@@ -81,7 +89,7 @@ function fieldValue(field: HeaderField): string {
   const colon = field.raw.indexOf(':');
   return Buffer.from(field.raw.slice(colon + 1), 'latin1')
     .toString('utf8')
-    .replace(/\r\n(?=[ \t])/g, '');
+    .replace(/\r?\n(?=[ \t])/g, '');
 }
 
 /**
@@ -114,26 +122,25 @@ export function headerMailboxes(data: Buffer): HeaderMailbox[] {
   return out;
 }
 
-/** `Bcc: a,\r\n b\r\n`: one address per line, so no line nears the 998-octet limit. */
-function bccLines(addresses: string[]): string {
-  return addresses.join(',\r\n ') + '\r\n';
-}
-
 /** Puts the envelope-only recipients into the header block; everything else stays byte for byte. */
 function withBcc(data: Buffer, block: HeaderBlock, added: string[]): Buffer {
   if (added.length === 0) return data;
+  const { eol } = block;
+  // One address per line, so no line nears the 998-octet limit however many there are.
+  const list = added.join(`,${eol} `);
   const existing = block.fields.find((f) => f.name === 'bcc');
+  let insertAt: number;
+  let text: string;
   if (existing !== undefined) {
     // RFC 5322 allows one Bcc field: extend it rather than add a second.
-    const valueIsEmpty = fieldValue(existing).trim() === '';
-    const insertAt = existing.start + existing.raw.length; // before the field's final CRLF
-    const text = (valueIsEmpty ? ' ' : ',\r\n ') + added.join(',\r\n ');
-    return Buffer.concat([data.subarray(0, insertAt), Buffer.from(text, 'utf8'), data.subarray(insertAt)]);
+    insertAt = existing.start + existing.raw.length; // before the field's final line break
+    text = (fieldValue(existing).trim() === '' ? ' ' : `,${eol} `) + list;
+  } else {
+    insertAt = block.end;
+    const brokenLastLine = insertAt > 0 && data[insertAt - 1] !== 0x0a;
+    text = `${brokenLastLine ? eol : ''}Bcc: ${list}${eol}`;
   }
-  const prefix =
-    block.end > 0 && data.subarray(block.end - 2, block.end).toString('latin1') !== '\r\n' ? '\r\n' : '';
-  const text = `${prefix}Bcc: ${bccLines(added)}`;
-  return Buffer.concat([data.subarray(0, block.end), Buffer.from(text, 'utf8'), data.subarray(block.end)]);
+  return Buffer.concat([data.subarray(0, insertAt), Buffer.from(text, 'utf8'), data.subarray(insertAt)]);
 }
 
 /** Compares the envelope with the headers and builds the message MIME sendMail would need. */

@@ -98,6 +98,26 @@ describe('planRecipients', () => {
     );
   });
 
+  it('reads a message with bare LF line ends the same way, and answers in its line ends', () => {
+    const data = Buffer.from(
+      'From: me@example.com\nTo: a@example.com,\n b@example.com\n\nTo: body@example.com\n',
+    );
+    const plan = planRecipients(data, ['a@example.com', 'b@example.com', 'c@example.com']);
+    expect(plan.added).toEqual(['c@example.com']);
+    expect(plan.mime.toString()).toBe(
+      'From: me@example.com\nTo: a@example.com,\n b@example.com\nBcc: c@example.com\n\nTo: body@example.com\n',
+    );
+  });
+
+  it('ends the header block at the first line that is no header field', () => {
+    const data = Buffer.from('To: a@example.com\r\nthis is body text: oops\r\nCc: x@example.com\r\n');
+    const plan = planRecipients(data, ['a@example.com', 'c@example.com']);
+    expect(plan.headerOnly).toEqual([]);
+    expect(plan.mime.toString()).toBe(
+      'To: a@example.com\r\nBcc: c@example.com\r\nthis is body text: oops\r\nCc: x@example.com\r\n',
+    );
+  });
+
   it('reports header recipients the envelope lacks (MIME would deliver to them)', () => {
     const data = msg(['To: a@example.com, other@example.com', 'Cc: grp: c@example.com;']);
     const plan = planRecipients(data, ['a@example.com']);
