@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { simpleParser, type AddressObject } from 'mailparser';
+import type { FakeAuthServer } from './fake-auth-server.js';
 
 export interface FakeGraphOptions {
   /** Who a Bearer token belongs to and what it may do; undefined = not a valid token (401). */
@@ -205,6 +206,20 @@ function parseJson(body: Buffer): Record<string, unknown> {
     // answered below
   }
   throw new Answer(400, 'RequestBodyRead', 'The request body is not a JSON object.');
+}
+
+/**
+ * `verifyToken` backed by the fake authorization server: its live access tokens, owned by the email
+ * they were issued for, holding the scopes that server grants (`options.scope`).
+ */
+export function verifyWithFakeAuth(
+  auth: Pick<FakeAuthServer, 'checkAccessToken' | 'options'>,
+): FakeGraphOptions['verifyToken'] {
+  return (token) => {
+    const email = auth.checkAccessToken(token);
+    if (email === undefined) return undefined;
+    return { email, scopes: (auth.options.scope ?? 'https://mail.google.com/').split(/\s+/) };
+  };
 }
 
 export async function startFakeGraph(options: FakeGraphOptions): Promise<FakeGraph> {

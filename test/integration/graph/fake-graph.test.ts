@@ -3,7 +3,8 @@
  * lenient fake cannot make a broken sender look right.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeGraph, type FakeGraph } from '../../helpers/fake-graph.js';
+import { startFakeAuthServer } from '../../helpers/fake-auth-server.js';
+import { startFakeGraph, verifyWithFakeAuth, type FakeGraph } from '../../helpers/fake-graph.js';
 
 let graph: FakeGraph;
 const tokens: Record<string, { email: string; scopes: string[] }> = {
@@ -205,5 +206,28 @@ describe('fake Graph', () => {
       'content-type': 'text/plain',
     });
     expect(next.status).toBe(202);
+  });
+
+  it('verifyWithFakeAuth: tokens of the fake authorization server, with the scopes it grants', async () => {
+    const auth = await startFakeAuthServer({ scope: 'https://graph.microsoft.com/Mail.Send offline_access' });
+    const outlookOnly = await startFakeAuthServer({
+      scope: 'https://outlook.office.com/SMTP.Send offline_access',
+    });
+    const g = await startFakeGraph({ verifyToken: verifyWithFakeAuth(auth) });
+    const g2 = await startFakeGraph({ verifyToken: verifyWithFakeAuth(outlookOnly) });
+    try {
+      const send = (base: string, token: string) =>
+        fetch(`${base}/users/ann@example.com/sendMail`, {
+          method: 'POST',
+          body: mime('From: ann@example.com\r\nTo: b@x.org'),
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'text/plain' },
+        });
+      expect((await send(g.url, auth.issueGrant('ann@example.com').accessToken)).status).toBe(202);
+      expect((await send(g.url, 'made-up')).status).toBe(401);
+      expect((await send(g.url, auth.issueGrant('bob@example.com').accessToken)).status).toBe(403);
+      expect((await send(g2.url, outlookOnly.issueGrant('ann@example.com').accessToken)).status).toBe(403);
+    } finally {
+      await Promise.all([g.close(), g2.close(), auth.close(), outlookOnly.close()]);
+    }
   });
 });
