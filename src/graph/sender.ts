@@ -102,12 +102,12 @@ export function createGraphSender(options: GraphSenderOptions): MessageSender {
       if (mimeFits && plan.headerOnly.length === 0 && options.saveToSentItems) {
         await sendMime(requester, plan);
       } else {
+        route = 'json';
         const structured = await parse(message.data, plan);
         // The attachments' base64 alone decides most cases; only build the JSON when it might fit.
         const encoded = structured.attachments.reduce((n, a) => n + base64Length(a.content.length), 0);
         const json = encoded <= GRAPH_MAX_REQUEST_BYTES ? jsonSendMail(structured) : undefined;
         if (json !== undefined && Buffer.byteLength(json) <= GRAPH_MAX_REQUEST_BYTES) {
-          route = 'json';
           await requester.request({
             method: 'POST',
             url: `${userUrl}/sendMail`,
