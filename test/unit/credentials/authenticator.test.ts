@@ -149,7 +149,9 @@ describe('LocalAuthenticator', () => {
     await failure(auth.verify(attempt('bob@example.org', carols, '192.0.2.7')));
     await failure(auth.verify(attempt('carol@example.org', named, '192.0.2.8')));
     // the right id with a wrong secret is refused
-    await failure(auth.verify(attempt('bob@example.org', `bbbb${named.slice(4, -1)}z`, '192.0.2.9')));
+    // (the last character changed for sure: a random one may already be the replacement)
+    const last = named.slice(-1) === 'z' ? 'y' : 'z';
+    await failure(auth.verify(attempt('bob@example.org', `bbbb${named.slice(4, -1)}${last}`, '192.0.2.9')));
   });
 
   it('an account with neither password nor app passwords cannot log in', async () => {
