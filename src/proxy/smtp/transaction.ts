@@ -132,6 +132,7 @@ function onCommand(
   line: string,
 ): Transition {
   const command = parseTransactionCommand(line);
+  /** A reply in the same phase; `next` replaces the transaction (a reset is spelt out, not defaulted). */
   const here = (text: string, next: Transaction | undefined = transaction): Transition =>
     at(state, mailPhase(next), text);
   switch (command.kind) {
@@ -182,7 +183,7 @@ function onCommand(
       });
     }
     case 'rset':
-      return here(REPLY.ok, undefined);
+      return at(state, mailPhase(undefined), REPLY.ok);
     case 'noop':
       return here(REPLY.ok);
     case 'quit':
