@@ -4,10 +4,15 @@
  * own mail transaction after it too.
  */
 import { hostname } from 'node:os';
-import type { ListenerConfig } from '../../config/types.js';
+import type { ListenerConfig, ResolvedAccount } from '../../config/types.js';
 import type { FrontLimits } from '../shared/limits.js';
 import type { UpstreamLogin } from '../shared/login.js';
-import { createProtocolServer, type LocalUpstream, type Protocol } from '../shared/session.js';
+import {
+  createProtocolServer,
+  isLocalUpstream,
+  type LocalUpstream,
+  type Protocol,
+} from '../shared/session.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
 import { SmtpFront } from './front.js';
 import type { SmtpAuthenticate } from './machine.js';
@@ -36,6 +41,34 @@ export interface SmtpProtocolOptions {
 /** The default login: AUTH XOAUTH2 at the account's SMTP server, then the relay. */
 export function relayLogin(action: SmtpAuthenticate, limits: FrontLimits): UpstreamLogin<SmtpUpstream> {
   return smtpUpstreamLogin({ heloName: action.heloName, timeoutMs: limits.upstreamTimeoutMs });
+}
+
+/**
+ * A login that sends some accounts' mail itself: `pick` says, per account, whether it gets a local
+ * sender (e.g. `send: graph`); everyone else gets `relay`. The local login is accepted once the local
+ * password and the account's access token are (performLogin's checks); the sender obtains what it
+ * needs for sending on its own.
+ */
+export function withLocalSenders(
+  relay: UpstreamLogin<SmtpUpstream>,
+  pick: (
+    account: ResolvedAccount,
+    signal: AbortSignal,
+  ) => LocalUpstream | undefined | Promise<LocalUpstream | undefined>,
+): UpstreamLogin<SmtpSessionUpstream> {
+  return {
+    async connect(account, signal) {
+      const local = await pick(account, signal);
+      return local ?? relay.connect(account, signal);
+    },
+    authenticate(upstream, account, accessToken) {
+      if (isLocalUpstream(upstream)) return Promise.resolve({ ok: true });
+      return relay.authenticate(upstream, account, accessToken);
+    },
+    close(upstream) {
+      if (!isLocalUpstream(upstream)) relay.close(upstream);
+    },
+  };
 }
 
 export function smtpProtocol(
