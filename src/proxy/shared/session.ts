@@ -36,6 +36,12 @@ import type {
 } from './types.js';
 import { KEEPALIVE_DELAY_MS, type UpstreamConnection } from './upstream.js';
 
+/**
+ * How long a send in flight may still take once the session is told to close for shutdown: within
+ * the listener's own 5 s wait for its sessions, so that the client still reads the reply and the 421.
+ */
+export const SEND_SHUTDOWN_GRACE_MS = 3_000;
+
 /** An authenticated upstream connection as a protocol's UpstreamLogin hands it back, to be relayed. */
 export interface AuthenticatedUpstream {
   conn: UpstreamConnection;
@@ -239,10 +245,10 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
     }
     // A login in flight must not start a relay after shutdown.
     this.#login.abort();
-    // A send in flight may finish (the front answers it, then says goodbye) within the protocol's close
-    // grace; a message Graph accepted must not be reported as failed and sent twice.
+    // A send in flight may finish (the front answers it, then says goodbye): a message Graph accepted
+    // must not be reported as failed and sent twice. Past SEND_SHUTDOWN_GRACE_MS it is aborted.
     const sending = this.#sending;
-    if (sending) setTimeout(() => sending.abort(), this.#protocol.closeGraceMs).unref();
+    if (sending) setTimeout(() => sending.abort(), SEND_SHUTDOWN_GRACE_MS).unref();
     this.#resolve({ type: 'shutdown' });
   }
 
