@@ -211,6 +211,42 @@ describe('SMTP in Graph mode with nodemailer', () => {
   });
 });
 
+describe('SMTP in Graph mode, sizes', () => {
+  it('a 10 MB message with 8-bit lines and dot-led lines arrives byte-exact (nodemailer)', async () => {
+    env = await startLocalEnv();
+    const line = Buffer.from('.Grüße \xff\x80 binary-ish 8-bit content, dot first\r\n', 'latin1');
+    const body = Buffer.concat(Array.from({ length: Math.ceil(10_000_000 / line.length) }, () => line));
+    const raw = Buffer.concat([
+      Buffer.from(`From: ${EMAIL}\r\nTo: bob@example.net\r\nSubject: big\r\n\r\n`),
+      body,
+    ]);
+    const transport = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: env.port,
+      secure: false,
+      ignoreTLS: true,
+      auth: { user: USER, pass: PASSWORD },
+      socketTimeout: 60_000,
+    });
+    try {
+      await transport.sendMail({ envelope: { from: EMAIL, to: ['bob@example.net'] }, raw });
+    } finally {
+      transport.close();
+    }
+    expect(env.sender.messages).toHaveLength(1);
+    expect(env.sender.messages[0]?.data.length).toBe(raw.length);
+    expect(env.sender.messages[0]?.data.equals(raw)).toBe(true);
+  });
+
+  it('over smtpMaxMessageSize: swaks gets 552 5.3.4 and nothing is sent', async () => {
+    env = await startLocalEnv({ settings: { smtpMaxMessageSize: 50 } });
+    const result = await run('swaks', swaksArgs(env, 'bob@example.net', swaksFile('big.eml')));
+    expect(result.output).toContain('552 5.3.4 Message size exceeds fixed maximum message size');
+    expect(result.code).not.toBe(0);
+    expect(env.sender.messages).toHaveLength(0);
+  });
+});
+
 describe('SMTP in Graph mode with curl', () => {
   it('smtp:// with --mail-rcpt twice', async () => {
     env = await startLocalEnv();
