@@ -15,8 +15,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { ListenerConfig } from '../../config/types.js';
-import type { ResolvedAccount } from '../../config/types.js';
+import type { ListenerConfig, ResolvedAccount } from '../../config/types.js';
 import { isProxyError, ProxyError } from '../../errors.js';
 import type { MessageSender, OutgoingMessage, SendOutcome } from '../../graph/types.js';
 import type { AuthenticateAction, FrontAction, FrontEvent } from './front.js';
