@@ -116,6 +116,7 @@ export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config
         maxFailedLoginsPerConnection:
           lim.maxFailedLoginsPerConnection ?? dl.limits.maxFailedLoginsPerConnection,
         preAuthIdleTimeoutMs: lim.preAuthIdleTimeout ?? dl.limits.preAuthIdleTimeoutMs,
+        postLoginIdleTimeoutMs: lim.postLoginIdleTimeout ?? dl.limits.postLoginIdleTimeoutMs,
         upstreamConnectTimeoutMs: lim.upstreamConnectTimeout ?? dl.limits.upstreamConnectTimeoutMs,
         smtpMaxMessageSize: lim.smtpMaxMessageSize ?? dl.limits.smtpMaxMessageSize,
         maxConnections: lim.maxConnections ?? dl.limits.maxConnections,

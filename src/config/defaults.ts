@@ -34,6 +34,8 @@ export const DEFAULTS: {
       maxFailedLoginsPerConnection: 3,
       // RFC 9051 5.4: the pre-login autologout timer is at least one minute.
       preAuthIdleTimeoutMs: 60_000,
+      // RFC 5321 4.5.3.2.7: an SMTP server waits at least 5 minutes for the client's next command.
+      postLoginIdleTimeoutMs: 5 * 60_000,
       upstreamConnectTimeoutMs: 20_000,
       // Below Gmail's 35882577 so the proxy never promises more than the upstream takes.
       smtpMaxMessageSize: 35_000_000,

@@ -271,6 +271,10 @@ export const settingsSchema = z.strictObject({
         d.settings.limits.maxFailedLoginsPerConnection,
       ),
       preAuthIdleTimeout: duration('Idle time allowed before login.', d.settings.limits.preAuthIdleTimeoutMs),
+      postLoginIdleTimeout: duration(
+        'Idle time allowed after login where the proxy runs the session itself (SMTP sending through Microsoft Graph).',
+        d.settings.limits.postLoginIdleTimeoutMs,
+      ),
       upstreamConnectTimeout: duration(
         'Timeout for connecting and logging in upstream.',
         d.settings.limits.upstreamConnectTimeoutMs,

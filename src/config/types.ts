@@ -138,6 +138,11 @@ export interface LimitSettings {
   maxCommandsBeforeLogin: number;
   maxFailedLoginsPerConnection: number;
   preAuthIdleTimeoutMs: number;
+  /**
+   * Idle time allowed after login in the sessions the proxy runs itself (SMTP through Microsoft Graph);
+   * relayed sessions have no idle timer.
+   */
+  postLoginIdleTimeoutMs: number;
   upstreamConnectTimeoutMs: number;
   /** SMTP SIZE advertised to clients (bytes). */
   smtpMaxMessageSize: number;

@@ -51,6 +51,7 @@ export class Metrics implements SessionMetrics, TokenMetrics {
   readonly #certificateExpiry: Gauge<'connection'>;
   readonly #refused: Counter<'protocol' | 'reason'>;
   readonly #graphMessages: Histogram<'result'>;
+  readonly #messages: Counter<'result'>;
   #accountSource: AccountStateSource | undefined;
 
   constructor(options: MetricsOptions = {}) {
@@ -71,6 +72,12 @@ export class Metrics implements SessionMetrics, TokenMetrics {
       name: `${METRICS_PREFIX}connections_refused_total`,
       help: 'Connections closed before a greeting: not_allowed (outside the listener allowFrom) or busy (a connection cap).',
       labelNames: ['protocol', 'reason'],
+      registers,
+    });
+    this.#messages = new Counter({
+      name: `${METRICS_PREFIX}smtp_messages_total`,
+      help: 'Messages SMTP sessions handed to a sender of their own (Graph mode): sent, or refused (any other outcome).',
+      labelNames: ['result'],
       registers,
     });
     this.#active = new Gauge({
@@ -175,6 +182,10 @@ export class Metrics implements SessionMetrics, TokenMetrics {
     this.#sessions.inc({ protocol, outcome: record.outcome });
     this.#bytes.inc({ protocol, direction: 'from_client' }, nonNegative(record.bytesFromClient));
     this.#bytes.inc({ protocol, direction: 'to_client' }, nonNegative(record.bytesToClient));
+    if (record.messagesSent !== undefined)
+      this.#messages.inc({ result: 'sent' }, nonNegative(record.messagesSent));
+    if (record.messagesRefused !== undefined)
+      this.#messages.inc({ result: 'refused' }, nonNegative(record.messagesRefused));
   }
 
   connectionRefused(protocol: SessionRecord['protocol'], reason: RefusalReason): void {

@@ -118,6 +118,9 @@ export function step(config: MachineConfig, state: State, event: Event): Step {
       return bye(state, BYE[event.kind], 'limit', event.kind);
     case 'continue-literal':
       return { state, actions: [send(CONTINUE.literal)] };
+    case 'delivered':
+      // SMTP's local transaction only; an IMAP session never delivers.
+      return { state, actions: [] };
     case 'tls-ready':
       if (phase.name !== 'starting-tls') return { state, actions: [] };
       return { state: { ...state, secure: true, phase: { name: 'ready' } }, actions: [] };

@@ -114,6 +114,9 @@ export function step(config: Pop3FrontConfig, state: Pop3State, event: Pop3Event
       // A login in flight is not idleness; the session does not arm the timer then.
       if (!isReading(phase)) return { state, actions: [] };
       return closeWith(state, REPLY.idleTimeout, 'timeout');
+    case 'delivered':
+      // SMTP's local transaction only; a POP3 session never delivers.
+      return { state, actions: [] };
     case 'line-too-long':
       return closeWith(state, REPLY.lineTooLong, 'limit', 'line-too-long');
     case 'tls-ready':

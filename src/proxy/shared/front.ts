@@ -9,6 +9,7 @@
  */
 import type { TlsMode } from '../../config/types.js';
 import type { ProxyError } from '../../errors.js';
+import type { OutgoingMessage, SendOutcome } from '../../graph/types.js';
 import type { Secret } from './secret.js';
 import type { SessionOutcome } from './types.js';
 
@@ -29,17 +30,30 @@ export type FrontAction<Auth extends AuthenticateAction = AuthenticateAction> =
   /** The success reply has been queued; from now on bytes flow untouched, pipelined ones first. */
   | { type: 'start-relay' }
   /** End the session after what was sent; `reason` is for the log line. */
-  | { type: 'close'; outcome: SessionOutcome; reason?: string };
+  | { type: 'close'; outcome: SessionOutcome; reason?: string }
+  /**
+   * SMTP only (a login that ran locally, see `LocalUpstream` in ./session.ts): hand one message to the
+   * session's sender. The machine reads nothing more until `delivered` comes back.
+   */
+  | { type: 'deliver'; message: OutgoingMessage };
 
 /** What happens to a session outside its byte stream. */
 export type FrontEvent =
   | { type: 'tls-ready' }
-  /** `capabilities`: the upstream's post-login capability list; `text`: its success text. */
-  | { type: 'auth-succeeded'; capabilities?: string; text?: string }
+  /**
+   * `capabilities`: the upstream's post-login capability list; `text`: its success text. `local`: no
+   * upstream connection to relay to; the machine goes on with the client itself (SMTP in Graph mode).
+   */
+  | { type: 'auth-succeeded'; capabilities?: string; text?: string; local?: boolean }
   | { type: 'auth-failed'; error: ProxyError; consentHint?: string }
   | { type: 'idle-timeout' }
   /** The proxy is stopping and the session is not relaying yet. */
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  /**
+   * SMTP only: how the `deliver` action ended. `consentHint`: where the mailbox owner grants access,
+   * added by the session to a `needs-consent` outcome as to a failed login.
+   */
+  | { type: 'delivered'; outcome: SendOutcome; consentHint?: string };
 
 export interface Transition<S, A> {
   state: S;
@@ -51,32 +65,38 @@ export interface MachineState {
   phase: { name: string };
 }
 
-/** A pull framer: bytes in, frames out, the unread rest on demand. */
-export interface Framer<F> {
+/**
+ * A pull framer: bytes in, frames out, the unread rest on demand. `X`: what kind of frame the machine
+ * expects next, for protocols whose framing changes with the dialogue (SMTP: a command line, a DATA
+ * body, a BDAT chunk); line-only framers ignore it.
+ */
+export interface Framer<F, X = never> {
   push(chunk: Buffer): void;
-  next(): F | undefined;
+  next(expect?: X): F | undefined;
   readonly buffered: number;
   /** Every byte not yet handed out as a frame; the framer is empty after. */
   takeRemainder(): Buffer;
 }
 
 /** A protocol's pure machine, with its configuration already applied. */
-export interface Machine<S extends MachineState, E, A> {
+export interface Machine<S extends MachineState, E, A, X = never> {
   initial(): Transition<S, A>;
   step(state: S, event: E | FrontEvent): Transition<S, A>;
   /** True in the phases in which the machine wants the client's next frame. */
   reading(state: S): boolean;
+  /** The kind of frame wanted next (see Framer); absent: the framer's only kind. */
+  expect?(state: S): X;
 }
 
 /** Framer plus machine without I/O: what a session drives and what unit tests drive directly. */
-export class Front<S extends MachineState, E, A extends { type: string }, F> {
-  readonly #machine: Machine<S, E, A>;
-  readonly #framer: Framer<F>;
+export class Front<S extends MachineState, E, A extends { type: string }, F, X = never> {
+  readonly #machine: Machine<S, E, A, X>;
+  readonly #framer: Framer<F, X>;
   readonly #toEvent: (frame: F) => E;
   readonly #greeting: A[];
   #state: S;
 
-  constructor(machine: Machine<S, E, A>, framer: Framer<F>, toEvent: (frame: F) => E) {
+  constructor(machine: Machine<S, E, A, X>, framer: Framer<F, X>, toEvent: (frame: F) => E) {
     this.#machine = machine;
     this.#framer = framer;
     this.#toEvent = toEvent;
@@ -131,7 +151,7 @@ export class Front<S extends MachineState, E, A extends { type: string }, F> {
   #pump(): A[] {
     const actions: A[] = [];
     while (this.reading) {
-      const frame = this.#framer.next();
+      const frame = this.#framer.next(this.#machine.expect?.(this.#state));
       if (frame === undefined) break;
       actions.push(...this.#apply(this.#toEvent(frame)));
     }

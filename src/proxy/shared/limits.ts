@@ -1,5 +1,6 @@
 /**
- * Every limit a protocol front applies before login, for all three protocols. The configurable ones
+ * Every limit a protocol front applies before login, for all three protocols, and the few of the
+ * sessions the proxy runs itself after login (SMTP through Microsoft Graph). The configurable ones
  * are `settings.limits` (their defaults live with the rest of the configuration's); the fixed ones
  * are here because no client needs them changed.
  */
@@ -28,12 +29,22 @@ export interface FrontLimits {
   loginDeadlineMs: number;
   /** One deadline for connecting to the upstream (DNS, TCP, TLS, greeting), and again for its login. */
   upstreamTimeoutMs: number;
-  /** SMTP SIZE advertised in EHLO (bytes). */
+  /** SMTP SIZE advertised in EHLO (bytes); in Graph mode also the largest message accepted. */
   maxMessageSize: number;
+  /** After login, where the proxy answers the client itself: an idle client is dropped after this. */
+  postLoginIdleTimeoutMs: number;
+  /** Messages one SMTP session may send through the proxy's own transaction; then 421 and close. */
+  maxMessagesPerSession: number;
+  /** Recipients of one message (Microsoft Graph takes at most 500 per message); more get 452 4.5.3. */
+  maxRecipients: number;
 }
 
 export const MAX_LITERALS_PER_COMMAND = 64;
 export const MAX_LITERAL_BYTES_PER_COMMAND = 32 * 1024;
+/** Like Exchange Online's default of 100 messages per SMTP connection: a runaway script reconnects. */
+export const MAX_MESSAGES_PER_SESSION = 100;
+/** Microsoft Graph refuses a message with more than 500 recipients. */
+export const MAX_RECIPIENTS = 500;
 
 /** The limits for a listener; without settings, the configuration's defaults. */
 export function frontLimits(settings: LimitSettings = DEFAULTS.settings.limits): FrontLimits {
@@ -48,5 +59,8 @@ export function frontLimits(settings: LimitSettings = DEFAULTS.settings.limits):
     loginDeadlineMs: settings.loginDeadlineMs,
     upstreamTimeoutMs: settings.upstreamConnectTimeoutMs,
     maxMessageSize: settings.smtpMaxMessageSize,
+    postLoginIdleTimeoutMs: settings.postLoginIdleTimeoutMs,
+    maxMessagesPerSession: MAX_MESSAGES_PER_SESSION,
+    maxRecipients: MAX_RECIPIENTS,
   };
 }

@@ -31,6 +31,8 @@ export function logSessionEnd(logger: Logger, record: SessionRecord): void {
     durationMs: record.durationMs,
     outcome: record.outcome,
     ...(record.reason !== undefined ? { reason: record.reason } : {}),
+    ...(record.messagesSent !== undefined ? { messagesSent: record.messagesSent } : {}),
+    ...(record.messagesRefused !== undefined ? { messagesRefused: record.messagesRefused } : {}),
   };
   const failed = record.outcome === 'error' || record.outcome === 'upstream-unavailable';
   if (failed) logger.warn(line, 'session end');

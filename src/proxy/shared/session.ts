@@ -5,14 +5,19 @@
  *   bytes ─▶ front.receive ─▶ run(actions) ─▶ write / startTls / authenticate / startRelay / endWith
  *   TLS ready, login result, idle timeout, shutdown ─▶ front.resolve(event) ─▶ run(actions)
  *
+ * A login may also end in a local upstream (a `MessageSender`, SMTP through Microsoft Graph): then
+ * nothing is relayed, the front goes on answering the client, and each `deliver` it asks for is one
+ * `sender.send`, whose outcome goes back to the front as `delivered`.
+ *
  * It also keeps the bookkeeping for the session's one log line (bytes, user, account, upstream,
- * outcome, reason) and writes it once both legs are closed; the same record feeds the metrics.
+ * outcome, reason, messages) and writes it once both legs are closed; the same record feeds the metrics.
  * `createProtocolServer` puts a protocol behind the shared listener.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { ListenerConfig } from '../../config/types.js';
+import type { ListenerConfig, ResolvedAccount } from '../../config/types.js';
 import { isProxyError, ProxyError } from '../../errors.js';
+import type { MessageSender, OutgoingMessage, SendOutcome } from '../../graph/types.js';
 import type { AuthenticateAction, FrontAction, FrontEvent } from './front.js';
 import { frontLimits, type FrontLimits } from './limits.js';
 import { ProxyListener } from './listener.js';
@@ -30,7 +35,13 @@ import type {
 } from './types.js';
 import { KEEPALIVE_DELAY_MS, type UpstreamConnection } from './upstream.js';
 
-/** An authenticated upstream as a protocol's UpstreamLogin hands it back. */
+/**
+ * How long a send in flight may still take once the session is told to close for shutdown: within
+ * the listener's own 5 s wait for its sessions, so that the client still reads the reply and the 421.
+ */
+export const SEND_SHUTDOWN_GRACE_MS = 3_000;
+
+/** An authenticated upstream connection as a protocol's UpstreamLogin hands it back, to be relayed. */
 export interface AuthenticatedUpstream {
   conn: UpstreamConnection;
   /** The upstream's post-login capability list as sent (IMAP), for the client's OK. */
@@ -39,6 +50,22 @@ export interface AuthenticatedUpstream {
   loginText?: string;
   /** The upstream's extension list as its login dialogue saw it (SMTP: the EHLO keywords), if it asked. */
   extensions?: readonly string[];
+}
+
+/**
+ * A login that needs no upstream connection: the front answers the client itself after the login and
+ * hands each message to `sender` (SMTP through Microsoft Graph). `label` names it in the log line.
+ */
+export interface LocalUpstream {
+  sender: MessageSender;
+  label: string;
+}
+
+/** What a protocol's login may end in: a connection to relay to, or (SMTP) a local sender. */
+export type SessionUpstream = AuthenticatedUpstream | LocalUpstream;
+
+export function isLocalUpstream(upstream: SessionUpstream): upstream is LocalUpstream {
+  return 'sender' in upstream;
 }
 
 /** The pure front a session drives (framer + machine), see ./front.ts. */
@@ -53,7 +80,7 @@ export interface SessionFront<A> {
 }
 
 /** Everything that makes a protocol different, as data and two factories. */
-export interface Protocol<U extends AuthenticatedUpstream, Auth extends AuthenticateAction> {
+export interface Protocol<U extends SessionUpstream, Auth extends AuthenticateAction> {
   name: SessionRecord['protocol'];
   /** The client's TLS upgrade command, for log reasons. */
   tlsCommand: 'STARTTLS' | 'STLS';
@@ -78,7 +105,7 @@ export interface Protocol<U extends AuthenticatedUpstream, Auth extends Authenti
  * (`listener: "imap 127.0.0.1:1143"`) names protocol and address once. Session records carry
  * `protocol` and `session` themselves, so neither may be a binding (no key twice in a JSON line).
  */
-export function createProtocolServer<U extends AuthenticatedUpstream, Auth extends AuthenticateAction>(
+export function createProtocolServer<U extends SessionUpstream, Auth extends AuthenticateAction>(
   protocol: Protocol<U, Auth>,
   listener: ListenerConfig,
   deps: ProxyDeps,
@@ -100,10 +127,7 @@ export function createProtocolServer<U extends AuthenticatedUpstream, Auth exten
   );
 }
 
-export class Session<
-  U extends AuthenticatedUpstream,
-  Auth extends AuthenticateAction,
-> implements ProxySession {
+export class Session<U extends SessionUpstream, Auth extends AuthenticateAction> implements ProxySession {
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;
   #socket: Socket;
@@ -121,7 +145,13 @@ export class Session<
   #deadlineTimer: NodeJS.Timeout | undefined;
   #relay: Relay | undefined;
   /** The authenticated upstream between its OK and the start of the relay. */
-  #upstream: U | undefined;
+  #upstream: AuthenticatedUpstream | undefined;
+  /** After a login that ended in a local sender: the sender, and the account (for consent hints). */
+  #local: { upstream: LocalUpstream; account: ResolvedAccount } | undefined;
+  /** The send in flight, if any: aborted when the client hangs up or the session ends. */
+  #sending: AbortController | undefined;
+  #messagesSent = 0;
+  #messagesRefused = 0;
   #loginFailed = false;
   #finished = false;
   #bytesFromClient = 0;
@@ -182,12 +212,15 @@ export class Session<
         case 'close':
           this.#endWith(action.outcome, action.reason);
           break;
+        case 'deliver':
+          this.#deliver(action.message);
+          break;
       }
     }
   }
 
   #onLoginDeadline(deadlineMs: number): void {
-    if (this.#finished || this.#relay || this.#upstream) return;
+    if (this.#finished || this.#relay || this.#upstream || this.#local) return;
     this.#reason ??= `not logged in within ${deadlineMs} ms`;
     if (this.#front.reading) {
       // The protocol's own goodbye for a client that took too long (IMAP BYE, SMTP 421, POP3 -ERR).
@@ -211,6 +244,10 @@ export class Session<
     }
     // A login in flight must not start a relay after shutdown.
     this.#login.abort();
+    // A send in flight may finish (the front answers it, then says goodbye): a message Graph accepted
+    // must not be reported as failed and sent twice. Past SEND_SHUTDOWN_GRACE_MS it is aborted.
+    const sending = this.#sending;
+    if (sending) setTimeout(() => sending.abort(), SEND_SHUTDOWN_GRACE_MS).unref();
     this.#resolve({ type: 'shutdown' });
   }
 
@@ -313,6 +350,79 @@ export class Session<
     });
   }
 
+  /** A login that ended in a local sender: the front goes on with the client itself. */
+  #loggedInLocally(upstream: LocalUpstream, account: ResolvedAccount): void {
+    this.#loginFailed = false;
+    this.#local = { upstream, account };
+    this.#upstreamLabel = upstream.label;
+    // Logged in: the login deadline is over, and like a relayed session this one no longer counts
+    // against the per-address cap for connections not logged in.
+    clearTimeout(this.#deadlineTimer);
+    this.#context.loggedIn?.();
+    this.#outcome = 'delivered';
+    this.#reason = undefined;
+    this.#socket.resume();
+    this.#resolve({ type: 'auth-succeeded', local: true });
+    this.#armIdleTimer();
+  }
+
+  /** One message to the local sender; the front reads nothing until its outcome is back. */
+  #deliver(message: OutgoingMessage): void {
+    const local = this.#local;
+    if (!local || this.#sending) {
+      // A front only delivers after a local login, one message at a time; this is a wiring bug.
+      this.#outcome = 'error';
+      this.#reason = 'deliver without a local sender';
+      this.#end();
+      return;
+    }
+    clearTimeout(this.#idleTimer);
+    const sending = new AbortController();
+    this.#sending = sending;
+    let outcome: Promise<SendOutcome>;
+    try {
+      outcome = local.upstream.sender.send(message, sending.signal);
+    } catch (err) {
+      outcome = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    outcome
+      .catch((err: unknown): SendOutcome => {
+        // A sender never throws; should one, the client is told to try again, never that it worked.
+        const text = err instanceof Error ? err.message : String(err);
+        this.#logger.error({ err: text }, 'message sender threw');
+        return { kind: 'temporary', reason: 'internal error' };
+      })
+      .then((result) => {
+        this.#sending = undefined;
+        if (this.#finished) return;
+        if (result.kind === 'sent') this.#messagesSent += 1;
+        else this.#messagesRefused += 1;
+        const consentHint = result.kind === 'needs-consent' ? this.#consentHint(local.account) : undefined;
+        if (this.#socket.isPaused()) this.#socket.resume();
+        this.#resolve(
+          consentHint === undefined
+            ? { type: 'delivered', outcome: result }
+            : { type: 'delivered', outcome: result, consentHint },
+        );
+        this.#armIdleTimer();
+      })
+      .catch((err: unknown) => {
+        // A bug past the sender (e.g. in a reply); the session must still end.
+        this.#outcome = 'error';
+        this.#reason = err instanceof Error ? err.message : String(err);
+        this.#finish();
+      });
+  }
+
+  #consentHint(account: ResolvedAccount): string | undefined {
+    try {
+      return this.#deps.consentHint(account);
+    } catch {
+      // The reply still says "needs consent", only without the pointer.
+      return undefined;
+    }
+  }
+
   // ---- socket, timer, login, end -------------------------------------------------------------
 
   #attach(socket: Socket): void {
@@ -333,7 +443,9 @@ export class Session<
     this.#bytesFromClient += chunk.length;
     if (this.#front.reading) this.#armIdleTimer();
     this.#run(this.#front.receive(chunk));
-    if (this.#front.authenticating && this.#front.buffered > this.#protocol.maxBufferDuringLogin) {
+    // While a login or a send runs, what the client pipelines waits in the framer, up to a bound.
+    const waiting = this.#front.authenticating || this.#sending !== undefined;
+    if (waiting && this.#front.buffered > this.#protocol.maxBufferDuringLogin) {
       this.#socket.pause();
     }
   };
@@ -347,7 +459,7 @@ export class Session<
     if (!this.#front.reading) return;
     this.#idleTimer = setTimeout(
       () => this.#resolve({ type: 'idle-timeout' }),
-      this.#limits.preAuthIdleTimeoutMs,
+      this.#local ? this.#limits.postLoginIdleTimeoutMs : this.#limits.preAuthIdleTimeoutMs,
     );
     this.#idleTimer.unref();
   }
@@ -367,16 +479,17 @@ export class Session<
       return;
     }
     if (result.ok) {
+      const upstream: SessionUpstream = result.upstream;
+      if (isLocalUpstream(upstream)) {
+        this.#loggedInLocally(upstream, result.account);
+        return;
+      }
       // A login shows that this connection works as configured; its dialogue's EHLO is fresh knowledge.
-      this.#deps.capabilities?.loggedIn(
-        this.#protocol.name,
-        result.account.connection,
-        result.upstream.extensions,
-      );
+      this.#deps.capabilities?.loggedIn(this.#protocol.name, result.account.connection, upstream.extensions);
       this.#loginFailed = false;
-      this.#upstream = result.upstream;
-      this.#upstreamLabel = result.upstream.conn.label;
-      const { postLoginCapabilities, loginText } = result.upstream;
+      this.#upstream = upstream;
+      this.#upstreamLabel = upstream.conn.label;
+      const { postLoginCapabilities, loginText } = upstream;
       this.#resolve({
         type: 'auth-succeeded',
         ...(postLoginCapabilities ? { capabilities: postLoginCapabilities } : {}),
@@ -392,15 +505,8 @@ export class Session<
       { username, account: this.#account, code: error.code, err: error.message },
       'login failed',
     );
-    let consentHint: string | undefined;
-    if (isProxyError(error, 'needs-consent') && result.account) {
-      try {
-        consentHint = this.#deps.consentHint(result.account);
-      } catch {
-        // The reply still says "needs consent", only without the pointer.
-        consentHint = undefined;
-      }
-    }
+    const consentHint =
+      isProxyError(error, 'needs-consent') && result.account ? this.#consentHint(result.account) : undefined;
     this.#socket.resume();
     this.#resolve(
       consentHint === undefined
@@ -433,6 +539,8 @@ export class Session<
     clearTimeout(this.#idleTimer);
     clearTimeout(this.#deadlineTimer);
     this.#login.abort();
+    // A client that hung up mid-send: the sender stops (its outcome is no longer anybody's).
+    this.#sending?.abort();
     this.#upstream?.conn.close();
     this.#upstream = undefined;
     this.#socket.destroy();
@@ -449,6 +557,7 @@ export class Session<
       durationMs: Date.now() - this.#started,
       outcome: this.#outcome,
       ...(this.#reason !== undefined ? { reason: this.#reason } : {}),
+      ...(this.#local ? { messagesSent: this.#messagesSent, messagesRefused: this.#messagesRefused } : {}),
     });
     this.#resolveClosed();
   }

@@ -84,6 +84,8 @@ export type SessionFactory = (socket: Socket, context: ConnectionContext) => Pro
 /** How a session ended, for its one log line. */
 export type SessionOutcome =
   | 'relayed'
+  /** Logged in and ran its mail transactions itself (SMTP through Graph); see messagesSent/Refused. */
+  | 'delivered'
   | 'client-quit'
   | 'client-closed'
   | 'timeout'
@@ -108,6 +110,10 @@ export interface SessionRecord {
   outcome: SessionOutcome;
   /** Short reason for a failure (safe text, e.g. the ProxyError message). */
   reason?: string;
+  /** Sessions that send messages themselves (outcome `delivered`): messages accepted by the sender. */
+  messagesSent?: number;
+  /** ... and messages the sender refused or could not send (any outcome but `sent`). */
+  messagesRefused?: number;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 /**
- * The SMTP front's state machine before authentication: `(state, event) -> (state, actions[])`, pure.
+ * The SMTP front's state machine: `(state, event) -> (state, actions[])`, pure.
  *
- * Everything asynchronous (TLS handshake, local password check, token, upstream login) is an action
- * out and an event back in, so a unit test replays whole conversations without a socket. Once the
- * upstream accepted the token the machine hands the connection to the relay and stays out of the way.
+ * Everything asynchronous (TLS handshake, local password check, token, upstream login, a send) is an
+ * action out and an event back in, so a unit test replays whole conversations without a socket. Once
+ * the upstream accepted the token the machine hands the connection to the relay and stays out of the
+ * way. After a local login (Graph mode) it runs the mail transaction itself: see ./transaction.ts.
  */
 import type { TlsMode } from '../../config/types.js';
 import {
@@ -25,6 +26,8 @@ import type { SessionOutcome } from '../shared/types.js';
 import { parseCommand } from './parser.js';
 import { REPLY, ehloReply, greeting, heloReply, loginFailureReply, syntaxError } from './replies.js';
 import { decodeLoginField, decodePlain, type SaslFailure } from './sasl.js';
+import type { Expect } from './framer.js';
+import { onTransactionEvent, type Transaction } from './transaction.js';
 
 export interface SmtpFrontConfig {
   /** Our name in the greeting and EHLO reply. */
@@ -39,6 +42,10 @@ export interface SmtpFrontConfig {
   maxCommandsBeforeLogin: number;
   /** Failed logins per connection; the connection ends after the last allowed one fails. */
   maxFailedLogins: number;
+  /** After a local login: recipients per message (default 500, Graph's limit). */
+  maxRecipients?: number;
+  /** After a local login: messages per connection (default 100). */
+  maxMessagesPerSession?: number;
 }
 
 export type SmtpPhase =
@@ -49,6 +56,14 @@ export type SmtpPhase =
   | { name: 'starting-tls' }
   | { name: 'authenticating'; username: string }
   | { name: 'relay' }
+  // After a local login: commands, with the transaction so far (none before MAIL).
+  | { name: 'mail'; transaction: Transaction | undefined }
+  /** Reading the DATA body. */
+  | { name: 'data'; transaction: Transaction }
+  /** Reading a BDAT chunk; `keep: false` when it is to be read and refused (no RCPT, too large). */
+  | { name: 'bdat'; transaction: Transaction | undefined; size: number; last: boolean; keep: boolean }
+  /** A message is with the sender; `closing`: the proxy is stopping, goodbye after the reply. */
+  | { name: 'delivering'; closing: boolean }
   | { name: 'closed' };
 
 export interface SmtpState {
@@ -59,9 +74,18 @@ export interface SmtpState {
   heloName: string | undefined;
   commands: number;
   failures: number;
+  /** Messages handed to the local sender in this session (Graph mode). */
+  messages: number;
 }
 
-export type SmtpEvent = { type: 'line'; line: string } | { type: 'line-too-long' } | FrontEvent;
+export type SmtpEvent =
+  | { type: 'line'; line: string }
+  | { type: 'line-too-long' }
+  /** A whole DATA body, dot-unstuffed; empty with `tooLarge` past the size limit. */
+  | { type: 'data'; body: Buffer; tooLarge: boolean }
+  /** One BDAT chunk (empty when not kept). */
+  | { type: 'bdat-chunk'; chunk: Buffer; size: number }
+  | FrontEvent;
 
 /** SMTP's login also carries the client's EHLO name, which the upstream gets in our EHLO. */
 export interface SmtpAuthenticate extends AuthenticateAction {
@@ -79,19 +103,36 @@ export function initialState(config: SmtpFrontConfig): SmtpState {
     heloName: undefined,
     commands: 0,
     failures: 0,
+    messages: 0,
   };
 }
 
 /** The machine with its configuration, as the shared front drives it. */
-export function smtpMachine(config: SmtpFrontConfig): Machine<SmtpState, SmtpEvent, SmtpAction> {
+export function smtpMachine(config: SmtpFrontConfig): Machine<SmtpState, SmtpEvent, SmtpAction, Expect> {
   return {
     initial: () => reply(initialState(config), greeting(config.serverName)),
     step: (state, event) => step(config, state, event),
     reading: (state) => READING.has(state.phase.name),
+    expect: (state) => expectedFrame(config, state),
   };
 }
 
-const READING = new Set(['command', 'plain-response', 'login-username', 'login-password']);
+const READING = new Set([
+  'command',
+  'plain-response',
+  'login-username',
+  'login-password',
+  'mail',
+  'data',
+  'bdat',
+]);
+
+function expectedFrame(config: SmtpFrontConfig, state: SmtpState): Expect {
+  const phase = state.phase;
+  if (phase.name === 'data') return { type: 'data', maxBytes: config.maxMessageSize };
+  if (phase.name === 'bdat') return { type: 'bdat', size: phase.size, keep: phase.keep };
+  return { type: 'line' };
+}
 
 const send = (reply: string): SmtpAction => ({ type: 'send', reply });
 
@@ -117,6 +158,8 @@ function saslFailureReply(failure: SaslFailure): string {
 export function step(config: SmtpFrontConfig, state: SmtpState, event: SmtpEvent): Transition {
   const phase = state.phase;
   if (phase.name === 'closed' || phase.name === 'relay') return { state, actions: [] };
+  if (phase.name === 'mail' || phase.name === 'data' || phase.name === 'bdat' || phase.name === 'delivering')
+    return onTransactionEvent(config, state, event);
 
   switch (event.type) {
     case 'shutdown':
@@ -135,6 +178,9 @@ export function step(config: SmtpFrontConfig, state: SmtpState, event: SmtpEvent
       };
     case 'auth-succeeded':
       if (phase.name !== 'authenticating') return { state, actions: [] };
+      // A local login: no upstream to relay to, the transaction is ours (RFC 4954 §4: no new EHLO needed).
+      if (event.local === true)
+        return reply(state, REPLY.authSucceeded, { name: 'mail', transaction: undefined });
       return {
         state: { ...state, phase: { name: 'relay' } },
         actions: [send(REPLY.authSucceeded), { type: 'start-relay' }],
@@ -152,6 +198,11 @@ export function step(config: SmtpFrontConfig, state: SmtpState, event: SmtpEvent
     }
     case 'line':
       return onLine(config, state, event.line);
+    case 'data':
+    case 'bdat-chunk':
+    case 'delivered':
+      // Content and sends exist only after a local login (handled above).
+      return { state, actions: [] };
   }
 }
 

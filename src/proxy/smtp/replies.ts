@@ -1,9 +1,11 @@
 /**
  * Every reply the SMTP front sends itself, and the one place where a login failure becomes a reply
- * (RFC 4954 §6 and RFC 3463 codes). Single-line replies are strings without CRLF; the session adds it.
+ * (RFC 4954 §6 and RFC 3463 codes), and where a send's outcome does (Graph mode). Single-line replies are strings without CRLF; the session adds it.
  */
 import type { ProxyError } from '../../errors.js';
+import type { SendOutcome } from '../../graph/types.js';
 import type { Advertised, IntersectionRule } from '../shared/upstream-capabilities.js';
+import type { SyntaxVerb } from './transaction-parser.js';
 
 export const REPLY = {
   ok: '250 2.0.0 OK',
@@ -171,4 +173,119 @@ export function upstreamReplyText(detail: string | undefined): string | undefine
       return `${code}${i === parsed.length - 1 ? ' ' : '-'}${withEnhanced}`;
     })
     .join('\r\n');
+}
+
+// ---- the mail transaction after a local login (Graph mode) ------------------------------------
+
+export const TRANSACTION_REPLY = {
+  alreadyAuthenticated: '503 5.5.1 Already authenticated',
+  noTlsAfterAuth: '503 5.5.1 STARTTLS not available after authentication',
+  senderOk: '250 2.1.0 Sender OK',
+  recipientOk: '250 2.1.5 Recipient OK',
+  nestedMail: '503 5.5.1 Sender already specified',
+  mailFirst: '503 5.5.1 Send MAIL first',
+  rcptFirst: '503 5.5.1 Send RCPT first',
+  dataAfterBdat: '503 5.5.1 DATA not allowed after BDAT in the same transaction',
+  tooManyRecipients: '452 4.5.3 Too many recipients',
+  messageTooLarge: '552 5.3.4 Message size exceeds fixed maximum message size',
+  startData: '354 End data with <CR><LF>.<CR><LF>',
+  vrfy: '252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery',
+  badSender: '501 5.1.7 Bad sender address syntax',
+  badRecipient: '501 5.1.3 Bad recipient address syntax',
+  dsnUnsupported: '555 5.5.4 DSN is not supported',
+  paramUnsupported: '555 5.5.4 Unsupported parameter',
+  tooManyMessages: '421 4.7.0 Too many messages in one connection, closing connection',
+} as const;
+
+/** The reply to a transaction command with arguments it cannot take. */
+export function transactionSyntaxError(verb: SyntaxVerb): string {
+  switch (verb) {
+    case 'EHLO':
+    case 'HELO':
+      return `501 5.5.4 Syntax: ${verb} hostname`;
+    case 'MAIL':
+      return '501 5.5.4 Syntax: MAIL FROM:<address> [parameters]';
+    case 'RCPT':
+      return '501 5.5.4 Syntax: RCPT TO:<address>';
+    case 'DATA':
+      return '501 5.5.4 Syntax: DATA';
+    case 'BDAT':
+      return '501 5.5.4 Syntax: BDAT size [LAST]';
+    case 'RSET':
+      return '501 5.5.4 Syntax: RSET';
+    case 'QUIT':
+      return '501 5.5.4 Syntax: QUIT';
+  }
+}
+
+/**
+ * EHLO after a local login: what the proxy's own transaction implements (no AUTH, no STARTTLS: both
+ * are done). No DSN or BINARYMIME: Graph has no equivalent to hand them to.
+ */
+export function localEhloReply(serverName: string, maxMessageSize: number): string {
+  const lines = [
+    serverName,
+    'PIPELINING',
+    '8BITMIME',
+    'SMTPUTF8',
+    'ENHANCEDSTATUSCODES',
+    `SIZE ${maxMessageSize}`,
+    'CHUNKING',
+  ];
+  return lines.map((text, i) => `250${i === lines.length - 1 ? ' ' : '-'}${text}`).join('\r\n');
+}
+
+/** RFC 3030 §2: each BDAT chunk but the last is acknowledged with its size. */
+export function bdatReceived(size: number): string {
+  return `250 2.0.0 ${size} octets received`;
+}
+
+/** Longest reason text we put in a reply; RFC 5321 §4.5.3.1.5 caps a reply line at 512 octets. */
+export const MAX_REASON_LENGTH = 300;
+
+/**
+ * A sender's reason as one safe reply text: printable ASCII only (no CR/LF to split or forge a reply,
+ * no control characters), spaces collapsed, capped in length.
+ */
+export function safeReason(reason: string): string {
+  const text = reason
+    .replace(/[^\x20-\x7e]+/g, ' ')
+    .replace(/ {2,}/g, ' ')
+    .trim();
+  return text.length > MAX_REASON_LENGTH ? `${text.slice(0, MAX_REASON_LENGTH - 3).trimEnd()}...` : text;
+}
+
+function withReason(prefix: string, fallback: string, reason: string): string {
+  const text = safeReason(reason);
+  return `${prefix} ${text.length > 0 ? text : fallback}`;
+}
+
+/**
+ * The DATA (or last BDAT) reply for how sending ended: the one place a SendOutcome becomes SMTP.
+ * - temporary: 451, so the client queues and retries; 4.4.5 (congestion) when the sender was told
+ *   when to come back (Graph's 429 Retry-After), 4.4.0 otherwise.
+ * - needs-consent: 554 5.7.0 plus where the mailbox owner grants access, as a failed login says.
+ */
+export function sendOutcomeReply(outcome: SendOutcome, consentHint?: string): string {
+  switch (outcome.kind) {
+    case 'sent':
+      return '250 2.0.0 OK, message accepted for delivery';
+    case 'temporary': {
+      const retry = outcome.retryAfterSeconds;
+      const code = retry === undefined ? '451 4.4.0' : '451 4.4.5';
+      const base = withReason(code, 'Temporary failure, message not sent', outcome.reason);
+      return retry === undefined ? base : `${base}; try again in ${Math.max(0, Math.ceil(retry))} seconds`;
+    }
+    case 'send-as-denied':
+      return withReason('550 5.7.60', 'Not allowed to send as this sender', outcome.reason);
+    case 'too-large':
+      return withReason('552 5.3.4', 'Message too large', outcome.reason);
+    case 'rejected':
+      return withReason('554 5.6.0', 'Message refused', outcome.reason);
+    case 'needs-consent': {
+      const base = withReason('554 5.7.0', 'Account needs consent from the mailbox owner.', outcome.reason);
+      const hint = consentHint === undefined ? '' : safeReason(consentHint);
+      return hint.length === 0 ? base : `${base} ${hint}`;
+    }
+  }
 }

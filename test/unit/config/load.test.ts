@@ -50,6 +50,7 @@ describe('loadConfig', () => {
         maxCommandsBeforeLogin: 20,
         maxFailedLoginsPerConnection: 3,
         preAuthIdleTimeoutMs: 60_000,
+        postLoginIdleTimeoutMs: 300_000,
         upstreamConnectTimeoutMs: 20_000,
         smtpMaxMessageSize: 35_000_000,
         maxConnections: 10_000,

@@ -62,6 +62,18 @@ describe('Metrics', () => {
     expect(await value(m, active, { protocol: 'pop3' })).toBe(1);
   });
 
+  it('counts the messages of sessions that send through a sender of their own (Graph mode)', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    m.sessionStarted('smtp');
+    m.sessionStarted('smtp');
+    m.sessionEnded(record({ protocol: 'smtp', outcome: 'delivered', messagesSent: 3, messagesRefused: 1 }));
+    m.sessionEnded(record({ protocol: 'smtp', outcome: 'relayed' }));
+    const messages = 'xoauth_proxy_smtp_messages_total';
+    expect(await value(m, messages, { result: 'sent' })).toBe(3);
+    expect(await value(m, messages, { result: 'refused' })).toBe(1);
+    expect(await value(m, 'xoauth_proxy_sessions_total', { protocol: 'smtp', outcome: 'delivered' })).toBe(1);
+  });
+
   it('never puts the user name or account of a session into the scrape', async () => {
     const m = new Metrics({ defaultMetrics: false });
     m.sessionStarted('imap');
