@@ -20,6 +20,7 @@ import { createPop3Server } from './proxy/pop3/server.js';
 import { probePop3Capabilities } from './proxy/pop3/upstream.js';
 import type { CloseOptions, ProxyDeps, ProxyServer } from './proxy/shared/types.js';
 import { UpstreamCapabilities } from './proxy/shared/upstream-capabilities.js';
+import { createGraphSending } from './proxy/smtp/graph-sending.js';
 import { createSmtpServer } from './proxy/smtp/server.js';
 import { probeSmtpExtensions } from './proxy/smtp/upstream.js';
 
@@ -102,9 +103,18 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         }),
     },
   });
+  // Always there, so a reload that turns on `send: graph` needs no new listener; an account whose
+  // connection has no Graph settings logs in by SMTP without it being asked.
+  const graph = createGraphSending({
+    store,
+    tokens,
+    logger: logger.child({ component: 'graph' }),
+    ...(metrics ? { metrics } : {}),
+  });
   const deps: ProxyDeps = {
     config,
     capabilities,
+    graph,
     authenticator: new LocalAuthenticator({ config, store, logger: logger.child({ component: 'auth' }) }),
     tokens,
     logger,

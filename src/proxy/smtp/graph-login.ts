@@ -9,30 +9,19 @@
  */
 import type { ResolvedAccount } from '../../config/types.js';
 import { isProxyError, ProxyError } from '../../errors.js';
-import type { MessageSender } from '../../graph/types.js';
 import type { TokenProvider } from '../../oauth/types.js';
 import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
+import { isLocalUpstream, type LocalUpstream } from '../shared/session.js';
 import type { GraphSending } from '../shared/types.js';
 import { smtpAuthDisabled, type SendRoute } from './send-route.js';
 import type { SmtpUpstream } from './upstream.js';
-
-/** An authenticated login whose messages the proxy sends itself. */
-export interface GraphUpstream {
-  sender: MessageSender;
-  /** For the session's log line (where the messages went). */
-  label: string;
-}
 
 export interface GraphLoginDeps {
   graph: GraphSending;
   tokens: TokenProvider;
 }
 
-export function isGraphUpstream(upstream: SmtpUpstream | GraphUpstream): upstream is GraphUpstream {
-  return 'sender' in upstream;
-}
-
-function graphUpstream(account: ResolvedAccount, deps: GraphLoginDeps): GraphUpstream {
+function graphUpstream(account: ResolvedAccount, deps: GraphLoginDeps): LocalUpstream {
   const url = account.connection.graph?.url ?? '';
   let host = url;
   try {
@@ -47,7 +36,7 @@ function graphUpstream(account: ResolvedAccount, deps: GraphLoginDeps): GraphUps
 export function graphAwareLogin(
   relay: UpstreamLogin<SmtpUpstream>,
   deps: GraphLoginDeps,
-): UpstreamLogin<SmtpUpstream | GraphUpstream> {
+): UpstreamLogin<SmtpUpstream | LocalUpstream> {
   let route: SendRoute = 'smtp';
   return {
     async tokenResource(account) {
@@ -64,9 +53,9 @@ export function graphAwareLogin(
       upstream,
       account,
       accessToken,
-    ): Promise<UpstreamAuthOutcome<SmtpUpstream | GraphUpstream>> {
+    ): Promise<UpstreamAuthOutcome<SmtpUpstream | LocalUpstream>> {
       // Holding a Graph token is the whole login: Graph itself is asked only when a message is sent.
-      if (isGraphUpstream(upstream)) return { ok: true };
+      if (isLocalUpstream(upstream)) return { ok: true };
       try {
         return await relay.authenticate(upstream, account, accessToken);
       } catch (err) {
@@ -90,7 +79,7 @@ export function graphAwareLogin(
     },
 
     close(upstream) {
-      if (!isGraphUpstream(upstream)) relay.close(upstream);
+      if (!isLocalUpstream(upstream)) relay.close(upstream);
     },
   };
 }

@@ -4,17 +4,13 @@
  * own mail transaction after it too.
  */
 import { hostname } from 'node:os';
-import type { ListenerConfig, ResolvedAccount } from '../../config/types.js';
+import type { ListenerConfig } from '../../config/types.js';
 import type { FrontLimits } from '../shared/limits.js';
 import type { UpstreamLogin } from '../shared/login.js';
-import {
-  createProtocolServer,
-  isLocalUpstream,
-  type LocalUpstream,
-  type Protocol,
-} from '../shared/session.js';
+import { createProtocolServer, type LocalUpstream, type Protocol } from '../shared/session.js';
 import type { ProxyDeps, ProxyServer } from '../shared/types.js';
 import { SmtpFront } from './front.js';
+import { graphAwareLogin } from './graph-login.js';
 import type { SmtpAuthenticate } from './machine.js';
 import { intersectExtensions } from '../shared/upstream-capabilities.js';
 import { EHLO_PASS_THROUGH, REPLY } from './replies.js';
@@ -33,7 +29,8 @@ export interface SmtpProtocolOptions {
    * Builds the login for one AUTH; default: the upstream SMTP login (`smtpUpstreamLogin`), relayed.
    * A login whose `connect` resolves to a `LocalUpstream` (`{ sender, label }`) makes the session run
    * the mail transaction itself and hand each message to `sender`; `connect` gets the account, so one
-   * login can choose per account (SMTP for some, Graph for others).
+   * login can choose per account (SMTP for some, Graph for others). Absent, with `deps.graph`:
+   * `graphAwareLogin` (./graph-login.ts).
    */
   upstreamLogin?: (action: SmtpAuthenticate, limits: FrontLimits) => UpstreamLogin<SmtpSessionUpstream>;
 }
@@ -41,34 +38,6 @@ export interface SmtpProtocolOptions {
 /** The default login: AUTH XOAUTH2 at the account's SMTP server, then the relay. */
 export function relayLogin(action: SmtpAuthenticate, limits: FrontLimits): UpstreamLogin<SmtpUpstream> {
   return smtpUpstreamLogin({ heloName: action.heloName, timeoutMs: limits.upstreamTimeoutMs });
-}
-
-/**
- * A login that sends some accounts' mail itself: `pick` says, per account, whether it gets a local
- * sender (e.g. `send: graph`); everyone else gets `relay`. The local login is accepted once the local
- * password and the account's access token are (performLogin's checks); the sender obtains what it
- * needs for sending on its own.
- */
-export function withLocalSenders(
-  relay: UpstreamLogin<SmtpUpstream>,
-  pick: (
-    account: ResolvedAccount,
-    signal: AbortSignal,
-  ) => LocalUpstream | undefined | Promise<LocalUpstream | undefined>,
-): UpstreamLogin<SmtpSessionUpstream> {
-  return {
-    async connect(account, signal) {
-      const local = await pick(account, signal);
-      return local ?? relay.connect(account, signal);
-    },
-    authenticate(upstream, account, accessToken) {
-      if (isLocalUpstream(upstream)) return Promise.resolve({ ok: true });
-      return relay.authenticate(upstream, account, accessToken);
-    },
-    close(upstream) {
-      if (!isLocalUpstream(upstream)) relay.close(upstream);
-    },
-  };
 }
 
 export function smtpProtocol(
@@ -108,5 +77,11 @@ export function createSmtpServer(
   options: SmtpServerOptions = {},
 ): ProxyServer {
   const { serverName, ...protocolOptions } = options;
+  const graph = deps.graph;
+  // Connections with `send: graph` or `auto`: the login may end in a Graph sender instead of a relay.
+  if (protocolOptions.upstreamLogin === undefined && graph) {
+    protocolOptions.upstreamLogin = (action, limits) =>
+      graphAwareLogin(relayLogin(action, limits), { graph, tokens: deps.tokens });
+  }
   return createProtocolServer(smtpProtocol(serverName ?? hostname(), protocolOptions), listener, deps);
 }

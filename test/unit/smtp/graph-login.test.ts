@@ -8,7 +8,8 @@ import type { TokenOptions, TokenProvider } from '../../../src/oauth/types.js';
 import { performLogin, type UpstreamLogin } from '../../../src/proxy/shared/login.js';
 import { Secret } from '../../../src/proxy/shared/secret.js';
 import type { GraphSending } from '../../../src/proxy/shared/types.js';
-import { graphAwareLogin, isGraphUpstream } from '../../../src/proxy/smtp/graph-login.js';
+import { graphAwareLogin } from '../../../src/proxy/smtp/graph-login.js';
+import { isLocalUpstream } from '../../../src/proxy/shared/session.js';
 import { SendRouter, SWITCH_FOR_MS, smtpAuthDisabled } from '../../../src/proxy/smtp/send-route.js';
 import type { SmtpUpstream } from '../../../src/proxy/smtp/upstream.js';
 import type { TokenRecord } from '../../../src/store/types.js';
@@ -102,7 +103,7 @@ describe('SMTP login with Graph sending', () => {
     const result = await run();
     expect(result.ok).toBe(true);
     if (result.ok) {
-      expect(isGraphUpstream(result.upstream)).toBe(true);
+      expect(isLocalUpstream(result.upstream)).toBe(true);
       expect(result.upstream).toMatchObject({ sender, label: 'graph graph.microsoft.com' });
     }
     expect(calls).toEqual(['route', 'token:graph']);
@@ -111,14 +112,14 @@ describe('SMTP login with Graph sending', () => {
   it('route smtp: the relay login as before', async () => {
     const { calls, run } = setup({ send: 'auto', route: 'smtp', smtpReply: 'ok' });
     const result = await run();
-    expect(result.ok && isGraphUpstream(result.upstream)).toBe(false);
+    expect(result.ok && isLocalUpstream(result.upstream)).toBe(false);
     expect(calls).toEqual(['route', 'smtp:connect', 'token:mail', 'smtp:auth:mail-token']);
   });
 
   it('auto: 535 5.7.139 switches the account and this login goes on through Graph', async () => {
     const { calls, run } = setup({ send: 'auto', route: 'smtp', smtpReply: 'disabled' });
     const result = await run();
-    expect(result.ok && isGraphUpstream(result.upstream)).toBe(true);
+    expect(result.ok && isLocalUpstream(result.upstream)).toBe(true);
     expect(calls).toEqual([
       'route',
       'smtp:connect',
