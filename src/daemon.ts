@@ -19,7 +19,9 @@ import { createImapServer } from './proxy/imap/server.js';
 import { createPop3Server } from './proxy/pop3/server.js';
 import { probePop3Capabilities } from './proxy/pop3/upstream.js';
 import type { CloseOptions, ProxyDeps, ProxyServer } from './proxy/shared/types.js';
+import { frontLimits } from './proxy/shared/limits.js';
 import { UpstreamCapabilities } from './proxy/shared/upstream-capabilities.js';
+import { localExtensions } from './proxy/smtp/replies.js';
 import { createGraphSending } from './proxy/smtp/graph-sending.js';
 import { createSmtpServer } from './proxy/smtp/server.js';
 import { probeSmtpExtensions } from './proxy/smtp/upstream.js';
@@ -88,6 +90,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   // background, never awaited by a client.
   const capabilities = new UpstreamCapabilities({
     config,
+    localSmtp: localExtensions(frontLimits(config.settings.limits).maxMessageSize),
     logger: logger.child({ component: 'capabilities' }),
     probes: {
       smtp: (connection, server, signal) =>

@@ -118,6 +118,12 @@ export interface UpstreamCapabilitiesOptions {
   logger: Logger;
   /** How often every reachable connection is probed again. */
   refreshIntervalMs?: number;
+  /**
+   * SMTP: the keywords the proxy's own mail transaction offers (connections that send through Graph).
+   * A `send: graph` connection is known to support exactly these; a `send: auto` one may end either
+   * way, so it counts with both its upstream's list and these.
+   */
+  localSmtp?: readonly string[];
 }
 
 /** Upstream lists change rarely (a provider rolls out an extension); a few hours is fresh enough. */
@@ -134,6 +140,7 @@ export class UpstreamCapabilities implements CapabilitySource {
   readonly #probes: Partial<Record<CapabilityProtocol, CapabilityProbe>>;
   readonly #logger: Logger;
   readonly #intervalMs: number;
+  readonly #localSmtp: readonly string[] | undefined;
   /** Known lists by key (see `key`); absent: nothing known yet. */
   readonly #known = new Map<string, Knowledge>();
   readonly #inFlight = new Map<string, Promise<void>>();
@@ -145,6 +152,7 @@ export class UpstreamCapabilities implements CapabilitySource {
     this.#probes = options.probes;
     this.#logger = options.logger;
     this.#intervalMs = options.refreshIntervalMs ?? DEFAULT_REFRESH_INTERVAL_MS;
+    this.#localSmtp = options.localSmtp;
   }
 
   /** The connections a listener of `protocol` reaches, each once, with its server for that protocol. */
@@ -153,6 +161,8 @@ export class UpstreamCapabilities implements CapabilitySource {
     for (const account of this.#config.accounts) {
       const connection = this.#config.connections.get(account.connection);
       const server = connection?.[protocol];
+      // A `send: graph` connection's SMTP server is never used, so never probed either.
+      if (protocol === 'smtp' && connection?.send === 'graph' && this.#localSmtp) continue;
       if (connection && server && !seen.has(connection.name))
         seen.set(connection.name, { connection, server });
     }
@@ -160,9 +170,16 @@ export class UpstreamCapabilities implements CapabilitySource {
   }
 
   lists(protocol: CapabilityProtocol): Array<readonly string[] | undefined> {
-    return this.reachable(protocol).map(({ connection, server }) => {
-      return this.#known.get(key(protocol, connection, server))?.lines;
+    const lists: Array<readonly string[] | undefined> = this.reachable(protocol).map(
+      ({ connection, server }) => this.#known.get(key(protocol, connection, server))?.lines,
+    );
+    const local = this.#localSmtp;
+    if (protocol !== 'smtp' || !local) return lists;
+    const sendsLocally = this.#config.accounts.some((a) => {
+      const send = this.#config.connections.get(a.connection)?.send;
+      return send === 'graph' || send === 'auto';
     });
+    return sendsLocally ? [...lists, local] : lists;
   }
 
   /** The list learned for one connection, if any (for tests and the log). */

@@ -223,16 +223,16 @@ export function transactionSyntaxError(verb: SyntaxVerb): string {
  * are done). No DSN or BINARYMIME: Graph has no equivalent to hand them to.
  */
 export function localEhloReply(serverName: string, maxMessageSize: number): string {
-  const lines = [
-    serverName,
-    'PIPELINING',
-    '8BITMIME',
-    'SMTPUTF8',
-    'ENHANCEDSTATUSCODES',
-    `SIZE ${maxMessageSize}`,
-    'CHUNKING',
-  ];
+  const lines = [serverName, ...localExtensions(maxMessageSize)];
   return lines.map((text, i) => `250${i === lines.length - 1 ? ' ' : '-'}${text}`).join('\r\n');
+}
+
+/**
+ * The keywords of the proxy's own transaction, also what a listener reaching Graph-mode connections
+ * may advertise before login (see shared/upstream-capabilities).
+ */
+export function localExtensions(maxMessageSize: number): string[] {
+  return ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', `SIZE ${maxMessageSize}`, 'CHUNKING'];
 }
 
 /** RFC 3030 §2: each BDAT chunk but the last is acknowledged with its size. */

@@ -2,7 +2,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Config, ConnectionConfig, UpstreamServer } from '../../../src/config/types.js';
 import { CAPA_PASS_THROUGH } from '../../../src/proxy/pop3/replies.js';
-import { EHLO_PASS_THROUGH } from '../../../src/proxy/smtp/replies.js';
+import { EHLO_PASS_THROUGH, localExtensions } from '../../../src/proxy/smtp/replies.js';
 import {
   intersectExtensions,
   UpstreamCapabilities,
@@ -253,5 +253,36 @@ describe('UpstreamCapabilities', () => {
     const moved = connection('a', server(9));
     config.connections.set('a', moved);
     expect(caps.lists('smtp')).toEqual([undefined]);
+  });
+
+  it('connections that send through Graph count with the local transaction: graph instead of SMTP, auto with both', () => {
+    const local = localExtensions(35_000_000);
+    const relayed = connection('relayed', server(1));
+    const graphOnly = { ...connection('graph-only', server(2)), send: 'graph' as const };
+    const auto = { ...connection('auto', server(3)), send: 'auto' as const };
+    const config = configWith(
+      [relayed, graphOnly, auto],
+      [
+        ['a@relayed.test', 'relayed'],
+        ['b@graph.test', 'graph-only'],
+      ],
+    );
+    const caps = new UpstreamCapabilities({ config, probes: {}, logger, localSmtp: local });
+    // The Graph connection's SMTP server is never probed: its logins never reach it.
+    expect(caps.reachable('smtp').map((r) => r.connection.name)).toEqual(['relayed']);
+    caps.learn('smtp', relayed, ['PIPELINING', 'DSN', 'CHUNKING', 'SIZE 157286400']);
+    expect(caps.lists('smtp')).toEqual([['PIPELINING', 'DSN', 'CHUNKING', 'SIZE 157286400'], local]);
+    // What a client is offered before login works on both paths: no DSN, the smaller SIZE.
+    expect(intersectExtensions(caps.lists('smtp'), EHLO_PASS_THROUGH)).toEqual({
+      kind: 'learned',
+      extensions: ['PIPELINING', 'CHUNKING', 'SIZE 35000000'],
+    });
+    config.accounts.push({ username: 'c@auto.test', connection: 'auto' });
+    expect(caps.reachable('smtp').map((r) => r.connection.name)).toEqual(['relayed', 'auto']);
+    expect(caps.lists('smtp')).toEqual([
+      ['PIPELINING', 'DSN', 'CHUNKING', 'SIZE 157286400'],
+      undefined,
+      local,
+    ]);
   });
 });
