@@ -213,12 +213,13 @@ function parseJson(body: Buffer): Record<string, unknown> {
  * they were issued for, holding the scopes that server grants (`options.scope`).
  */
 export function verifyWithFakeAuth(
-  auth: Pick<FakeAuthServer, 'checkAccessToken' | 'options'>,
+  auth: Pick<FakeAuthServer, 'describeAccessToken'>,
 ): FakeGraphOptions['verifyToken'] {
   return (token) => {
-    const email = auth.checkAccessToken(token);
-    if (email === undefined) return undefined;
-    return { email, scopes: (auth.options.scope ?? 'https://mail.google.com/').split(/\s+/) };
+    // The scopes this very token was issued with: a mail token presented to Graph lacks Mail.Send.
+    const described = auth.describeAccessToken(token);
+    if (described === undefined) return undefined;
+    return { email: described.owner, scopes: described.scopes };
   };
 }
 
