@@ -3,7 +3,7 @@
  * against two references in the same run: direct (XOAUTH2 straight to the upstream) and a bare TLS
  * relay. Prints one table and writes bench/results/<timestamp>.json.
  *
- *   --only <list>     throughput,latency,sessions,storm,scaleout (comma-separated; default: all)
+ *   --only <list>     throughput,latency,sessions,storm,scaleout,graph (comma-separated; default: all)
  *   --quick           fewer repetitions, N=500 sessions (a smoke run in well under a minute)
  *   --sessions <n>    number of idle sessions (default 5000; env BENCH_SESSIONS too)
  *   --experiment <x>  try a proposed fix in the proxy child (repeatable; see lib/experiments.ts)
@@ -15,6 +15,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runGraph } from './benchmarks/graph.js';
 import { runLatency } from './benchmarks/latency.js';
 import { runSessions } from './benchmarks/sessions.js';
 import { runScaleOut } from './benchmarks/scale-out.js';
@@ -24,7 +25,7 @@ import { startEnv } from './lib/env.js';
 import { EXPERIMENTS, type Experiment } from './lib/experiments.js';
 import { renderTable, writeJson, type Row } from './lib/report.js';
 
-const BENCHMARKS = ['throughput', 'latency', 'storm', 'scaleout', 'sessions'] as const;
+const BENCHMARKS = ['throughput', 'latency', 'storm', 'scaleout', 'sessions', 'graph'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 /** The whole run gives up after this (every loop inside is bounded too). */
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(
-      'usage: npm run bench -- [--only throughput,latency,sessions,storm,scaleout] [--quick] [--sessions N] [--profile] [--experiment NAME]',
+      'usage: npm run bench -- [--only throughput,latency,sessions,storm,scaleout,graph] [--quick] [--sessions N] [--profile] [--experiment NAME]',
     );
     return;
   }
@@ -74,6 +75,7 @@ async function main(): Promise<void> {
     sessions: { n: sessions, concurrency: 100 },
     storm: { clients: 200, accounts: 20, reps: quick ? 2 : 3 },
     scaleout: { clients: 200, instances: 3, fetches: quick ? 3 : 9 },
+    graph: { reps: quick ? 3 : 7 },
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const cpuProfDir = values.profile ? join(RESULTS_DIR, 'profiles', stamp) : undefined;
@@ -124,7 +126,9 @@ async function main(): Promise<void> {
               ? await runSessions(env, params.sessions)
               : name === 'scaleout'
                 ? await runScaleOut(env, params.scaleout)
-                : await runStorm(env, params.storm);
+                : name === 'graph'
+                  ? await runGraph(params.graph)
+                  : await runStorm(env, params.storm);
       rows.push(...result.rows);
       raw[name] = result.raw;
       console.error(`  ${name} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
