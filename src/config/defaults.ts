@@ -8,7 +8,7 @@ export const DEFAULT_LISTEN_HOST = '127.0.0.1';
 export const DEFAULTS: {
   store: { path: string; keyFile: string };
   postgres: Pick<PostgresStoreSettings, 'refreshLeaseMs' | 'poolMax' | 'timeoutMs'>;
-  settings: Settings;
+  settings: Settings & Required<Pick<Settings, 'upstreamPool'>>;
   notify: NotifySettings;
   http: Pick<HttpSettings, 'consentHint'> & Required<Pick<HttpSettings, 'metrics'>>;
 } = {
@@ -42,6 +42,13 @@ export const DEFAULTS: {
       maxConnectionsPerAddress: 50,
       // The idle timer restarts on every byte; this bounds a client that trickles.
       loginDeadlineMs: 5 * 60_000,
+    },
+    upstreamPool: {
+      enabled: true,
+      maxPerHost: 4,
+      // Well under the shortest pre-login idle cut we know of (RFC 9051's one-minute floor for IMAP,
+      // Dovecot's and Exchange's pre-auth timeouts; see docs/performance.md), with room for clock and queue.
+      maxIdleMs: 20_000,
     },
     loginLimiter: {
       freeFailures: 3,

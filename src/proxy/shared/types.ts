@@ -6,6 +6,7 @@ import type { ProxyErrorCode } from '../../errors.js';
 import type { Authenticator } from '../../credentials/types.js';
 import type { TokenProvider } from '../../oauth/types.js';
 import type { CapabilitySource } from './upstream-capabilities.js';
+import type { UpstreamPool } from './upstream-pool.js';
 
 /** Everything a protocol front needs from the rest of the program. */
 export interface ProxyDeps {
@@ -19,6 +20,8 @@ export interface ProxyDeps {
   metrics?: SessionMetrics;
   /** The upstreams' known extension lists (SMTP EHLO, POP3 CAPA); absent: the fronts' fixed lists. */
   capabilities?: CapabilitySource;
+  /** Warm upstream connections for logins (./upstream-pool.ts); absent: every login connects anew. */
+  upstreamPool?: UpstreamPool;
 }
 
 /** A listening protocol front (IMAP, SMTP, or the HTTP pages). */

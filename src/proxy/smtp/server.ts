@@ -39,8 +39,12 @@ export function smtpProtocol(serverName: string): Protocol<SmtpUpstream, SmtpAut
         },
         limits.maxLineLength,
       ),
-    upstreamLogin: (action, limits) =>
-      smtpUpstreamLogin({ heloName: action.heloName, timeoutMs: limits.upstreamTimeoutMs }),
+    upstreamLogin: (action, limits, deps) =>
+      smtpUpstreamLogin({
+        heloName: action.heloName,
+        timeoutMs: limits.upstreamTimeoutMs,
+        ...(deps.upstreamPool ? { pool: deps.upstreamPool } : {}),
+      }),
   };
 }
 
