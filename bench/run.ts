@@ -3,7 +3,8 @@
  * against two references in the same run: direct (XOAUTH2 straight to the upstream) and a bare TLS
  * relay. Prints one table and writes bench/results/<timestamp>.json.
  *
- *   --only <list>     throughput,latency,sessions,storm,scaleout (comma-separated; default: all)
+ *   --only <list>     throughput,latency,netdelay,sessions,storm,scaleout (comma-separated; default: all)
+ *   --delay <ms>      netdelay: one-way delay between the upstream and everyone else (default 10)
  *   --quick           fewer repetitions, N=500 sessions (a smoke run in well under a minute)
  *   --sessions <n>    number of idle sessions (default 5000; env BENCH_SESSIONS too)
  *   --experiment <x>  try a proposed fix in the proxy child (repeatable; see lib/experiments.ts)
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runLatency } from './benchmarks/latency.js';
+import { runNetDelay } from './benchmarks/netdelay.js';
 import { runSessions } from './benchmarks/sessions.js';
 import { runScaleOut } from './benchmarks/scale-out.js';
 import { runStorm } from './benchmarks/storm.js';
@@ -24,7 +26,7 @@ import { startEnv } from './lib/env.js';
 import { EXPERIMENTS, type Experiment } from './lib/experiments.js';
 import { renderTable, writeJson, type Row } from './lib/report.js';
 
-const BENCHMARKS = ['throughput', 'latency', 'storm', 'scaleout', 'sessions'] as const;
+const BENCHMARKS = ['throughput', 'latency', 'netdelay', 'storm', 'scaleout', 'sessions'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 /** The whole run gives up after this (every loop inside is bounded too). */
@@ -44,6 +46,7 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       quick: { type: 'boolean', default: false },
       sessions: { type: 'string' },
+      delay: { type: 'string' },
       profile: { type: 'boolean', default: false },
       experiment: { type: 'string', multiple: true },
       help: { type: 'boolean', default: false },
@@ -51,7 +54,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(
-      'usage: npm run bench -- [--only throughput,latency,sessions,storm,scaleout] [--quick] [--sessions N] [--profile] [--experiment NAME]',
+      'usage: npm run bench -- [--only throughput,latency,netdelay,sessions,storm,scaleout] [--quick] [--sessions N] [--delay MS] [--profile] [--experiment NAME]',
     );
     return;
   }
@@ -71,6 +74,7 @@ async function main(): Promise<void> {
   const params = {
     throughput: { reps: quick ? 3 : 15, bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 },
     latency: { iterations: quick ? 60 : 300 },
+    netdelay: { iterations: quick ? 40 : 150, delayMs: Number(values.delay ?? 10) },
     sessions: { n: sessions, concurrency: 100 },
     storm: { clients: 200, accounts: 20, reps: quick ? 2 : 3 },
     scaleout: { clients: 200, instances: 3, fetches: quick ? 3 : 9 },
@@ -120,11 +124,13 @@ async function main(): Promise<void> {
           ? await runThroughput(env, params.throughput)
           : name === 'latency'
             ? await runLatency(env, params.latency)
-            : name === 'sessions'
-              ? await runSessions(env, params.sessions)
-              : name === 'scaleout'
-                ? await runScaleOut(env, params.scaleout)
-                : await runStorm(env, params.storm);
+            : name === 'netdelay'
+              ? await runNetDelay(env, params.netdelay)
+              : name === 'sessions'
+                ? await runSessions(env, params.sessions)
+                : name === 'scaleout'
+                  ? await runScaleOut(env, params.scaleout)
+                  : await runStorm(env, params.storm);
       rows.push(...result.rows);
       raw[name] = result.raw;
       console.error(`  ${name} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

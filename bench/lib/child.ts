@@ -4,6 +4,7 @@
  */
 import { startFakeAuthServer, type FakeAuthServer } from '../../test/helpers/fake-auth-server.js';
 import { startBareRelay, type BareRelay } from './bare-relay.js';
+import { startDelayRelay, type DelayRelay } from './delay-relay.js';
 import { startFastImap, type FastImapServer } from './fast-imap.js';
 import { startFastSmtp, type FastSmtpServer } from './fast-smtp.js';
 import { upstreamTlsStats } from './experiments.js';
@@ -39,8 +40,23 @@ if (role === 'upstream') {
   let auth: FakeAuthServer | undefined;
   let imap: FastImapServer | undefined;
   let smtp: FastSmtpServer | undefined;
+  const delays: DelayRelay[] = [];
   serveRpc(
     {
+      /** A delay relay in front of the fast IMAP and SMTP servers (see delay-relay.ts). */
+      async startDelayRelays(p: { delayMs: number }) {
+        if (!imap || !smtp) throw new Error('not started');
+        const i = await startDelayRelay({ targetPort: imap.port, delayMs: p.delayMs });
+        const s = await startDelayRelay({ targetPort: smtp.port, delayMs: p.delayMs });
+        delays.push(i, s);
+        return { imapPort: i.port, smtpPort: s.port };
+      },
+      delayStats() {
+        return delays.map((d) => ({ port: d.port, ...d.stats }));
+      },
+      resetDelayStats() {
+        for (const d of delays) d.resetStats();
+      },
       async start(p: { cert: string; key: string; mailboxes: MailboxSpec }) {
         auth = await startFakeAuthServer();
         const check = (t: string): string | undefined => auth?.checkAccessToken(t);
@@ -75,7 +91,7 @@ if (role === 'upstream') {
       cpu,
     },
     async () => {
-      await Promise.all([imap?.close(), smtp?.close()]);
+      await Promise.all([imap?.close(), smtp?.close(), ...delays.map((d) => d.close())]);
       await auth?.close();
     },
   );
@@ -89,6 +105,9 @@ if (role === 'upstream') {
       },
       scryptCalls() {
         return host?.scryptCalls() ?? 0;
+      },
+      poolStats() {
+        return host?.poolStats() ?? null;
       },
       clearCredentialCache() {
         host?.clearCredentialCache();

@@ -30,6 +30,16 @@ export interface Env {
   warm: Credentials[];
   /** Fresh accounts per storm run, every stored access token expired. */
   storm: Record<string, Credentials[]>;
+  /**
+   * The upstreams behind delay relays (`delayMs` each way), and a proxy (pooled and, as `proxyNoPool`,
+   * not), a bare relay and the direct client all going through them. `stop()` ends those children.
+   */
+  startDelayed(delayMs: number): Promise<{
+    imap: Record<Mode, number> & { proxyNoPool: number };
+    proxy: Child;
+    proxyNoPool: Child;
+    stop(): Promise<void>;
+  }>;
   /** Replaces the proxy and bare relay children with fresh ones (clean RSS baseline). */
   restartMiddle(): Promise<void>;
   /** One more proxy child with the same accounts, on a shared PostgreSQL store. */
@@ -120,6 +130,25 @@ export async function startEnv(options: {
     smtp: { direct: up.smtpPort, bare: first.b.smtpPort, proxy: first.p.smtpPort },
     warm,
     storm,
+    async startDelayed(delayMs) {
+      const relay = await upstream.call<Ports>('startDelayRelays', { delayMs });
+      const proxy = new Child('proxy');
+      const proxyNoPool = new Child('proxy');
+      const bare = new Child('bare');
+      const [p, q, b] = await Promise.all([
+        proxy.call<Ports>('start', { ...proxyOptions, ...relay }),
+        proxyNoPool.call<Ports>('start', { ...proxyOptions, ...relay, upstreamPool: false }),
+        bare.call<Ports>('start', { cert: certs.certPem, key: certs.keyPem, ca: certs.caPem, ...relay }),
+      ]);
+      return {
+        imap: { direct: relay.imapPort, bare: b.imapPort, proxy: p.imapPort, proxyNoPool: q.imapPort },
+        proxy,
+        proxyNoPool,
+        async stop() {
+          await Promise.all([proxy.stop(), proxyNoPool.stop(), bare.stop()]);
+        },
+      };
+    },
     async startPostgresProxy(postgres) {
       const child = new Child('proxy');
       const ports = await child.call<Ports>('start', { ...proxyOptions, postgres });

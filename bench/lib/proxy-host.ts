@@ -19,6 +19,7 @@ import { TokenManager } from '../../src/oauth/token-manager.js';
 import { createImapServer } from '../../src/proxy/imap/server.js';
 import type { ProxyDeps } from '../../src/proxy/shared/types.js';
 import { createSmtpServer } from '../../src/proxy/smtp/server.js';
+import { UpstreamPool } from '../../src/proxy/shared/upstream-pool.js';
 import { SingleFlightAuthenticator, patchUpstreamTls, countScrypt, type Experiment } from './experiments.js';
 
 export interface SeededAccount {
@@ -47,6 +48,8 @@ export interface ProxyHostOptions {
    * instance; only one of them seeds the grants.
    */
   postgres?: { url: string; key: string; seed: boolean };
+  /** false: no warm upstream connections (the daemon has them unless `settings.upstreamPool.enabled: false`). */
+  upstreamPool?: boolean;
 }
 
 export interface ProxyHost {
@@ -55,6 +58,8 @@ export interface ProxyHost {
   clearCredentialCache(): void;
   /** scrypt runs so far (every password check that missed the credential cache). */
   scryptCalls(): number;
+  /** Warm-connection hits and misses (none without a pool). */
+  poolStats(): { hits: number; misses: number; idle: number } | undefined;
   /** Verifies these logins once (fills the credential cache without touching any token). */
   warmCredentials(usernames: string[], password: string): Promise<void>;
   close(): Promise<void>;
@@ -143,8 +148,14 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
     cache,
     logger: logger.child({ component: 'auth' }),
   });
+  // As the daemon wires it (src/daemon.ts).
+  const pool =
+    o.upstreamPool === false
+      ? undefined
+      : new UpstreamPool({ settings: DEFAULTS.settings.upstreamPool, logger });
   const deps: ProxyDeps = {
     config,
+    ...(pool ? { upstreamPool: pool } : {}),
     authenticator: experiments.has('single-flight-credentials')
       ? new SingleFlightAuthenticator(authenticator)
       : authenticator,
@@ -167,12 +178,14 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
     smtpPort: s.port,
     clearCredentialCache: () => cache.clear(),
     scryptCalls: () => scrypt.calls,
+    poolStats: () => pool?.stats(),
     async warmCredentials(usernames, password) {
       for (const username of usernames)
         await authenticator.verify({ username, password, remoteAddress: '127.0.0.1' });
     },
     async close() {
       await Promise.all([imap.close(), smtp.close()]);
+      pool?.close();
       await tokens.stop();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
