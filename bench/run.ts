@@ -40,6 +40,16 @@ function openFileLimit(): number {
   }
 }
 
+/** Throughput with the client leg in TLS, then in clear text (the relays' cost without the client TLS). */
+async function runBothLegs(
+  env: Awaited<ReturnType<typeof startEnv>>,
+  o: Parameters<typeof runThroughput>[1],
+): Promise<{ rows: Row[]; raw: unknown }> {
+  const tls = await runThroughput(env, { ...o, clientLeg: 'tls' });
+  const clear = await runThroughput(env, { ...o, clientLeg: 'clear' });
+  return { rows: [...tls.rows, ...clear.rows], raw: { tls: tls.raw, clear: clear.raw } };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -121,7 +131,7 @@ async function main(): Promise<void> {
       console.error(`running ${name} ...`);
       const result =
         name === 'throughput'
-          ? await runThroughput(env, params.throughput)
+          ? await runBothLegs(env, params.throughput)
           : name === 'latency'
             ? await runLatency(env, params.latency)
             : name === 'netdelay'

@@ -101,7 +101,12 @@ if (role === 'upstream') {
     {
       async start(p: ProxyHostOptions) {
         host = await startProxyHost(p);
-        return { imapPort: host.imapPort, smtpPort: host.smtpPort };
+        return {
+          imapPort: host.imapPort,
+          smtpPort: host.smtpPort,
+          imapPlainPort: host.imapPlainPort,
+          smtpPlainPort: host.smtpPlainPort,
+        };
       },
       scryptCalls() {
         return host?.scryptCalls() ?? 0;
@@ -130,18 +135,27 @@ if (role === 'upstream') {
 } else if (role === 'bare') {
   let imap: BareRelay | undefined;
   let smtp: BareRelay | undefined;
+  let imapPlain: BareRelay | undefined;
+  let smtpPlain: BareRelay | undefined;
   serveRpc(
     {
       async start(p: { cert: string; key: string; ca: string; imapPort: number; smtpPort: number }) {
         imap = await startBareRelay({ ...p, upstreamPort: p.imapPort });
         smtp = await startBareRelay({ ...p, upstreamPort: p.smtpPort });
-        return { imapPort: imap.port, smtpPort: smtp.port };
+        imapPlain = await startBareRelay({ ...p, upstreamPort: p.imapPort, plain: true });
+        smtpPlain = await startBareRelay({ ...p, upstreamPort: p.smtpPort, plain: true });
+        return {
+          imapPort: imap.port,
+          smtpPort: smtp.port,
+          imapPlainPort: imapPlain.port,
+          smtpPlainPort: smtpPlain.port,
+        };
       },
       memory,
       cpu,
     },
     async () => {
-      await Promise.all([imap?.close(), smtp?.close()]);
+      await Promise.all([imap?.close(), smtp?.close(), imapPlain?.close(), smtpPlain?.close()]);
     },
   );
 } else {

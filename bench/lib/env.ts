@@ -27,6 +27,9 @@ export interface Env {
   bare: Child;
   imap: Record<Mode, number>;
   smtp: Record<Mode, number>;
+  /** The bare relay and the proxy with the client leg in clear text (the upstream leg is TLS). */
+  imapPlain: Record<'bare' | 'proxy', number>;
+  smtpPlain: Record<'bare' | 'proxy', number>;
   warm: Credentials[];
   /** Fresh accounts per storm run, every stored access token expired. */
   storm: Record<string, Credentials[]>;
@@ -116,7 +119,7 @@ export async function startEnv(options: {
     ]);
     return { proxy, bare, p, b };
   };
-  type Ports = { imapPort: number; smtpPort: number };
+  type Ports = { imapPort: number; smtpPort: number; imapPlainPort: number; smtpPlainPort: number };
 
   const first = await startMiddle();
   if (options.cpuProfDir)
@@ -128,6 +131,8 @@ export async function startEnv(options: {
     bare: first.bare,
     imap: { direct: up.imapPort, bare: first.b.imapPort, proxy: first.p.imapPort },
     smtp: { direct: up.smtpPort, bare: first.b.smtpPort, proxy: first.p.smtpPort },
+    imapPlain: { bare: first.b.imapPlainPort, proxy: first.p.imapPlainPort },
+    smtpPlain: { bare: first.b.smtpPlainPort, proxy: first.p.smtpPlainPort },
     warm,
     storm,
     async startDelayed(delayMs) {
@@ -163,6 +168,8 @@ export async function startEnv(options: {
       env.bare = next.bare;
       env.imap = { direct: up.imapPort, bare: next.b.imapPort, proxy: next.p.imapPort };
       env.smtp = { direct: up.smtpPort, bare: next.b.smtpPort, proxy: next.p.smtpPort };
+      env.imapPlain = { bare: next.b.imapPlainPort, proxy: next.p.imapPlainPort };
+      env.smtpPlain = { bare: next.b.smtpPlainPort, proxy: next.p.smtpPlainPort };
     },
     async stop() {
       await Promise.all([env.proxy.stop(), env.bare.stop(), upstream.stop()]);

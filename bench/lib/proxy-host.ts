@@ -55,6 +55,9 @@ export interface ProxyHostOptions {
 export interface ProxyHost {
   imapPort: number;
   smtpPort: number;
+  /** The same fronts with the client leg in clear text. */
+  imapPlainPort: number;
+  smtpPlainPort: number;
   clearCredentialCache(): void;
   /** scrypt runs so far (every password check that missed the credential cache). */
   scryptCalls(): number;
@@ -172,10 +175,20 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
   });
   const imap = createImapServer(listener(), deps);
   const smtp = createSmtpServer(listener(), deps, { serverName: 'proxy.bench' });
-  const [i, s] = await Promise.all([imap.listen(), smtp.listen()]);
+  const plain: ListenerConfig = { host: '127.0.0.1', port: 0, tls: 'none' };
+  const imapPlain = createImapServer(plain, deps);
+  const smtpPlain = createSmtpServer(plain, deps, { serverName: 'proxy.bench' });
+  const [i, s, ip, sp] = await Promise.all([
+    imap.listen(),
+    smtp.listen(),
+    imapPlain.listen(),
+    smtpPlain.listen(),
+  ]);
   return {
     imapPort: i.port,
     smtpPort: s.port,
+    imapPlainPort: ip.port,
+    smtpPlainPort: sp.port,
     clearCredentialCache: () => cache.clear(),
     scryptCalls: () => scrypt.calls,
     poolStats: () => pool?.stats(),
@@ -184,7 +197,7 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
         await authenticator.verify({ username, password, remoteAddress: '127.0.0.1' });
     },
     async close() {
-      await Promise.all([imap.close(), smtp.close()]);
+      await Promise.all([imap.close(), smtp.close(), imapPlain.close(), smtpPlain.close()]);
       pool?.close();
       await tokens.stop();
       await store.close();
