@@ -46,8 +46,9 @@ export const DEFAULTS: {
     upstreamPool: {
       enabled: true,
       maxPerHost: 4,
-      // Well under the shortest pre-login idle cut we know of (RFC 9051's one-minute floor for IMAP,
-      // Dovecot's and Exchange's pre-auth timeouts; see docs/performance.md), with room for clock and queue.
+      // A third of the shortest pre-login idle cut a server may make (RFC 9051 §5.4: one minute for
+      // IMAP; SMTP servers wait 5 minutes, RFC 5321 §4.5.3.2.7). Gmail's and Exchange Online's own
+      // pre-login cuts are not documented, so the floor the RFCs allow is what we stay under.
       maxIdleMs: 20_000,
     },
     loginLimiter: {
