@@ -90,7 +90,8 @@ export async function runNetDelay(env: Env, o: NetDelayOptions): Promise<{ rows:
     const med = (m: DelayMode): number => median(samples[m]);
     const p99 = (m: DelayMode): number => percentile(samples[m], 99);
     const localMed = (m: Mode): number => median(local[m]);
-    const rounds = (m: Mode): number => (med(m) - localMed(m)) / rtt;
+    // With no delay there are no round trips to count (only the relay's own hop).
+    const rounds = (m: Mode): number => (rtt > 0 ? (med(m) - localMed(m)) / rtt : Number.NaN);
     const label = `login, ${o.delayMs} ms each way`;
     const ratioMedian = med('proxy') / med('direct');
     return {

@@ -3,6 +3,7 @@
  * relay CPU per MB and MB/s for each. `smtp`: a 10 MB DATA; `imap`: FETCH of 1,000 messages of 4 KiB.
  * Usage: tsx bench/tools/relay-ab.ts [smtp|imap] [reps] [clear]
  * `clear`: the client's leg to both relays in clear text (the upstream leg stays TLS).
+ * BENCH_PROFILE_DIR=<dir>: --cpu-prof profiles of both relay children there.
  */
 import { performance } from 'node:perf_hooks';
 import { Conn, imapLogin, imapTagged, smtpLogin, smtpReply, type Mode } from '../lib/client.js';
@@ -18,6 +19,7 @@ const env = await startEnv({
   stormSets: [],
   stormAccounts: 0,
   experiments: ['cached-upstream-context'],
+  ...(process.env.BENCH_PROFILE_DIR ? { cpuProfDir: process.env.BENCH_PROFILE_DIR } : {}),
 });
 const message = Buffer.concat([makeMessage('ab', 10e6), Buffer.from('.\r\n')]);
 const modes: ('bare' | 'proxy')[] = ['bare', 'proxy'];
