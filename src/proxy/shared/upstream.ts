@@ -305,29 +305,6 @@ export async function connectUpstream<G>(
   }
 }
 
-/**
- * Connects to the account's IMAP or POP3 server with the connection's CA. A connection without a
- * server for `protocol` throws ProxyError 'upstream-unavailable' (SMTP has its own check: 'config').
- */
-export async function connectAccountUpstream<G>(
-  account: ResolvedAccount,
-  protocol: 'imap' | 'pop3',
-  options: { timeoutMs: number; signal: AbortSignal },
-  dialect: UpstreamDialect<G>,
-): Promise<{ conn: UpstreamConnection; greeting: G; server: UpstreamServer }> {
-  const server = accountServer(account, protocol);
-  const { conn, greeting } = await connectUpstream(
-    {
-      server,
-      ...(account.connection.ca ? { ca: account.connection.ca } : {}),
-      timeoutMs: options.timeoutMs,
-      signal: options.signal,
-    },
-    dialect,
-  );
-  return { conn, greeting, server };
-}
-
 /** The account's IMAP or POP3 server; none throws ProxyError 'upstream-unavailable' (as a login reports it). */
 export function accountServer(account: ResolvedAccount, protocol: 'imap' | 'pop3'): UpstreamServer {
   const server = account.connection[protocol];
