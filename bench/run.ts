@@ -3,7 +3,8 @@
  * against two references in the same run: direct (XOAUTH2 straight to the upstream) and a bare TLS
  * relay. Prints one table and writes bench/results/<timestamp>.json.
  *
- *   --only <list>     throughput,latency,sessions,storm,scaleout,graph (comma-separated; default: all)
+ *   --only <list>     throughput,latency,netdelay,sessions,storm,scaleout,graph (comma-separated; default: all)
+ *   --delay <ms>      netdelay: one-way delay between the upstream and everyone else (default 10)
  *   --quick           fewer repetitions, N=500 sessions (a smoke run in well under a minute)
  *   --sessions <n>    number of idle sessions (default 5000; env BENCH_SESSIONS too)
  *   --experiment <x>  try a proposed fix in the proxy child (repeatable; see lib/experiments.ts)
@@ -17,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runGraph } from './benchmarks/graph.js';
 import { runLatency } from './benchmarks/latency.js';
+import { runNetDelay } from './benchmarks/netdelay.js';
 import { runSessions } from './benchmarks/sessions.js';
 import { runScaleOut } from './benchmarks/scale-out.js';
 import { runStorm } from './benchmarks/storm.js';
@@ -25,7 +27,7 @@ import { startEnv } from './lib/env.js';
 import { EXPERIMENTS, type Experiment } from './lib/experiments.js';
 import { renderTable, writeJson, type Row } from './lib/report.js';
 
-const BENCHMARKS = ['throughput', 'latency', 'storm', 'scaleout', 'sessions', 'graph'] as const;
+const BENCHMARKS = ['throughput', 'latency', 'netdelay', 'storm', 'scaleout', 'sessions', 'graph'] as const;
 type Benchmark = (typeof BENCHMARKS)[number];
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 /** The whole run gives up after this (every loop inside is bounded too). */
@@ -39,12 +41,23 @@ function openFileLimit(): number {
   }
 }
 
+/** Throughput with the client leg in TLS, then in clear text (the relays' cost without the client TLS). */
+async function runBothLegs(
+  env: Awaited<ReturnType<typeof startEnv>>,
+  o: Parameters<typeof runThroughput>[1],
+): Promise<{ rows: Row[]; raw: unknown }> {
+  const tls = await runThroughput(env, { ...o, clientLeg: 'tls' });
+  const clear = await runThroughput(env, { ...o, clientLeg: 'clear' });
+  return { rows: [...tls.rows, ...clear.rows], raw: { tls: tls.raw, clear: clear.raw } };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       only: { type: 'string' },
       quick: { type: 'boolean', default: false },
       sessions: { type: 'string' },
+      delay: { type: 'string' },
       profile: { type: 'boolean', default: false },
       experiment: { type: 'string', multiple: true },
       help: { type: 'boolean', default: false },
@@ -52,7 +65,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(
-      'usage: npm run bench -- [--only throughput,latency,sessions,storm,scaleout,graph] [--quick] [--sessions N] [--profile] [--experiment NAME]',
+      'usage: npm run bench -- [--only throughput,latency,netdelay,sessions,storm,scaleout,graph] [--quick] [--sessions N] [--delay MS] [--profile] [--experiment NAME]',
     );
     return;
   }
@@ -72,6 +85,7 @@ async function main(): Promise<void> {
   const params = {
     throughput: { reps: quick ? 3 : 15, bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 },
     latency: { iterations: quick ? 60 : 300 },
+    netdelay: { iterations: quick ? 40 : 150, delayMs: Number(values.delay ?? 10) },
     sessions: { n: sessions, concurrency: 100 },
     storm: { clients: 200, accounts: 20, reps: quick ? 2 : 3 },
     scaleout: { clients: 200, instances: 3, fetches: quick ? 3 : 9 },
@@ -119,16 +133,18 @@ async function main(): Promise<void> {
       console.error(`running ${name} ...`);
       const result =
         name === 'throughput'
-          ? await runThroughput(env, params.throughput)
+          ? await runBothLegs(env, params.throughput)
           : name === 'latency'
             ? await runLatency(env, params.latency)
-            : name === 'sessions'
-              ? await runSessions(env, params.sessions)
-              : name === 'scaleout'
-                ? await runScaleOut(env, params.scaleout)
-                : name === 'graph'
-                  ? await runGraph(params.graph)
-                  : await runStorm(env, params.storm);
+            : name === 'netdelay'
+              ? await runNetDelay(env, params.netdelay)
+              : name === 'sessions'
+                ? await runSessions(env, params.sessions)
+                : name === 'scaleout'
+                  ? await runScaleOut(env, params.scaleout)
+                  : name === 'graph'
+                    ? await runGraph(params.graph)
+                    : await runStorm(env, params.storm);
       rows.push(...result.rows);
       raw[name] = result.raw;
       console.error(`  ${name} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

@@ -23,6 +23,8 @@ import { frontLimits } from './proxy/shared/limits.js';
 import { UpstreamCapabilities } from './proxy/shared/upstream-capabilities.js';
 import { localExtensions } from './proxy/smtp/replies.js';
 import { createGraphSending } from './proxy/smtp/graph-sending.js';
+import { UpstreamPool } from './proxy/shared/upstream-pool.js';
+import { DEFAULTS } from './config/defaults.js';
 import { createSmtpServer } from './proxy/smtp/server.js';
 import { probeSmtpExtensions } from './proxy/smtp/upstream.js';
 
@@ -114,10 +116,16 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     logger: logger.child({ component: 'graph' }),
     ...(metrics ? { metrics } : {}),
   });
+  // Warm upstream connections, so a login pays only the AUTHENTICATE round trip.
+  const upstreamPool = new UpstreamPool({
+    settings: config.settings.upstreamPool ?? DEFAULTS.settings.upstreamPool,
+    logger: logger.child({ component: 'upstream-pool' }),
+  });
   const deps: ProxyDeps = {
     config,
     capabilities,
     graph,
+    upstreamPool,
     authenticator: new LocalAuthenticator({ config, store, logger: logger.child({ component: 'auth' }) }),
     tokens,
     logger,
@@ -167,6 +175,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const shutdown = async (options: CloseOptions = {}): Promise<void> => {
     stopping = true;
     capabilities.stop();
+    // No new warm connections, and the idle ones go now: only logins in progress hold upstreams.
+    upstreamPool.close();
     // Every listener stops accepting at the same moment; only the mail fronts have sessions worth waiting for.
     await Promise.allSettled(
       started.map((s) => (s.protocol === 'http' ? s.server.close() : s.server.close(options))),
@@ -243,6 +253,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     );
     // Accounts and connections may have changed: learn the lists anew (the old ones serve meanwhile).
     void capabilities.refresh();
+    // New limits apply at once; warm connections to servers no longer configured expire unused.
+    upstreamPool.configure(config.settings.upstreamPool ?? DEFAULTS.settings.upstreamPool);
     const keep: Entry[] = [];
     for (const [key, { entry, print }] of before) {
       const want = wanted.get(key);

@@ -61,7 +61,8 @@ export async function runLatency(env: Env, o: LatencyOptions): Promise<{ rows: R
     await env.upstream.call('resetImapStats');
     for (let i = 0; i < 10; i++) await oneLogin(env, mode, i);
     const s = await env.upstream.call<UpstreamStats>('stats');
-    perLogin[mode] = s.imap.commands / s.imap.connections;
+    // Per login, not per connection: warm connections the pool opened and did not use yet count too.
+    perLogin[mode] = s.imap.commands / s.imap.logins;
   }
 
   const med = { direct: median(samples.direct), bare: median(samples.bare), proxy: median(samples.proxy) };

@@ -3,6 +3,7 @@
  * settings as the proxy's upstream leg), pipe both ways. No protocol handling at all.
  */
 import type { AddressInfo } from 'node:net';
+import { createServer as createPlainServer, type Socket } from 'node:net';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 
 export interface BareRelay {
@@ -15,9 +16,11 @@ export async function startBareRelay(opts: {
   key: string;
   ca: string;
   upstreamPort: number;
+  /** The client leg in clear text (the upstream leg stays TLS). */
+  plain?: boolean;
 }): Promise<BareRelay> {
-  const live = new Set<TLSSocket>();
-  const server = createServer({ cert: opts.cert, key: opts.key, minVersion: 'TLSv1.2' }, (client) => {
+  const live = new Set<Socket | TLSSocket>();
+  const onClient = (client: Socket): void => {
     const upstream = connect({
       host: '127.0.0.1',
       port: opts.upstreamPort,
@@ -32,7 +35,10 @@ export async function startBareRelay(opts: {
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
     client.pipe(upstream).pipe(client);
-  });
+  };
+  const server = opts.plain
+    ? createPlainServer(onClient)
+    : createServer({ cert: opts.cert, key: opts.key, minVersion: 'TLSv1.2' }, onClient);
   server.on('tlsClientError', () => undefined);
   await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, resolve));
   return {

@@ -4,6 +4,7 @@
  */
 import { startFakeAuthServer, type FakeAuthServer } from '../../test/helpers/fake-auth-server.js';
 import { startBareRelay, type BareRelay } from './bare-relay.js';
+import { startDelayRelay, type DelayRelay } from './delay-relay.js';
 import { startFastImap, type FastImapServer } from './fast-imap.js';
 import { startFastSmtp, type FastSmtpServer } from './fast-smtp.js';
 import { upstreamTlsStats } from './experiments.js';
@@ -39,8 +40,23 @@ if (role === 'upstream') {
   let auth: FakeAuthServer | undefined;
   let imap: FastImapServer | undefined;
   let smtp: FastSmtpServer | undefined;
+  const delays: DelayRelay[] = [];
   serveRpc(
     {
+      /** A delay relay in front of the fast IMAP and SMTP servers (see delay-relay.ts). */
+      async startDelayRelays(p: { delayMs: number }) {
+        if (!imap || !smtp) throw new Error('not started');
+        const i = await startDelayRelay({ targetPort: imap.port, delayMs: p.delayMs });
+        const s = await startDelayRelay({ targetPort: smtp.port, delayMs: p.delayMs });
+        delays.push(i, s);
+        return { imapPort: i.port, smtpPort: s.port };
+      },
+      delayStats() {
+        return delays.map((d) => ({ port: d.port, ...d.stats }));
+      },
+      resetDelayStats() {
+        for (const d of delays) d.resetStats();
+      },
       async start(p: { cert: string; key: string; mailboxes: MailboxSpec }) {
         auth = await startFakeAuthServer();
         const check = (t: string): string | undefined => auth?.checkAccessToken(t);
@@ -75,7 +91,7 @@ if (role === 'upstream') {
       cpu,
     },
     async () => {
-      await Promise.all([imap?.close(), smtp?.close()]);
+      await Promise.all([imap?.close(), smtp?.close(), ...delays.map((d) => d.close())]);
       await auth?.close();
     },
   );
@@ -85,10 +101,18 @@ if (role === 'upstream') {
     {
       async start(p: ProxyHostOptions) {
         host = await startProxyHost(p);
-        return { imapPort: host.imapPort, smtpPort: host.smtpPort };
+        return {
+          imapPort: host.imapPort,
+          smtpPort: host.smtpPort,
+          imapPlainPort: host.imapPlainPort,
+          smtpPlainPort: host.smtpPlainPort,
+        };
       },
       scryptCalls() {
         return host?.scryptCalls() ?? 0;
+      },
+      poolStats() {
+        return host?.poolStats() ?? null;
       },
       clearCredentialCache() {
         host?.clearCredentialCache();
@@ -111,18 +135,27 @@ if (role === 'upstream') {
 } else if (role === 'bare') {
   let imap: BareRelay | undefined;
   let smtp: BareRelay | undefined;
+  let imapPlain: BareRelay | undefined;
+  let smtpPlain: BareRelay | undefined;
   serveRpc(
     {
       async start(p: { cert: string; key: string; ca: string; imapPort: number; smtpPort: number }) {
         imap = await startBareRelay({ ...p, upstreamPort: p.imapPort });
         smtp = await startBareRelay({ ...p, upstreamPort: p.smtpPort });
-        return { imapPort: imap.port, smtpPort: smtp.port };
+        imapPlain = await startBareRelay({ ...p, upstreamPort: p.imapPort, plain: true });
+        smtpPlain = await startBareRelay({ ...p, upstreamPort: p.smtpPort, plain: true });
+        return {
+          imapPort: imap.port,
+          smtpPort: smtp.port,
+          imapPlainPort: imapPlain.port,
+          smtpPlainPort: smtpPlain.port,
+        };
       },
       memory,
       cpu,
     },
     async () => {
-      await Promise.all([imap?.close(), smtp?.close()]);
+      await Promise.all([imap?.close(), smtp?.close(), imapPlain?.close(), smtpPlain?.close()]);
     },
   );
 } else {

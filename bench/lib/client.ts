@@ -2,6 +2,7 @@
  * The client side of the benchmarks: a TLS connection with line reads for the dialogue and a raw
  * counting mode for bulk transfers (scans for an end marker without keeping the bytes).
  */
+import { connect as connectPlain, type Socket } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 
 export type Mode = 'direct' | 'bare' | 'proxy';
@@ -15,13 +16,13 @@ export interface Credentials {
 }
 
 export class Conn {
-  readonly socket: TLSSocket;
+  readonly socket: TLSSocket | Socket;
   #text = '';
   #wake: (() => void) | undefined;
   #failure: Error | undefined;
   #raw: ((chunk: Buffer) => void) | undefined;
 
-  private constructor(socket: TLSSocket) {
+  private constructor(socket: TLSSocket | Socket) {
     this.socket = socket;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
@@ -39,14 +40,18 @@ export class Conn {
     socket.on('close', () => fail(new Error('connection closed')));
   }
 
-  static open(port: number, ca: string, timeoutMs = 30_000): Promise<Conn> {
+  /** `ca` undefined: a clear-text connection. */
+  static open(port: number, ca: string | undefined, timeoutMs = 30_000): Promise<Conn> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: '127.0.0.1', port, ca, minVersion: 'TLSv1.2' });
+      const socket =
+        ca === undefined
+          ? connectPlain({ host: '127.0.0.1', port })
+          : connect({ host: '127.0.0.1', port, ca, minVersion: 'TLSv1.2' });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new Error('TLS connect timed out'));
       }, timeoutMs);
-      socket.once('secureConnect', () => {
+      socket.once(ca === undefined ? 'connect' : 'secureConnect', () => {
         clearTimeout(timer);
         socket.off('error', reject);
         resolve(new Conn(socket));

@@ -27,9 +27,22 @@ export interface Env {
   bare: Child;
   imap: Record<Mode, number>;
   smtp: Record<Mode, number>;
+  /** The bare relay and the proxy with the client leg in clear text (the upstream leg is TLS). */
+  imapPlain: Record<'bare' | 'proxy', number>;
+  smtpPlain: Record<'bare' | 'proxy', number>;
   warm: Credentials[];
   /** Fresh accounts per storm run, every stored access token expired. */
   storm: Record<string, Credentials[]>;
+  /**
+   * The upstreams behind delay relays (`delayMs` each way), and a proxy (pooled and, as `proxyNoPool`,
+   * not), a bare relay and the direct client all going through them. `stop()` ends those children.
+   */
+  startDelayed(delayMs: number): Promise<{
+    imap: Record<Mode, number> & { proxyNoPool: number };
+    proxy: Child;
+    proxyNoPool: Child;
+    stop(): Promise<void>;
+  }>;
   /** Replaces the proxy and bare relay children with fresh ones (clean RSS baseline). */
   restartMiddle(): Promise<void>;
   /** One more proxy child with the same accounts, on a shared PostgreSQL store. */
@@ -106,7 +119,7 @@ export async function startEnv(options: {
     ]);
     return { proxy, bare, p, b };
   };
-  type Ports = { imapPort: number; smtpPort: number };
+  type Ports = { imapPort: number; smtpPort: number; imapPlainPort: number; smtpPlainPort: number };
 
   const first = await startMiddle();
   if (options.cpuProfDir)
@@ -118,8 +131,29 @@ export async function startEnv(options: {
     bare: first.bare,
     imap: { direct: up.imapPort, bare: first.b.imapPort, proxy: first.p.imapPort },
     smtp: { direct: up.smtpPort, bare: first.b.smtpPort, proxy: first.p.smtpPort },
+    imapPlain: { bare: first.b.imapPlainPort, proxy: first.p.imapPlainPort },
+    smtpPlain: { bare: first.b.smtpPlainPort, proxy: first.p.smtpPlainPort },
     warm,
     storm,
+    async startDelayed(delayMs) {
+      const relay = await upstream.call<Ports>('startDelayRelays', { delayMs });
+      const proxy = new Child('proxy');
+      const proxyNoPool = new Child('proxy');
+      const bare = new Child('bare');
+      const [p, q, b] = await Promise.all([
+        proxy.call<Ports>('start', { ...proxyOptions, ...relay }),
+        proxyNoPool.call<Ports>('start', { ...proxyOptions, ...relay, upstreamPool: false }),
+        bare.call<Ports>('start', { cert: certs.certPem, key: certs.keyPem, ca: certs.caPem, ...relay }),
+      ]);
+      return {
+        imap: { direct: relay.imapPort, bare: b.imapPort, proxy: p.imapPort, proxyNoPool: q.imapPort },
+        proxy,
+        proxyNoPool,
+        async stop() {
+          await Promise.all([proxy.stop(), proxyNoPool.stop(), bare.stop()]);
+        },
+      };
+    },
     async startPostgresProxy(postgres) {
       const child = new Child('proxy');
       const ports = await child.call<Ports>('start', { ...proxyOptions, postgres });
@@ -134,6 +168,8 @@ export async function startEnv(options: {
       env.bare = next.bare;
       env.imap = { direct: up.imapPort, bare: next.b.imapPort, proxy: next.p.imapPort };
       env.smtp = { direct: up.smtpPort, bare: next.b.smtpPort, proxy: next.p.smtpPort };
+      env.imapPlain = { bare: next.b.imapPlainPort, proxy: next.p.imapPlainPort };
+      env.smtpPlain = { bare: next.b.smtpPlainPort, proxy: next.p.smtpPlainPort };
     },
     async stop() {
       await Promise.all([env.proxy.stop(), env.bare.stop(), upstream.stop()]);

@@ -19,6 +19,7 @@ import { TokenManager } from '../../src/oauth/token-manager.js';
 import { createImapServer } from '../../src/proxy/imap/server.js';
 import type { ProxyDeps } from '../../src/proxy/shared/types.js';
 import { createSmtpServer } from '../../src/proxy/smtp/server.js';
+import { UpstreamPool } from '../../src/proxy/shared/upstream-pool.js';
 import { SingleFlightAuthenticator, patchUpstreamTls, countScrypt, type Experiment } from './experiments.js';
 
 export interface SeededAccount {
@@ -47,14 +48,21 @@ export interface ProxyHostOptions {
    * instance; only one of them seeds the grants.
    */
   postgres?: { url: string; key: string; seed: boolean };
+  /** false: no warm upstream connections (the daemon has them unless `settings.upstreamPool.enabled: false`). */
+  upstreamPool?: boolean;
 }
 
 export interface ProxyHost {
   imapPort: number;
   smtpPort: number;
+  /** The same fronts with the client leg in clear text. */
+  imapPlainPort: number;
+  smtpPlainPort: number;
   clearCredentialCache(): void;
   /** scrypt runs so far (every password check that missed the credential cache). */
   scryptCalls(): number;
+  /** Warm-connection hits and misses (none without a pool). */
+  poolStats(): { hits: number; misses: number; idle: number } | undefined;
   /** Verifies these logins once (fills the credential cache without touching any token). */
   warmCredentials(usernames: string[], password: string): Promise<void>;
   close(): Promise<void>;
@@ -143,8 +151,14 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
     cache,
     logger: logger.child({ component: 'auth' }),
   });
+  // As the daemon wires it (src/daemon.ts).
+  const pool =
+    o.upstreamPool === false
+      ? undefined
+      : new UpstreamPool({ settings: DEFAULTS.settings.upstreamPool, logger });
   const deps: ProxyDeps = {
     config,
+    ...(pool ? { upstreamPool: pool } : {}),
     authenticator: experiments.has('single-flight-credentials')
       ? new SingleFlightAuthenticator(authenticator)
       : authenticator,
@@ -161,18 +175,30 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
   });
   const imap = createImapServer(listener(), deps);
   const smtp = createSmtpServer(listener(), deps, { serverName: 'proxy.bench' });
-  const [i, s] = await Promise.all([imap.listen(), smtp.listen()]);
+  const plain: ListenerConfig = { host: '127.0.0.1', port: 0, tls: 'none' };
+  const imapPlain = createImapServer(plain, deps);
+  const smtpPlain = createSmtpServer(plain, deps, { serverName: 'proxy.bench' });
+  const [i, s, ip, sp] = await Promise.all([
+    imap.listen(),
+    smtp.listen(),
+    imapPlain.listen(),
+    smtpPlain.listen(),
+  ]);
   return {
     imapPort: i.port,
     smtpPort: s.port,
+    imapPlainPort: ip.port,
+    smtpPlainPort: sp.port,
     clearCredentialCache: () => cache.clear(),
     scryptCalls: () => scrypt.calls,
+    poolStats: () => pool?.stats(),
     async warmCredentials(usernames, password) {
       for (const username of usernames)
         await authenticator.verify({ username, password, remoteAddress: '127.0.0.1' });
     },
     async close() {
-      await Promise.all([imap.close(), smtp.close()]);
+      await Promise.all([imap.close(), smtp.close(), imapPlain.close(), smtpPlain.close()]);
+      pool?.close();
       await tokens.stop();
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,9 @@
 /**
  * A/B probe for the relay: many transfers through the bare relay and the proxy, alternating, printing
  * relay CPU per MB and MB/s for each. `smtp`: a 10 MB DATA; `imap`: FETCH of 1,000 messages of 4 KiB.
- * Usage: tsx bench/tools/relay-ab.ts [smtp|imap] [reps]
+ * Usage: tsx bench/tools/relay-ab.ts [smtp|imap] [reps] [clear]
+ * `clear`: the client's leg to both relays in clear text (the upstream leg stays TLS).
+ * BENCH_PROFILE_DIR=<dir>: --cpu-prof profiles of both relay children there.
  */
 import { performance } from 'node:perf_hooks';
 import { Conn, imapLogin, imapTagged, smtpLogin, smtpReply, type Mode } from '../lib/client.js';
@@ -11,22 +13,24 @@ import { median } from '../lib/report.js';
 
 const kind = process.argv[2] === 'imap' ? 'imap' : 'smtp';
 const reps = Number(process.argv[3] ?? 20);
+const clear = process.argv[4] === 'clear';
 const env = await startEnv({
   mailboxes: { bigBytes: 1000, smallCount: 1000, smallBytes: 4096 },
   stormSets: [],
   stormAccounts: 0,
   experiments: ['cached-upstream-context'],
+  ...(process.env.BENCH_PROFILE_DIR ? { cpuProfDir: process.env.BENCH_PROFILE_DIR } : {}),
 });
 const message = Buffer.concat([makeMessage('ab', 10e6), Buffer.from('.\r\n')]);
 const modes: ('bare' | 'proxy')[] = ['bare', 'proxy'];
 const conns: Partial<Record<Mode, Conn>> = {};
 for (const m of modes) {
   if (kind === 'smtp') {
-    const c = await Conn.open(env.smtp[m], env.ca);
+    const c = clear ? await Conn.open(env.smtpPlain[m], undefined) : await Conn.open(env.smtp[m], env.ca);
     await smtpLogin(c, m, env.warm[0]!);
     conns[m] = c;
   } else {
-    const c = await Conn.open(env.imap[m], env.ca);
+    const c = clear ? await Conn.open(env.imapPlain[m], undefined) : await Conn.open(env.imap[m], env.ca);
     await imapLogin(c, m, env.warm[0]!);
     c.write('S1 SELECT SMALL\r\n');
     await imapTagged(c, 'S1');
@@ -63,7 +67,7 @@ for (let i = 0; i <= reps; i++) {
 }
 for (const m of modes) {
   console.log(
-    `${kind} ${m}: CPU ms/MB best ${Math.min(...cpu[m]!).toFixed(2)} median ${median(cpu[m]!).toFixed(2)} [${cpu[m]!.map((x) => x.toFixed(2)).join(' ')}]; MB/s median ${median(mbps[m]!).toFixed(0)}`,
+    `${kind}${clear ? ' clear' : ''} ${m}: CPU ms/MB best ${Math.min(...cpu[m]!).toFixed(2)} median ${median(cpu[m]!).toFixed(2)} [${cpu[m]!.map((x) => x.toFixed(2)).join(' ')}]; MB/s median ${median(mbps[m]!).toFixed(0)}`,
   );
 }
 for (const c of Object.values(conns)) c?.close();

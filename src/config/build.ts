@@ -97,6 +97,7 @@ export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config
   const dl = DEFAULTS.settings;
   const lim = s.limits ?? {};
   const ll = s.loginLimiter ?? {};
+  const up = s.upstreamPool ?? {};
   const config: Config = {
     file: resolve(ctx.file),
     listen,
@@ -122,6 +123,11 @@ export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config
         maxConnections: lim.maxConnections ?? dl.limits.maxConnections,
         maxConnectionsPerAddress: lim.maxConnectionsPerAddress ?? dl.limits.maxConnectionsPerAddress,
         loginDeadlineMs: lim.loginDeadline ?? dl.limits.loginDeadlineMs,
+      },
+      upstreamPool: {
+        enabled: up.enabled ?? dl.upstreamPool.enabled,
+        maxPerHost: up.maxPerHost ?? dl.upstreamPool.maxPerHost,
+        maxIdleMs: up.maxIdle ?? dl.upstreamPool.maxIdleMs,
       },
       loginLimiter: {
         freeFailures: ll.freeFailures ?? dl.loginLimiter.freeFailures,

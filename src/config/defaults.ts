@@ -8,7 +8,7 @@ export const DEFAULT_LISTEN_HOST = '127.0.0.1';
 export const DEFAULTS: {
   store: { path: string; keyFile: string };
   postgres: Pick<PostgresStoreSettings, 'refreshLeaseMs' | 'poolMax' | 'timeoutMs'>;
-  settings: Settings;
+  settings: Settings & Required<Pick<Settings, 'upstreamPool'>>;
   notify: NotifySettings;
   http: Pick<HttpSettings, 'consentHint'> & Required<Pick<HttpSettings, 'metrics'>>;
 } = {
@@ -44,6 +44,14 @@ export const DEFAULTS: {
       maxConnectionsPerAddress: 50,
       // The idle timer restarts on every byte; this bounds a client that trickles.
       loginDeadlineMs: 5 * 60_000,
+    },
+    upstreamPool: {
+      enabled: true,
+      maxPerHost: 4,
+      // A third of the shortest pre-login idle cut a server may make (RFC 9051 §5.4: one minute for
+      // IMAP; SMTP servers wait 5 minutes, RFC 5321 §4.5.3.2.7). Gmail's and Exchange Online's own
+      // pre-login cuts are not documented, so the floor the RFCs allow is what we stay under.
+      maxIdleMs: 20_000,
     },
     loginLimiter: {
       freeFailures: 3,

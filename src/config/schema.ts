@@ -297,6 +297,22 @@ export const settingsSchema = z.strictObject({
       ),
     })
     .optional(),
+  upstreamPool: z
+    .strictObject({
+      enabled: z.boolean().optional().meta({
+        description: 'Keep upstream connections connected, TLS-verified and greeted ahead of logins.',
+        default: d.settings.upstreamPool.enabled,
+      }),
+      maxPerHost: count(
+        'Most warm connections per upstream server (and, for SMTP, per client EHLO name).',
+        d.settings.upstreamPool.maxPerHost,
+      ),
+      maxIdle: duration(
+        "A warm connection unused this long is closed; keep it under the server's pre-login timeout.",
+        d.settings.upstreamPool.maxIdleMs,
+      ),
+    })
+    .optional(),
   loginLimiter: z
     .strictObject({
       freeFailures: z.number().int().nonnegative().optional().meta({

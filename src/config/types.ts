@@ -178,6 +178,17 @@ export interface Settings {
   shutdownGraceMs: number;
   limits: LimitSettings;
   loginLimiter: LoginLimiterSettings;
+  /** Warm upstream connections for logins (absent in hand-built configs: the defaults). */
+  upstreamPool?: UpstreamPoolSettings;
+}
+
+export interface UpstreamPoolSettings {
+  /** false: every login connects anew and no connection is opened ahead of one. */
+  enabled: boolean;
+  /** Most warm connections per upstream (protocol, host, port, TLS, CA, SMTP EHLO name). */
+  maxPerHost: number;
+  /** A warm connection is closed unused after this long (keep it under the servers' pre-login timeout). */
+  maxIdleMs: number;
 }
 
 export interface HttpSettings {

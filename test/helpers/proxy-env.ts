@@ -30,6 +30,8 @@ import type { AccessToken, TokenProvider, Store } from '../../src/oauth/types.js
 import type { ProxyDeps, ProxyServer } from '../../src/proxy/shared/types.js';
 import { getTestCerts, type TestCerts } from './certs.js';
 import { startFakeAuthServer, type FakeAuthServer } from './fake-auth-server.js';
+import { UpstreamPool } from '../../src/proxy/shared/upstream-pool.js';
+import type { UpstreamPoolSettings } from '../../src/config/types.js';
 
 /** The real TokenManager, with every call recorded. */
 export class RecordingTokens implements TokenProvider {
@@ -133,6 +135,8 @@ export interface ProxyEnvSpec<Up extends { close(): Promise<void> }> {
   /** The listener expects a PROXY protocol header from these balancers. */
   proxyProtocol?: ListenerConfig['proxyProtocol'] | undefined;
   createServer(listener: ListenerConfig, deps: ProxyDeps): ProxyServer;
+  /** Give the sessions a pool of warm upstream connections with these settings (default: none). */
+  upstreamPool?: UpstreamPoolSettings | undefined;
 }
 
 export interface ProxyEnv<Up> {
@@ -145,6 +149,8 @@ export interface ProxyEnv<Up> {
   account: ResolvedAccount;
   tokens: RecordingTokens;
   authenticator: RecordingAuthenticator;
+  /** The sessions' warm upstream connections, with `upstreamPool` in the spec. */
+  pool: UpstreamPool | undefined;
   /** Moves the token manager's clock forward (past a backoff). */
   advanceClock(ms: number): void;
   /** Every JSON log line the proxy wrote. */
@@ -200,7 +206,15 @@ export async function startProxyEnv<Up extends { close(): Promise<void> }>(
       ...(spec.noLimiterDelay ? { sleep: () => Promise.resolve() } : {}),
     }),
   );
-  const deps: ProxyDeps = { config, authenticator, tokens, logger, consentHint: () => spec.consentHint };
+  const pool = spec.upstreamPool ? new UpstreamPool({ settings: spec.upstreamPool, logger }) : undefined;
+  const deps: ProxyDeps = {
+    config,
+    authenticator,
+    tokens,
+    logger,
+    consentHint: () => spec.consentHint,
+    ...(pool ? { upstreamPool: pool } : {}),
+  };
   const listener: ListenerConfig = {
     host: '127.0.0.1',
     port: 0,
@@ -221,6 +235,7 @@ export async function startProxyEnv<Up extends { close(): Promise<void> }>(
     account,
     tokens,
     authenticator,
+    pool,
     advanceClock: (ms) => {
       clockOffset += ms;
     },
@@ -228,6 +243,7 @@ export async function startProxyEnv<Up extends { close(): Promise<void> }>(
     logText,
     async close() {
       await proxy.close();
+      pool?.close();
       await upstream.close();
       await auth.close();
       await store.close();

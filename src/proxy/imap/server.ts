@@ -29,7 +29,7 @@ export const imapProtocol: Protocol<ImapUpstream, AuthenticateAction> = {
       limits,
       context.secure,
     ),
-  upstreamLogin: (_action, limits) => imapUpstreamLogin(limits.upstreamTimeoutMs),
+  upstreamLogin: (_action, limits, deps) => imapUpstreamLogin(limits.upstreamTimeoutMs, deps.upstreamPool),
 };
 
 export function createImapServer(listener: ListenerConfig, deps: ProxyDeps): ProxyServer {

@@ -11,7 +11,13 @@ import type { ResolvedAccount, UpstreamServer } from '../../config/types.js';
 import { ProxyError } from '../../errors.js';
 import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
 import { errorChallengeResponse, mechanismName, oauthBearerPayload, xoauth2Payload } from '../shared/sasl.js';
-import { connectAccountUpstream, type UpstreamConnection, type UpstreamDialect } from '../shared/upstream.js';
+import type { UpstreamPool } from '../shared/upstream-pool.js';
+import {
+  accountServer,
+  connectUpstream,
+  type UpstreamConnection,
+  type UpstreamDialect,
+} from '../shared/upstream.js';
 
 /** An error continuation more than this many times in one exchange means the server is confused. */
 const MAX_CHALLENGES = 2;
@@ -216,31 +222,45 @@ function refused(
   return { ok: false, reason, reusable: !conn.socket.destroyed };
 }
 
-/** The IMAP half of `performLogin`. `timeoutMs` bounds the connect phase and, again, each login try. */
-export function imapUpstreamLogin(timeoutMs: number): UpstreamLogin<ImapUpstream> {
+/** Everything before AUTHENTICATE: connect, greeting, STARTTLS, CAPABILITY (what a warm connection has done). */
+async function prepareImap(
+  server: UpstreamServer,
+  ca: string | undefined,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<ImapUpstream> {
+  const { conn, greeting } = await connectUpstream(
+    { server, ...(ca ? { ca } : {}), timeoutMs, signal },
+    dialect(),
+  );
+  let n = 0;
+  const up: ImapUpstream = {
+    conn,
+    server,
+    // Capabilities from before STARTTLS must not be trusted (RFC 9051 §6.2.1).
+    capabilities: server.tls === 'starttls' ? undefined : greeting,
+    nextTag: () => `xp${++n}`,
+  };
+  if (!up.capabilities) {
+    const list = await conn.withDeadline(timeoutMs, { reason: 'timed out during CAPABILITY' }, () =>
+      fetchCapabilities(up),
+    );
+    up.capabilities = list ? parseCapabilities(list) : new Set();
+  }
+  return up;
+}
+
+/**
+ * The IMAP half of `performLogin`. `timeoutMs` bounds the connect phase and, again, each login try;
+ * with a `pool`, the connect may be a warm connection's (the same dialogue, done earlier).
+ */
+export function imapUpstreamLogin(timeoutMs: number, pool?: UpstreamPool): UpstreamLogin<ImapUpstream> {
   return {
     async connect(account, signal) {
-      const { conn, greeting, server } = await connectAccountUpstream(
-        account,
-        'imap',
-        { timeoutMs, signal },
-        dialect(),
-      );
-      let n = 0;
-      const up: ImapUpstream = {
-        conn,
-        server,
-        // Capabilities from before STARTTLS must not be trusted (RFC 9051 §6.2.1).
-        capabilities: server.tls === 'starttls' ? undefined : greeting,
-        nextTag: () => `xp${++n}`,
-      };
-      if (!up.capabilities) {
-        const list = await conn.withDeadline(timeoutMs, { reason: 'timed out during CAPABILITY' }, () =>
-          fetchCapabilities(up),
-        );
-        up.capabilities = list ? parseCapabilities(list) : new Set();
-      }
-      return up;
+      const server = accountServer(account, 'imap');
+      const ca = account.connection.ca;
+      const prepare = (s: AbortSignal): Promise<ImapUpstream> => prepareImap(server, ca, timeoutMs, s);
+      return pool ? pool.acquire({ protocol: 'imap', server, ca }, prepare, signal) : prepare(signal);
     },
     authenticate(up, account, token) {
       return up.conn.withDeadline(timeoutMs, { reason: 'timed out during login' }, () =>

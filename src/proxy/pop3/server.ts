@@ -30,7 +30,7 @@ export const pop3Protocol: Protocol<Pop3Upstream, AuthenticateAction> = {
       },
       limits.maxLineLength,
     ),
-  upstreamLogin: (_action, limits) => pop3UpstreamLogin(limits.upstreamTimeoutMs),
+  upstreamLogin: (_action, limits, deps) => pop3UpstreamLogin(limits.upstreamTimeoutMs, deps.upstreamPool),
 };
 
 export function createPop3Server(listener: ListenerConfig, deps: ProxyDeps): ProxyServer {

@@ -16,8 +16,9 @@ import type { ConnectionConfig, ResolvedAccount, UpstreamServer } from '../../co
 import { ProxyError } from '../../errors.js';
 import type { UpstreamAuthOutcome, UpstreamLogin } from '../shared/login.js';
 import { errorChallengeResponse, mechanismName, oauthBearerPayload, xoauth2Payload } from '../shared/sasl.js';
+import type { UpstreamPool } from '../shared/upstream-pool.js';
 import {
-  connectAccountUpstream,
+  accountServer,
   connectUpstream,
   timedOutAfter,
   type UpstreamConnection,
@@ -125,16 +126,20 @@ async function authenticateOnce(
 }
 
 /** The POP3 half of `performLogin`. `timeoutMs` bounds the connect phase and, again, each login try. */
-export function pop3UpstreamLogin(timeoutMs: number): UpstreamLogin<Pop3Upstream> {
+export function pop3UpstreamLogin(timeoutMs: number, pool?: UpstreamPool): UpstreamLogin<Pop3Upstream> {
   return {
     async connect(account, signal) {
-      const { conn, greeting, server } = await connectAccountUpstream(
-        account,
-        'pop3',
-        { timeoutMs, signal },
-        dialect(),
-      );
-      return { conn, server, greeting };
+      const server = accountServer(account, 'pop3');
+      const ca = account.connection.ca;
+      // Everything before AUTH: connect, greeting, STLS (what a warm connection has done).
+      const prepare = async (s: AbortSignal): Promise<Pop3Upstream> => {
+        const { conn, greeting } = await connectUpstream(
+          { server, ...(ca ? { ca } : {}), timeoutMs, signal: s },
+          dialect(),
+        );
+        return { conn, server, greeting };
+      };
+      return pool ? pool.acquire({ protocol: 'pop3', server, ca }, prepare, signal) : prepare(signal);
     },
     authenticate(up, account, token) {
       return up.conn.withDeadline(timeoutMs, { reason: 'timed out during login' }, () =>

@@ -6,6 +6,10 @@
  *   OK, are written first, before anything the sockets deliver later (cf. undici `onUpgrade`).
  * - No idle timeout of our own (IMAP IDLE may sit silent for 29 minutes); TCP keepalive instead.
  * - Either side ending or failing ends the other; the promise resolves once both are closed.
+ * - No JavaScript of ours per chunk: `pipe()` is the whole data path, as in a bare relay. The byte
+ *   counts come from the sockets' own counters (`bytesRead`, cleartext for TLS sockets too), taken at
+ *   the start and read when asked; a second 'data' listener per socket cost an extra call and an
+ *   emit with two listeners (an array copy) for every chunk (docs/performance.md).
  */
 import type { Socket } from 'node:net';
 import { KEEPALIVE_DELAY_MS } from './upstream.js';
@@ -47,10 +51,21 @@ function whenClosed(socket: Socket, callback: () => void): void {
   else socket.once('close', callback);
 }
 
+/**
+ * What the socket has read from the network that is not yet ours: bytes still in its stream buffer
+ * (read by the kernel side, not yet emitted) are the relay's to move and count.
+ */
+function readSoFar(socket: Socket): number {
+  return socket.bytesRead - socket.readableLength;
+}
+
 export function startRelay(options: RelayOptions): Relay {
   const { client, upstream } = options;
-  let bytesFromClient = 0;
-  let bytesToClient = 0;
+  const clientStart = readSoFar(client);
+  const upstreamStart = readSoFar(upstream);
+  // Node keeps `bytesRead` after a socket is destroyed, so the totals hold once both legs closed.
+  const fromClient = (): number => Math.max(0, client.bytesRead - clientStart);
+  const toClient = (): number => Math.max(0, upstream.bytesRead - upstreamStart);
   let endedBy: 'client' | 'upstream' | undefined;
   let firstError: Error | undefined;
 
@@ -62,12 +77,6 @@ export function startRelay(options: RelayOptions): Relay {
 
   if (options.clientPending && options.clientPending.length > 0) upstream.write(options.clientPending);
   if (options.upstreamPending && options.upstreamPending.length > 0) client.write(options.upstreamPending);
-  client.on('data', (chunk: Buffer) => {
-    bytesFromClient += chunk.length;
-  });
-  upstream.on('data', (chunk: Buffer) => {
-    bytesToClient += chunk.length;
-  });
   // pipe() ends the destination when the source ends (FIN both ways) and handles backpressure.
   client.pipe(upstream);
   upstream.pipe(client);
@@ -78,7 +87,12 @@ export function startRelay(options: RelayOptions): Relay {
       endedBy ??= side;
       closed += 1;
       if (closed === 2) {
-        resolve({ bytesFromClient, bytesToClient, endedBy, ...(firstError ? { error: firstError } : {}) });
+        resolve({
+          bytesFromClient: fromClient(),
+          bytesToClient: toClient(),
+          endedBy,
+          ...(firstError ? { error: firstError } : {}),
+        });
         return;
       }
       if (firstError) {
@@ -111,10 +125,10 @@ export function startRelay(options: RelayOptions): Relay {
       upstream.destroy();
     },
     get bytesFromClient() {
-      return bytesFromClient;
+      return fromClient();
     },
     get bytesToClient() {
-      return bytesToClient;
+      return toClient();
     },
   };
 }

@@ -97,7 +97,8 @@ export interface Protocol<U extends SessionUpstream, Auth extends AuthenticateAc
   busyReply: string;
   /** `deps.capabilities` says what the upstreams are known to support right now. */
   front(context: ConnectionContext, limits: FrontLimits, deps: ProxyDeps): SessionFront<FrontAction<Auth>>;
-  upstreamLogin(action: Auth, limits: FrontLimits): UpstreamLogin<U>;
+  /** `deps.upstreamPool`, when there is one, serves the connect. */
+  upstreamLogin(action: Auth, limits: FrontLimits, deps: ProxyDeps): UpstreamLogin<U>;
 }
 
 /**
@@ -466,7 +467,7 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
 
   async #runLogin(action: Auth): Promise<void> {
     const { username, password } = action;
-    const upstreamLogin: UpstreamLogin<U> = this.#protocol.upstreamLogin(action, this.#limits);
+    const upstreamLogin: UpstreamLogin<U> = this.#protocol.upstreamLogin(action, this.#limits, this.#deps);
     const result = await performLogin(
       this.#deps,
       { username, password, remoteAddress: this.#context.remoteAddress, protocol: this.#protocol.name },

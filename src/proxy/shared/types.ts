@@ -7,6 +7,7 @@ import type { Authenticator } from '../../credentials/types.js';
 import type { MessageSender } from '../../graph/types.js';
 import type { TokenProvider } from '../../oauth/types.js';
 import type { CapabilitySource } from './upstream-capabilities.js';
+import type { UpstreamPool } from './upstream-pool.js';
 
 /** Everything a protocol front needs from the rest of the program. */
 export interface ProxyDeps {
@@ -20,6 +21,8 @@ export interface ProxyDeps {
   metrics?: SessionMetrics;
   /** The upstreams' known extension lists (SMTP EHLO, POP3 CAPA); absent: the fronts' fixed lists. */
   capabilities?: CapabilitySource;
+  /** Warm upstream connections for logins (./upstream-pool.ts); absent: every login connects anew. */
+  upstreamPool?: UpstreamPool;
   /** Microsoft Graph sending for connections with `send: graph` or `auto`; absent: SMTP relay only. */
   graph?: GraphSending;
 }

@@ -8,6 +8,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { ResolvedAccount, UpstreamServer } from '../../config/types.js';
 import { ProxyError } from '../../errors.js';
 import { upstreamTlsOptions } from './tls-context.js';
+import { rememberSessions, resumeOptions, tlsSessionKey } from './tls-sessions.js';
 
 /** Longest upstream line we accept before login (Gmail's CAPABILITY is ~300 bytes). */
 const MAX_UPSTREAM_LINE = 64 * 1024;
@@ -41,6 +42,14 @@ export class UpstreamConnection {
 
   get socket(): Socket {
     return this.#socket;
+  }
+
+  /**
+   * Still as the dialogue left it: not failed, not closed, and nothing unread (a warm connection whose
+   * server said anything while it waited, e.g. `* BYE`, must not serve a login).
+   */
+  get untouched(): boolean {
+    return !this.#failure && !this.#socket.destroyed && this.#socket.writable && this.#buffer.length === 0;
   }
 
   /** Our own listeners, so we can remove exactly them (a TLSSocket has internal ones that must stay). */
@@ -144,15 +153,20 @@ export class UpstreamConnection {
     this.#detachListeners();
     this.#buffer = Buffer.alloc(0);
     const secured = await new Promise<TLSSocket>((resolve, reject) => {
-      const socket = tlsConnect({ ...upstreamTlsOptions(server.host, ca), socket: plain }, () => {
-        socket.off('error', reject);
-        socket.off('close', onClose);
-        resolve(socket);
-      });
+      const resume = tlsSessionKey(server, ca);
+      const socket = tlsConnect(
+        { ...upstreamTlsOptions(server.host, ca), ...resumeOptions(resume), socket: plain },
+        () => {
+          socket.off('error', reject);
+          socket.off('close', onClose);
+          resolve(socket);
+        },
+      );
       // A deadline or abort destroys the sockets mid-handshake: then only 'close' comes, no 'error'.
       const onClose = (): void =>
         reject(this.#failure ?? new Error('connection closed during the handshake'));
       this.#securing = socket;
+      rememberSessions(socket, resume);
       socket.once('error', reject);
       socket.once('close', onClose);
     })
@@ -243,10 +257,19 @@ export async function connectUpstream<G>(
 ): Promise<{ conn: UpstreamConnection; greeting: G }> {
   const { server, ca } = options;
   const label = `${server.host}:${server.port}`;
-  const socket =
-    server.tls === 'implicit'
-      ? tlsConnect({ ...upstreamTlsOptions(server.host, ca), port: server.port })
-      : new Socket().connect({ host: server.host, port: server.port });
+  let socket: Socket;
+  if (server.tls === 'implicit') {
+    const resume = tlsSessionKey(server, ca);
+    const secure = tlsConnect({
+      ...upstreamTlsOptions(server.host, ca),
+      ...resumeOptions(resume),
+      port: server.port,
+    });
+    rememberSessions(secure, resume);
+    socket = secure;
+  } else {
+    socket = new Socket().connect({ host: server.host, port: server.port });
+  }
   socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
   socket.setNoDelay(true);
   const conn = new UpstreamConnection(socket, label);
@@ -282,16 +305,8 @@ export async function connectUpstream<G>(
   }
 }
 
-/**
- * Connects to the account's IMAP or POP3 server with the connection's CA. A connection without a
- * server for `protocol` throws ProxyError 'upstream-unavailable' (SMTP has its own check: 'config').
- */
-export async function connectAccountUpstream<G>(
-  account: ResolvedAccount,
-  protocol: 'imap' | 'pop3',
-  options: { timeoutMs: number; signal: AbortSignal },
-  dialect: UpstreamDialect<G>,
-): Promise<{ conn: UpstreamConnection; greeting: G; server: UpstreamServer }> {
+/** The account's IMAP or POP3 server; none throws ProxyError 'upstream-unavailable' (as a login reports it). */
+export function accountServer(account: ResolvedAccount, protocol: 'imap' | 'pop3'): UpstreamServer {
   const server = account.connection[protocol];
   if (!server) {
     const name = protocol.toUpperCase();
@@ -303,14 +318,5 @@ export async function connectAccountUpstream<G>(
       },
     );
   }
-  const { conn, greeting } = await connectUpstream(
-    {
-      server,
-      ...(account.connection.ca ? { ca: account.connection.ca } : {}),
-      timeoutMs: options.timeoutMs,
-      signal: options.signal,
-    },
-    dialect,
-  );
-  return { conn, greeting, server };
+  return server;
 }

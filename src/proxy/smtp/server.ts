@@ -32,12 +32,24 @@ export interface SmtpProtocolOptions {
    * login can choose per account (SMTP for some, Graph for others). Absent, with `deps.graph`:
    * `graphAwareLogin` (./graph-login.ts).
    */
-  upstreamLogin?: (action: SmtpAuthenticate, limits: FrontLimits) => UpstreamLogin<SmtpSessionUpstream>;
+  upstreamLogin?: (
+    action: SmtpAuthenticate,
+    limits: FrontLimits,
+    deps: ProxyDeps,
+  ) => UpstreamLogin<SmtpSessionUpstream>;
 }
 
 /** The default login: AUTH XOAUTH2 at the account's SMTP server, then the relay. */
-export function relayLogin(action: SmtpAuthenticate, limits: FrontLimits): UpstreamLogin<SmtpUpstream> {
-  return smtpUpstreamLogin({ heloName: action.heloName, timeoutMs: limits.upstreamTimeoutMs });
+export function relayLogin(
+  action: SmtpAuthenticate,
+  limits: FrontLimits,
+  deps: ProxyDeps,
+): UpstreamLogin<SmtpUpstream> {
+  return smtpUpstreamLogin({
+    heloName: action.heloName,
+    timeoutMs: limits.upstreamTimeoutMs,
+    ...(deps.upstreamPool ? { pool: deps.upstreamPool } : {}),
+  });
 }
 
 export function smtpProtocol(
@@ -80,8 +92,8 @@ export function createSmtpServer(
   const graph = deps.graph;
   // Connections with `send: graph` or `auto`: the login may end in a Graph sender instead of a relay.
   if (protocolOptions.upstreamLogin === undefined && graph) {
-    protocolOptions.upstreamLogin = (action, limits) =>
-      graphAwareLogin(relayLogin(action, limits), { graph, tokens: deps.tokens });
+    protocolOptions.upstreamLogin = (action, limits, sessionDeps) =>
+      graphAwareLogin(relayLogin(action, limits, sessionDeps), { graph, tokens: sessionDeps.tokens });
   }
   return createProtocolServer(smtpProtocol(serverName ?? hostname(), protocolOptions), listener, deps);
 }

@@ -29,6 +29,7 @@ import {
   type UpstreamConnection,
   type UpstreamDialect,
 } from '../shared/upstream.js';
+import type { UpstreamPool } from '../shared/upstream-pool.js';
 
 /** A complete SMTP reply: one code, one or more text lines (RFC 5321 §4.2.1). */
 export interface SmtpReply {
@@ -108,6 +109,8 @@ export interface SmtpUpstreamOptions {
   heloName: string;
   /** Deadline for connect+greeting+STARTTLS, and again for the EHLO and each AUTH attempt. */
   timeoutMs: number;
+  /** Warm connections: keyed by the EHLO name too, so the upstream sees the same dialogue. */
+  pool?: UpstreamPool;
 }
 
 function dialect(heloName: string): UpstreamDialect<SmtpReply> {
@@ -136,15 +139,25 @@ export function smtpUpstreamLogin(options: SmtpUpstreamOptions): UpstreamLogin<S
       if (!server) {
         throw new ProxyError('config', `connection ${account.connection.name} has no SMTP server configured`);
       }
-      const { conn } = await connectUpstream(
-        { server, ca: account.connection.ca, timeoutMs: options.timeoutMs, signal },
-        dialect(options.heloName),
-      );
-      // RFC 3207 §4.2: after TLS the client must EHLO again; with implicit TLS this is the first one.
-      const reply = await conn.withDeadline(options.timeoutMs, timedOutAfter('EHLO', options.timeoutMs), () =>
-        ehlo(conn, options.heloName),
-      );
-      return { conn, server, extensions: reply.lines.slice(1) };
+      const ca = account.connection.ca;
+      // Everything before AUTH (what a warm connection has done).
+      const prepare = async (s: AbortSignal): Promise<SmtpUpstream> => {
+        const { conn } = await connectUpstream(
+          { server, ca, timeoutMs: options.timeoutMs, signal: s },
+          dialect(options.heloName),
+        );
+        // RFC 3207 §4.2: after TLS the client must EHLO again; with implicit TLS this is the first one.
+        const reply = await conn.withDeadline(
+          options.timeoutMs,
+          timedOutAfter('EHLO', options.timeoutMs),
+          () => ehlo(conn, options.heloName),
+        );
+        return { conn, server, extensions: reply.lines.slice(1) };
+      };
+      const pool = options.pool;
+      return pool
+        ? pool.acquire({ protocol: 'smtp', server, ca, heloName: options.heloName }, prepare, signal)
+        : prepare(signal);
     },
 
     async authenticate(

@@ -8,6 +8,7 @@ import type {
   SaslMechanism,
   Settings,
   TlsMode,
+  UpstreamPoolSettings,
   UpstreamServer,
 } from '../../../src/config/types.js';
 import { createImapServer } from '../../../src/proxy/imap/server.js';
@@ -40,6 +41,8 @@ export interface EnvOptions {
   /** Point the connection at another IMAP server than the fake (e.g. one that stalls). */
   imapServer?: UpstreamServer;
   fake?: Partial<Omit<FakeImapOptions, 'tls' | 'checkAccessToken' | 'messages'>>;
+  /** Warm upstream connections (default: none). */
+  upstreamPool?: UpstreamPoolSettings;
 }
 
 export type ImapEnv = ProxyEnv<FakeImapServer>;
@@ -70,6 +73,7 @@ export function startImapEnv(options: EnvOptions): Promise<ImapEnv> {
     listenerTls: options.listenerTls,
     proxyProtocol: options.proxyProtocol,
     createServer: createImapServer,
+    upstreamPool: options.upstreamPool,
   });
 }
 

@@ -17,6 +17,7 @@ import {
   type FakePop3Server,
 } from '../../helpers/fake-pop3-server.js';
 import { seedConsentGrant, startProxyEnv, type ProxyEnv } from '../../helpers/proxy-env.js';
+import type { UpstreamPoolSettings } from '../../../src/config/types.js';
 
 export { eventually, makeMessage, sessionLines } from '../../helpers/proxy-env.js';
 
@@ -41,6 +42,8 @@ export interface EnvOptions {
   /** Leave the test CA out of the connection's `ca`: the upstream's certificate must then be refused. */
   untrustedUpstream?: boolean;
   fake?: Partial<Omit<FakePop3Options, 'tls' | 'checkAccessToken' | 'messages'>>;
+  /** Warm upstream connections (default: none). */
+  upstreamPool?: UpstreamPoolSettings;
 }
 
 export type Pop3Env = ProxyEnv<FakePop3Server>;
@@ -71,5 +74,6 @@ export function startPop3Env(options: EnvOptions): Promise<Pop3Env> {
     listenerTls: options.listenerTls,
     minVersion: options.minVersion,
     createServer: createPop3Server,
+    upstreamPool: options.upstreamPool,
   });
 }

@@ -9,6 +9,7 @@ import { createSmtpServer } from '../../../src/proxy/smtp/server.js';
 import { fakeConnection } from '../../helpers/fake-auth-server.js';
 import { startFakeSmtpUpstream, type FakeSmtpUpstream } from '../../helpers/fake-smtp-upstream.js';
 import { startProxyEnv, type ProxyEnv } from '../../helpers/proxy-env.js';
+import type { UpstreamPoolSettings } from '../../../src/config/types.js';
 
 export { eventually, sessionLines } from '../../helpers/proxy-env.js';
 
@@ -34,6 +35,8 @@ export interface EnvOptions {
   smtpServer?: UpstreamServer;
   /** What the sessions know of the upstreams' extensions (the daemon's cache); absent: none. */
   capabilities?: CapabilitySource;
+  /** Warm upstream connections (default: none). */
+  upstreamPool?: UpstreamPoolSettings;
 }
 
 export type SmtpEnv = ProxyEnv<FakeSmtpUpstream>;
@@ -73,6 +76,7 @@ export function startSmtpEnv(options: EnvOptions): Promise<SmtpEnv> {
     },
     listenerTls: options.listenerTls,
     minVersion: options.minVersion,
+    upstreamPool: options.upstreamPool,
     createServer: (listener, deps) =>
       createSmtpServer(
         listener,

@@ -66,6 +66,7 @@ describe('loadConfig', () => {
         lockMs: 900_000,
         windowMs: 900_000,
       },
+      upstreamPool: { enabled: true, maxPerHost: 4, maxIdleMs: 20_000 },
     });
     expect(config.http).toEqual({ consentHint: 'command', metrics: true });
     expect(config.notify).toEqual({ minIntervalMs: 3_600_000 });
@@ -91,6 +92,15 @@ describe('loadConfig', () => {
     expect(config.settings.credentialCacheMs).toBe(0);
     expect(config.settings.limits.preAuthIdleTimeoutMs).toBe(500);
     expect(config.settings.loginLimiter.lockMs).toBe(86_400_000);
+  });
+
+  it('reads settings.upstreamPool, and `enabled: false` turns the pool off', () => {
+    const config = load(
+      yaml('settings:', '  upstreamPool:', '    enabled: false', '    maxPerHost: 2', '    maxIdle: 5s'),
+    );
+    expect(config.settings.upstreamPool).toEqual({ enabled: false, maxPerHost: 2, maxIdleMs: 5_000 });
+    expect(() => load(yaml('settings:', '  upstreamPool:', '    maxIdel: 5s'))).toThrow(/maxIdel/);
+    expect(() => load(yaml('settings:', '  upstreamPool:', '    maxPerHost: 0'))).toThrow(/greater than 0/);
   });
 
   it('resolves store paths against the config file directory', () => {
