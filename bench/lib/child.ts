@@ -2,6 +2,7 @@
  * Entry point of a benchmark child process: `upstream` (fake auth server + fast IMAP + fast SMTP),
  * `proxy` (the proxy under test) or `bare` (the bare TLS relay). Driven over IPC (see rpc.ts).
  */
+import { PerformanceObserver } from 'node:perf_hooks';
 import { startFakeAuthServer, type FakeAuthServer } from '../../test/helpers/fake-auth-server.js';
 import { startBareRelay, type BareRelay } from './bare-relay.js';
 import { startDelayRelay, type DelayRelay } from './delay-relay.js';
@@ -34,6 +35,20 @@ async function memory(): Promise<Memory> {
 function cpu(): number {
   const u = process.cpuUsage();
   return u.user + u.system;
+}
+
+/** Garbage collection so far: count and milliseconds by kind (a diagnostic beside `cpu`). */
+const gcTotals: Record<string, { count: number; ms: number }> = {};
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    const kind = String((entry as unknown as { detail?: { kind?: number } }).detail?.kind ?? 'unknown');
+    const t = (gcTotals[kind] ??= { count: 0, ms: 0 });
+    t.count += 1;
+    t.ms += entry.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
+function gc(): Record<string, { count: number; ms: number }> {
+  return structuredClone(gcTotals);
 }
 
 if (role === 'upstream') {
@@ -89,6 +104,7 @@ if (role === 'upstream') {
       },
       memory,
       cpu,
+      gc,
     },
     async () => {
       await Promise.all([imap?.close(), smtp?.close(), ...delays.map((d) => d.close())]);
@@ -122,6 +138,7 @@ if (role === 'upstream') {
       },
       memory,
       cpu,
+      gc,
     },
     async () => {
       if (upstreamTlsStats.full + upstreamTlsStats.resumed > 0) {
@@ -153,6 +170,7 @@ if (role === 'upstream') {
       },
       memory,
       cpu,
+      gc,
     },
     async () => {
       await Promise.all([imap?.close(), smtp?.close(), imapPlain?.close(), smtpPlain?.close()]);

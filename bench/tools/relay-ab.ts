@@ -38,12 +38,15 @@ for (const m of modes) {
   }
 }
 const cpu: Record<string, number[]> = { bare: [], proxy: [] };
+/** Garbage collection during the timed transfers, by V8 kind (1 scavenge, 4 mark-compact, ...). */
+const gcUsed: Record<string, Record<string, { count: number; ms: number }>> = { bare: {}, proxy: {} };
 const mbps: Record<string, number[]> = { bare: [], proxy: [] };
 for (let i = 0; i <= reps; i++) {
   for (const m of i % 2 ? modes : [...modes].reverse()) {
     const child = m === 'bare' ? env.bare : env.proxy;
     const c = conns[m]!;
     const c0 = await child.call<number>('cpu');
+    const g0 = await child.call<Record<string, { count: number; ms: number }>>('gc');
     const t0 = performance.now();
     let bytes = message.length;
     if (kind === 'smtp') {
@@ -60,7 +63,13 @@ for (let i = 0; i <= reps; i++) {
     }
     const s = (performance.now() - t0) / 1000;
     const used = (await child.call<number>('cpu')) - c0;
+    const g1 = await child.call<Record<string, { count: number; ms: number }>>('gc');
     if (i === 0) continue;
+    for (const [k, v] of Object.entries(g1)) {
+      const t = (gcUsed[m]![k] ??= { count: 0, ms: 0 });
+      t.count += v.count - (g0[k]?.count ?? 0);
+      t.ms += v.ms - (g0[k]?.ms ?? 0);
+    }
     cpu[m]!.push(used / 1000 / (bytes / 1e6));
     mbps[m]!.push(bytes / 1e6 / s);
   }
@@ -69,6 +78,12 @@ for (const m of modes) {
   console.log(
     `${kind}${clear ? ' clear' : ''} ${m}: CPU ms/MB best ${Math.min(...cpu[m]!).toFixed(2)} median ${median(cpu[m]!).toFixed(2)} [${cpu[m]!.map((x) => x.toFixed(2)).join(' ')}]; MB/s median ${median(mbps[m]!).toFixed(0)}`,
   );
+}
+for (const m of modes) {
+  const parts = Object.entries(gcUsed[m]!).map(
+    ([k, v]) => `kind ${k}: ${v.count} × ${(v.ms / v.count).toFixed(2)} ms`,
+  );
+  console.log(`${m} GC during transfers: ${parts.join(', ') || 'none'}`);
 }
 for (const c of Object.values(conns)) c?.close();
 await env.stop();
