@@ -21,6 +21,7 @@ import type { ProxyDeps } from '../../src/proxy/shared/types.js';
 import { createSmtpServer } from '../../src/proxy/smtp/server.js';
 import { UpstreamPool } from '../../src/proxy/shared/upstream-pool.js';
 import { SingleFlightAuthenticator, patchUpstreamTls, countScrypt, type Experiment } from './experiments.js';
+import { createGraphSending } from '../../src/proxy/smtp/graph-sending.js';
 
 export interface SeededAccount {
   username: string;
@@ -159,6 +160,7 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
   const deps: ProxyDeps = {
     config,
     ...(pool ? { upstreamPool: pool } : {}),
+    graph: createGraphSending({ store, tokens, logger: logger.child({ component: 'graph' }) }),
     authenticator: experiments.has('single-flight-credentials')
       ? new SingleFlightAuthenticator(authenticator)
       : authenticator,
