@@ -5,12 +5,11 @@
 import { existsSync } from 'node:fs';
 import type { StoreSettings } from '../config/types.js';
 import type { StoreWarnings } from './key.js';
-import { PostgresStore, redactUrl } from './postgres-store.js';
 import { SqliteStore } from './sqlite-store.js';
 import type { Store } from './types.js';
+import { redactUrl } from './url.js';
 
 export { KEY_ENV, loadStoreKey, parseKey, type StoreWarnings } from './key.js';
-export { PostgresStore } from './postgres-store.js';
 export { SqliteStore } from './sqlite-store.js';
 export type * from './types.js';
 
@@ -19,7 +18,12 @@ export async function openStore(
   /** `logger`: where warnings go (a file mode open to others); stderr without one. */
   options: { env?: NodeJS.ProcessEnv; logger?: StoreWarnings } = {},
 ): Promise<Store> {
-  if (settings.kind === 'postgres') return PostgresStore.open(settings, options);
+  if (settings.kind === 'postgres') {
+    // Loaded only for a shared store: the driver is a few MB of heap every embedded-store process
+    // would otherwise carry (and scan in every garbage collection) for nothing.
+    const { PostgresStore } = await import('./postgres-store.js');
+    return PostgresStore.open(settings, options);
+  }
   return SqliteStore.open(settings, options);
 }
 

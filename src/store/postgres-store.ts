@@ -30,6 +30,7 @@ import type {
   TokenSummary,
   UnreadableToken,
 } from './types.js';
+import { redactUrl } from './url.js';
 
 const SCHEMA_VERSION = 2;
 /** Advisory lock keys: one for schema changes, one namespace each for grant updates and leases. */
@@ -126,16 +127,7 @@ interface ConsentLinkRow {
   used_at: string | null;
 }
 
-/** The URL without its password, for messages and logs. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'postgres://(unparsable URL)';
-  }
-}
+export { redactUrl } from './url.js';
 
 export class PostgresStore implements Store {
   readonly location: string;

@@ -5,8 +5,8 @@
  */
 import type { Logger } from 'pino';
 import type { ResolvedAccount } from '../../config/types.js';
-import { createGraphSender, GraphThrottle } from '../../graph/index.js';
-import type { MessageSender, SendOutcome } from '../../graph/types.js';
+import type { GraphThrottle } from '../../graph/index.js';
+import type { MessageSender, OutgoingMessage, SendOutcome } from '../../graph/types.js';
 import type { TokenProvider } from '../../oauth/types.js';
 import type { GrantStore } from '../../store/types.js';
 import type { GraphSending } from '../shared/types.js';
@@ -20,9 +20,19 @@ export interface GraphSendingOptions {
   metrics?: { graphMessage(result: SendOutcome['kind'], seconds: number): void };
 }
 
+/**
+ * The sender module (and mailparser with it) is loaded at the first message, not at start: a daemon
+ * that never sends through Graph does not carry it.
+ */
+let senderModule: Promise<typeof import('../../graph/index.js')> | undefined;
+function loadSenderModule(): Promise<typeof import('../../graph/index.js')> {
+  senderModule ??= import('../../graph/index.js');
+  return senderModule;
+}
+
 export function createGraphSending(options: GraphSendingOptions): GraphSending {
   const router = new SendRouter({ store: options.store, logger: options.logger });
-  const throttle = new GraphThrottle();
+  let throttle: GraphThrottle | undefined;
   const { tokens, metrics, logger } = options;
   return {
     route: (account) => router.route(account),
@@ -30,22 +40,37 @@ export function createGraphSending(options: GraphSendingOptions): GraphSending {
     createSender(account: ResolvedAccount): MessageSender {
       const graph = account.connection.graph;
       if (!graph) throw new Error(`connection ${account.connection.name} does not send through Graph`);
-      const sender = createGraphSender({
-        graphUrl: graph.url,
-        mailbox: account.email,
-        saveToSentItems: graph.saveToSentItems,
-        accessToken: async ({ forceRefresh }) =>
-          (await tokens.getAccessToken(account, { resource: 'graph', forceRefresh })).token,
-        throttle,
-        logger: logger.child({ account: account.id }),
-      });
-      if (!metrics) return sender;
+      let sender: MessageSender | undefined;
+      const send = async (message: OutgoingMessage, signal: AbortSignal): Promise<SendOutcome> => {
+        if (!sender) {
+          let module: typeof import('../../graph/index.js');
+          try {
+            module = await loadSenderModule();
+          } catch (err) {
+            senderModule = undefined;
+            const reason = err instanceof Error ? err.message : String(err);
+            return { kind: 'temporary', reason: `the Graph sender could not be loaded: ${reason}` };
+          }
+          const { createGraphSender, GraphThrottle } = module;
+          throttle ??= new GraphThrottle();
+          sender = createGraphSender({
+            graphUrl: graph.url,
+            mailbox: account.email,
+            saveToSentItems: graph.saveToSentItems,
+            accessToken: async ({ forceRefresh }) =>
+              (await tokens.getAccessToken(account, { resource: 'graph', forceRefresh })).token,
+            throttle,
+            logger: logger.child({ account: account.id }),
+          });
+        }
+        return sender.send(message, signal);
+      };
       return {
         async send(message, signal) {
           const started = performance.now();
-          const outcome = await sender.send(message, signal);
+          const outcome = await send(message, signal);
           try {
-            metrics.graphMessage(outcome.kind, (performance.now() - started) / 1000);
+            metrics?.graphMessage(outcome.kind, (performance.now() - started) / 1000);
           } catch {
             // Counting must never change a message's reply.
           }
