@@ -64,3 +64,9 @@ export function frontLimits(settings: LimitSettings = DEFAULTS.settings.limits):
     maxRecipients: MAX_RECIPIENTS,
   };
 }
+
+/**
+ * Replies a session may have queued for a client that does not read them (pipelined NOOPs, say)
+ * before it stops reading that client; fixed, since an honest client never gets near it.
+ */
+export const MAX_PENDING_OUTPUT_BYTES = 64 * 1024;

@@ -19,7 +19,7 @@ import type { ListenerConfig, ResolvedAccount } from '../../config/types.js';
 import { isProxyError, ProxyError } from '../../errors.js';
 import type { MessageSender, OutgoingMessage, SendOutcome } from '../../graph/types.js';
 import type { AuthenticateAction, FrontAction, FrontEvent } from './front.js';
-import { frontLimits, type FrontLimits } from './limits.js';
+import { frontLimits, MAX_PENDING_OUTPUT_BYTES, type FrontLimits } from './limits.js';
 import { ProxyListener } from './listener.js';
 import { performLogin, type UpstreamLogin } from './login.js';
 import { startRelay, type Relay } from './relay.js';
@@ -151,6 +151,8 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
   #local: { upstream: LocalUpstream; account: ResolvedAccount } | undefined;
   /** The send in flight, if any: aborted when the client hangs up or the session ends. */
   #sending: AbortController | undefined;
+  /** Replies queued past MAX_PENDING_OUTPUT_BYTES: the client's input waits for 'drain'. */
+  #outputBlocked = false;
   #messagesSent = 0;
   #messagesRefused = 0;
   #loginFailed = false;
@@ -255,10 +257,33 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
   // ---- the actions a front asks for ----------------------------------------------------------
 
   #write(text: string): void {
-    if (this.#socket.destroyed || this.#socket.writableEnded) return;
+    const socket = this.#socket;
+    if (socket.destroyed || socket.writableEnded) return;
     const data = Buffer.from(text, 'utf8');
     this.#bytesToClient += data.length;
-    this.#socket.write(data);
+    socket.write(data);
+    // A client that pipelines commands (NOOP, RSET, ...) without reading the replies would make us
+    // queue replies without end: past the bound its input waits until it has read them.
+    if (!this.#outputBlocked && socket.writableLength > MAX_PENDING_OUTPUT_BYTES) {
+      this.#outputBlocked = true;
+      socket.pause();
+      socket.once('drain', () => {
+        this.#outputBlocked = false;
+        if (socket === this.#socket && !this.#finished) this.#resumeReading();
+      });
+    }
+  }
+
+  /**
+   * Reads the client again, unless something still holds it back: replies it has not read yet, or a
+   * login or send under way with enough of its pipelined input already waiting.
+   */
+  #resumeReading(): void {
+    if (this.#outputBlocked) return;
+    const waiting = this.#front.authenticating || this.#sending !== undefined;
+    const limit = this.#protocol.maxBufferDuringLogin;
+    if (waiting && (limit === 0 || this.#front.buffered > limit)) return;
+    this.#socket.resume();
   }
 
   /** The front closed the session: records why, then ends the client connection gently. */
@@ -312,7 +337,7 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
       // performLogin never throws; this is for a bug past it (e.g. in a front's reply code).
       this.#reason = err instanceof Error ? err.message : String(err);
       if (this.#finished || !this.#front.authenticating) return;
-      this.#socket.resume();
+      this.#resumeReading();
       const message = err instanceof Error ? err.message : String(err);
       this.#resolve({ type: 'auth-failed', error: new ProxyError('upstream-unavailable', message) });
       this.#armIdleTimer();
@@ -362,8 +387,8 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
     this.#context.loggedIn?.();
     this.#outcome = 'delivered';
     this.#reason = undefined;
-    this.#socket.resume();
     this.#resolve({ type: 'auth-succeeded', local: true });
+    if (!this.#finished) this.#resumeReading();
     this.#armIdleTimer();
   }
 
@@ -399,12 +424,12 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
         if (result.kind === 'sent') this.#messagesSent += 1;
         else this.#messagesRefused += 1;
         const consentHint = result.kind === 'needs-consent' ? this.#consentHint(local.account) : undefined;
-        if (this.#socket.isPaused()) this.#socket.resume();
         this.#resolve(
           consentHint === undefined
             ? { type: 'delivered', outcome: result }
             : { type: 'delivered', outcome: result, consentHint },
         );
+        if (!this.#finished) this.#resumeReading();
         this.#armIdleTimer();
       })
       .catch((err: unknown) => {
@@ -508,12 +533,12 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
     );
     const consentHint =
       isProxyError(error, 'needs-consent') && result.account ? this.#consentHint(result.account) : undefined;
-    this.#socket.resume();
     this.#resolve(
       consentHint === undefined
         ? { type: 'auth-failed', error }
         : { type: 'auth-failed', error, consentHint },
     );
+    if (!this.#finished) this.#resumeReading();
     this.#armIdleTimer();
   }
 

@@ -1,0 +1,63 @@
+/**
+ * A logged-in Graph-mode session that a client floods with pipelined commands while never reading the
+ * replies: the proxy stops reading that client once its queued replies pass a bound, so the flood
+ * backs up in the client's own socket instead of the proxy's memory.
+ */
+import { connect } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PASSWORD, USER, startLocalEnv, type LocalEnv } from './local-env.js';
+import { plainIr } from './raw-client.js';
+
+let env: LocalEnv | undefined;
+afterEach(async () => {
+  await env?.close();
+  env = undefined;
+});
+
+describe('SMTP after a local login: replies the client does not read', () => {
+  it('a NOOP flood without reading is held back; reading again lets it go on', async () => {
+    env = await startLocalEnv();
+    const sock = connect(env.port, '127.0.0.1');
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    let got = '';
+    const onData = (c: Buffer): void => {
+      got += c.toString('latin1');
+    };
+    sock.on('data', onData);
+    sock.write(`EHLO flood.test\r\nAUTH PLAIN ${plainIr(USER, PASSWORD)}\r\n`);
+    const t0 = Date.now();
+    while (!got.includes('235 ') && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    expect(got).toContain('235 ');
+    // Stop reading: every reply now piles up on the proxy's side unless it stops reading us.
+    sock.off('data', onData);
+    sock.pause();
+    const chunk = Buffer.from('NOOP\r\n'.repeat(10_000));
+    let sent = 0;
+    let blocked = false;
+    const started = Date.now();
+    while (Date.now() - started < 10_000 && sent < 200e6) {
+      sent += chunk.length;
+      if (sock.write(chunk)) continue;
+      const drained = await Promise.race([
+        new Promise<boolean>((resolve) => sock.once('drain', () => resolve(true))),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 1_000)),
+      ]);
+      if (!drained) {
+        blocked = true;
+        break;
+      }
+    }
+    // Held back after at most the socket buffers' worth (a few MB on loopback), not the whole flood.
+    expect(blocked).toBe(true);
+    expect(sent).toBeLessThan(64e6);
+    // Reading again: the replies come, and the proxy reads the rest of the flood.
+    let replies = 0;
+    sock.on('data', (c: Buffer) => {
+      replies += c.toString('latin1').split('250 2.0.0').length - 1;
+    });
+    sock.resume();
+    await new Promise<void>((resolve) => sock.once('drain', () => resolve()));
+    expect(replies).toBeGreaterThan(0);
+    sock.destroy();
+  }, 30_000);
+});
