@@ -381,10 +381,10 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
     this.#loginFailed = false;
     this.#local = { upstream, account };
     this.#upstreamLabel = upstream.label;
-    // Logged in: the login deadline is over, and like a relayed session this one no longer counts
-    // against the per-address cap for connections not logged in.
+    // Logged in: the login deadline is over. Unlike a relayed session it still counts against the
+    // per-address cap: each of these may hold a whole message in memory (up to the SIZE limit), so
+    // the cap is what bounds what one address can make the proxy hold.
     clearTimeout(this.#deadlineTimer);
-    this.#context.loggedIn?.();
     this.#outcome = 'delivered';
     this.#reason = undefined;
     this.#resolve({ type: 'auth-succeeded', local: true });

@@ -60,4 +60,29 @@ describe('SMTP after a local login: replies the client does not read', () => {
     expect(replies).toBeGreaterThan(0);
     sock.destroy();
   }, 30_000);
+
+  it('logged-in sessions still count against maxConnectionsPerAddress (each may hold a message)', async () => {
+    env = await startLocalEnv({ settings: { maxConnectionsPerAddress: 2 } });
+    const open = async (): Promise<{ sock: ReturnType<typeof connect>; text: () => string }> => {
+      const sock = connect(env!.port, '127.0.0.1');
+      let text = '';
+      sock.on('data', (c: Buffer) => {
+        text += c.toString('latin1');
+      });
+      await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+      return { sock, text: () => text };
+    };
+    const until = async (check: () => boolean): Promise<void> => {
+      const t0 = Date.now();
+      while (!check() && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    };
+    const sessions = [await open(), await open()];
+    for (const s of sessions) s.sock.write(`EHLO cap.test\r\nAUTH PLAIN ${plainIr(USER, PASSWORD)}\r\n`);
+    for (const s of sessions) await until(() => s.text().includes('235 '));
+    for (const s of sessions) expect(s.text()).toContain('235 ');
+    const third = await open();
+    await until(() => third.text().length > 0);
+    expect(third.text()).toMatch(/^421 /);
+    for (const s of [...sessions, third]) s.sock.destroy();
+  }, 30_000);
 });
