@@ -20,6 +20,13 @@ export type ProxyErrorCode =
   /** A client broke a protocol limit (line too long, too many commands). */
   | 'limit';
 
+/**
+ * The `detail` of the needs-consent error for a grant that works for mail but was never consented
+ * for Microsoft Graph: the Graph sender tells the client exactly that, and nothing of the provider's
+ * own words.
+ */
+export const GRAPH_CONSENT_MISSING = 'consent again to allow sending through Microsoft Graph';
+
 const TRANSIENT: ReadonlySet<ProxyErrorCode> = new Set(['token-unavailable', 'upstream-unavailable']);
 
 export class ProxyError extends Error {

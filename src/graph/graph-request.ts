@@ -64,6 +64,11 @@ export class GraphRequester {
       this.token = await this.ctx.accessToken({ forceRefresh });
       return this.token;
     } catch (err) {
+      // The reply says only what to do; what the token endpoint said is in the log.
+      this.ctx.logger?.warn(
+        { mailbox: this.ctx.mailbox, err: err instanceof Error ? err.message : String(err) },
+        'no access token for Graph',
+      );
       throw new SendStopped(outcomeForTokenError(err));
     }
   }

@@ -2,7 +2,7 @@
  * Graph's answers as SendOutcomes: the one place that decides which HTTP status and Graph error code
  * becomes which SMTP reply class. Pure, so the table is tested without a server.
  */
-import { isProxyError } from '../errors.js';
+import { GRAPH_CONSENT_MISSING, isProxyError } from '../errors.js';
 import { MAX_REASON_CHARS } from './limits.js';
 import type { SendOutcome } from './types.js';
 
@@ -91,11 +91,22 @@ export function outcomeForGraphError(answer: GraphErrorAnswer): SendOutcome {
  * anything else (token endpoint down, store trouble) may pass.
  */
 export function outcomeForTokenError(err: unknown): SendOutcome {
+  // Fixed words, as the login's replies have: the token endpoint's own text (AADSTS codes, the
+  // connection's client id) is for the log, not for a mail client.
   if (isProxyError(err, 'needs-consent')) {
-    return { kind: 'needs-consent', reason: safeReason(err.detail ?? err.message) };
+    return {
+      kind: 'needs-consent',
+      reason:
+        err.detail === GRAPH_CONSENT_MISSING
+          ? 'this account may not send through Microsoft Graph yet: the mailbox owner must consent again'
+          : 'the mailbox owner must grant access again',
+    };
   }
-  const text = isProxyError(err) ? (err.detail ?? err.message) : 'no access token for Graph';
-  return { kind: 'temporary', reason: safeReason(`no access token for Graph: ${text}`) };
+  return {
+    kind: 'temporary',
+    reason:
+      'no access token for Microsoft Graph right now (the sign-in service is not answering); try again later',
+  };
 }
 
 /** The outcome when the request itself failed: no answer is always worth another try. */

@@ -24,7 +24,7 @@
 import type { Logger } from 'pino';
 import { grantHasNoConsent } from '../config/accounts.js';
 import type { Config, ResolvedAccount } from '../config/types.js';
-import { isProxyError, ProxyError } from '../errors.js';
+import { GRAPH_CONSENT_MISSING, isProxyError, ProxyError } from '../errors.js';
 import { collectAccountStatus, type AccountStatus } from './account-status.js';
 import { storeGrant } from './grant-record.js';
 import { clientCredentialsToken } from './grants/client-credentials.js';
@@ -487,7 +487,7 @@ export class TokenManager implements TokenProvider {
           `The grant of ${id} does not allow sending through Microsoft Graph (${failure.summary}): the ` +
             `mailbox owner must consent again (\`xoauth-proxy consent ${id}\`, or a consent link), and ` +
             'the app registration needs the Mail.Send permission.',
-          { cause: failure, detail: 'consent again to allow sending through Microsoft Graph' },
+          { cause: failure, detail: GRAPH_CONSENT_MISSING },
         );
       }
       const changed = await this.#read(id);

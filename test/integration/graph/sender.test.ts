@@ -367,7 +367,7 @@ describe('Graph sender: failures', () => {
     });
     expect(await consent.sender.send(await small(), signal())).toEqual({
       kind: 'needs-consent',
-      reason: 'consent again',
+      reason: 'the mailbox owner must grant access again',
     });
     const down = sender({
       accessToken: () => Promise.reject(new ProxyError('token-unavailable', 'token endpoint 503')),

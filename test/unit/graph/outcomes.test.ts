@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ProxyError } from '../../../src/errors.js';
+import { GRAPH_CONSENT_MISSING, ProxyError } from '../../../src/errors.js';
 import { MAX_REASON_CHARS } from '../../../src/graph/limits.js';
 import {
   outcomeForGraphError,
@@ -60,14 +60,26 @@ describe('outcomeForGraphError', () => {
 });
 
 describe('outcomeForTokenError', () => {
-  it('needs-consent stays needs-consent; everything else is temporary', () => {
+  it('needs-consent stays needs-consent; everything else is temporary; never the provider text', () => {
+    const revoked = outcomeForTokenError(
+      new ProxyError('needs-consent', 'm', {
+        detail: 'invalid_grant: AADSTS70043: The refresh token has expired',
+      }),
+    );
+    expect(revoked).toEqual({ kind: 'needs-consent', reason: 'the mailbox owner must grant access again' });
     expect(
-      outcomeForTokenError(new ProxyError('needs-consent', 'm', { detail: 'consent at https://x' })),
+      outcomeForTokenError(new ProxyError('needs-consent', 'm', { detail: GRAPH_CONSENT_MISSING })),
     ).toEqual({
       kind: 'needs-consent',
-      reason: 'consent at https://x',
+      reason: 'this account may not send through Microsoft Graph yet: the mailbox owner must consent again',
     });
-    expect(outcomeForTokenError(new ProxyError('token-unavailable', 'down')).kind).toBe('temporary');
+    const down = outcomeForTokenError(
+      new ProxyError('token-unavailable', 'down', {
+        detail: 'token endpoint failed 0 s ago: invalid_client: AADSTS7000215 (connection m365)',
+      }),
+    );
+    expect(down.kind).toBe('temporary');
+    expect(JSON.stringify(down)).not.toMatch(/AADSTS|invalid_client|m365/);
     expect(outcomeForTokenError(new Error('boom')).kind).toBe('temporary');
   });
 });
