@@ -479,7 +479,24 @@ export class TokenManager implements TokenProvider {
     } catch (err) {
       const failure = classifyTokenError(err);
       this.#count('refresh_token', failure.kind);
-      if (resource === 'graph' && lacksGraphConsent(failure)) {
+      const changed = await this.#read(id);
+      if (changed?.refreshToken !== undefined && changed.refreshToken !== stored && changes === 0) {
+        this.#dropUnsaved(id, 'a new grant was stored meanwhile');
+        return 'changed';
+      }
+      if (resource === 'graph' && failure.kind === 'permanent' && !isClientError(failure)) {
+        // A refusal of the Graph token alone (no Graph consent, a policy on Graph only) must not stop
+        // IMAP and POP: only sending is refused here. A grant that is really gone fails its next
+        // mail refresh too, which marks it as a mail refusal always has.
+        if (!lacksGraphConsent(failure)) {
+          this.#log.warn({ account: id, error: failure.summary }, 'Microsoft Graph refused the grant');
+          throw new ProxyError(
+            'needs-consent',
+            `The token endpoint refused a Microsoft Graph token for ${id} (${failure.summary}): sending ` +
+              'through Graph needs the mailbox owner to consent again.',
+            { cause: failure, detail: failure.summary },
+          );
+        }
         // The grant still works for mail: only sending through Graph needs the owner to consent again.
         this.#log.warn({ account: id, error: failure.summary }, 'the grant does not cover Microsoft Graph');
         throw new ProxyError(
@@ -489,11 +506,6 @@ export class TokenManager implements TokenProvider {
             'the app registration needs the Mail.Send permission.',
           { cause: failure, detail: GRAPH_CONSENT_MISSING },
         );
-      }
-      const changed = await this.#read(id);
-      if (changed?.refreshToken !== undefined && changed.refreshToken !== stored && changes === 0) {
-        this.#dropUnsaved(id, 'a new grant was stored meanwhile');
-        return 'changed';
       }
       if (isClientError(failure))
         return this.#clientProblem(id, stored, failure, force, account.connection.name, resource);

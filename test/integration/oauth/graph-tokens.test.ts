@@ -164,6 +164,21 @@ describe('Graph tokens from the mail grant', () => {
     await tm.stop();
   });
 
+  it('any other refusal of the Graph token stops sending only: the grant stays active for mail', async () => {
+    await seed('fay@example.com', [...OUTLOOK, GRAPH_SEND]);
+    const tm = manager();
+    fake.failNext(1, 400, 'invalid_grant');
+    const err = await tm
+      .getAccessToken(account('fay@example.com'), { resource: 'graph' })
+      .catch((e: unknown) => e);
+    expect(isProxyError(err, 'needs-consent')).toBe(true);
+    expect((err as Error).message).toContain('refused a Microsoft Graph token');
+    expect((await store.getToken('fay@example.com'))?.state).toBe('active');
+    const mail = await tm.getAccessToken(account('fay@example.com'));
+    expect(fake.describeAccessToken(mail.token)?.audience).toBe('https://outlook.office.com');
+    await tm.stop();
+  });
+
   it('a connection without Graph sending refuses a Graph token', async () => {
     await seed('dee@example.com', OUTLOOK);
     const plain: ConnectionConfig = { ...connection, send: 'smtp' };
