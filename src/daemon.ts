@@ -92,7 +92,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   // background, never awaited by a client.
   const capabilities = new UpstreamCapabilities({
     config,
-    localSmtp: localExtensions(frontLimits(config.settings.limits).maxMessageSize),
+    // Read at each session's start, so a reload's new size limit is offered at once.
+    localSmtp: () => localExtensions(frontLimits(config.settings.limits).maxMessageSize),
     logger: logger.child({ component: 'capabilities' }),
     probes: {
       smtp: (connection, server, signal) =>
@@ -113,6 +114,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const graph = createGraphSending({
     store,
     tokens,
+    maxMessageBytes: () => frontLimits(config.settings.limits).maxMessageSize,
     logger: logger.child({ component: 'graph' }),
     ...(metrics ? { metrics } : {}),
   });

@@ -123,7 +123,7 @@ export interface UpstreamCapabilitiesOptions {
    * A `send: graph` connection is known to support exactly these; a `send: auto` one may end either
    * way, so it counts with both its upstream's list and these.
    */
-  localSmtp?: readonly string[];
+  localSmtp?: () => readonly string[];
 }
 
 /** Upstream lists change rarely (a provider rolls out an extension); a few hours is fresh enough. */
@@ -140,7 +140,7 @@ export class UpstreamCapabilities implements CapabilitySource {
   readonly #probes: Partial<Record<CapabilityProtocol, CapabilityProbe>>;
   readonly #logger: Logger;
   readonly #intervalMs: number;
-  readonly #localSmtp: readonly string[] | undefined;
+  readonly #localSmtp: (() => readonly string[]) | undefined;
   /** Known lists by key (see `key`); absent: nothing known yet. */
   readonly #known = new Map<string, Knowledge>();
   readonly #inFlight = new Map<string, Promise<void>>();
@@ -173,7 +173,7 @@ export class UpstreamCapabilities implements CapabilitySource {
     const lists: Array<readonly string[] | undefined> = this.reachable(protocol).map(
       ({ connection, server }) => this.#known.get(key(protocol, connection, server))?.lines,
     );
-    const local = this.#localSmtp;
+    const local = this.#localSmtp?.();
     if (protocol !== 'smtp' || !local) return lists;
     const sendsLocally = this.#config.accounts.some((a) => {
       const send = this.#config.connections.get(a.connection)?.send;

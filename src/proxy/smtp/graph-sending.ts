@@ -16,6 +16,8 @@ export interface GraphSendingOptions {
   store: Pick<GrantStore, 'getToken' | 'updateToken'>;
   tokens: TokenProvider;
   logger: Logger;
+  /** The SMTP size limit now (`smtpMaxMessageSize`): what the front accepted, Graph is asked to send. */
+  maxMessageBytes?: () => number;
   /** Each message's result and duration (src/metrics); optional. */
   metrics?: { graphMessage(result: SendOutcome['kind'], seconds: number): void };
 }
@@ -61,6 +63,7 @@ export function createGraphSending(options: GraphSendingOptions): GraphSending {
               (await tokens.getAccessToken(account, { resource: 'graph', forceRefresh })).token,
             throttle,
             logger: logger.child({ account: account.id }),
+            ...(options.maxMessageBytes ? { maxMessageBytes: options.maxMessageBytes() } : {}),
           });
         }
         return sender.send(message, signal);

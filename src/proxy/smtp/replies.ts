@@ -240,6 +240,9 @@ export function bdatReceived(size: number): string {
   return `250 2.0.0 ${size} octets received`;
 }
 
+/** A reply line without its CRLF, at the most (RFC 5321 §4.5.3.1.5: 512 octets with it). */
+const MAX_REPLY_LINE = 510;
+
 /** Longest reason text we put in a reply; RFC 5321 §4.5.3.1.5 caps a reply line at 512 octets. */
 export const MAX_REASON_LENGTH = 300;
 
@@ -283,9 +286,13 @@ export function sendOutcomeReply(outcome: SendOutcome, consentHint?: string): st
     case 'rejected':
       return withReason('554 5.6.0', 'Message refused', outcome.reason);
     case 'needs-consent': {
-      const base = withReason('554 5.7.0', 'Account needs consent from the mailbox owner.', outcome.reason);
       const hint = consentHint === undefined ? '' : safeReason(consentHint);
-      return hint.length === 0 ? base : `${base} ${hint}`;
+      const base = withReason('554 5.7.0', 'Account needs consent from the mailbox owner.', outcome.reason);
+      if (hint.length === 0) return base;
+      // RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its CRLF. The hint (where to
+      // grant access) is what the reader needs, so the reason gives way to it.
+      const room = MAX_REPLY_LINE - hint.length - 1;
+      return `${base.length <= room ? base : `${base.slice(0, room - 3).trimEnd()}...`} ${hint}`;
     }
   }
 }

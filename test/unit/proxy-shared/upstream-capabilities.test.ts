@@ -267,7 +267,7 @@ describe('UpstreamCapabilities', () => {
         ['b@graph.test', 'graph-only'],
       ],
     );
-    const caps = new UpstreamCapabilities({ config, probes: {}, logger, localSmtp: local });
+    const caps = new UpstreamCapabilities({ config, probes: {}, logger, localSmtp: () => local });
     // The Graph connection's SMTP server is never probed: its logins never reach it.
     expect(caps.reachable('smtp').map((r) => r.connection.name)).toEqual(['relayed']);
     caps.learn('smtp', relayed, ['PIPELINING', 'DSN', 'CHUNKING', 'SIZE 157286400']);

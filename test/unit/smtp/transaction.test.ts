@@ -347,6 +347,14 @@ describe('SMTP replies per send outcome', () => {
     ).toBe('554 5.7.0 No Graph grant. Ask the owner to run: x consent a');
   });
 
+  it('a long reason and a long hint still fit one 512-octet reply line; the hint is kept whole', () => {
+    const hint = `Grant access again at https://proxy.example/consent/${'h'.repeat(200)}`;
+    const reply = sendOutcomeReply({ kind: 'needs-consent', reason: 'r'.repeat(400) }, hint);
+    expect(reply.length + 2).toBeLessThanOrEqual(512);
+    expect(reply.endsWith(` ${hint}`)).toBe(true);
+    expect(reply.startsWith('554 5.7.0 rrr')).toBe(true);
+  });
+
   it('the session passes the consent hint through the delivered event', () => {
     const h = loggedIn();
     h.send('MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nx\r\n.\r\n');
