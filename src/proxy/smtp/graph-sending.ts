@@ -18,6 +18,8 @@ export interface GraphSendingOptions {
   logger: Logger;
   /** The SMTP size limit now (`smtpMaxMessageSize`): what the front accepted, Graph is asked to send. */
   maxMessageBytes?: () => number;
+  /** Tests: the whole-message deadline (default SEND_DEADLINE_MS). */
+  sendDeadlineMs?: number;
   /** Each message's result and duration (src/metrics); optional. */
   metrics?: { graphMessage(result: SendOutcome['kind'], seconds: number): void };
 }
@@ -31,6 +33,12 @@ function loadSenderModule(): Promise<typeof import('../../graph/index.js')> {
   senderModule ??= import('../../graph/index.js');
   return senderModule;
 }
+
+/**
+ * One message may take this long with Graph, all its requests together (a draft with upload sessions
+ * is a dozen): the session reads nothing meanwhile, and a client's own DATA timeout is about 10 min.
+ */
+export const SEND_DEADLINE_MS = 5 * 60_000;
 
 export function createGraphSending(options: GraphSendingOptions): GraphSending {
   const router = new SendRouter({ store: options.store, logger: options.logger });
@@ -69,9 +77,16 @@ export function createGraphSending(options: GraphSendingOptions): GraphSending {
         return sender.send(message, signal);
       };
       return {
-        async send(message, signal) {
+        async send(message, clientSignal) {
           const started = performance.now();
-          const outcome = await send(message, signal);
+          const deadline = AbortSignal.timeout(options.sendDeadlineMs ?? SEND_DEADLINE_MS);
+          let outcome = await send(message, AbortSignal.any([clientSignal, deadline]));
+          if (deadline.aborted && !clientSignal.aborted && outcome.kind !== 'sent') {
+            outcome = {
+              kind: 'temporary',
+              reason: 'Microsoft Graph took too long with this message; try again later',
+            };
+          }
           try {
             metrics?.graphMessage(outcome.kind, (performance.now() - started) / 1000);
           } catch {
