@@ -227,8 +227,8 @@ export class ProxyListener implements ProxyServer {
       remoteAddress,
       remotePort: client.port,
       id: randomBytes(4).toString('hex'),
-      loggedIn: () => {
-        release();
+      loggedIn: (options?: { stillCounted?: boolean }) => {
+        if (options?.stillCounted !== true) release();
         if (session && this.#sessions.has(session)) this.#relaying.add(session);
       },
     };

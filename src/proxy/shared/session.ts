@@ -383,8 +383,10 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
     this.#upstreamLabel = upstream.label;
     // Logged in: the login deadline is over. Unlike a relayed session it still counts against the
     // per-address cap: each of these may hold a whole message in memory (up to the SIZE limit), so
-    // the cap is what bounds what one address can make the proxy hold.
+    // the cap is what bounds what one address can make the proxy hold. Through a graceful shutdown it
+    // runs on like a relayed session.
     clearTimeout(this.#deadlineTimer);
+    this.#context.loggedIn?.({ stillCounted: true });
     this.#outcome = 'delivered';
     this.#reason = undefined;
     this.#resolve({ type: 'auth-succeeded', local: true });

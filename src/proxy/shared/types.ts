@@ -68,10 +68,11 @@ export interface ConnectionContext {
   /** Short random id for log lines. */
   id: string;
   /**
-   * The session calls this once its client has logged in (the relay starts): the connection no longer
-   * counts against the per-address cap for connections not logged in.
+   * The session calls this once its client has logged in: it runs on through a graceful shutdown like
+   * a relayed session, and (unless `stillCounted`: a session that may hold a whole message in
+   * memory) no longer counts against the per-address cap for connections not logged in.
    */
-  loggedIn?: () => void;
+  loggedIn?: (options?: { stillCounted?: boolean }) => void;
 }
 
 /** One client connection as seen by the listener: it only needs to be able to end it. */
