@@ -52,6 +52,11 @@ export class RawClient {
     this.#socket.destroy();
   }
 
+  /** Hangs up with a TCP reset: unlike a close (a FIN, which may also be a half-close), unmistakable. */
+  reset(): void {
+    this.#socket.resetAndDestroy();
+  }
+
   #listen(socket: Socket): void {
     socket.on('data', (chunk: Buffer) => {
       this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);

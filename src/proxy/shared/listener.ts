@@ -40,6 +40,11 @@ export interface ListenerCaps {
   busyReply?: string;
   /** Told of every connection closed before a session (for the metrics). */
   onRefused?: (reason: RefusalReason) => void;
+  /**
+   * Keep our sending side open after the client shut down its own (SMTP scripts end their input after
+   * QUIT and still read the replies); the session then ends the connection itself.
+   */
+  allowHalfOpen?: boolean;
 }
 
 export class ProxyListener implements ProxyServer {
@@ -86,9 +91,14 @@ export class ProxyListener implements ProxyServer {
     // Behind a balancer the PROXY header comes before the TLS handshake, so the listener takes the
     // bare TCP connection and starts TLS itself once the header is read.
     const tlsServer = this.#config.tls === 'implicit' && !this.#trustedProxies;
+    const allowHalfOpen = this.#caps.allowHalfOpen === true;
     const server = tlsServer
-      ? new TlsServer({ ...localTlsOptions(this.#config), handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS })
-      : createServer();
+      ? new TlsServer({
+          ...localTlsOptions(this.#config),
+          handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+          allowHalfOpen,
+        })
+      : createServer({ allowHalfOpen });
     if (this.#trustedProxies) {
       server.on('connection', (socket: Socket) => void this.#arrive(socket));
     } else {

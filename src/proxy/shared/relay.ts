@@ -5,7 +5,9 @@
  * - Order: bytes the client pipelined after its login command, and bytes the upstream sent after its
  *   OK, are written first, before anything the sockets deliver later (cf. undici `onUpgrade`).
  * - No idle timeout of our own (IMAP IDLE may sit silent for 29 minutes); TCP keepalive instead.
- * - Either side ending or failing ends the other; the promise resolves once both are closed.
+ * - Either side ending or failing ends the other; the promise resolves once both are closed. On an
+ *   SMTP listener a client's end of input (a half-close) leaves our side open, so what the upstream
+ *   answers to the commands before it still reaches the client.
  * - No JavaScript of ours per chunk: `pipe()` is the whole data path, as in a bare relay. The byte
  *   counts come from the sockets' own counters (`bytesRead`, cleartext for TLS sockets too), taken at
  *   the start and read when asked; a second 'data' listener per socket cost an extra call and an
@@ -24,6 +26,8 @@ export interface RelayOptions {
   clientPending?: Buffer;
   /** Upstream bytes already read (after its auth OK): sent to the client first. */
   upstreamPending?: Buffer;
+  /** The client already shut down its sending side (half-open): the upstream gets its end at once. */
+  clientEnded?: boolean;
 }
 
 /** Byte counts are what the relay read from each socket; pending bytes were counted by their reader. */
@@ -77,8 +81,11 @@ export function startRelay(options: RelayOptions): Relay {
 
   if (options.clientPending && options.clientPending.length > 0) upstream.write(options.clientPending);
   if (options.upstreamPending && options.upstreamPending.length > 0) client.write(options.upstreamPending);
-  // pipe() ends the destination when the source ends (FIN both ways) and handles backpressure.
-  client.pipe(upstream);
+  // pipe() ends the destination when the source ends (FIN both ways) and handles backpressure. A
+  // client whose end of input came before the relay (a half-close during the login) will not emit
+  // it again: the upstream gets it now, after the bytes the client pipelined.
+  if (options.clientEnded) upstream.end();
+  else client.pipe(upstream);
   upstream.pipe(client);
 
   const done = new Promise<RelayResult>((resolve) => {

@@ -93,6 +93,11 @@ export interface Protocol<U extends SessionUpstream, Auth extends AuthenticateAc
   maxBufferDuringLogin: number;
   /** A failed login stays the session's outcome even if the client then quits. */
   failedLoginIsOutcome: boolean;
+  /**
+   * A client may shut down its sending side and still read the replies to what it sent (SMTP: a
+   * script ends its input after DATA and QUIT): the login, send or relay in flight still answers.
+   */
+  halfClose?: boolean;
   /** What a client refused by the connection caps reads. */
   busyReply: string;
   /** `deps.capabilities` says what the upstreams are known to support right now. */
@@ -124,6 +129,7 @@ export function createProtocolServer<U extends SessionUpstream, Auth extends Aut
       ...(settings ? { maxConnectionsPerAddress: settings.maxConnectionsPerAddress } : {}),
       busyReply: `${protocol.busyReply}\r\n`,
       onRefused: (reason) => deps.metrics?.connectionRefused?.(protocol.name, reason),
+      ...(protocol.halfClose ? { allowHalfOpen: true } : {}),
     },
   );
 }
@@ -153,6 +159,8 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
   #sending: AbortController | undefined;
   /** Replies queued past MAX_PENDING_OUTPUT_BYTES: the client's input waits for 'drain'. */
   #outputBlocked = false;
+  /** The client shut down its sending side (half-open listeners): nothing more will come. */
+  #clientEnded = false;
   #messagesSent = 0;
   #messagesRefused = 0;
   #loginFailed = false;
@@ -341,6 +349,7 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
       const message = err instanceof Error ? err.message : String(err);
       this.#resolve({ type: 'auth-failed', error: new ProxyError('upstream-unavailable', message) });
       this.#armIdleTimer();
+      this.#endIfIdle();
     });
   }
 
@@ -364,7 +373,13 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
     const clientPending = this.#front.takeRemainder();
     // #onData counted the client's pipelined bytes; the upstream's were read by the login dialogue.
     this.#bytesToClient += pending.length;
-    const relay = startRelay({ client, upstream: upstreamSocket, clientPending, upstreamPending: pending });
+    const relay = startRelay({
+      client,
+      upstream: upstreamSocket,
+      clientPending,
+      upstreamPending: pending,
+      clientEnded: this.#clientEnded,
+    });
     this.#relay = relay;
     void relay.done.then((result) => {
       this.#bytesFromClient += result.bytesFromClient;
@@ -391,6 +406,7 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
     this.#reason = undefined;
     this.#resolve({ type: 'auth-succeeded', local: true });
     if (!this.#finished) this.#resumeReading();
+    this.#endIfIdle();
     this.#armIdleTimer();
   }
 
@@ -433,6 +449,7 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
         );
         if (!this.#finished) this.#resumeReading();
         this.#armIdleTimer();
+        this.#endIfIdle();
       })
       .catch((err: unknown) => {
         // A bug past the sender (e.g. in a reply); the session must still end.
@@ -455,6 +472,7 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
 
   #attach(socket: Socket): void {
     socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
     socket.on('error', (err) => {
       this.#reason ??= err.message;
     });
@@ -464,7 +482,25 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
   /** Removes our reading handlers only (a TLSSocket's internal 'close' listener must stay). */
   #detach(socket: Socket): void {
     socket.off('data', this.#onData);
+    socket.off('end', this.#onEnd);
     socket.off('close', this.#onClose);
+  }
+
+  readonly #onEnd = (): void => {
+    this.#clientEnded = true;
+    this.#endIfIdle();
+  };
+
+  /**
+   * After the client's end of input: what it sent before has been answered (the front read every
+   * frame it could), and nothing is under way whose reply it still waits for, so the session ends.
+   * Without a half-open listener Node has already ended our side; this then only finishes it.
+   */
+  #endIfIdle(): void {
+    if (!this.#clientEnded || this.#finished || this.#relay) return;
+    if (this.#front.authenticating || this.#sending) return;
+    if (this.#socket.writableEnded) return;
+    this.#end();
   }
 
   readonly #onData = (chunk: Buffer): void => {
@@ -541,6 +577,7 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
         : { type: 'auth-failed', error, consentHint },
     );
     if (!this.#finished) this.#resumeReading();
+    this.#endIfIdle();
     this.#armIdleTimer();
   }
 

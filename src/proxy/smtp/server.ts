@@ -63,6 +63,8 @@ export function smtpProtocol(
     // RFC 2920 clients stop at DATA and wait for 354, so this is never reached by an honest client.
     maxBufferDuringLogin: 64 * 1024,
     failedLoginIsOutcome: true,
+    // Scripts (`printf ... | nc -N`) end their input after QUIT and still read the replies.
+    halfClose: true,
     busyReply: REPLY.busy,
     front: (context, limits, deps) =>
       new SmtpFront(
