@@ -23,6 +23,7 @@ import { frontLimits } from './proxy/shared/limits.js';
 import { UpstreamCapabilities } from './proxy/shared/upstream-capabilities.js';
 import { localExtensions } from './proxy/smtp/replies.js';
 import { createGraphSending } from './proxy/smtp/graph-sending.js';
+import { MessageBudget } from './proxy/shared/message-budget.js';
 import { UpstreamPool } from './proxy/shared/upstream-pool.js';
 import { DEFAULTS } from './config/defaults.js';
 import { createSmtpServer } from './proxy/smtp/server.js';
@@ -123,9 +124,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     settings: config.settings.upstreamPool ?? DEFAULTS.settings.upstreamPool,
     logger: logger.child({ component: 'upstream-pool' }),
   });
+  // Fixed at start (a reload that changes limits.messageMemory applies after a restart).
+  const messageBudget = new MessageBudget(config.settings.limits.messageMemory);
   const deps: ProxyDeps = {
     config,
     capabilities,
+    messageBudget,
     graph,
     upstreamPool,
     authenticator: new LocalAuthenticator({ config, store, logger: logger.child({ component: 'auth' }) }),

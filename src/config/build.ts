@@ -98,6 +98,14 @@ export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config
   const lim = s.limits ?? {};
   const ll = s.loginLimiter ?? {};
   const up = s.upstreamPool ?? {};
+  const maxMessage = lim.smtpMaxMessageSize ?? dl.limits.smtpMaxMessageSize;
+  if ((lim.messageMemory ?? dl.limits.messageMemory) < maxMessage) {
+    report(
+      ['settings', 'limits', lim.messageMemory !== undefined ? 'messageMemory' : 'smtpMaxMessageSize'],
+      `messageMemory must hold at least one message of smtpMaxMessageSize (${maxMessage} bytes)`,
+      'Raise messageMemory, or lower smtpMaxMessageSize.',
+    );
+  }
   const config: Config = {
     file: resolve(ctx.file),
     listen,
@@ -120,6 +128,7 @@ export function buildConfig(raw: RawConfig, ctx: BuildContext): { config: Config
         postLoginIdleTimeoutMs: lim.postLoginIdleTimeout ?? dl.limits.postLoginIdleTimeoutMs,
         upstreamConnectTimeoutMs: lim.upstreamConnectTimeout ?? dl.limits.upstreamConnectTimeoutMs,
         smtpMaxMessageSize: lim.smtpMaxMessageSize ?? dl.limits.smtpMaxMessageSize,
+        messageMemory: lim.messageMemory ?? dl.limits.messageMemory,
         maxConnections: lim.maxConnections ?? dl.limits.maxConnections,
         maxConnectionsPerAddress: lim.maxConnectionsPerAddress ?? dl.limits.maxConnectionsPerAddress,
         loginDeadlineMs: lim.loginDeadline ?? dl.limits.loginDeadlineMs,

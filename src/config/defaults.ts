@@ -39,6 +39,8 @@ export const DEFAULTS: {
       upstreamConnectTimeoutMs: 20_000,
       // Below Gmail's 35882577 so the proxy never promises more than the upstream takes.
       smtpMaxMessageSize: 35_000_000,
+      // Eight messages of the largest size being received or sent at once.
+      messageMemory: 280_000_000,
       maxConnections: 10_000,
       // Generous for a NAT in front of an office; still stops one host from holding every slot.
       maxConnectionsPerAddress: 50,

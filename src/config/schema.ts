@@ -283,6 +283,10 @@ export const settingsSchema = z.strictObject({
         'SMTP SIZE advertised to clients (bytes).',
         d.settings.limits.smtpMaxMessageSize,
       ),
+      messageMemory: count(
+        'Bytes of message content all SMTP sessions sending through Microsoft Graph may hold at once; a message that would pass it gets 452 4.3.1 (try again later).',
+        d.settings.limits.messageMemory,
+      ),
       maxConnections: count(
         'Client connections per listener (logged in or not); more are refused as too busy.',
         d.settings.limits.maxConnections,

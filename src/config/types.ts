@@ -146,6 +146,11 @@ export interface LimitSettings {
   upstreamConnectTimeoutMs: number;
   /** SMTP SIZE advertised to clients (bytes). */
   smtpMaxMessageSize: number;
+  /**
+   * Message content (bytes) all SMTP sessions sending through Microsoft Graph hold at once; past it a
+   * message is refused with 452 4.3.1. At least smtpMaxMessageSize.
+   */
+  messageMemory: number;
   /** Client connections per listener, logged in or not; more are refused with a "too busy" reply. */
   maxConnections: number;
   /** Connections not yet logged in per client address (IPv6 by /64) per listener. */

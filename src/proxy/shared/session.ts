@@ -77,6 +77,8 @@ export interface SessionFront<A> {
   receive(chunk: Buffer): A[];
   resolve(event: FrontEvent): A[];
   takeRemainder(): Buffer;
+  /** The session has ended: let go of what the front holds on others' behalf (SMTP's message memory). */
+  dispose?(): void;
 }
 
 /** Everything that makes a protocol different, as data and two factories. */
@@ -601,6 +603,7 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
   #finish(): void {
     if (this.#finished || this.#relay) return;
     this.#finished = true;
+    this.#front.dispose?.();
     clearTimeout(this.#idleTimer);
     clearTimeout(this.#deadlineTimer);
     this.#login.abort();

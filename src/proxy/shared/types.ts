@@ -5,6 +5,7 @@ import type { Config, ListenerConfig, ResolvedAccount } from '../../config/types
 import type { ProxyErrorCode } from '../../errors.js';
 import type { Authenticator } from '../../credentials/types.js';
 import type { MessageSender } from '../../graph/types.js';
+import type { MessageBudget } from './message-budget.js';
 import type { TokenProvider } from '../../oauth/types.js';
 import type { CapabilitySource } from './upstream-capabilities.js';
 import type { UpstreamPool } from './upstream-pool.js';
@@ -25,6 +26,8 @@ export interface ProxyDeps {
   upstreamPool?: UpstreamPool;
   /** Microsoft Graph sending for connections with `send: graph` or `auto`; absent: SMTP relay only. */
   graph?: GraphSending;
+  /** The message content all Graph-mode SMTP sessions may hold at once; absent: no overall bound. */
+  messageBudget?: MessageBudget;
 }
 
 /** Which SMTP logins send through Microsoft Graph, and the sender of one logged-in account. */

@@ -12,14 +12,19 @@
  * re-concatenating the whole of it per chunk would be quadratic.
  */
 
+import type { BudgetShare } from '../shared/message-budget.js';
+
 /** One frame: a line without its line ending, the signal that the line limit was broken, or content. */
 export type Frame =
   | { type: 'line'; line: Buffer }
   | { type: 'too-long' }
-  /** A DATA body, dot-unstuffed, without the final `.CRLF`; empty and `tooLarge` past the limit. */
-  | { type: 'data'; body: Buffer; tooLarge: boolean }
-  /** A BDAT chunk of exactly the announced size; empty when the machine said not to keep it. */
-  | { type: 'bdat'; chunk: Buffer; size: number };
+  /**
+   * A DATA body, dot-unstuffed, without the final `.CRLF`; empty and `tooLarge` past the limit, empty
+   * and `overBudget` when the process's message memory ran out while it arrived.
+   */
+  | { type: 'data'; body: Buffer; tooLarge: boolean; overBudget: boolean }
+  /** A BDAT chunk of exactly the announced size; empty when not kept (refused, or `overBudget`). */
+  | { type: 'bdat'; chunk: Buffer; size: number; overBudget: boolean };
 
 /** What the machine wants next. */
 export type Expect =
@@ -40,6 +45,7 @@ interface DataProgress {
   pieces: Buffer[];
   size: number;
   tooLarge: boolean;
+  overBudget: boolean;
   /** The next unread byte begins a line (where a dot is either stuffing or the end). */
   atLineStart: boolean;
 }
@@ -48,6 +54,7 @@ interface BdatProgress {
   kind: 'bdat';
   size: number;
   keep: boolean;
+  overBudget: boolean;
   pieces: Buffer[];
   remaining: number;
 }
@@ -62,7 +69,18 @@ export class SmtpFramer {
    *   allows 512 with CRLF for commands, but RFC 4954 §4 lets AUTH responses be up to 12288 bytes.
    *   Message content has no line limit (only the message size limit).
    */
-  constructor(private readonly maxLineLength: number) {}
+  constructor(
+    private readonly maxLineLength: number,
+    /** The process's message memory (Graph mode); absent: content is limited by size only. */
+    private readonly budget?: BudgetShare,
+  ) {}
+
+  /** Bytes of message content kept so far for the frame under way. */
+  get keptBytes(): number {
+    const c = this.content;
+    if (!c) return 0;
+    return c.pieces.reduce((n, p) => n + p.length, 0);
+  }
 
   push(chunk: Buffer): void {
     if (this.broken || chunk.length === 0) return;
@@ -90,6 +108,7 @@ export class SmtpFramer {
             pieces: [],
             size: 0,
             tooLarge: false,
+            overBudget: false,
             atLineStart: true,
           };
         }
@@ -100,6 +119,7 @@ export class SmtpFramer {
             kind: 'bdat',
             size: expect.size,
             keep: expect.keep,
+            overBudget: false,
             pieces: [],
             remaining: expect.size,
           };
@@ -156,8 +176,9 @@ export class SmtpFramer {
             this.take(progress, buf.subarray(run, pos));
             this.buffer = buf.subarray(pos + 3);
             this.content = undefined;
-            const body = progress.tooLarge ? Buffer.alloc(0) : Buffer.concat(progress.pieces, progress.size);
-            return { type: 'data', body, tooLarge: progress.tooLarge };
+            const dropped = progress.tooLarge || progress.overBudget;
+            const body = dropped ? Buffer.alloc(0) : Buffer.concat(progress.pieces, progress.size);
+            return { type: 'data', body, tooLarge: progress.tooLarge, overBudget: progress.overBudget };
           }
         }
         // The stuffing dot is dropped: the run so far ends before it, the next starts after it.
@@ -192,13 +213,25 @@ export class SmtpFramer {
       progress.pieces = [];
       return;
     }
-    if (!progress.tooLarge) progress.pieces.push(piece);
+    if (progress.tooLarge || progress.overBudget) return;
+    if (this.budget && !this.budget.reserve(piece.length)) {
+      // Read to its end as well, then refused: the client may try again when memory is free.
+      progress.overBudget = true;
+      progress.pieces = [];
+      return;
+    }
+    progress.pieces.push(piece);
   }
 
   /** RFC 3030: exactly `size` octets follow the BDAT line, whatever they contain. */
   private nextBdat(progress: BdatProgress): Frame | undefined {
     const n = Math.min(progress.remaining, this.buffer.length);
     if (n > 0) {
+      if (progress.keep && this.budget && !this.budget.reserve(n)) {
+        progress.keep = false;
+        progress.overBudget = true;
+        progress.pieces = [];
+      }
       if (progress.keep) progress.pieces.push(this.buffer.subarray(0, n));
       this.buffer = this.buffer.subarray(n);
       progress.remaining -= n;
@@ -206,7 +239,7 @@ export class SmtpFramer {
     if (progress.remaining > 0) return undefined;
     this.content = undefined;
     const chunk = progress.keep ? Buffer.concat(progress.pieces, progress.size) : Buffer.alloc(0);
-    return { type: 'bdat', chunk, size: progress.size };
+    return { type: 'bdat', chunk, size: progress.size, overBudget: progress.overBudget };
   }
 
   /** Takes every unread byte out of the framer (for the relay, or to discard them). */

@@ -82,9 +82,9 @@ export type SmtpEvent =
   | { type: 'line'; line: string }
   | { type: 'line-too-long' }
   /** A whole DATA body, dot-unstuffed; empty with `tooLarge` past the size limit. */
-  | { type: 'data'; body: Buffer; tooLarge: boolean }
+  | { type: 'data'; body: Buffer; tooLarge: boolean; overBudget?: boolean }
   /** One BDAT chunk (empty when not kept). */
-  | { type: 'bdat-chunk'; chunk: Buffer; size: number }
+  | { type: 'bdat-chunk'; chunk: Buffer; size: number; overBudget?: boolean }
   | FrontEvent;
 
 /** SMTP's login also carries the client's EHLO name, which the upstream gets in our EHLO. */

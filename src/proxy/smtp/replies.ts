@@ -188,6 +188,8 @@ export const TRANSACTION_REPLY = {
   dataAfterBdat: '503 5.5.1 DATA not allowed after BDAT in the same transaction',
   tooManyRecipients: '452 4.5.3 Too many recipients',
   messageTooLarge: '552 5.3.4 Message size exceeds fixed maximum message size',
+  /** The process's message memory is taken by other sessions' messages: later, it will not be. */
+  insufficientStorage: '452 4.3.1 Insufficient system storage, try again later',
   startData: '354 End data with <CR><LF>.<CR><LF>',
   vrfy: '252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery',
   badSender: '501 5.1.7 Bad sender address syntax',

@@ -80,6 +80,7 @@ export function smtpProtocol(
           maxMessagesPerSession: limits.maxMessagesPerSession,
         },
         limits.maxLineLength,
+        deps.messageBudget?.share(),
       ),
     upstreamLogin: options.upstreamLogin ?? relayLogin,
   };

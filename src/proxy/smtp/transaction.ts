@@ -83,10 +83,11 @@ export function onTransactionEvent(config: SmtpFrontConfig, state: SmtpState, ev
     case 'data':
       if (phase.name !== 'data') return nothing(state);
       if (event.tooLarge) return at(state, mailPhase(undefined), T.messageTooLarge);
+      if (event.overBudget === true) return at(state, mailPhase(undefined), T.insufficientStorage);
       return deliver(state, phase.transaction, event.body);
     case 'bdat-chunk':
       if (phase.name !== 'bdat') return nothing(state);
-      return onChunk(config, state, phase, event.chunk);
+      return onChunk(config, state, phase, event.chunk, event.overBudget === true);
     case 'line':
       if (phase.name !== 'mail') return nothing(state);
       return onCommand(config, state, phase.transaction, event.line);
@@ -110,11 +111,13 @@ function onChunk(
   state: SmtpState,
   phase: Extract<SmtpPhase, { name: 'bdat' }>,
   chunk: Buffer,
+  overBudget: boolean,
 ): Transition {
   const transaction = phase.transaction;
   // RFC 3030 §2: the chunk is read whatever the reply; only then may the server refuse it.
   if (transaction === undefined) return at(state, mailPhase(undefined), T.mailFirst);
   if (transaction.recipients.length === 0) return at(state, mailPhase(transaction), T.rcptFirst);
+  if (overBudget) return at(state, mailPhase(undefined), T.insufficientStorage);
   const size = transaction.size + phase.size;
   if (!phase.keep || size > config.maxMessageSize) {
     // Too large: this message is over, the client starts again with MAIL.

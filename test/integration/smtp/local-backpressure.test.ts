@@ -85,4 +85,45 @@ describe('SMTP after a local login: replies the client does not read', () => {
     expect(third.text()).toMatch(/^421 /);
     for (const s of [...sessions, third]) s.sock.destroy();
   }, 30_000);
+
+  it('a message the process has no memory for gets 452 4.3.1 while others hold theirs; freed memory serves again', async () => {
+    env = await startLocalEnv({ messageMemory: 3_000, settings: { smtpMaxMessageSize: 2_000 } });
+    const open = async (): Promise<{ sock: ReturnType<typeof connect>; text: () => string }> => {
+      const sock = connect(env!.port, '127.0.0.1');
+      let text = '';
+      sock.on('data', (c: Buffer) => {
+        text += c.toString('latin1');
+      });
+      sock.on('error', () => undefined);
+      await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+      return { sock, text: () => text };
+    };
+    const until = async (check: () => boolean): Promise<void> => {
+      const t0 = Date.now();
+      while (!check() && Date.now() - t0 < 5_000) await new Promise((r) => setTimeout(r, 10));
+    };
+    const begin = `EHLO mem.test\r\nAUTH PLAIN ${plainIr(USER, PASSWORD)}\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n`;
+    // A parks 1,900 bytes of a message without its end.
+    const a = await open();
+    a.sock.write(begin);
+    await until(() => a.text().includes('354 '));
+    a.sock.write(`${'a'.repeat(1_898)}\r\n`);
+    // B's message would pass the 3,000 bytes: refused, to try later.
+    const b = await open();
+    b.sock.write(begin);
+    await until(() => b.text().includes('354 '));
+    b.sock.write(`${'b'.repeat(1_498)}\r\n.\r\n`);
+    await until(() => /452 4\.3\.1/.test(b.text()));
+    expect(b.text()).toContain('452 4.3.1 Insufficient system storage, try again later');
+    // A goes away: its memory is free, and B's retry is sent.
+    a.sock.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 200));
+    b.sock.write(
+      `MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n${'b'.repeat(1_498)}\r\n.\r\n`,
+    );
+    await until(() => b.text().includes('250 2.0.0 OK'));
+    expect(b.text()).toContain('250 2.0.0 OK, message accepted for delivery');
+    expect(env.sender.messages).toHaveLength(1);
+    b.sock.destroy();
+  }, 30_000);
 });

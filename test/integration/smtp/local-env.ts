@@ -11,6 +11,7 @@ import { smtpProtocol } from '../../../src/proxy/smtp/server.js';
 import { fakeConnection } from '../../helpers/fake-auth-server.js';
 import { startProxyEnv, type ProxyEnv } from '../../helpers/proxy-env.js';
 import { CONSENT_HINT, EMAIL, PASSWORD, USER } from './env.js';
+import { MessageBudget } from '../../../src/proxy/shared/message-budget.js';
 
 export { CONSENT_HINT, EMAIL, PASSWORD, USER };
 export { eventually, sessionLines } from '../../helpers/proxy-env.js';
@@ -58,6 +59,8 @@ export class RecordingSender implements MessageSender {
 export interface LocalEnvOptions {
   listenerTls?: TlsMode;
   settings?: Partial<Settings['limits']>;
+  /** The process's message memory for Graph-mode sessions, as the daemon gives it (default: none). */
+  messageMemory?: number;
 }
 
 export type LocalEnv = ProxyEnv<{ close(): Promise<void> }> & { sender: RecordingSender };
@@ -92,7 +95,9 @@ export async function startLocalEnv(options: LocalEnvOptions = {}): Promise<Loca
       createProtocolServer(
         smtpProtocol('proxy.test', { upstreamLogin: () => stubLogin(sender) }),
         listener,
-        deps,
+        options.messageMemory === undefined
+          ? deps
+          : { ...deps, messageBudget: new MessageBudget(options.messageMemory) },
       ),
   });
   return Object.assign(env, { sender });

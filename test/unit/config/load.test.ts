@@ -53,6 +53,7 @@ describe('loadConfig', () => {
         postLoginIdleTimeoutMs: 300_000,
         upstreamConnectTimeoutMs: 20_000,
         smtpMaxMessageSize: 35_000_000,
+        messageMemory: 280_000_000,
         maxConnections: 10_000,
         maxConnectionsPerAddress: 50,
         loginDeadlineMs: 300_000,

@@ -91,7 +91,7 @@ describe('SMTP framer, DATA', () => {
         const wire = Buffer.concat([stuff(body), Buffer.from('RSET\r\n')]);
         const framer = new SmtpFramer(1000);
         const frames = run(framer, splitAt(wire, at), [{ type: 'data', maxBytes: limit }, { type: 'line' }]);
-        expect(frames[0]).toEqual({ type: 'data', body: Buffer.alloc(0), tooLarge: true });
+        expect(frames[0]).toEqual({ type: 'data', body: Buffer.alloc(0), tooLarge: true, overBudget: false });
         expect(frames[1]).toEqual({ type: 'line', line: Buffer.from('RSET') });
       }),
       RUNS,
@@ -102,10 +102,18 @@ describe('SMTP framer, DATA', () => {
     const body = Buffer.from('Subject: x\r\n\r\nhello\r\n');
     const at = new SmtpFramer(1000);
     at.push(stuff(body));
-    expect(at.next({ type: 'data', maxBytes: body.length })).toEqual({ type: 'data', body, tooLarge: false });
+    expect(at.next({ type: 'data', maxBytes: body.length })).toEqual({
+      type: 'data',
+      body,
+      tooLarge: false,
+      overBudget: false,
+    });
     const over = new SmtpFramer(1000);
     over.push(stuff(body));
-    expect(over.next({ type: 'data', maxBytes: body.length - 1 })).toMatchObject({ tooLarge: true });
+    expect(over.next({ type: 'data', maxBytes: body.length - 1 })).toMatchObject({
+      tooLarge: true,
+      overBudget: false,
+    });
   });
 
   it('lookalikes do not end the body: bare LF lines, .LF (its dot is stuffing), CR.CRLF; a lone . line does', () => {
@@ -116,6 +124,7 @@ describe('SMTP framer, DATA', () => {
       type: 'data',
       body: Buffer.from('a\n.\nb\r\n\nc\r.\r\nd\r\n.\r\n', 'latin1'),
       tooLarge: false,
+      overBudget: false,
     });
     expect(framer.next()).toEqual({ type: 'line', line: Buffer.from('NOOP') });
   });
@@ -127,6 +136,7 @@ describe('SMTP framer, DATA', () => {
       type: 'data',
       body: Buffer.alloc(0),
       tooLarge: false,
+      overBudget: false,
     });
     const bytes = Buffer.concat([Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from('\r\n')]);
     const binary = new SmtpFramer(10);
@@ -135,6 +145,7 @@ describe('SMTP framer, DATA', () => {
       type: 'data',
       body: bytes,
       tooLarge: false,
+      overBudget: false,
     });
   });
 
@@ -142,7 +153,12 @@ describe('SMTP framer, DATA', () => {
     const body = Buffer.from(`${'x'.repeat(100_000)}\r\n`);
     const framer = new SmtpFramer(100);
     framer.push(stuff(body));
-    expect(framer.next({ type: 'data', maxBytes: BIG })).toEqual({ type: 'data', body, tooLarge: false });
+    expect(framer.next({ type: 'data', maxBytes: BIG })).toEqual({
+      type: 'data',
+      body,
+      tooLarge: false,
+      overBudget: false,
+    });
   });
 
   it('a 20 MB body in 16 KB chunks is read in linear time', () => {
@@ -177,8 +193,8 @@ describe('SMTP framer, BDAT', () => {
           { type: 'line' },
         ]);
         expect(frames).toEqual([
-          { type: 'bdat', chunk: first, size: first.length },
-          { type: 'bdat', chunk: second, size: second.length },
+          { type: 'bdat', chunk: first, size: first.length, overBudget: false },
+          { type: 'bdat', chunk: second, size: second.length, overBudget: false },
           { type: 'line', line: Buffer.from('BDAT 0 LAST') },
         ]);
       }),
@@ -193,6 +209,7 @@ describe('SMTP framer, BDAT', () => {
       type: 'bdat',
       chunk: Buffer.alloc(0),
       size: 10,
+      overBudget: false,
     });
     expect(framer.next()).toEqual({ type: 'line', line: Buffer.from('RSET') });
   });
@@ -203,6 +220,7 @@ describe('SMTP framer, BDAT', () => {
       type: 'bdat',
       chunk: Buffer.alloc(0),
       size: 0,
+      overBudget: false,
     });
   });
 

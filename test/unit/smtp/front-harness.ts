@@ -1,6 +1,7 @@
 /** Drives an SmtpFront like the session does, without sockets: replies are collected as text. */
 import { SmtpFront } from '../../../src/proxy/smtp/front.js';
 import type { SmtpAction, SmtpFrontConfig } from '../../../src/proxy/smtp/machine.js';
+import type { BudgetShare } from '../../../src/proxy/shared/message-budget.js';
 import { FrontHarness } from '../../helpers/front-harness.js';
 
 export { b64, plain } from '../../helpers/front-harness.js';
@@ -15,7 +16,7 @@ export const CONFIG: SmtpFrontConfig = {
 };
 
 export class Harness extends FrontHarness<SmtpAction, Parameters<SmtpFront['resolve']>[0], SmtpFront> {
-  constructor(config: Partial<SmtpFrontConfig> = {}, maxLineLength = 1000) {
-    super(new SmtpFront({ ...CONFIG, ...config }, maxLineLength), 'latin1');
+  constructor(config: Partial<SmtpFrontConfig> = {}, maxLineLength = 1000, budget?: BudgetShare) {
+    super(new SmtpFront({ ...CONFIG, ...config }, maxLineLength, budget), 'latin1');
   }
 }
