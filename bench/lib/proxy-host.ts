@@ -22,6 +22,7 @@ import { createSmtpServer } from '../../src/proxy/smtp/server.js';
 import { UpstreamPool } from '../../src/proxy/shared/upstream-pool.js';
 import { SingleFlightAuthenticator, patchUpstreamTls, countScrypt, type Experiment } from './experiments.js';
 import { createGraphSending } from '../../src/proxy/smtp/graph-sending.js';
+import { MessageBudget } from '../../src/proxy/shared/message-budget.js';
 
 export interface SeededAccount {
   username: string;
@@ -161,6 +162,7 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
     config,
     ...(pool ? { upstreamPool: pool } : {}),
     graph: createGraphSending({ store, tokens, logger: logger.child({ component: 'graph' }) }),
+    messageBudget: new MessageBudget(config.settings.limits.messageMemory),
     authenticator: experiments.has('single-flight-credentials')
       ? new SingleFlightAuthenticator(authenticator)
       : authenticator,
