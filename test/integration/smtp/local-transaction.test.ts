@@ -338,7 +338,8 @@ describe('SMTP in Graph mode with a raw client', () => {
     c.close();
   });
 
-  it('a client reset mid-send aborts the send', async () => {
+  /** A logged-in client whose message is now with the (held) sender. */
+  async function messageWithSender(): Promise<Awaited<ReturnType<typeof rawLogin>>> {
     env = await startLocalEnv();
     env.sender.hold = true;
     const c = await rawLogin(env);
@@ -346,29 +347,28 @@ describe('SMTP in Graph mode with a raw client', () => {
     for (let i = 0; i < 3; i++) await c.reply();
     c.write('Subject: h\r\n\r\nx\r\n.\r\n');
     await env.sender.started();
-    expect(env.sender.signals[0]?.aborted).toBe(false);
+    return c;
+  }
+
+  it('a client reset mid-send aborts the send', async () => {
+    const c = await messageWithSender();
+    expect(env!.sender.signals[0]?.aborted).toBe(false);
     c.reset();
     await eventually(() => env!.sender.signals[0]?.aborted === true);
     await eventually(() => sessionLines(env!).length === 1);
-    expect(sessionLines(env)[0]).toMatchObject({ outcome: 'delivered', upstream: SENDER_LABEL });
+    expect(sessionLines(env!)[0]).toMatchObject({ outcome: 'delivered', upstream: SENDER_LABEL });
   });
 
   it('a client that closes (FIN) mid-send: the send finishes, then the session ends', async () => {
     // A FIN may be a half-close (a script that still reads): the message Graph is taking is not
     // thrown away on it; the reply to a client that is gone only fails to arrive.
-    env = await startLocalEnv();
-    env.sender.hold = true;
-    const c = await rawLogin(env);
-    c.write(`MAIL FROM:<${EMAIL}>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n`);
-    for (let i = 0; i < 3; i++) await c.reply();
-    c.write('Subject: h\r\n\r\nx\r\n.\r\n');
-    await env.sender.started();
+    const c = await messageWithSender();
     c.close();
     await new Promise((r) => setTimeout(r, 200));
-    expect(env.sender.signals[0]?.aborted).toBe(false);
-    env.sender.release();
+    expect(env!.sender.signals[0]?.aborted).toBe(false);
+    env!.sender.release();
     await eventually(() => sessionLines(env!).length === 1);
-    expect(sessionLines(env)[0]).toMatchObject({ outcome: 'delivered', messagesSent: 1 });
+    expect(sessionLines(env!)[0]).toMatchObject({ outcome: 'delivered', messagesSent: 1 });
   });
 
   it('idle after login: 421 4.4.2 after postLoginIdleTimeout, outcome timeout', async () => {
