@@ -7,6 +7,7 @@ import { grantHasNoConsent } from '../config/accounts.js';
 import type { ResolvedAccount } from '../config/types.js';
 import { isProxyError } from '../errors.js';
 import type { CheckFailure, CheckProtocol } from './types.js';
+import { smtpAuthDisabled } from '../proxy/smtp/send-route.js';
 
 /** Node/OpenSSL verification codes that mean "this chain does not end at a CA we trust". */
 const UNTRUSTED = new Set([
@@ -105,7 +106,7 @@ export function describeFailure(
   if (isProxyError(err, 'store')) return { kind: 'store', message: err.message };
   if (isProxyError(err, 'upstream-rejected')) {
     const detail = text(err);
-    if (protocol === 'smtp' && /\b5\.7\.139\b/.test(detail)) {
+    if (protocol === 'smtp' && smtpAuthDisabled(detail)) {
       return {
         kind: 'smtp-auth-disabled',
         message:

@@ -14,6 +14,7 @@ import XOAuth2 from 'nodemailer/lib/xoauth2';
 import type { UpstreamServer } from '../config/types.js';
 import { ProxyError } from '../errors.js';
 import { upstreamTlsOptionsForLibrary } from '../proxy/shared/index.js';
+import { smtpAuthDisabled } from '../proxy/smtp/send-route.js';
 import { withDeadline } from './token-retry.js';
 import type { CheckEnv, CheckSuccess, SmtpFacts } from './types.js';
 
@@ -160,7 +161,7 @@ export async function checkSmtp(env: CheckEnv): Promise<CheckSuccess<SmtpFacts>>
   }
   if ('tokenError' in outcome) throw outcome.tokenError;
   const err = outcome.error;
-  if (env.account.connection.send === 'auto' && /\b5\.7\.139\b/.test(err.response ?? '')) {
+  if (env.account.connection.send === 'auto' && smtpAuthDisabled(err.response ?? '')) {
     // What the proxy does for this mailbox too: Graph instead of the refused SMTP login.
     return checkGraph(env, 'SMTP AUTH is off (send: auto)');
   }

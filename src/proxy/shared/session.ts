@@ -289,11 +289,15 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
    * login or send under way with enough of its pipelined input already waiting.
    */
   #resumeReading(): void {
-    if (this.#outputBlocked) return;
+    if (this.#outputBlocked || this.#inputHeld()) return;
+    this.#socket.resume();
+  }
+
+  /** A login or send under way, with as much pipelined input waiting as the protocol allows. */
+  #inputHeld(): boolean {
     const waiting = this.#front.authenticating || this.#sending !== undefined;
     const limit = this.#protocol.maxBufferDuringLogin;
-    if (waiting && (limit === 0 || this.#front.buffered > limit)) return;
-    this.#socket.resume();
+    return waiting && (limit === 0 || this.#front.buffered > limit);
   }
 
   /** The front closed the session: records why, then ends the client connection gently. */
@@ -510,10 +514,7 @@ export class Session<U extends SessionUpstream, Auth extends AuthenticateAction>
     if (this.#front.reading) this.#armIdleTimer();
     this.#run(this.#front.receive(chunk));
     // While a login or a send runs, what the client pipelines waits in the framer, up to a bound.
-    const waiting = this.#front.authenticating || this.#sending !== undefined;
-    if (waiting && this.#front.buffered > this.#protocol.maxBufferDuringLogin) {
-      this.#socket.pause();
-    }
+    if (this.#inputHeld()) this.#socket.pause();
   };
 
   readonly #onClose = (): void => {

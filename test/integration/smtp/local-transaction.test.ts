@@ -383,36 +383,24 @@ describe('SMTP in Graph mode with a raw client', () => {
   });
 
   it('shutdown during a send: the send finishes, its 250 comes first, then 421 4.3.2', async () => {
-    env = await startLocalEnv();
-    env.sender.hold = true;
-    const c = await rawLogin(env);
-    c.write(`MAIL FROM:<${EMAIL}>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n`);
-    for (let i = 0; i < 3; i++) await c.reply();
-    c.write('Subject: s\r\n\r\nx\r\n.\r\n');
-    await env.sender.started();
-    const closing = env.proxy.close();
+    const c = await messageWithSender();
+    const closing = env!.proxy.close();
     setTimeout(() => env?.sender.release(), 200);
     expect(await c.reply()).toBe('250 2.0.0 OK, message accepted for delivery');
     expect(await c.reply()).toBe('421 4.3.2 Service shutting down');
     await c.waitClosed();
     await closing;
-    expect(env.sender.signals[0]?.aborted).toBe(false);
+    expect(env!.sender.signals[0]?.aborted).toBe(false);
   });
 
   it('shutdown during a send that does not finish: aborted after the grace, 451 then 421', async () => {
-    env = await startLocalEnv();
-    env.sender.hold = true;
-    const c = await rawLogin(env);
-    c.write(`MAIL FROM:<${EMAIL}>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n`);
-    for (let i = 0; i < 3; i++) await c.reply();
-    c.write('Subject: s\r\n\r\nx\r\n.\r\n');
-    await env.sender.started();
+    const c = await messageWithSender();
     const started = Date.now();
-    const closing = env.proxy.close();
+    const closing = env!.proxy.close();
     expect(await c.reply(10_000)).toBe('451 4.4.0 aborted');
     expect(Date.now() - started).toBeGreaterThanOrEqual(2_500);
     expect(await c.reply()).toBe('421 4.3.2 Service shutting down');
-    expect(env.sender.signals[0]?.aborted).toBe(true);
+    expect(env!.sender.signals[0]?.aborted).toBe(true);
     await closing;
   });
 });
