@@ -3,11 +3,15 @@
  * against two references in the same run: direct (XOAUTH2 straight to the upstream) and a bare TLS
  * relay. Prints one table and writes bench/results/<timestamp>.json.
  *
- *   --only <list>     throughput,latency,netdelay,sessions,storm,scaleout,graph (comma-separated; default: all)
+ *   --only <list>     throughput,latency,netdelay,sessions,storm,scaleout,graph,instructions
+ *                     (comma-separated; default: all but instructions, which needs valgrind and
+ *                     takes about ten minutes)
  *   --delay <ms>      netdelay: one-way delay between the upstream and everyone else (default 10)
  *   --quick           fewer repetitions, N=500 sessions (a smoke run in well under a minute)
  *   --sessions <n>    number of idle sessions (default 5000; env BENCH_SESSIONS too)
  *   --experiment <x>  try a proposed fix in the proxy child (repeatable; see lib/experiments.ts)
+ *   --aa              throughput only: the "proxy" column is a second bare relay (an A/A run, to see
+ *                     how far two identical relays differ on this machine)
  *   --profile         write --cpu-prof profiles of the proxy and bare relay children to
  *                     bench/results/profiles/<timestamp>/
  */
@@ -17,6 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runGraph } from './benchmarks/graph.js';
+import { runInstructions } from './benchmarks/instructions.js';
 import { runLatency } from './benchmarks/latency.js';
 import { runNetDelay } from './benchmarks/netdelay.js';
 import { runSessions } from './benchmarks/sessions.js';
@@ -27,11 +32,24 @@ import { startEnv } from './lib/env.js';
 import { EXPERIMENTS, type Experiment } from './lib/experiments.js';
 import { renderTable, writeJson, type Row } from './lib/report.js';
 
-const BENCHMARKS = ['throughput', 'latency', 'netdelay', 'storm', 'scaleout', 'sessions', 'graph'] as const;
+const BENCHMARKS = [
+  'throughput',
+  'latency',
+  'netdelay',
+  'storm',
+  'scaleout',
+  'sessions',
+  'graph',
+  'instructions',
+] as const;
+/** What runs without --only: the instruction counts are asked for by name. */
+const DEFAULT_BENCHMARKS = BENCHMARKS.filter((b) => b !== 'instructions');
 type Benchmark = (typeof BENCHMARKS)[number];
 const RESULTS_DIR = fileURLToPath(new URL('./results/', import.meta.url));
 /** The whole run gives up after this (every loop inside is bounded too). */
 const RUN_DEADLINE_MS = 15 * 60_000;
+/** What the instruction counts add to it: everything under valgrind runs about 50 times slower. */
+const INSTRUCTIONS_DEADLINE_MS = 20 * 60_000;
 
 function openFileLimit(): number {
   try {
@@ -59,19 +77,22 @@ async function main(): Promise<void> {
       sessions: { type: 'string' },
       delay: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      aa: { type: 'boolean', default: false },
       experiment: { type: 'string', multiple: true },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     console.log(
-      'usage: npm run bench -- [--only throughput,latency,netdelay,sessions,storm,scaleout,graph] [--quick] [--sessions N] [--delay MS] [--profile] [--experiment NAME]',
+      'usage: npm run bench -- [--only throughput,latency,netdelay,sessions,storm,scaleout,graph,instructions] [--quick] [--sessions N] [--delay MS] [--profile] [--aa] [--experiment NAME]',
     );
     return;
   }
-  const selected = (values.only?.split(',').map((s) => s.trim()) ?? [...BENCHMARKS]) as Benchmark[];
+  const selected = (values.only?.split(',').map((s) => s.trim()) ?? [...DEFAULT_BENCHMARKS]) as Benchmark[];
   for (const s of selected) if (!BENCHMARKS.includes(s)) throw new Error(`unknown benchmark ${s}`);
   const quick = values.quick === true;
+  const aa = values.aa === true;
+  if (aa && selected.some((s) => s !== 'throughput')) throw new Error('--aa goes with --only throughput');
   const experiments = (values.experiment ?? []) as Experiment[];
   for (const e of experiments) if (!EXPERIMENTS.includes(e)) throw new Error(`unknown experiment ${e}`);
   const limit = openFileLimit();
@@ -90,6 +111,14 @@ async function main(): Promise<void> {
     storm: { clients: 200, accounts: 20, reps: quick ? 2 : 3 },
     scaleout: { clients: 200, instances: 3, fetches: quick ? 3 : 9 },
     graph: { reps: quick ? 3 : 7 },
+    instructions: {
+      warmups: quick ? 3 : 10,
+      samples: quick ? 3 : 5,
+      bigBytes: 20e6,
+      smallCount: 1000,
+      smallBytes: 4096,
+      smtpBytes: 10e6,
+    },
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const cpuProfDir = values.profile ? join(RESULTS_DIR, 'profiles', stamp) : undefined;
@@ -106,10 +135,11 @@ async function main(): Promise<void> {
     `xoauth-proxy bench: ${selected.join(', ')}${quick ? ' (quick)' : ''}${experiments.length ? ` [experiments: ${experiments.join(', ')}]` : ''} on ${machine.nproc}× ${machine.cpu}, Node ${machine.node}, ulimit -n ${limit}`,
   );
 
+  const deadlineMs = RUN_DEADLINE_MS + (selected.includes('instructions') ? INSTRUCTIONS_DEADLINE_MS : 0);
   const deadline = setTimeout(() => {
-    console.error(`bench: over ${RUN_DEADLINE_MS / 60_000} minutes, giving up`);
+    console.error(`bench: over ${deadlineMs / 60_000} minutes, giving up`);
     process.exit(1);
-  }, RUN_DEADLINE_MS);
+  }, deadlineMs);
   deadline.unref();
 
   const env = await startEnv({
@@ -123,6 +153,7 @@ async function main(): Promise<void> {
     stormAccounts: params.storm.accounts,
     ...(cpuProfDir ? { cpuProfDir } : {}),
     experiments,
+    aa,
   });
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
@@ -144,7 +175,9 @@ async function main(): Promise<void> {
                   ? await runScaleOut(env, params.scaleout)
                   : name === 'graph'
                     ? await runGraph(params.graph)
-                    : await runStorm(env, params.storm);
+                    : name === 'instructions'
+                      ? await runInstructions(params.instructions)
+                      : await runStorm(env, params.storm);
       rows.push(...result.rows);
       raw[name] = result.raw;
       console.error(`  ${name} done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -163,6 +196,7 @@ async function main(): Promise<void> {
     machine,
     quick,
     experiments,
+    aa,
     params,
     durationSeconds: (Date.now() - started) / 1000,
     loadAverageAtEnd: loadavg(),

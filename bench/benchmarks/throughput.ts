@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { Conn, MODES, imapLogin, imapTagged, smtpLogin, smtpReply, type Mode } from '../lib/client.js';
 import type { Env } from '../lib/env.js';
 import { makeMessage } from '../lib/messages.js';
-import { median, type Row } from '../lib/report.js';
+import { mean, median, type Row } from '../lib/report.js';
 
 export interface ThroughputOptions {
   reps: number;
@@ -23,7 +23,7 @@ type Samples = Record<Mode, number[]>;
 const SMALL_FETCHES = 5;
 
 /** Where a mode's client connects, and with which CA (none: clear text). */
-interface Leg {
+export interface Leg {
   modes: Mode[];
   imap: Partial<Record<Mode, number>>;
   smtp: Partial<Record<Mode, number>>;
@@ -31,15 +31,20 @@ interface Leg {
   label: string;
 }
 
-function legOf(env: Env, clientLeg: 'tls' | 'clear'): Leg {
+export function legOf(env: Env, clientLeg: 'tls' | 'clear'): Leg {
   return clientLeg === 'tls'
     ? { modes: MODES, imap: env.imap, smtp: env.smtp, ca: env.ca, label: '' }
     : { modes: ['bare', 'proxy'], imap: env.imapPlain, smtp: env.smtpPlain, ca: undefined, label: ', clear' };
 }
 
-async function imapSession(env: Env, leg: Leg, mode: Mode, mailbox: string): Promise<Conn> {
+/** How a mode's client logs in: in an A/A run the "proxy" is a bare relay. */
+export function loginMode(env: Env, mode: Mode): Mode {
+  return env.aa && mode === 'proxy' ? 'bare' : mode;
+}
+
+export async function imapSession(env: Env, leg: Leg, mode: Mode, mailbox: string): Promise<Conn> {
   const conn = await Conn.open(leg.imap[mode] as number, leg.ca);
-  await imapLogin(conn, mode, env.warm[0]!);
+  await imapLogin(conn, loginMode(env, mode), env.warm[0]!);
   conn.write(`S1 SELECT ${mailbox}\r\n`);
   await imapTagged(conn, 'S1');
   return conn;
@@ -50,7 +55,7 @@ let tagNo = 0;
  * Seconds and bytes for `times` FETCHes of the whole selected mailbox, one after the other (a FETCH
  * of 1,000 small messages takes ~10 ms here, too short a window to time alone on a busy machine).
  */
-async function fetchAll(conn: Conn, times = 1): Promise<{ seconds: number; bytes: number }> {
+export async function fetchAll(conn: Conn, times = 1): Promise<{ seconds: number; bytes: number }> {
   const t0 = performance.now();
   let bytes = 0;
   for (let i = 0; i < times; i++) {
@@ -62,7 +67,7 @@ async function fetchAll(conn: Conn, times = 1): Promise<{ seconds: number; bytes
   return { seconds: (performance.now() - t0) / 1000, bytes: bytes / times };
 }
 
-async function sendMail(conn: Conn, data: Buffer): Promise<number> {
+export async function sendMail(conn: Conn, data: Buffer): Promise<number> {
   const t0 = performance.now();
   conn.write('MAIL FROM:<bob@bench.test>\r\nRCPT TO:<alice@bench.test>\r\nDATA\r\n');
   await smtpReply(conn, 250);
@@ -103,7 +108,7 @@ export async function runThroughput(env: Env, o: ThroughputOptions): Promise<{ r
     big[mode] = await imapSession(env, leg, mode, 'BIG');
     small[mode] = await imapSession(env, leg, mode, 'SMALL');
     const s = await Conn.open(leg.smtp[mode] as number, leg.ca);
-    await smtpLogin(s, mode, env.warm[0]!);
+    await smtpLogin(s, loginMode(env, mode), env.warm[0]!);
     smtp[mode] = s;
   }
   const empty = (): Samples => ({ direct: [], bare: [], proxy: [] });
@@ -151,22 +156,27 @@ export async function runThroughput(env: Env, o: ThroughputOptions): Promise<{ r
     pass: undefined,
   });
   /**
-   * Relay CPU per MB, the least over the repetitions: per-transfer CPU is bimodal on a busy machine
-   * (how the TLS records happen to be batched), and the floor is the cost of the code itself.
+   * Relay CPU per MB, two ways. The mean over all repetitions is what a CPU-bound relay's capacity
+   * follows (collections and slow transfers included): the target. The least is the floor, the
+   * relay's own code when nothing else ran; it is shown without a verdict, because two identical bare
+   * relays (`--aa`) differ in it by 3-5 % (one standard deviation, up to 10 %) from run to run here,
+   * as much as any gap looked for.
    * Ratio = bare/proxy, i.e. the throughput ratio a CPU-bound relay would reach.
    */
-  const cpuRow = (name: string, x: Samples): Row => {
-    const bare = Math.min(...x.bare);
-    const proxy = Math.min(...x.proxy);
+  const cpuRow = (name: string, x: Samples, stat: 'best' | 'mean'): Row => {
+    const pick = stat === 'best' ? (xs: number[]) => Math.min(...xs) : mean;
+    const bare = pick(x.bare);
+    const proxy = pick(x.proxy);
     return {
       benchmark: 'throughput',
-      metric: `relay CPU (best of ${o.reps}), ${name}${leg.label}`,
+      metric: `relay CPU (${stat} of ${o.reps}), ${name}${leg.label}`,
       unit: 'ms/MB',
       bare,
       proxy,
       ratio: bare / proxy,
-      target: 'bare/proxy ≥ 1.0',
-      pass: bare / proxy >= 1.0,
+      ...(stat === 'mean'
+        ? { target: 'bare/proxy ≥ 1.0', pass: bare / proxy >= 1.0 }
+        : { target: 'floor (A/A: ±3–5 %)' }),
     };
   };
   return {
@@ -175,9 +185,12 @@ export async function runThroughput(env: Env, o: ThroughputOptions): Promise<{ r
       rows(`IMAP FETCH ${o.smallCount} small (${(smallBytes / 1e6).toFixed(1)} MB)${leg.label}`, smallMBps),
       msgsRow,
       rows(`SMTP DATA ${(message.length / 1e6).toFixed(0)} MB${leg.label}`, smtpMBps),
-      cpuRow('IMAP 20 MB', cpuBig),
-      cpuRow('IMAP small', cpuSmall),
-      cpuRow('SMTP 10 MB', cpuSmtp),
+      cpuRow('IMAP 20 MB', cpuBig, 'best'),
+      cpuRow('IMAP small', cpuSmall, 'best'),
+      cpuRow('SMTP 10 MB', cpuSmtp, 'best'),
+      cpuRow('IMAP 20 MB', cpuBig, 'mean'),
+      cpuRow('IMAP small', cpuSmall, 'mean'),
+      cpuRow('SMTP 10 MB', cpuSmtp, 'mean'),
     ],
     raw: {
       clientLeg: o.clientLeg ?? 'tls',

@@ -3,6 +3,7 @@
  * `proxy` (the proxy under test) or `bare` (the bare TLS relay). Driven over IPC (see rpc.ts).
  */
 import { PerformanceObserver } from 'node:perf_hooks';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { startFakeAuthServer, type FakeAuthServer } from '../../test/helpers/fake-auth-server.js';
 import { startBareRelay, type BareRelay } from './bare-relay.js';
 import { startDelayRelay, type DelayRelay } from './delay-relay.js';
@@ -35,6 +36,18 @@ async function memory(): Promise<Memory> {
 function cpu(): number {
   const u = process.cpuUsage();
   return u.user + u.system;
+}
+
+/** User and system CPU time so far, apart (µs): whether a difference is in our code or the kernel's. */
+function cpuSplit(): { user: number; system: number } {
+  const u = process.cpuUsage();
+  return { user: u.user, system: u.system };
+}
+
+/** The young generation's current size (V8 grows it with the survival rate): MB. */
+function youngGeneration(): number {
+  const space = getHeapSpaceStatistics().find((s) => s.space_name === 'new_space');
+  return (space?.space_size ?? 0) / 1e6;
 }
 
 /** Garbage collection so far: count and milliseconds by kind (a diagnostic beside `cpu`). */
@@ -138,6 +151,8 @@ if (role === 'upstream') {
       },
       memory,
       cpu,
+      cpuSplit,
+      youngGeneration,
       gc,
     },
     async () => {
@@ -170,6 +185,8 @@ if (role === 'upstream') {
       },
       memory,
       cpu,
+      cpuSplit,
+      youngGeneration,
       gc,
     },
     async () => {

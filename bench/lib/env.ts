@@ -21,6 +21,11 @@ interface Grant {
 }
 
 export interface Env {
+  /**
+   * An A/A run: the "proxy" child is a second bare relay (log in to it as to the bare one), to see
+   * how far two identical relays differ in this run.
+   */
+  aa: boolean;
   ca: string;
   upstream: Child;
   proxy: Child;
@@ -59,7 +64,11 @@ export async function startEnv(options: {
   stormSets: string[];
   stormAccounts: number;
   cpuProfDir?: string;
+  /** The proxy and bare relay children under valgrind's callgrind, dumps in this directory. */
+  callgrindDir?: string;
   experiments?: Experiment[];
+  /** See `Env.aa`. */
+  aa?: boolean;
 }): Promise<Env> {
   const certs = getTestCerts();
   const upstream = new Child('upstream');
@@ -103,19 +112,25 @@ export async function startEnv(options: {
     accounts: seeded,
     experiments: options.experiments ?? [],
   };
+  // Loading the program under callgrind takes about a minute.
+  const startTimeoutMs = options.callgrindDir ? 600_000 : 120_000;
   const startMiddle = async (): Promise<{ proxy: Child; bare: Child; p: Ports; b: Ports }> => {
-    const profile = options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {};
-    const proxy = new Child('proxy', profile);
+    const profile = {
+      ...(options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {}),
+      ...(options.callgrindDir ? { callgrindDir: options.callgrindDir } : {}),
+    };
+    const proxy = new Child(options.aa ? 'bare' : 'proxy', profile);
     const bare = new Child('bare', profile);
+    const bareOptions = {
+      cert: certs.certPem,
+      key: certs.keyPem,
+      ca: certs.caPem,
+      imapPort: up.imapPort,
+      smtpPort: up.smtpPort,
+    };
     const [p, b] = await Promise.all([
-      proxy.call<Ports>('start', proxyOptions),
-      bare.call<Ports>('start', {
-        cert: certs.certPem,
-        key: certs.keyPem,
-        ca: certs.caPem,
-        imapPort: up.imapPort,
-        smtpPort: up.smtpPort,
-      }),
+      proxy.call<Ports>('start', options.aa ? bareOptions : proxyOptions, startTimeoutMs),
+      bare.call<Ports>('start', bareOptions, startTimeoutMs),
     ]);
     return { proxy, bare, p, b };
   };
@@ -125,6 +140,7 @@ export async function startEnv(options: {
   if (options.cpuProfDir)
     console.error(`profiling: proxy pid ${first.proxy.pid}, bare relay pid ${first.bare.pid}`);
   const env: Env = {
+    aa: options.aa === true,
     ca: certs.caPem,
     upstream,
     proxy: first.proxy,

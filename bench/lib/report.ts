@@ -15,6 +15,11 @@ export interface Row {
   pass?: boolean | undefined;
 }
 
+export function mean(xs: number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  return xs.reduce((a, x) => a + x, 0) / xs.length;
+}
+
 export function median(xs: number[]): number {
   return percentile(xs, 50);
 }

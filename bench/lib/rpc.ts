@@ -30,11 +30,27 @@ export class Child {
 
   constructor(
     readonly role: Role,
-    options: { cpuProfDir?: string } = {},
+    options: { cpuProfDir?: string; callgrindDir?: string } = {},
   ) {
-    const execArgv = ['--import', 'tsx', '--expose-gc'];
-    if (options.cpuProfDir) execArgv.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`);
+    // BENCH_NODE_FLAGS: more flags for every child (e.g. --trace-gc, to see why a collection ran).
+    const extra = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+    const nodeArgv = ['--import', 'tsx', '--expose-gc', ...extra];
+    if (options.cpuProfDir) nodeArgv.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`);
+    // Under callgrind the child's instructions can be counted: deterministic where CPU time on a
+    // shared machine moves by more than the effect being looked for (see callgrind.ts).
+    const execArgv = options.callgrindDir
+      ? [
+          '--tool=callgrind',
+          // One count per thread: the main thread's is the relay's own work; V8's compiler and GC
+          // helper threads run when they will and are counted apart.
+          '--separate-threads=yes',
+          `--callgrind-out-file=${options.callgrindDir}/${role}.%p`,
+          process.execPath,
+          ...nodeArgv,
+        ]
+      : nodeArgv;
     this.#proc = fork(fileURLToPath(new URL('./child.ts', import.meta.url)), [role], {
+      ...(options.callgrindDir ? { execPath: 'valgrind' } : {}),
       execArgv,
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });

@@ -4,22 +4,27 @@
  * Usage: tsx bench/tools/relay-ab.ts [smtp|imap] [reps] [clear]
  * `clear`: the client's leg to both relays in clear text (the upstream leg stays TLS).
  * BENCH_PROFILE_DIR=<dir>: --cpu-prof profiles of both relay children there.
+ * BENCH_CALLGRIND_DIR=<dir>: both relay children under valgrind's callgrind; prints the instructions
+ * each executed per MB relayed (zeroed before and dumped after every transfer, dumps kept there).
  */
 import { performance } from 'node:perf_hooks';
 import { Conn, imapLogin, imapTagged, smtpLogin, smtpReply, type Mode } from '../lib/client.js';
 import { startEnv } from '../lib/env.js';
 import { makeMessage } from '../lib/messages.js';
 import { median } from '../lib/report.js';
+import { dumpCounts, zeroCounts } from '../lib/callgrind.js';
 
 const kind = process.argv[2] === 'imap' ? 'imap' : 'smtp';
 const reps = Number(process.argv[3] ?? 20);
 const clear = process.argv[4] === 'clear';
+const callgrindDir = process.env.BENCH_CALLGRIND_DIR;
 const env = await startEnv({
   mailboxes: { bigBytes: 1000, smallCount: 1000, smallBytes: 4096 },
   stormSets: [],
   stormAccounts: 0,
   experiments: ['cached-upstream-context'],
   ...(process.env.BENCH_PROFILE_DIR ? { cpuProfDir: process.env.BENCH_PROFILE_DIR } : {}),
+  ...(callgrindDir ? { callgrindDir } : {}),
 });
 const message = Buffer.concat([makeMessage('ab', 10e6), Buffer.from('.\r\n')]);
 const modes: ('bare' | 'proxy')[] = ['bare', 'proxy'];
@@ -41,11 +46,21 @@ const cpu: Record<string, number[]> = { bare: [], proxy: [] };
 /** Garbage collection during the timed transfers, by V8 kind (1 scavenge, 4 mark-compact, ...). */
 const gcUsed: Record<string, Record<string, { count: number; ms: number }>> = { bare: {}, proxy: {} };
 const mbps: Record<string, number[]> = { bare: [], proxy: [] };
+/** The same CPU per MB, user and system apart. */
+const userCpu: Record<string, number[]> = { bare: [], proxy: [] };
+const systemCpu: Record<string, number[]> = { bare: [], proxy: [] };
+/** Millions of instructions per MB (under callgrind). */
+const instr: Record<string, number[]> = { bare: [], proxy: [] };
+const instrAll: Record<string, number[]> = { bare: [], proxy: [] };
+/** Main thread without Node's copies of short reads (see bench/lib/callgrind.ts). */
+const instrNet: Record<string, number[]> = { bare: [], proxy: [] };
 for (let i = 0; i <= reps; i++) {
   for (const m of i % 2 ? modes : [...modes].reverse()) {
     const child = m === 'bare' ? env.bare : env.proxy;
     const c = conns[m]!;
+    if (callgrindDir) await zeroCounts(child.pid!);
     const c0 = await child.call<number>('cpu');
+    const s0 = await child.call<{ user: number; system: number }>('cpuSplit');
     const g0 = await child.call<Record<string, { count: number; ms: number }>>('gc');
     const t0 = performance.now();
     let bytes = message.length;
@@ -62,15 +77,24 @@ for (let i = 0; i <= reps; i++) {
       await c.readLine();
     }
     const s = (performance.now() - t0) / 1000;
+    const s1 = await child.call<{ user: number; system: number }>('cpuSplit');
     const used = (await child.call<number>('cpu')) - c0;
     const g1 = await child.call<Record<string, { count: number; ms: number }>>('gc');
+    const counted = callgrindDir ? await dumpCounts(child.pid!, callgrindDir) : undefined;
     if (i === 0) continue;
+    if (counted) {
+      instr[m]!.push(counted.instructions / 1e6 / (bytes / 1e6));
+      instrAll[m]!.push(counted.allThreads / 1e6 / (bytes / 1e6));
+      instrNet[m]!.push((counted.instructions - counted.shortReadCopies) / 1e6 / (bytes / 1e6));
+    }
     for (const [k, v] of Object.entries(g1)) {
       const t = (gcUsed[m]![k] ??= { count: 0, ms: 0 });
       t.count += v.count - (g0[k]?.count ?? 0);
       t.ms += v.ms - (g0[k]?.ms ?? 0);
     }
     cpu[m]!.push(used / 1000 / (bytes / 1e6));
+    userCpu[m]!.push((s1.user - s0.user) / 1000 / (bytes / 1e6));
+    systemCpu[m]!.push((s1.system - s0.system) / 1000 / (bytes / 1e6));
     mbps[m]!.push(bytes / 1e6 / s);
   }
 }
@@ -80,10 +104,39 @@ for (const m of modes) {
   );
 }
 for (const m of modes) {
+  console.log(
+    `${m}: user ms/MB best ${Math.min(...userCpu[m]!).toFixed(3)} median ${median(userCpu[m]!).toFixed(3)}; system best ${Math.min(...systemCpu[m]!).toFixed(3)} median ${median(systemCpu[m]!).toFixed(3)}`,
+  );
+}
+if (callgrindDir) {
+  for (const m of modes) {
+    console.log(
+      `${m}: main-thread instructions per MB (millions) best ${Math.min(...instr[m]!).toFixed(3)} median ${median(instr[m]!).toFixed(3)} [${instr[m]!.map((x) => x.toFixed(2)).join(' ')}]; all threads median ${median(instrAll[m]!).toFixed(2)}`,
+    );
+  }
+  for (const m of modes) {
+    console.log(
+      `${m}: the same without short-read copies best ${Math.min(...instrNet[m]!).toFixed(3)} median ${median(instrNet[m]!).toFixed(3)} [${instrNet[m]!.map((x) => x.toFixed(2)).join(' ')}]`,
+    );
+  }
+  console.log(
+    `proxy/bare without short-read copies: best ${(Math.min(...instrNet.proxy!) / Math.min(...instrNet.bare!)).toFixed(3)}, medians ${(median(instrNet.proxy!) / median(instrNet.bare!)).toFixed(3)}`,
+  );
+  console.log(
+    `proxy/bare main-thread instructions: best ${(Math.min(...instr.proxy!) / Math.min(...instr.bare!)).toFixed(3)}, medians ${(median(instr.proxy!) / median(instr.bare!)).toFixed(3)}`,
+  );
+}
+for (const m of modes) {
   const parts = Object.entries(gcUsed[m]!).map(
     ([k, v]) => `kind ${k}: ${v.count} × ${(v.ms / v.count).toFixed(2)} ms`,
   );
   console.log(`${m} GC during transfers: ${parts.join(', ') || 'none'}`);
+}
+for (const m of modes) {
+  const child = m === 'bare' ? env.bare : env.proxy;
+  console.log(
+    `${m} young generation at the end: ${(await child.call<number>('youngGeneration')).toFixed(1)} MB`,
+  );
 }
 for (const c of Object.values(conns)) c?.close();
 await env.stop();
