@@ -23,8 +23,6 @@ export interface CallgrindDump {
   allThreads: number;
   /** Of `instructions`, those spent copying short reads (see `shortReadCopies`). */
   shortReadCopies: number;
-  /** The main thread's dump (gone unless kept). */
-  file: string;
 }
 
 /** Whether valgrind's callgrind and its control program are installed. */
@@ -56,14 +54,12 @@ export async function dumpCounts(pid: number, dir: string, keep = true): Promise
     });
     const main = fresh.findIndex((f) => f.endsWith('-01'));
     if (main >= 0 && counts.every((c) => c !== undefined)) {
-      const file = join(dir, fresh[main]!);
-      const copies = shortReadCopies(readDump(file));
+      const copies = shortReadCopies(readDump(join(dir, fresh[main]!)));
       if (!keep) for (const f of fresh) rmSync(join(dir, f), { force: true });
       return {
         instructions: counts[main]!,
         allThreads: counts.reduce<number>((a, c) => a + c!, 0),
         shortReadCopies: copies,
-        file,
       };
     }
     await new Promise((r) => setTimeout(r, 50));

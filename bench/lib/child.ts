@@ -32,16 +32,16 @@ async function memory(): Promise<Memory> {
   };
 }
 
-/** CPU time used by this process so far (user + system), in microseconds. */
-function cpu(): number {
-  const u = process.cpuUsage();
-  return u.user + u.system;
-}
-
 /** User and system CPU time so far, apart (µs): whether a difference is in our code or the kernel's. */
 function cpuSplit(): { user: number; system: number } {
   const u = process.cpuUsage();
   return { user: u.user, system: u.system };
+}
+
+/** CPU time used by this process so far (user + system), in microseconds. */
+function cpu(): number {
+  const u = cpuSplit();
+  return u.user + u.system;
 }
 
 /** The young generation's current size (V8 grows it with the survival rate): MB. */
