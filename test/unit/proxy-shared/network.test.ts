@@ -245,6 +245,23 @@ describe('startRelay', () => {
     );
   });
 
+  it('leaves both sockets with the own properties it found (their hidden class unchanged)', async () => {
+    const [proxyClientLeg, client] = await socketPair();
+    const [proxyUpstreamLeg, upstream] = await socketPair();
+    // Node's stream code, shared by every socket, turns slow on each chunk once it has met more than
+    // four socket shapes; a property added here would double the shapes a relaying proxy shows it.
+    const keys = (s: Socket): (string | symbol)[] => Reflect.ownKeys(s);
+    const before = { client: keys(proxyClientLeg), upstream: keys(proxyUpstreamLeg) };
+    const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
+    client.write('a1 NOOP\r\n');
+    await readUntil(upstream, 'a1 NOOP\r\n');
+    upstream.write('a1 OK\r\n');
+    await readUntil(client, 'a1 OK\r\n');
+    expect({ client: keys(proxyClientLeg), upstream: keys(proxyUpstreamLeg) }).toEqual(before);
+    upstream.end();
+    await relay.done;
+  });
+
   it('moves 20 MB with backpressure and ends the client when the upstream resets', async () => {
     const [proxyClientLeg, client] = await socketPair();
     const [proxyUpstreamLeg, upstream] = await socketPair();
