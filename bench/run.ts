@@ -28,7 +28,7 @@ import { runSessions } from './benchmarks/sessions.js';
 import { runScaleOut } from './benchmarks/scale-out.js';
 import { runStorm } from './benchmarks/storm.js';
 import { runThroughput } from './benchmarks/throughput.js';
-import { startEnv } from './lib/env.js';
+import { heapFloorFlags, startEnv } from './lib/env.js';
 import { EXPERIMENTS, type Experiment } from './lib/experiments.js';
 import { renderTable, writeJson, type Row } from './lib/report.js';
 
@@ -59,14 +59,12 @@ function openFileLimit(): number {
   }
 }
 
-/** Throughput with the client leg in TLS, then in clear text (the relays' cost without the client TLS). */
-async function runBothLegs(
-  env: Awaited<ReturnType<typeof startEnv>>,
-  o: Parameters<typeof runThroughput>[1],
-): Promise<{ rows: Row[]; raw: unknown }> {
-  const tls = await runThroughput(env, { ...o, clientLeg: 'tls' });
-  const clear = await runThroughput(env, { ...o, clientLeg: 'clear' });
-  return { rows: [...tls.rows, ...clear.rows], raw: { tls: tls.raw, clear: clear.raw } };
+/**
+ * The relay CPU comparison runs both relays with the same old-generation floor (see
+ * `heapFloorFlags`); everything else, the memory benchmark above all, at Node's defaults as shipped.
+ */
+function middleFlagsFor(name: Benchmark | undefined): string[] {
+  return name === 'throughput' ? heapFloorFlags() : [];
 }
 
 async function main(): Promise<void> {
@@ -104,7 +102,14 @@ async function main(): Promise<void> {
     sessions = maxByFiles;
   }
   const params = {
-    throughput: { reps: quick ? 3 : 15, bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 },
+    throughput: {
+      rounds: quick ? 3 : 5,
+      reps: quick ? 3 : 8,
+      bigBytes: 20e6,
+      smallCount: 1000,
+      smallBytes: 4096,
+      smtpBytes: 10e6,
+    },
     latency: { iterations: quick ? 60 : 300 },
     netdelay: { iterations: quick ? 40 : 150, delayMs: Number(values.delay ?? 10) },
     sessions: { n: sessions, concurrency: 100 },
@@ -154,6 +159,7 @@ async function main(): Promise<void> {
     ...(cpuProfDir ? { cpuProfDir } : {}),
     experiments,
     aa,
+    middleFlags: middleFlagsFor(selected[0]),
   });
   const rows: Row[] = [];
   const raw: Record<string, unknown> = {};
@@ -162,9 +168,11 @@ async function main(): Promise<void> {
     for (const name of selected) {
       const t0 = Date.now();
       console.error(`running ${name} ...`);
+      const flags = middleFlagsFor(name);
+      if (flags.join(' ') !== env.middleFlags.join(' ')) await env.restartMiddle(flags);
       const result =
         name === 'throughput'
-          ? await runBothLegs(env, params.throughput)
+          ? await runThroughput(env, params.throughput)
           : name === 'latency'
             ? await runLatency(env, params.latency)
             : name === 'netdelay'

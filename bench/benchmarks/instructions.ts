@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Conn, smtpLogin } from '../lib/client.js';
 import { callgrindAvailable, dumpCounts, zeroCounts } from '../lib/callgrind.js';
-import { startEnv, type Env } from '../lib/env.js';
+import { heapFloorFlags, startEnv, type Env } from '../lib/env.js';
 import { makeMessage } from '../lib/messages.js';
 import { median, type Row } from '../lib/report.js';
 import { fetchAll, imapSession, legOf, loginMode, sendMail } from './throughput.js';
@@ -64,18 +64,23 @@ export async function runInstructions(o: InstructionsOptions): Promise<{ rows: R
       raw: { skipped: true },
     };
   }
-  const dir = mkdtempSync(join(tmpdir(), 'xoauth-callgrind-'));
+  // BENCH_CALLGRIND_DIR: keep every dump there (per relay, dump N is transfer N in run order: the
+  // three cases per round, the TLS leg's rounds, then the clear leg's), for callgrind_annotate.
+  const keep = process.env.BENCH_CALLGRIND_DIR;
+  const dir = keep ?? mkdtempSync(join(tmpdir(), 'xoauth-callgrind-'));
   const env = await startEnv({
     mailboxes: { bigBytes: o.bigBytes, smallCount: o.smallCount, smallBytes: o.smallBytes },
     stormSets: [],
     stormAccounts: 0,
     callgrindDir: dir,
+    // The same GC regime in both relays, as in the throughput benchmark (see heapFloorFlags).
+    middleFlags: heapFloorFlags(),
   });
   const rows: Row[] = [];
   const raw: Record<string, Record<Case, Record<Relay, Counts>>> = {};
   try {
     for (const clientLeg of ['tls', 'clear'] as const) {
-      const result = await countLeg(env, clientLeg, dir, o);
+      const result = await countLeg(env, clientLeg, dir, o, keep !== undefined);
       raw[clientLeg] = result;
       const label = clientLeg === 'clear' ? ', clear' : '';
       // The least of the counted transfers is the relay's own work: no collection ran in it and V8
@@ -102,7 +107,7 @@ export async function runInstructions(o: InstructionsOptions): Promise<{ rows: R
     }
   } finally {
     await env.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (!keep) rmSync(dir, { recursive: true, force: true });
   }
   return { rows, raw: { ...raw, warmups: o.warmups, samples: o.samples } };
 }
@@ -112,6 +117,7 @@ async function countLeg(
   clientLeg: 'tls' | 'clear',
   dir: string,
   o: InstructionsOptions,
+  keepDumps: boolean,
 ): Promise<Record<Case, Record<Relay, Counts>>> {
   const leg = legOf(env, clientLeg);
   const relays: Relay[] = ['bare', 'proxy'];
@@ -134,7 +140,7 @@ async function countLeg(
     const child = relay === 'bare' ? env.bare : env.proxy;
     await zeroCounts(child.pid!);
     const bytes = await transfer();
-    const dump = await dumpCounts(child.pid!, dir, false);
+    const dump = await dumpCounts(child.pid!, dir, keepDumps);
     if (!record) return;
     counts[c][relay].main.push(dump.instructions / 1e6 / (bytes / 1e6));
     counts[c][relay].net.push((dump.instructions - dump.shortReadCopies) / 1e6 / (bytes / 1e6));

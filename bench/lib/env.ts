@@ -14,6 +14,23 @@ export const PASSWORD = 'bench-pass-0123';
 /** Accounts with valid tokens (latency, throughput, sessions, and the direct/bare storm). */
 export const WARM_ACCOUNTS = 20;
 
+/**
+ * A fixed floor for V8's old generation, for the relays whose CPU is compared and for the upstream
+ * fakes behind every benchmark. Why: at Node's default heap sizing a process with a small heap (about
+ * 11 MB live here) that relays big transfers may settle into one full collection every 20-30 MB
+ * relayed, or may not, depending on its own history: the relayed chunks' backing stores count
+ * against an allocation limit that V8 set only about twice the live heap, and where that limit lands
+ * depends on when and how busy the process was at its last full collection. The same relay code then
+ * costs 1.0 or 2.3 ms/MB per transfer. That once made the bare relay look 20-50 % dearer than the
+ * proxy on average, and one forced collection in both made the proxy cycle as well: GC state, not
+ * relay code (docs/performance.md). With the floor neither cycles. `BENCH_HEAP_FLOOR_MB=0`: Node's
+ * defaults, to see the cycles.
+ */
+export function heapFloorFlags(): string[] {
+  const mb = Number(process.env.BENCH_HEAP_FLOOR_MB ?? 64);
+  return mb > 0 ? [`--initial-old-space-size=${mb}`] : [];
+}
+
 interface Grant {
   accessToken: string;
   refreshToken: string;
@@ -48,8 +65,10 @@ export interface Env {
     proxyNoPool: Child;
     stop(): Promise<void>;
   }>;
-  /** Replaces the proxy and bare relay children with fresh ones (clean RSS baseline). */
-  restartMiddle(): Promise<void>;
+  /** Node flags the proxy and bare relay children run with (`heapFloorFlags()` or none). */
+  middleFlags: string[];
+  /** Replaces the proxy and bare relay children with fresh ones (clean RSS baseline), with `flags`. */
+  restartMiddle(flags?: string[]): Promise<void>;
   /** One more proxy child with the same accounts, on a shared PostgreSQL store. */
   startPostgresProxy(postgres: { url: string; key: string; seed: boolean }): Promise<{
     child: Child;
@@ -69,9 +88,11 @@ export async function startEnv(options: {
   experiments?: Experiment[];
   /** See `Env.aa`. */
   aa?: boolean;
+  /** Node flags for the proxy and bare relay children (default none). */
+  middleFlags?: string[];
 }): Promise<Env> {
   const certs = getTestCerts();
-  const upstream = new Child('upstream');
+  const upstream = new Child('upstream', { nodeFlags: heapFloorFlags() });
   const up = await upstream.call<{
     imapPort: number;
     smtpPort: number;
@@ -114,10 +135,13 @@ export async function startEnv(options: {
   };
   // Loading the program under callgrind takes about a minute.
   const startTimeoutMs = options.callgrindDir ? 600_000 : 120_000;
-  const startMiddle = async (): Promise<{ proxy: Child; bare: Child; p: Ports; b: Ports }> => {
+  const startMiddle = async (
+    nodeFlags: string[],
+  ): Promise<{ proxy: Child; bare: Child; p: Ports; b: Ports }> => {
     const profile = {
       ...(options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {}),
       ...(options.callgrindDir ? { callgrindDir: options.callgrindDir } : {}),
+      nodeFlags,
     };
     const proxy = new Child(options.aa ? 'bare' : 'proxy', profile);
     const bare = new Child('bare', profile);
@@ -136,11 +160,12 @@ export async function startEnv(options: {
   };
   type Ports = { imapPort: number; smtpPort: number; imapPlainPort: number; smtpPlainPort: number };
 
-  const first = await startMiddle();
+  const first = await startMiddle(options.middleFlags ?? []);
   if (options.cpuProfDir)
     console.error(`profiling: proxy pid ${first.proxy.pid}, bare relay pid ${first.bare.pid}`);
   const env: Env = {
     aa: options.aa === true,
+    middleFlags: options.middleFlags ?? [],
     ca: certs.caPem,
     upstream,
     proxy: first.proxy,
@@ -175,9 +200,10 @@ export async function startEnv(options: {
       const ports = await child.call<Ports>('start', { ...proxyOptions, postgres });
       return { child, ...ports };
     },
-    async restartMiddle() {
+    async restartMiddle(flags = []) {
       await Promise.all([env.proxy.stop(), env.bare.stop()]);
-      const next = await startMiddle();
+      const next = await startMiddle(flags);
+      env.middleFlags = flags;
       if (options.cpuProfDir)
         console.error(`profiling: proxy pid ${next.proxy.pid}, bare relay pid ${next.bare.pid}`);
       env.proxy = next.proxy;

@@ -1,6 +1,7 @@
 /** Figures, the one table, and the JSON file. */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import jstat from 'jstat';
 
 export interface Row {
   benchmark: string;
@@ -18,6 +19,45 @@ export interface Row {
 export function mean(xs: number[]): number {
   if (xs.length === 0) return Number.NaN;
   return xs.reduce((a, x) => a + x, 0) / xs.length;
+}
+
+/** A ratio estimated from repeated paired measurements, with its two-sided 95 % interval. */
+export interface RatioEstimate {
+  ratio: number;
+  low: number;
+  high: number;
+  /** How many ratios it rests on. */
+  n: number;
+}
+
+/**
+ * The geometric mean of `ratios` and its 95 % interval (Student's t on their logarithms): ratios of
+ * paired measurements spread multiplicatively, and on the log scale 0.8 and 1.25 are equally far
+ * from 1. One ratio has no interval (NaN).
+ */
+export function ratioEstimate(ratios: number[]): RatioEstimate {
+  const logs = ratios.map((r) => Math.log(r));
+  const n = logs.length;
+  const m = mean(logs);
+  if (n < 2) return { ratio: Math.exp(m), low: Number.NaN, high: Number.NaN, n };
+  const sd = Math.sqrt(logs.reduce((a, x) => a + (x - m) ** 2, 0) / (n - 1));
+  const half = (jstat.studentt.inv(0.975, n - 1) * sd) / Math.sqrt(n);
+  return { ratio: Math.exp(m), low: Math.exp(m - half), high: Math.exp(m + half), n };
+}
+
+/**
+ * The target "`what` ≥ 1.0" judged on an estimate: failed only when its whole 95 % interval lies below
+ * 1.0 (shown worse than the reference, not merely measured a little below it); with a single ratio,
+ * that ratio decides.
+ */
+export function judgeRatio(what: string, e: RatioEstimate): Pick<Row, 'ratio' | 'target' | 'pass'> {
+  const single = Number.isNaN(e.high);
+  const interval = single ? 'one round' : `95 %: ${e.low.toFixed(2)}–${e.high.toFixed(2)}, ${e.n} rounds`;
+  return {
+    ratio: e.ratio,
+    target: `${what} ≥ 1.0 (${interval})`,
+    pass: single ? e.ratio >= 1.0 : e.high >= 1.0,
+  };
 }
 
 export function median(xs: number[]): number {

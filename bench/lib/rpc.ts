@@ -30,11 +30,11 @@ export class Child {
 
   constructor(
     readonly role: Role,
-    options: { cpuProfDir?: string; callgrindDir?: string } = {},
+    options: { cpuProfDir?: string; callgrindDir?: string; nodeFlags?: string[] } = {},
   ) {
     // BENCH_NODE_FLAGS: more flags for every child (e.g. --trace-gc, to see why a collection ran).
     const extra = process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-    const nodeArgv = ['--import', 'tsx', '--expose-gc', ...extra];
+    const nodeArgv = ['--import', 'tsx', '--expose-gc', ...(options.nodeFlags ?? []), ...extra];
     if (options.cpuProfDir) nodeArgv.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`);
     // Under callgrind the child's instructions can be counted: deterministic where CPU time on a
     // shared machine moves by more than the effect being looked for (see callgrind.ts).
@@ -44,6 +44,8 @@ export class Child {
           // One count per thread: the main thread's is the relay's own work; V8's compiler and GC
           // helper threads run when they will and are counted apart.
           '--separate-threads=yes',
+          // BENCH_VALGRIND_ARGS: more callgrind options (e.g. --cache-sim=yes for simulated cache misses).
+          ...(process.env.BENCH_VALGRIND_ARGS?.split(' ').filter(Boolean) ?? []),
           `--callgrind-out-file=${options.callgrindDir}/${role}.%p`,
           process.execPath,
           ...nodeArgv,

@@ -6,10 +6,14 @@
  * BENCH_PROFILE_DIR=<dir>: --cpu-prof profiles of both relay children there.
  * BENCH_CALLGRIND_DIR=<dir>: both relay children under valgrind's callgrind; prints the instructions
  * each executed per MB relayed (zeroed before and dumped after every transfer, dumps kept there).
+ * Both relays run with the bench's old-generation floor (BENCH_HEAP_FLOOR_MB=0: Node's defaults;
+ * see heapFloorFlags in lib/env.ts). BENCH_GC_FIRST=1: one full collection in both before the first
+ * transfer, so that their heap limits start from the same state (at the defaults, that is what puts
+ * the proxy into the same cycle of full collections as the bare relay).
  */
 import { performance } from 'node:perf_hooks';
 import { Conn, imapLogin, imapTagged, smtpLogin, smtpReply, type Mode } from '../lib/client.js';
-import { startEnv } from '../lib/env.js';
+import { heapFloorFlags, startEnv } from '../lib/env.js';
 import { makeMessage } from '../lib/messages.js';
 import { median } from '../lib/report.js';
 import { dumpCounts, zeroCounts } from '../lib/callgrind.js';
@@ -25,6 +29,7 @@ const env = await startEnv({
   experiments: ['cached-upstream-context'],
   ...(process.env.BENCH_PROFILE_DIR ? { cpuProfDir: process.env.BENCH_PROFILE_DIR } : {}),
   ...(callgrindDir ? { callgrindDir } : {}),
+  middleFlags: heapFloorFlags(),
 });
 const message = Buffer.concat([makeMessage('ab', 10e6), Buffer.from('.\r\n')]);
 const modes: ('bare' | 'proxy')[] = ['bare', 'proxy'];
@@ -57,6 +62,7 @@ const instr: Record<string, number[]> = { bare: [], proxy: [] };
 const instrAll: Record<string, number[]> = { bare: [], proxy: [] };
 /** Main thread without Node's copies of short reads (see bench/lib/callgrind.ts). */
 const instrNet: Record<string, number[]> = { bare: [], proxy: [] };
+if (process.env.BENCH_GC_FIRST) await Promise.all([env.bare.call('memory'), env.proxy.call('memory')]);
 for (let i = 0; i <= reps; i++) {
   for (const m of i % 2 ? modes : [...modes].reverse()) {
     const child = m === 'bare' ? env.bare : env.proxy;
