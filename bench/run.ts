@@ -101,29 +101,17 @@ async function main(): Promise<void> {
     console.error(`open-file limit ${limit}: sessions capped at ${maxByFiles} (raise it with ulimit -n)`);
     sessions = maxByFiles;
   }
+  /** The transfers the throughput and instruction benchmarks time (and the mailboxes they need). */
+  const transfers = { bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 };
   const params = {
-    throughput: {
-      rounds: quick ? 3 : 5,
-      reps: quick ? 3 : 8,
-      bigBytes: 20e6,
-      smallCount: 1000,
-      smallBytes: 4096,
-      smtpBytes: 10e6,
-    },
+    throughput: { rounds: quick ? 3 : 5, reps: quick ? 3 : 8, ...transfers },
     latency: { iterations: quick ? 60 : 300 },
     netdelay: { iterations: quick ? 40 : 150, delayMs: Number(values.delay ?? 10) },
     sessions: { n: sessions, concurrency: 100 },
     storm: { clients: 200, accounts: 20, reps: quick ? 2 : 3 },
     scaleout: { clients: 200, instances: 3, fetches: quick ? 3 : 9 },
     graph: { reps: quick ? 3 : 7 },
-    instructions: {
-      warmups: quick ? 3 : 10,
-      samples: quick ? 3 : 5,
-      bigBytes: 20e6,
-      smallCount: 1000,
-      smallBytes: 4096,
-      smtpBytes: 10e6,
-    },
+    instructions: { warmups: quick ? 3 : 10, samples: quick ? 3 : 5, ...transfers },
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const cpuProfDir = values.profile ? join(RESULTS_DIR, 'profiles', stamp) : undefined;

@@ -21,7 +21,7 @@ export const WARM_ACCOUNTS = 20;
  * relayed, or may not, depending on its own history: the relayed chunks' backing stores count
  * against an allocation limit that V8 set only about twice the live heap, and where that limit lands
  * depends on when and how busy the process was at its last full collection. The same relay code then
- * costs 1.0 or 2.3 ms/MB per transfer. That once made the bare relay look 20-50 % dearer than the
+ * costs 1.0 or 2.3 ms/MB per transfer. That once made the bare relay look 14-56 % dearer than the
  * proxy on average, and one forced collection in both made the proxy cycle as well: GC state, not
  * relay code (docs/performance.md). With the floor neither cycles. `BENCH_HEAP_FLOOR_MB=0`: Node's
  * defaults, to see the cycles.
