@@ -11,7 +11,7 @@
  * Under valgrind the relays run about 50 times slower, so V8 needs more transfers to settle: the first
  * `warmups` rounds are not counted.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Conn, smtpLogin } from '../lib/client.js';
@@ -67,6 +67,7 @@ export async function runInstructions(o: InstructionsOptions): Promise<{ rows: R
   // BENCH_CALLGRIND_DIR: keep every dump there (per relay, dump N is transfer N in run order: the
   // three cases per round, the TLS leg's rounds, then the clear leg's), for callgrind_annotate.
   const keep = process.env.BENCH_CALLGRIND_DIR;
+  if (keep) mkdirSync(keep, { recursive: true });
   const dir = keep ?? mkdtempSync(join(tmpdir(), 'xoauth-callgrind-'));
   const env = await startEnv({
     mailboxes: { bigBytes: o.bigBytes, smallCount: o.smallCount, smallBytes: o.smallBytes },

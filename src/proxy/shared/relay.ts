@@ -73,8 +73,9 @@ export function startRelay(options: RelayOptions): Relay {
   let endedBy: 'client' | 'upstream' | undefined;
   let firstError: Error | undefined;
 
-  // No socket.setTimeout(0) here: nothing set a socket timeout to clear, and the call adds an own
-  // `timeout` property, which gives the socket a new hidden class. Node's stream code then meets
+  // No socket.setTimeout(0) here: no socket timeout is left to clear (our timers are plain ones, and
+  // Node clears a TLS listener's handshake timeout itself once the socket is secure), and on a socket
+  // that never had one the call adds an own `timeout` property, which gives it a new hidden class. Node's stream code then meets
   // twice as many socket shapes as a bare relay's, goes megamorphic on every chunk's property loads,
   // and relaying costs a few per cent more instructions (docs/performance.md).
   for (const socket of [client, upstream]) {
