@@ -46,6 +46,15 @@ export const MAX_MESSAGES_PER_SESSION = 100;
 /** Microsoft Graph refuses a message with more than 500 recipients. */
 export const MAX_RECIPIENTS = 500;
 
+/**
+ * Room in a TLS socket's write buffer while it relays, per direction. A TLS socket reports a write
+ * done only a turn of the event loop later (a plain one at once, when the kernel took the bytes), so
+ * with Node's 16 KiB default one full TLS record fills it: pipe() pauses its source after every
+ * record and resumes it a turn later. Room for more than a 64 KiB socket read keeps the source
+ * flowing, and only a reader that really is slow pauses it, after 96 KiB plus the chunk in hand.
+ */
+export const RELAY_TLS_WRITE_BUFFER = 96 * 1024;
+
 /** The limits for a listener; without settings, the configuration's defaults. */
 export function frontLimits(settings: LimitSettings = DEFAULTS.settings.limits): FrontLimits {
   return {

@@ -8,12 +8,17 @@
  * - Either side ending or failing ends the other; the promise resolves once both are closed. On an
  *   SMTP listener a client's end of input (a half-close) leaves our side open, so what the upstream
  *   answers to the commands before it still reaches the client.
+ * - A TLS leg gets a larger write buffer than Node's default (`RELAY_TLS_WRITE_BUFFER`), so that
+ *   pipe() does not pause and resume its source for every TLS record: 5-10 % less CPU per MB than a
+ *   bare `pipe()` relay with a TLS leg (docs/performance.md).
  * - No JavaScript of ours per chunk: `pipe()` is the whole data path, as in a bare relay. The byte
  *   counts come from the sockets' own counters (`bytesRead`, cleartext for TLS sockets too), taken at
  *   the start and read when asked; a second 'data' listener per socket cost an extra call and an
  *   emit with two listeners (an array copy) for every chunk (docs/performance.md).
  */
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { RELAY_TLS_WRITE_BUFFER } from './limits.js';
 import { KEEPALIVE_DELAY_MS } from './upstream.js';
 
 /** After one side closed, how long the other may take to flush before it is destroyed. */
@@ -56,6 +61,21 @@ function whenClosed(socket: Socket, callback: () => void): void {
 }
 
 /**
+ * Gives a TLS socket the relay's write buffer. A socket's buffer size is fixed when it is made, and
+ * the relay's sockets are made in several places (listeners, STARTTLS, upstream connects), Node's
+ * own TLS server among them, which does not pass a size on to the sockets it accepts; so it is set
+ * here, on the stream state that Node's `writableHighWaterMark` reads. Assigning a field the state
+ * already has keeps its hidden class.
+ */
+function widenTlsWriteBuffer(socket: Socket): void {
+  if ((socket as TLSSocket).encrypted !== true) return;
+  const state = (socket as unknown as { _writableState?: { highWaterMark?: unknown } })._writableState;
+  if (state && typeof state.highWaterMark === 'number' && state.highWaterMark < RELAY_TLS_WRITE_BUFFER) {
+    state.highWaterMark = RELAY_TLS_WRITE_BUFFER;
+  }
+}
+
+/**
  * What the socket has read from the network that is not yet ours: bytes still in its stream buffer
  * (read by the kernel side, not yet emitted) are the relay's to move and count.
  */
@@ -81,6 +101,7 @@ export function startRelay(options: RelayOptions): Relay {
   for (const socket of [client, upstream]) {
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     socket.setNoDelay(true);
+    widenTlsWriteBuffer(socket);
   }
 
   if (options.clientPending && options.clientPending.length > 0) upstream.write(options.clientPending);

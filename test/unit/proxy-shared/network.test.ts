@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ListenerConfig } from '../../../src/config/types.js';
 import { silentLogger } from '../../../src/log.js';
 import { ProxyListener } from '../../../src/proxy/shared/listener.js';
+import { RELAY_TLS_WRITE_BUFFER } from '../../../src/proxy/shared/limits.js';
 import { startRelay } from '../../../src/proxy/shared/relay.js';
 import { upgradeToTls } from '../../../src/proxy/shared/starttls.js';
 import { createLocalSecureContext, upstreamTlsOptions } from '../../../src/proxy/shared/tls-context.js';
@@ -221,6 +222,17 @@ async function socketPair(): Promise<[Socket, Socket]> {
   return [serverSide, client];
 }
 
+/** A TLS connection on 127.0.0.1: [the accepting side (a TLS listener's socket), the connecting side]. */
+async function tlsPair(): Promise<[TLSSocket, TLSSocket]> {
+  const server = createTlsServer({ cert: certs.certPem, key: certs.keyPem });
+  const port = await listen(server);
+  const accepted = once(server, 'secureConnection') as Promise<[TLSSocket]>;
+  const client = tlsConnect({ port, host: '127.0.0.1', ca: certs.caPem });
+  const [[serverSide]] = await Promise.all([accepted, once(client, 'secureConnect')]);
+  server.close();
+  return [serverSide, client];
+}
+
 describe('startRelay', () => {
   it('sends pending bytes first, in order, then pipes both ways and counts the bytes it read', async () => {
     const [proxyClientLeg, client] = await socketPair();
@@ -260,6 +272,40 @@ describe('startRelay', () => {
     expect({ client: keys(proxyClientLeg), upstream: keys(proxyUpstreamLeg) }).toEqual(before);
     upstream.end();
     await relay.done;
+  });
+
+  it('gives a TLS leg room for more than one TLS record in its write buffer, a plain leg keeps the default', async () => {
+    const [proxyClientLeg, client] = await tlsPair();
+    const [proxyUpstreamLeg, upstream] = await socketPair();
+    const plainDefault = proxyUpstreamLeg.writableHighWaterMark;
+    expect(proxyClientLeg.writableHighWaterMark).toBeLessThan(RELAY_TLS_WRITE_BUFFER);
+    const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
+    expect(proxyClientLeg.writableHighWaterMark).toBe(RELAY_TLS_WRITE_BUFFER);
+    expect(proxyUpstreamLeg.writableHighWaterMark).toBe(plainDefault);
+    // pipe() pauses its source whenever a write leaves the destination's buffer full. A TLS socket
+    // reports a write done only a turn later, so with Node's 16 KiB default every chunk would pause
+    // the source: over 200 times for these 10 MB (160 reads of 64 KiB). With the wider buffer it
+    // pauses only when the reader falls behind (a handful of times here).
+    const size = 10 * 1024 * 1024;
+    const chunk = Buffer.alloc(64 * 1024, 0x62);
+    let pauses = 0;
+    proxyUpstreamLeg.on('pause', () => (pauses += 1));
+    let received = 0;
+    const got = new Promise<void>((resolve) =>
+      client.on('data', (d: Buffer) => {
+        received += d.length;
+        if (received >= size) resolve();
+      }),
+    );
+    for (let sent = 0; sent < size; sent += chunk.length) {
+      if (!upstream.write(chunk)) await once(upstream, 'drain');
+    }
+    await got;
+    expect(received).toBe(size);
+    expect(pauses).toBeLessThan(size / chunk.length / 4);
+    upstream.end();
+    await relay.done;
+    client.destroy();
   });
 
   it('moves 20 MB with backpressure and ends the client when the upstream resets', async () => {
