@@ -308,6 +308,29 @@ describe('startRelay', () => {
     client.destroy();
   });
 
+  it('still holds back a fast upstream when the TLS client stops reading: at most the wider buffer and one read', async () => {
+    const [proxyClientLeg, client] = await tlsPair();
+    const [proxyUpstreamLeg, upstream] = await socketPair();
+    const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
+    client.pause();
+    const chunk = Buffer.alloc(64 * 1024, 0x63);
+    // Write until the upstream's own socket says stop and stays stopped: the kernel buffers on both
+    // legs are full and the proxy has stopped reading. Bounded at 256 MB in case it never stops.
+    let stalled = false;
+    for (let sent = 0; !stalled && sent < 256 * 1024 * 1024; sent += chunk.length) {
+      if (upstream.write(chunk)) continue;
+      const drained = once(upstream, 'drain').then(() => true);
+      stalled = !(await Promise.race([drained, new Promise((r) => setTimeout(() => r(false), 300))]));
+    }
+    expect(stalled).toBe(true);
+    expect(proxyClientLeg.writableLength).toBeGreaterThan(0);
+    expect(proxyClientLeg.writableLength).toBeLessThanOrEqual(RELAY_TLS_WRITE_BUFFER + chunk.length);
+    relay.destroy();
+    await relay.done;
+    client.destroy();
+    upstream.destroy();
+  });
+
   it('moves 20 MB with backpressure and ends the client when the upstream resets', async () => {
     const [proxyClientLeg, client] = await socketPair();
     const [proxyUpstreamLeg, upstream] = await socketPair();
