@@ -1,7 +1,7 @@
 /**
  * (1) Throughput: one persistent, logged-in connection per mode; the timed part is one FETCH (or one
- * SMTP transaction) from the command to its final reply. Modes are interleaved within each repetition
- * (in rotating order) so that drift on a shared machine hits all three alike.
+ * SMTP transaction) from the command to its final reply. Each case runs in a block of its own, the
+ * modes rotating within it so that drift on a shared machine hits all three alike.
  *
  * The proxy is compared with the bare relay over several rounds, each with freshly started relay
  * processes. Why rounds: two identical bare relays (`--aa`) differ by up to 5-9 % in one pair of
@@ -146,25 +146,37 @@ async function measureLeg(env: Env, leg: Leg, o: ThroughputOptions, message: Buf
     return { bare, proxy };
   };
   const collectionsBefore = await collections();
-  // Repetition 0 is a warm-up (JIT, TLS buffers, TCP windows) and is not recorded.
-  for (let rep = 0; rep <= o.reps; rep++) {
-    const order = modes.map((_, i) => modes[(i + rep) % modes.length] as Mode);
-    for (const mode of order) {
-      const [b, cb] = await withCpu(mode, () => fetchAll(big[mode]!));
-      const [s, cs] = await withCpu(mode, () => fetchAll(small[mode]!, SMALL_FETCHES));
-      const [seconds, cm] = await withCpu(mode, () => sendMail(smtp[mode]!, message));
-      if (rep === 0) continue;
-      out.cpuBig[mode].push(cb / 1000 / (b.bytes / 1e6));
-      out.cpuSmall[mode].push(cs / 1000 / ((SMALL_FETCHES * s.bytes) / 1e6));
-      out.cpuSmtp[mode].push(cm / 1000 / (message.length / 1e6));
-      out.bigBytes = b.bytes;
-      out.smallBytes = s.bytes;
-      out.bigMBps[mode].push(b.bytes / 1e6 / b.seconds);
-      out.smallMBps[mode].push((SMALL_FETCHES * s.bytes) / 1e6 / s.seconds);
-      out.smallMsgs[mode].push((SMALL_FETCHES * o.smallCount) / s.seconds);
-      out.smtpMBps[mode].push(message.length / 1e6 / seconds);
+  // Each case is timed in a block of its own, after a warm-up repetition of its own (JIT, TLS buffers,
+  // TCP windows) that is not recorded. Interleaved cases showed another case's deferred work in a
+  // window: a relay's collections and buffer sweeping after a 20 MB FETCH landed in the small FETCHes
+  // timed right after it, by as much as 5-10 % either way depending on which relay ran them.
+  // Within a block the modes rotate, so that drift on a shared machine hits all of them alike.
+  const block = async (run: (mode: Mode, rep: number) => Promise<void>): Promise<void> => {
+    for (let rep = 0; rep <= o.reps; rep++) {
+      for (const mode of modes.map((_, i) => modes[(i + rep) % modes.length] as Mode)) await run(mode, rep);
     }
-  }
+  };
+  await block(async (mode, rep) => {
+    const [b, cb] = await withCpu(mode, () => fetchAll(big[mode]!));
+    if (rep === 0) return;
+    out.cpuBig[mode].push(cb / 1000 / (b.bytes / 1e6));
+    out.bigBytes = b.bytes;
+    out.bigMBps[mode].push(b.bytes / 1e6 / b.seconds);
+  });
+  await block(async (mode, rep) => {
+    const [s, cs] = await withCpu(mode, () => fetchAll(small[mode]!, SMALL_FETCHES));
+    if (rep === 0) return;
+    out.cpuSmall[mode].push(cs / 1000 / ((SMALL_FETCHES * s.bytes) / 1e6));
+    out.smallBytes = s.bytes;
+    out.smallMBps[mode].push((SMALL_FETCHES * s.bytes) / 1e6 / s.seconds);
+    out.smallMsgs[mode].push((SMALL_FETCHES * o.smallCount) / s.seconds);
+  });
+  await block(async (mode, rep) => {
+    const [seconds, cm] = await withCpu(mode, () => sendMail(smtp[mode]!, message));
+    if (rep === 0) return;
+    out.cpuSmtp[mode].push(cm / 1000 / (message.length / 1e6));
+    out.smtpMBps[mode].push(message.length / 1e6 / seconds);
+  });
   const collectionsAfter = await collections();
   out.fullCollections = {
     bare: collectionsAfter.bare - collectionsBefore.bare,
