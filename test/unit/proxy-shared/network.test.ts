@@ -233,6 +233,22 @@ async function tlsPair(): Promise<[TLSSocket, TLSSocket]> {
   return [serverSide, client];
 }
 
+/** Writes `size` bytes into `from` (honouring its backpressure) and resolves with what `to` received. */
+async function sendThrough(from: Socket, to: Socket, size: number, chunk: Buffer): Promise<number> {
+  let received = 0;
+  const got = new Promise<void>((resolve) =>
+    to.on('data', (d: Buffer) => {
+      received += d.length;
+      if (received >= size) resolve();
+    }),
+  );
+  for (let sent = 0; sent < size; sent += chunk.length) {
+    if (!from.write(chunk)) await once(from, 'drain');
+  }
+  await got;
+  return received;
+}
+
 describe('startRelay', () => {
   it('sends pending bytes first, in order, then pipes both ways and counts the bytes it read', async () => {
     const [proxyClientLeg, client] = await socketPair();
@@ -290,18 +306,7 @@ describe('startRelay', () => {
     const chunk = Buffer.alloc(64 * 1024, 0x62);
     let pauses = 0;
     proxyUpstreamLeg.on('pause', () => (pauses += 1));
-    let received = 0;
-    const got = new Promise<void>((resolve) =>
-      client.on('data', (d: Buffer) => {
-        received += d.length;
-        if (received >= size) resolve();
-      }),
-    );
-    for (let sent = 0; sent < size; sent += chunk.length) {
-      if (!upstream.write(chunk)) await once(upstream, 'drain');
-    }
-    await got;
-    expect(received).toBe(size);
+    expect(await sendThrough(upstream, client, size, chunk)).toBe(size);
     expect(pauses).toBeLessThan(size / chunk.length / 4);
     upstream.end();
     await relay.done;
@@ -337,18 +342,7 @@ describe('startRelay', () => {
     const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
     const size = 20 * 1024 * 1024;
     const chunk = Buffer.alloc(64 * 1024, 0x61);
-    let received = 0;
-    const got = new Promise<void>((resolve) =>
-      client.on('data', (d: Buffer) => {
-        received += d.length;
-        if (received >= size) resolve();
-      }),
-    );
-    for (let sent = 0; sent < size; sent += chunk.length) {
-      if (!upstream.write(chunk)) await once(upstream, 'drain');
-    }
-    await got;
-    expect(received).toBe(size);
+    expect(await sendThrough(upstream, client, size, chunk)).toBe(size);
     upstream.resetAndDestroy();
     const result = await relay.done;
     expect(result.bytesToClient).toBe(size);
