@@ -47,13 +47,14 @@ export const MAX_MESSAGES_PER_SESSION = 100;
 export const MAX_RECIPIENTS = 500;
 
 /**
- * Room in a TLS socket's write buffer while it relays, per direction. A TLS socket reports a write
- * done only a turn of the event loop later (a plain one at once, when the kernel took the bytes), so
- * with Node's 16 KiB default one full TLS record fills it: pipe() pauses its source after every
- * record and resumes it a turn later. Room for more than a 64 KiB socket read keeps the source
- * flowing, and only a reader that really is slow pauses it, after 96 KiB plus the chunk in hand.
+ * Room in each relayed socket's write buffer, per direction. A TLS socket reports a write done only
+ * a turn of the event loop later (a plain one at once, when the kernel took the bytes), so with
+ * Node's 16 KiB default one full TLS record fills it: pipe() pauses its source after every record
+ * and resumes it a turn later. Into a plain socket the relay gathers the chunks of one pass of the
+ * event loop into one write, and this is the most a batch holds before the source pauses. Either
+ * way only a reader that really is slow pauses its source, after 96 KiB plus the chunk in hand.
  */
-export const RELAY_TLS_WRITE_BUFFER = 96 * 1024;
+export const RELAY_WRITE_BUFFER = 96 * 1024;
 
 /** The limits for a listener; without settings, the configuration's defaults. */
 export function frontLimits(settings: LimitSettings = DEFAULTS.settings.limits): FrontLimits {

@@ -2,6 +2,7 @@
  * The socket-level shared pieces against real sockets on 127.0.0.1: listener, STARTTLS upgrade,
  * upstream connect (certificate verification, deadline), relay.
  */
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
@@ -9,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ListenerConfig } from '../../../src/config/types.js';
 import { silentLogger } from '../../../src/log.js';
 import { ProxyListener } from '../../../src/proxy/shared/listener.js';
-import { RELAY_TLS_WRITE_BUFFER } from '../../../src/proxy/shared/limits.js';
+import { RELAY_WRITE_BUFFER } from '../../../src/proxy/shared/limits.js';
 import { startRelay } from '../../../src/proxy/shared/relay.js';
 import { upgradeToTls } from '../../../src/proxy/shared/starttls.js';
 import { createLocalSecureContext, upstreamTlsOptions } from '../../../src/proxy/shared/tls-context.js';
@@ -290,14 +291,14 @@ describe('startRelay', () => {
     await relay.done;
   });
 
-  it('gives a TLS leg room for more than one TLS record in its write buffer, a plain leg keeps the default', async () => {
+  it('gives every leg room for more than one socket read in its write buffer', async () => {
     const [proxyClientLeg, client] = await tlsPair();
     const [proxyUpstreamLeg, upstream] = await socketPair();
-    const plainDefault = proxyUpstreamLeg.writableHighWaterMark;
-    expect(proxyClientLeg.writableHighWaterMark).toBeLessThan(RELAY_TLS_WRITE_BUFFER);
+    expect(proxyClientLeg.writableHighWaterMark).toBeLessThan(RELAY_WRITE_BUFFER);
+    expect(proxyUpstreamLeg.writableHighWaterMark).toBeLessThan(RELAY_WRITE_BUFFER);
     const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
-    expect(proxyClientLeg.writableHighWaterMark).toBe(RELAY_TLS_WRITE_BUFFER);
-    expect(proxyUpstreamLeg.writableHighWaterMark).toBe(plainDefault);
+    expect(proxyClientLeg.writableHighWaterMark).toBe(RELAY_WRITE_BUFFER);
+    expect(proxyUpstreamLeg.writableHighWaterMark).toBe(RELAY_WRITE_BUFFER);
     // pipe() pauses its source whenever a write leaves the destination's buffer full. A TLS socket
     // reports a write done only a turn later, so with Node's 16 KiB default every chunk would pause
     // the source: over 200 times for these 10 MB (160 reads of 64 KiB). With the wider buffer it
@@ -329,7 +330,71 @@ describe('startRelay', () => {
     }
     expect(stalled).toBe(true);
     expect(proxyClientLeg.writableLength).toBeGreaterThan(0);
-    expect(proxyClientLeg.writableLength).toBeLessThanOrEqual(RELAY_TLS_WRITE_BUFFER + chunk.length);
+    expect(proxyClientLeg.writableLength).toBeLessThanOrEqual(RELAY_WRITE_BUFFER + chunk.length);
+    relay.destroy();
+    await relay.done;
+    client.destroy();
+    upstream.destroy();
+  });
+
+  it("writes a TLS upstream's records to a plain client in batches, every byte in order", async () => {
+    const [upstream, proxyUpstreamLeg] = await tlsPair();
+    const [proxyClientLeg, client] = await socketPair();
+    const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
+    // Count the records the TLS leg hands over (at most 16 KiB each) and the writes the plain leg
+    // makes of them: without batching, one write per record.
+    let records = 0;
+    proxyUpstreamLeg.on('data', () => (records += 1));
+    let writes = 0;
+    const leg = proxyClientLeg as unknown as Record<'_write' | '_writev', (...args: unknown[]) => unknown>;
+    for (const method of ['_write', '_writev'] as const) {
+      const original = leg[method].bind(proxyClientLeg);
+      leg[method] = (...args: unknown[]) => {
+        writes += 1;
+        return original(...args);
+      };
+    }
+    const size = 8 * 1024 * 1024;
+    const sent = createHash('sha256');
+    const received = createHash('sha256');
+    let count = 0;
+    const done = new Promise<void>((resolve) =>
+      client.on('data', (d: Buffer) => {
+        received.update(d);
+        count += d.length;
+        if (count >= size) resolve();
+      }),
+    );
+    for (let offset = 0; offset < size; offset += 64 * 1024) {
+      const chunk = Buffer.alloc(64 * 1024, offset / 1024);
+      sent.update(chunk);
+      if (!upstream.write(chunk)) await once(upstream, 'drain');
+    }
+    await done;
+    expect(count).toBe(size);
+    expect(received.digest('hex')).toBe(sent.digest('hex'));
+    expect(records).toBeGreaterThanOrEqual(size / (16 * 1024));
+    expect(writes).toBeLessThan(records / 2);
+    upstream.end();
+    await relay.done;
+    client.destroy();
+  });
+
+  it('still holds back a fast upstream when the plain client stops reading: at most the wider buffer and one read', async () => {
+    const [proxyClientLeg, client] = await socketPair();
+    const [proxyUpstreamLeg, upstream] = await socketPair();
+    const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
+    client.pause();
+    const chunk = Buffer.alloc(64 * 1024, 0x64);
+    let stalled = false;
+    for (let sent = 0; !stalled && sent < 256 * 1024 * 1024; sent += chunk.length) {
+      if (upstream.write(chunk)) continue;
+      const drained = once(upstream, 'drain').then(() => true);
+      stalled = !(await Promise.race([drained, new Promise((r) => setTimeout(() => r(false), 300))]));
+    }
+    expect(stalled).toBe(true);
+    expect(proxyClientLeg.writableLength).toBeGreaterThan(0);
+    expect(proxyClientLeg.writableLength).toBeLessThanOrEqual(RELAY_WRITE_BUFFER + chunk.length);
     relay.destroy();
     await relay.done;
     client.destroy();
