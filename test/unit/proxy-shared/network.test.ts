@@ -314,28 +314,34 @@ describe('startRelay', () => {
     client.destroy();
   });
 
-  it('still holds back a fast upstream when the TLS client stops reading: at most the wider buffer and one read', async () => {
-    const [proxyClientLeg, client] = await tlsPair();
-    const [proxyUpstreamLeg, upstream] = await socketPair();
-    const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
-    client.pause();
-    const chunk = Buffer.alloc(64 * 1024, 0x63);
-    // Write until the upstream's own socket says stop and stays stopped: the kernel buffers on both
-    // legs are full and the proxy has stopped reading. Bounded at 256 MB in case it never stops.
-    let stalled = false;
-    for (let sent = 0; !stalled && sent < 256 * 1024 * 1024; sent += chunk.length) {
-      if (upstream.write(chunk)) continue;
-      const drained = once(upstream, 'drain').then(() => true);
-      stalled = !(await Promise.race([drained, new Promise((r) => setTimeout(() => r(false), 300))]));
-    }
-    expect(stalled).toBe(true);
-    expect(proxyClientLeg.writableLength).toBeGreaterThan(0);
-    expect(proxyClientLeg.writableLength).toBeLessThanOrEqual(RELAY_WRITE_BUFFER + chunk.length);
-    relay.destroy();
-    await relay.done;
-    client.destroy();
-    upstream.destroy();
-  });
+  it.each([
+    ['TLS', tlsPair],
+    ['plain', socketPair],
+  ] as const)(
+    'still holds back a fast upstream when the %s client stops reading: at most the wider buffer and one read',
+    async (_kind, clientPair) => {
+      const [proxyClientLeg, client] = await clientPair();
+      const [proxyUpstreamLeg, upstream] = await socketPair();
+      const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
+      client.pause();
+      const chunk = Buffer.alloc(64 * 1024, 0x63);
+      // Write until the upstream's own socket says stop and stays stopped: the kernel buffers on both
+      // legs are full and the proxy has stopped reading. Bounded at 256 MB in case it never stops.
+      let stalled = false;
+      for (let sent = 0; !stalled && sent < 256 * 1024 * 1024; sent += chunk.length) {
+        if (upstream.write(chunk)) continue;
+        const drained = once(upstream, 'drain').then(() => true);
+        stalled = !(await Promise.race([drained, new Promise((r) => setTimeout(() => r(false), 300))]));
+      }
+      expect(stalled).toBe(true);
+      expect(proxyClientLeg.writableLength).toBeGreaterThan(0);
+      expect(proxyClientLeg.writableLength).toBeLessThanOrEqual(RELAY_WRITE_BUFFER + chunk.length);
+      relay.destroy();
+      await relay.done;
+      client.destroy();
+      upstream.destroy();
+    },
+  );
 
   it("writes a TLS upstream's records to a plain client in batches, every byte in order", async () => {
     const [upstream, proxyUpstreamLeg] = await tlsPair();
@@ -378,27 +384,6 @@ describe('startRelay', () => {
     upstream.end();
     await relay.done;
     client.destroy();
-  });
-
-  it('still holds back a fast upstream when the plain client stops reading: at most the wider buffer and one read', async () => {
-    const [proxyClientLeg, client] = await socketPair();
-    const [proxyUpstreamLeg, upstream] = await socketPair();
-    const relay = startRelay({ client: proxyClientLeg, upstream: proxyUpstreamLeg });
-    client.pause();
-    const chunk = Buffer.alloc(64 * 1024, 0x64);
-    let stalled = false;
-    for (let sent = 0; !stalled && sent < 256 * 1024 * 1024; sent += chunk.length) {
-      if (upstream.write(chunk)) continue;
-      const drained = once(upstream, 'drain').then(() => true);
-      stalled = !(await Promise.race([drained, new Promise((r) => setTimeout(() => r(false), 300))]));
-    }
-    expect(stalled).toBe(true);
-    expect(proxyClientLeg.writableLength).toBeGreaterThan(0);
-    expect(proxyClientLeg.writableLength).toBeLessThanOrEqual(RELAY_WRITE_BUFFER + chunk.length);
-    relay.destroy();
-    await relay.done;
-    client.destroy();
-    upstream.destroy();
   });
 
   it('moves 20 MB with backpressure and ends the client when the upstream resets', async () => {
