@@ -104,7 +104,7 @@ async function main(): Promise<void> {
   /** The transfers the throughput and instruction benchmarks time (and the mailboxes they need). */
   const transfers = { bigBytes: 20e6, smallCount: 1000, smallBytes: 4096, smtpBytes: 10e6 };
   const params = {
-    throughput: { rounds: quick ? 3 : 5, reps: quick ? 3 : 8, ...transfers },
+    throughput: { rounds: quick ? 3 : 5, reps: quick ? 3 : 8, warmups: quick ? 2 : 5, ...transfers },
     latency: { iterations: quick ? 60 : 300 },
     netdelay: { iterations: quick ? 40 : 150, delayMs: Number(values.delay ?? 10) },
     sessions: { n: sessions, concurrency: 100 },

@@ -5,9 +5,11 @@
  *
  * Why: relay CPU time per MB on this two-core VM moves by ±10 % from run to run, as much as the gap
  * being looked for, and there are no hardware counters here for `perf stat`. The instruction count is
- * the same on an idle and on a busy machine. What it does not see: the kernel's share (the syscalls,
- * which strace shows to be the same calls in both), cache misses, and timing effects that change how
- * many bytes each read finds (a read shorter than 64 KiB costs Node a copy; see docs/performance.md).
+ * the same on an idle and on a busy machine. What it does not see: the kernel's share (the syscalls:
+ * the same calls in both with a TLS client leg, fewer writes in the proxy into a plain one), cache
+ * misses, and timing effects that change how many bytes each read finds (a read shorter than 64 KiB
+ * costs Node a copy; see docs/performance.md). The proxy runs without its metrics here: their
+ * event-loop monitor's 10 ms timer would fire some 50 times as often per MB under valgrind.
  * Under valgrind the relays run about 50 times slower, so V8 needs more transfers to settle: the first
  * `warmups` rounds are not counted.
  */
@@ -37,6 +39,13 @@ export interface InstructionsOptions {
  * (each costs a call into JavaScript) follows the TCP window, i.e. timing, under valgrind too.
  */
 const TOLERANCE = 1.02;
+/**
+ * With the client leg in clear text the two do not do the same work: into a plain socket the proxy
+ * batches the chunks of a pass (a cork, an immediate and one `writev` per pass), which costs a few
+ * instructions here to save system calls, which are not counted here. The CPU per MB of the
+ * throughput benchmark is where that trade is judged; this bounds what it costs in user space.
+ */
+const TOLERANCE_PLAIN_LEG = 1.05;
 
 type Relay = 'bare' | 'proxy';
 type Case = 'IMAP 20 MB' | 'IMAP small' | 'SMTP 10 MB';
@@ -84,6 +93,7 @@ export async function runInstructions(o: InstructionsOptions): Promise<{ rows: R
       const result = await countLeg(env, clientLeg, dir, o, keep !== undefined);
       raw[clientLeg] = result;
       const label = clientLeg === 'clear' ? ', clear' : '';
+      const tolerance = clientLeg === 'clear' ? TOLERANCE_PLAIN_LEG : TOLERANCE;
       // The least of the counted transfers is the relay's own work: no collection ran in it and V8
       // had settled (the medians show what GC and late compiles add).
       const row = (c: Case, what: keyof Counts, name: string, least: boolean): Row => {
@@ -97,8 +107,8 @@ export async function runInstructions(o: InstructionsOptions): Promise<{ rows: R
           bare,
           proxy,
           ratio: proxy / bare,
-          target: least ? `proxy/bare ≤ ${TOLERANCE}` : '',
-          ...(least ? { pass: proxy / bare <= TOLERANCE } : {}),
+          target: least ? `proxy/bare ≤ ${tolerance}` : '',
+          ...(least ? { pass: proxy / bare <= tolerance } : {}),
         };
       };
       for (const c of CASES)

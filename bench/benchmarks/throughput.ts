@@ -19,8 +19,10 @@ import { judgeRatio, mean, median, ratioEstimate, type Row } from '../lib/report
 export interface ThroughputOptions {
   /** Rounds, each with fresh relay processes. */
   rounds: number;
-  /** Timed repetitions per round and client leg (after one warm-up). */
+  /** Timed repetitions per round and client leg. */
   reps: number;
+  /** Untimed repetitions before them, per case (JIT, young generation, TCP windows). */
+  warmups: number;
   smtpBytes: number;
   bigBytes: number;
   smallCount: number;
@@ -152,20 +154,20 @@ async function measureLeg(env: Env, leg: Leg, o: ThroughputOptions, message: Buf
   // timed right after it, by as much as 5-10 % either way depending on which relay ran them.
   // Within a block the modes rotate, so that drift on a shared machine hits all of them alike.
   const block = async (run: (mode: Mode, rep: number) => Promise<void>): Promise<void> => {
-    for (let rep = 0; rep <= o.reps; rep++) {
+    for (let rep = 0; rep < o.warmups + o.reps; rep++) {
       for (const mode of modes.map((_, i) => modes[(i + rep) % modes.length] as Mode)) await run(mode, rep);
     }
   };
   await block(async (mode, rep) => {
     const [b, cb] = await withCpu(mode, () => fetchAll(big[mode]!));
-    if (rep === 0) return;
+    if (rep < o.warmups) return;
     out.cpuBig[mode].push(cb / 1000 / (b.bytes / 1e6));
     out.bigBytes = b.bytes;
     out.bigMBps[mode].push(b.bytes / 1e6 / b.seconds);
   });
   await block(async (mode, rep) => {
     const [s, cs] = await withCpu(mode, () => fetchAll(small[mode]!, SMALL_FETCHES));
-    if (rep === 0) return;
+    if (rep < o.warmups) return;
     out.cpuSmall[mode].push(cs / 1000 / ((SMALL_FETCHES * s.bytes) / 1e6));
     out.smallBytes = s.bytes;
     out.smallMBps[mode].push((SMALL_FETCHES * s.bytes) / 1e6 / s.seconds);
@@ -173,7 +175,7 @@ async function measureLeg(env: Env, leg: Leg, o: ThroughputOptions, message: Buf
   });
   await block(async (mode, rep) => {
     const [seconds, cm] = await withCpu(mode, () => sendMail(smtp[mode]!, message));
-    if (rep === 0) return;
+    if (rep < o.warmups) return;
     out.cpuSmtp[mode].push(cm / 1000 / (message.length / 1e6));
     out.smtpMBps[mode].push(message.length / 1e6 / seconds);
   });

@@ -2,8 +2,9 @@
  * The proxy under test, wired as the integration tests do (test/integration/imap/env.ts) and as the
  * daemon does: LocalAuthenticator (scrypt hashes from the config, with a credential cache the bench
  * can clear), TokenManager over a SQLite token store seeded as consent would seed it, an IMAP and an
- * SMTP listener with implicit TLS. Logs go through the program's own logger (redaction included) to
- * /dev/null at level info, so their cost is counted but nothing is printed.
+ * SMTP listener with implicit TLS, and the Prometheus metrics a daemon with an HTTP listener has. Logs
+ * go through the program's own logger (redaction included) to /dev/null at level info, so their cost
+ * is counted but nothing is printed.
  */
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +24,7 @@ import { UpstreamPool } from '../../src/proxy/shared/upstream-pool.js';
 import { SingleFlightAuthenticator, patchUpstreamTls, countScrypt, type Experiment } from './experiments.js';
 import { createGraphSending } from '../../src/proxy/smtp/graph-sending.js';
 import { MessageBudget } from '../../src/proxy/shared/message-budget.js';
+import { Metrics } from '../../src/metrics/metrics.js';
 
 export interface SeededAccount {
   username: string;
@@ -52,6 +54,8 @@ export interface ProxyHostOptions {
   postgres?: { url: string; key: string; seed: boolean };
   /** false: no warm upstream connections (the daemon has them unless `settings.upstreamPool.enabled: false`). */
   upstreamPool?: boolean;
+  /** false: no Prometheus metrics (the daemon has them whenever it has an HTTP listener). */
+  metrics?: boolean;
 }
 
 export interface ProxyHost {
@@ -161,6 +165,8 @@ export async function startProxyHost(o: ProxyHostOptions): Promise<ProxyHost> {
   const deps: ProxyDeps = {
     config,
     ...(pool ? { upstreamPool: pool } : {}),
+    // A daemon with an HTTP listener (consent pages) has its metrics, GC and event-loop monitors included.
+    ...(o.metrics === false ? {} : { metrics: new Metrics() }),
     graph: createGraphSending({ store, tokens, logger: logger.child({ component: 'graph' }) }),
     messageBudget: new MessageBudget(config.settings.limits.messageMemory),
     authenticator: experiments.has('single-flight-credentials')

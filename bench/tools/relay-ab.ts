@@ -1,7 +1,7 @@
 /**
  * A/B probe for the relay: many transfers through the bare relay and the proxy, alternating, printing
  * relay CPU per MB and MB/s for each. `smtp`: a 10 MB DATA; `imap`: FETCH of 1,000 messages of 4 KiB.
- * Usage: tsx bench/tools/relay-ab.ts [smtp|imap] [reps] [clear]
+ * Usage: tsx bench/tools/relay-ab.ts [smtp|imap|imapbig] [reps] [clear]
  * `clear`: the client's leg to both relays in clear text (the upstream leg stays TLS).
  * BENCH_PROFILE_DIR=<dir>: --cpu-prof profiles of both relay children there.
  * BENCH_CALLGRIND_DIR=<dir>: both relay children under valgrind's callgrind; prints the instructions
@@ -18,12 +18,14 @@ import { makeMessage } from '../lib/messages.js';
 import { median } from '../lib/report.js';
 import { dumpCounts, zeroCounts } from '../lib/callgrind.js';
 
-const kind = process.argv[2] === 'imap' ? 'imap' : 'smtp';
+/** `imapbig`: one FETCH of a 20 MB message instead of the 1,000 small ones. */
+const big = process.argv[2] === 'imapbig';
+const kind = process.argv[2] === 'imap' || big ? 'imap' : 'smtp';
 const reps = Number(process.argv[3] ?? 20);
 const clear = process.argv[4] === 'clear';
 const callgrindDir = process.env.BENCH_CALLGRIND_DIR;
 const env = await startEnv({
-  mailboxes: { bigBytes: 1000, smallCount: 1000, smallBytes: 4096 },
+  mailboxes: { bigBytes: big ? 20e6 : 1000, smallCount: 1000, smallBytes: 4096 },
   stormSets: [],
   stormAccounts: 0,
   experiments: ['cached-upstream-context'],
@@ -42,7 +44,7 @@ for (const m of modes) {
   } else {
     const c = clear ? await Conn.open(env.imapPlain[m], undefined) : await Conn.open(env.imap[m], env.ca);
     await imapLogin(c, m, env.warm[0]!);
-    c.write('S1 SELECT SMALL\r\n');
+    c.write(`S1 SELECT ${big ? 'BIG' : 'SMALL'}\r\n`);
     await imapTagged(c, 'S1');
     conns[m] = c;
   }

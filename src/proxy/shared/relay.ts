@@ -13,7 +13,7 @@
  *   leg `pipe()` moves the bytes, and the room keeps it from pausing and resuming its source for
  *   every TLS record. Into a plain leg `coalescingPipe()` moves them, gathering the chunks of one
  *   pass of the event loop into one `writev`, and the room is what a batch fills. With both, relaying
- *   costs 7-17 % less CPU per MB than a bare `pipe()` relay (docs/performance.md).
+ *   costs 4-17 % less CPU per MB than a bare `pipe()` relay (docs/performance.md).
  * - One listener per direction and chunk, as in a bare relay. The byte counts come from the sockets'
  *   own counters (`bytesRead`, cleartext for TLS sockets too), taken at the start and read when
  *   asked; a second 'data' listener per socket cost an extra call and an emit with two listeners
