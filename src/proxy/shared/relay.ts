@@ -1,8 +1,8 @@
 /**
  * After login: bytes flow both ways untouched until either side goes away.
  *
- * - Backpressure: the destination's full write buffer pauses the faster side (a 20 MB FETCH does not pile
- *   up in our memory).
+ * - Backpressure: a destination's full write buffer pauses the faster side (a 20 MB FETCH does not
+ *   pile up in our memory).
  * - Order: bytes the client pipelined after its login command, and bytes the upstream sent after its
  *   OK, are written first, before anything the sockets deliver later (cf. undici `onUpgrade`).
  * - No idle timeout of our own (IMAP IDLE may sit silent for 29 minutes); TCP keepalive instead.
