@@ -42,7 +42,7 @@ const TOLERANCE = 1.02;
 /**
  * With the client leg in clear text the two do not do the same work: into a plain socket the proxy
  * batches the chunks of a pass (a cork, an immediate and one `writev` per pass), which costs a few
- * instructions here to save system calls, which are not counted here. The CPU per MB of the
+ * user-space instructions to save system calls, and those callgrind does not count. The CPU per MB of the
  * throughput benchmark is where that trade is judged; this bounds what it costs in user space.
  */
 const TOLERANCE_PLAIN_LEG = 1.05;

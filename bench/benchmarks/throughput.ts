@@ -148,8 +148,8 @@ async function measureLeg(env: Env, leg: Leg, o: ThroughputOptions, message: Buf
     return { bare, proxy };
   };
   const collectionsBefore = await collections();
-  // Each case is timed in a block of its own, after a warm-up repetition of its own (JIT, TLS buffers,
-  // TCP windows) that is not recorded. Interleaved cases showed another case's deferred work in a
+  // Each case is timed in a block of its own, after `warmups` repetitions of its own that are not
+  // recorded (a fresh relay settles over its first 100-200 MB: JIT, young generation, TCP windows). Interleaved cases showed another case's deferred work in a
   // window: a relay's collections and buffer sweeping after a 20 MB FETCH landed in the small FETCHes
   // timed right after it, by as much as 5-10 % either way depending on which relay ran them.
   // Within a block the modes rotate, so that drift on a shared machine hits all of them alike.
